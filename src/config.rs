@@ -1,0 +1,735 @@
+//! Configuration: built-in defaults, then a TOML file, then `ONAIR__SECTION__KEY` environment
+//! variables, merged by the `config` crate into one [`Config`] that is validated once at start.
+//!
+//! Every module receives its own section (`config.rtmp`, `config.hls`, ...). Secrets are held in
+//! [`Secret`], whose `Debug` and `Serialize` never print the value, so `check-config` and logs
+//! cannot leak a stream key or a token.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The file used when `--config` is not given and it exists.
+pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or the environment could not be read or parsed into the expected types.
+    #[error("{0}")]
+    Load(#[from] config::ConfigError),
+    /// A value parsed but is not allowed.
+    #[error("invalid value for `{key}`: {value} (allowed: {allowed})")]
+    Invalid {
+        key: String,
+        value: String,
+        allowed: String,
+    },
+    #[error("config file {path} does not exist")]
+    Missing { path: PathBuf },
+}
+
+/// A secret string (stream key, token). Debug and Serialize redact it.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself: only for comparing and signing, never for logging.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"<redacted>\""
+        })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub rtmp: RtmpConfig,
+    pub http: HttpConfig,
+    pub hls: HlsConfig,
+    pub transcode: TranscodeConfig,
+    pub channels: Vec<ChannelConfig>,
+    pub chat: ChatConfig,
+    pub announce: AnnounceConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Base of every link the server hands out (watch pages in announcements).
+    pub public_url: String,
+    /// Bearer token for `/api/admin/`; empty turns the admin API off.
+    pub admin_token: Secret,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            public_url: "http://localhost:8080".into(),
+            admin_token: Secret::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpConfig {
+    pub listen: SocketAddr,
+    /// Application name in `rtmp://host/{app}/{key}`.
+    pub app: String,
+    /// Connections served at once; more are closed right after accept.
+    pub max_connections: usize,
+    /// Seconds a client has to finish the RTMP handshake and start publishing.
+    pub handshake_timeout_seconds: u64,
+    /// Seconds without any data from a publisher before it is disconnected.
+    pub no_media_timeout_seconds: u64,
+    /// Largest chunk size a client may announce, in bytes.
+    pub max_chunk_size: u32,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([0, 0, 0, 0], 1935).into(),
+            app: "live".into(),
+            max_connections: 256,
+            handshake_timeout_seconds: 10,
+            no_media_timeout_seconds: 10,
+            max_chunk_size: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Seconds a client has to send its request headers.
+    pub header_timeout_seconds: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([0, 0, 0, 0], 8080).into(),
+            max_connections: 4096,
+            header_timeout_seconds: 10,
+        }
+    }
+}
+
+/// Segment container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Container {
+    Ts,
+    Fmp4,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsConfig {
+    /// A segment is cut at the first keyframe after this many seconds.
+    pub segment_seconds: f64,
+    /// Segments listed in a live media playlist.
+    pub playlist_window: usize,
+    pub container: Container,
+    /// Length of low-latency parts.
+    pub part_seconds: f64,
+    /// Seconds a finished stream's playlists stay served (with ENDLIST) before they are freed.
+    pub linger_seconds: u64,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            segment_seconds: 2.0,
+            playlist_window: 6,
+            container: Container::Ts,
+            part_seconds: 0.333,
+            linger_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscodeConfig {
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    pub ladder: Vec<RenditionConfig>,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            ladder: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenditionConfig {
+    pub name: String,
+    pub height: u32,
+    pub video_kbps: u32,
+    pub audio_kbps: u32,
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    #[serde(default)]
+    pub max_fps: Option<f64>,
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+fn default_preset() -> String {
+    "veryfast".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Public name, used in URLs.
+    pub name: String,
+    /// Secret stream key.
+    #[serde(default)]
+    pub key: Secret,
+    /// Name of an environment variable holding the key (instead of `key`).
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// Title used in announcements.
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    pub history: usize,
+    pub max_message_chars: usize,
+    pub max_nick_chars: usize,
+    pub rate_per_second: f64,
+    pub burst: u32,
+    pub slow_mode_seconds: u64,
+    pub max_subscribers: usize,
+    pub max_subscribers_per_address: usize,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub blocked_words: Vec<String>,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            history: 200,
+            max_message_chars: 500,
+            max_nick_chars: 32,
+            rate_per_second: 1.5,
+            burst: 3,
+            slow_mode_seconds: 0,
+            max_subscribers: 20_000,
+            max_subscribers_per_address: 20,
+            trusted_proxies: Vec::new(),
+            blocked_words: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnnounceConfig {
+    pub grace_seconds: u64,
+    pub template: String,
+    pub twitter: TwitterConfig,
+    pub mastodon: MastodonConfig,
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for AnnounceConfig {
+    fn default() -> Self {
+        Self {
+            grace_seconds: 300,
+            template: "{channel} is live now: {title} {url}".into(),
+            twitter: TwitterConfig::default(),
+            mastodon: MastodonConfig::default(),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwitterConfig {
+    pub enabled: bool,
+    pub api_base: String,
+    pub consumer_key: Secret,
+    pub consumer_secret: Secret,
+    pub access_token: Secret,
+    pub access_token_secret: Secret,
+}
+
+impl Default for TwitterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            api_base: "https://api.twitter.com".into(),
+            consumer_key: Secret::default(),
+            consumer_secret: Secret::default(),
+            access_token: Secret::default(),
+            access_token_secret: Secret::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MastodonConfig {
+    pub enabled: bool,
+    pub instance_url: String,
+    pub access_token: Secret,
+    pub visibility: String,
+}
+
+impl Default for MastodonConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            instance_url: String::new(),
+            access_token: Secret::default(),
+            visibility: "public".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    #[serde(default)]
+    pub secret: Secret,
+    #[serde(default = "default_webhook_format")]
+    pub format: String,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_webhook_format() -> String {
+    "json".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `pretty` or `json`.
+    pub format: String,
+    /// Filter directive (`info`, `onair=debug`, ...); `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "pretty".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `path` (or `config/default.toml` if present), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, env)
+    }
+
+    /// [`Config::load`] with an explicit environment, so tests need not touch the process's.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: Vec<(String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError::Missing {
+                        path: p.to_path_buf(),
+                    });
+                }
+                builder = builder.add_source(config::File::from(p).format(config::FileFormat::Toml));
+            }
+            None => {
+                let p = Path::new(DEFAULT_CONFIG_PATH);
+                if p.exists() {
+                    builder =
+                        builder.add_source(config::File::from(p).format(config::FileFormat::Toml));
+                }
+            }
+        }
+        let env_map: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("ONAIR__"))
+            .cloned()
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("ONAIR")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("chat.trusted_proxies")
+                .with_list_parse_key("chat.blocked_words")
+                .source(Some(env_map)),
+        );
+        let mut cfg: Config = builder.build()?.try_deserialize()?;
+        cfg.resolve_env_keys(&env)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Channels may name an environment variable holding their key (`key_env`).
+    fn resolve_env_keys(&mut self, env: &[(String, String)]) -> Result<(), ConfigError> {
+        for (i, ch) in self.channels.iter_mut().enumerate() {
+            if let Some(var) = &ch.key_env {
+                match env.iter().find(|(k, _)| k == var) {
+                    Some((_, v)) => ch.key = Secret::new(v.clone()),
+                    None => {
+                        return Err(invalid(
+                            format!("channels[{i}].key_env"),
+                            format!("{var:?}"),
+                            "the name of a set environment variable holding the stream key",
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every value that parsed but may still be wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.server.public_url.starts_with("http://")
+            || self.server.public_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "server.public_url",
+                format!("{:?}", self.server.public_url),
+                "an http:// or https:// URL",
+            ));
+        }
+        if !is_name(&self.rtmp.app) {
+            return Err(invalid(
+                "rtmp.app",
+                format!("{:?}", self.rtmp.app),
+                "1-64 characters of a-z, A-Z, 0-9, '_' or '-'",
+            ));
+        }
+        positive("rtmp.max_connections", self.rtmp.max_connections as f64)?;
+        positive(
+            "rtmp.handshake_timeout_seconds",
+            self.rtmp.handshake_timeout_seconds as f64,
+        )?;
+        positive(
+            "rtmp.no_media_timeout_seconds",
+            self.rtmp.no_media_timeout_seconds as f64,
+        )?;
+        if !(128..=16 << 20).contains(&self.rtmp.max_chunk_size) {
+            return Err(invalid(
+                "rtmp.max_chunk_size",
+                self.rtmp.max_chunk_size.to_string(),
+                "128 to 16777216",
+            ));
+        }
+        positive("http.max_connections", self.http.max_connections as f64)?;
+        positive(
+            "http.header_timeout_seconds",
+            self.http.header_timeout_seconds as f64,
+        )?;
+        if !(0.5..=30.0).contains(&self.hls.segment_seconds) {
+            return Err(invalid(
+                "hls.segment_seconds",
+                self.hls.segment_seconds.to_string(),
+                "0.5 to 30",
+            ));
+        }
+        if !(2..=100).contains(&self.hls.playlist_window) {
+            return Err(invalid(
+                "hls.playlist_window",
+                self.hls.playlist_window.to_string(),
+                "2 to 100",
+            ));
+        }
+        if !(0.1..=self.hls.segment_seconds).contains(&self.hls.part_seconds) {
+            return Err(invalid(
+                "hls.part_seconds",
+                self.hls.part_seconds.to_string(),
+                "0.1 up to hls.segment_seconds",
+            ));
+        }
+        let mut seen_names = std::collections::HashSet::new();
+        for (i, r) in self.transcode.ladder.iter().enumerate() {
+            if !is_name(&r.name) || r.name == "source" || !seen_names.insert(r.name.clone()) {
+                return Err(invalid(
+                    format!("transcode.ladder[{i}].name"),
+                    format!("{:?}", r.name),
+                    "a unique name of a-z, A-Z, 0-9, '_' or '-', not \"source\"",
+                ));
+            }
+            if !(64..=4320).contains(&r.height) || r.height % 2 != 0 {
+                return Err(invalid(
+                    format!("transcode.ladder[{i}].height"),
+                    r.height.to_string(),
+                    "an even number from 64 to 4320",
+                ));
+            }
+            if !(50..=100_000).contains(&r.video_kbps) {
+                return Err(invalid(
+                    format!("transcode.ladder[{i}].video_kbps"),
+                    r.video_kbps.to_string(),
+                    "50 to 100000",
+                ));
+            }
+            if !(16..=512).contains(&r.audio_kbps) {
+                return Err(invalid(
+                    format!("transcode.ladder[{i}].audio_kbps"),
+                    r.audio_kbps.to_string(),
+                    "16 to 512",
+                ));
+            }
+            const PRESETS: [&str; 9] = [
+                "ultrafast",
+                "superfast",
+                "veryfast",
+                "faster",
+                "fast",
+                "medium",
+                "slow",
+                "slower",
+                "veryslow",
+            ];
+            if !PRESETS.contains(&r.preset.as_str()) {
+                return Err(invalid(
+                    format!("transcode.ladder[{i}].preset"),
+                    format!("{:?}", r.preset),
+                    "an x264 preset: ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow",
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for (i, ch) in self.channels.iter().enumerate() {
+            if !is_name(&ch.name) || !names.insert(ch.name.clone()) {
+                return Err(invalid(
+                    format!("channels[{i}].name"),
+                    format!("{:?}", ch.name),
+                    "a unique name of 1-64 characters of a-z, A-Z, 0-9, '_' or '-'",
+                ));
+            }
+            if ch.key.expose().len() < 8 || !keys.insert(ch.key.expose().to_string()) {
+                return Err(invalid(
+                    format!("channels[{i}].key"),
+                    "<redacted>".to_string(),
+                    "a unique key of at least 8 characters (or key_env naming a variable that holds one)",
+                ));
+            }
+            if ch.key.expose() == ch.name {
+                return Err(invalid(
+                    format!("channels[{i}].key"),
+                    "<redacted>".to_string(),
+                    "a key different from the public channel name",
+                ));
+            }
+        }
+        positive("chat.history", self.chat.history as f64)?;
+        positive("chat.max_message_chars", self.chat.max_message_chars as f64)?;
+        positive("chat.max_nick_chars", self.chat.max_nick_chars as f64)?;
+        positive("chat.rate_per_second", self.chat.rate_per_second)?;
+        positive("chat.burst", self.chat.burst as f64)?;
+        positive("chat.max_subscribers", self.chat.max_subscribers as f64)?;
+        positive(
+            "chat.max_subscribers_per_address",
+            self.chat.max_subscribers_per_address as f64,
+        )?;
+        if !["pretty", "json"].contains(&self.log.format.as_str()) {
+            return Err(invalid(
+                "log.format",
+                format!("{:?}", self.log.format),
+                "\"pretty\" or \"json\"",
+            ));
+        }
+        if !["public", "unlisted", "private", "direct"]
+            .contains(&self.announce.mastodon.visibility.as_str())
+        {
+            return Err(invalid(
+                "announce.mastodon.visibility",
+                format!("{:?}", self.announce.mastodon.visibility),
+                "\"public\", \"unlisted\", \"private\" or \"direct\"",
+            ));
+        }
+        for (i, w) in self.announce.webhooks.iter().enumerate() {
+            if !["json", "discord"].contains(&w.format.as_str()) {
+                return Err(invalid(
+                    format!("announce.webhooks[{i}].format"),
+                    format!("{:?}", w.format),
+                    "\"json\" or \"discord\"",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+fn invalid(key: impl Into<String>, value: impl Into<String>, allowed: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: value.into(),
+        allowed: allowed.into(),
+    }
+}
+
+fn positive(key: &str, v: f64) -> Result<(), ConfigError> {
+    if v > 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(key, v.to_string(), "a number greater than 0"))
+    }
+}
+
+/// Names used in URLs: 1-64 of `[A-Za-z0-9_-]`.
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(text: &str) -> tempfile_like::TempToml {
+        tempfile_like::TempToml::new(text)
+    }
+
+    /// A tiny temp-file helper; the std library has none and a dev-dependency is not worth it.
+    mod tempfile_like {
+        use super::*;
+        pub struct TempToml(pub PathBuf);
+        impl TempToml {
+            pub fn new(text: &str) -> Self {
+                static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let p = std::env::temp_dir().join(format!(
+                    "onair-cfg-{}-{n}.toml",
+                    std::process::id()
+                ));
+                let mut f = std::fs::File::create(&p).expect("temp file");
+                f.write_all(text.as_bytes()).expect("write temp file");
+                Self(p)
+            }
+        }
+        impl Drop for TempToml {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let cfg = Config::load_with_env(Some(&p), vec![]).expect("shipped config loads");
+        assert!(!cfg.channels.is_empty());
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let f = file("[http]\nlisten = \"127.0.0.1:1000\"\n");
+        let cfg = Config::load_with_env(
+            Some(&f.0),
+            vec![
+                ("ONAIR__HTTP__LISTEN".into(), "127.0.0.1:9000".into()),
+                ("ONAIR__HLS__SEGMENT_SECONDS".into(), "4".into()),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(cfg.http.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(cfg.hls.segment_seconds, 4.0);
+    }
+
+    #[test]
+    fn errors_name_key_value_and_allowed() {
+        let cases = [
+            ("[hls]\nsegment_seconds = 100\n", "hls.segment_seconds"),
+            ("[hls]\ncontainer = \"mkv\"\n", "container"),
+            ("[[channels]]\nname = \"a b\"\nkey = \"0123456789\"\n", "channels[0].name"),
+            ("[[channels]]\nname = \"ab\"\nkey = \"short\"\n", "channels[0].key"),
+            ("[rtmp]\nlisten = \"nowhere\"\n", "rtmp.listen"),
+            ("[bogus]\nx = 1\n", "bogus"),
+        ];
+        for (text, key) in cases {
+            let f = file(text);
+            let err = Config::load_with_env(Some(&f.0), vec![]).expect_err(text);
+            let msg = err.to_string();
+            assert!(msg.contains(key), "{text:?} gave {msg:?}");
+        }
+    }
+
+    #[test]
+    fn key_from_environment_and_redaction() {
+        let f = file("[[channels]]\nname = \"alice\"\nkey_env = \"ALICE_KEY\"\n");
+        let cfg = Config::load_with_env(
+            Some(&f.0),
+            vec![("ALICE_KEY".into(), "supersecretkey".into())],
+        )
+        .expect("loads");
+        assert_eq!(cfg.channels[0].key.expose(), "supersecretkey");
+        let shown = cfg.to_redacted_toml();
+        assert!(!shown.contains("supersecretkey"));
+        assert!(shown.contains("<redacted>"));
+        assert!(!format!("{cfg:?}").contains("supersecretkey"));
+    }
+}

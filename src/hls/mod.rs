@@ -1,0 +1,186 @@
+//! HLS: segmenters that turn each channel's media into segments, and the in-memory store that
+//! HTTP serves from. One task per channel subscribes to the bus and feeds the `source`
+//! rendition's segmenter; transcoders feed theirs through the same [`RenditionWriter`].
+
+pub mod segmenter;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, instrument, warn};
+
+use crate::bus::{ChannelBus, MediaEvent};
+use crate::config::HlsConfig;
+use crate::proto::media::{MediaPacket, StreamInfo, TIMESCALE};
+use segmenter::{Segment, Segmenter, SegmenterNote};
+pub use store::{HlsStore, Lookup, RenditionSummary, StoreConfig};
+
+/// Name of the untouched input rendition.
+pub const SOURCE: &str = "source";
+
+/// A segmenter bound to one rendition of one channel in the store.
+pub struct RenditionWriter {
+    store: Arc<HlsStore>,
+    channel: String,
+    rendition: String,
+    order: usize,
+    segmenter: Segmenter,
+    /// Wall-clock time of a DTS, for PROGRAM-DATE-TIME; reset at discontinuities.
+    anchor: Option<(i64, DateTime<Utc>)>,
+    waiting_logged: bool,
+    segment_seconds: f64,
+}
+
+impl RenditionWriter {
+    pub fn new(
+        store: Arc<HlsStore>,
+        channel: &str,
+        rendition: &str,
+        order: usize,
+        segment_seconds: f64,
+    ) -> Self {
+        Self {
+            store,
+            channel: channel.to_string(),
+            rendition: rendition.to_string(),
+            order,
+            segmenter: Segmenter::new(segment_seconds),
+            anchor: None,
+            waiting_logged: false,
+            segment_seconds,
+        }
+    }
+
+    pub fn set_info(&mut self, info: StreamInfo) {
+        let closed = self.segmenter.set_info(info);
+        self.publish(closed);
+    }
+
+    pub fn push(&mut self, pkt: &MediaPacket) {
+        let (closed, note) = self.segmenter.push(pkt);
+        match note {
+            Some(SegmenterNote::WaitingForKeyframe) if !self.waiting_logged => {
+                self.waiting_logged = true;
+                debug!(rendition = %self.rendition, "dropping frames until the first keyframe");
+            }
+            Some(SegmenterNote::Rejected(reason)) => {
+                warn!(rendition = %self.rendition, %reason, "packet dropped");
+            }
+            _ => {}
+        }
+        self.publish(closed);
+    }
+
+    /// The stream restarted (reconnect, takeover, lost packets).
+    pub fn restart(&mut self) {
+        let closed = self.segmenter.restart();
+        self.publish(closed);
+        self.anchor = None;
+        self.waiting_logged = false;
+    }
+
+    /// The stream ended: close the open segment and end the playlists.
+    pub fn finish(&mut self) {
+        let closed = self.segmenter.flush();
+        self.publish(closed);
+        self.anchor = None;
+    }
+
+    fn publish(&mut self, seg: Option<Segment>) {
+        let Some(seg) = seg else { return };
+        if seg.discontinuity {
+            self.anchor = None;
+        }
+        let (anchor_dts, anchor_time) = *self.anchor.get_or_insert_with(|| {
+            // The segment just closed, so live "now" is about its end.
+            let start = Utc::now() - chrono::Duration::milliseconds(seg.duration * 1000 / TIMESCALE);
+            (seg.start, start)
+        });
+        let pdt = anchor_time + chrono::Duration::milliseconds((seg.start - anchor_dts) * 1000 / TIMESCALE);
+        let seconds = seg.seconds();
+        if seconds > self.segment_seconds * 2.5 && seg.video_frames > 0 {
+            warn!(
+                channel = %self.channel,
+                seconds = format!("{seconds:.1}"),
+                "segment is much longer than hls.segment_seconds: set the encoder's keyframe interval to {} s",
+                self.segment_seconds
+            );
+        }
+        let seq = self
+            .store
+            .push_segment(&self.channel, &self.rendition, self.order, &seg, pdt);
+        debug!(channel = %self.channel, rendition = %self.rendition, seq, seconds, bytes = seg.data.len(), "segment");
+    }
+}
+
+/// Starts the source-rendition task of a channel.
+pub fn start_channel(
+    channel: Arc<ChannelBus>,
+    store: Arc<HlsStore>,
+    cfg: HlsConfig,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) {
+    let rx = channel.subscribe();
+    tracker.spawn(channel_task(channel, rx, store, cfg, cancel));
+}
+
+#[instrument(skip_all, fields(channel = %channel.name))]
+async fn channel_task(
+    channel: Arc<ChannelBus>,
+    mut rx: tokio::sync::broadcast::Receiver<MediaEvent>,
+    store: Arc<HlsStore>,
+    cfg: HlsConfig,
+    cancel: CancellationToken,
+) {
+    let name = channel.name.to_string();
+    let mut writer = RenditionWriter::new(store.clone(), &name, SOURCE, 0, cfg.segment_seconds);
+    let linger = Duration::from_secs(cfg.linger_seconds);
+    let mut free_at: Option<tokio::time::Instant> = None;
+    let mut live = false;
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => ev,
+            _ = async { tokio::time::sleep_until(free_at.unwrap_or_else(tokio::time::Instant::now)).await }, if free_at.is_some() => {
+                free_at = None;
+                store.remove(&name);
+                info!("stream's playlists freed after the linger period");
+                continue;
+            }
+            _ = cancel.cancelled() => {
+                if live {
+                    writer.finish();
+                    store.end(&name);
+                }
+                return;
+            }
+        };
+        match ev {
+            Ok(MediaEvent::Start { takeover }) => {
+                free_at = None;
+                live = true;
+                writer.restart();
+                debug!(takeover, "stream started");
+            }
+            Ok(MediaEvent::Info(info)) => writer.set_info(info),
+            Ok(MediaEvent::Packet(pkt)) => writer.push(&pkt),
+            Ok(MediaEvent::End) => {
+                live = false;
+                writer.finish();
+                store.end(&name);
+                free_at = Some(tokio::time::Instant::now() + linger);
+            }
+            Err(RecvError::Lagged(n)) => {
+                warn!(lost = n, "segmenter fell behind; resuming at the next keyframe");
+                writer.restart();
+                writer.set_info(channel.info());
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! H.264 as it arrives in FLV: the AVCDecoderConfigurationRecord (ISO 14496-15 5.2.4.1) and
+//! length-prefixed access units, plus the conversion to Annex B that MPEG-TS needs.
+//!
+//! SPS fields (resolution, frame rate) are read with the `h264-reader` crate: exp-Golomb parsing
+//! with scaling lists and VUI is easy to get subtly wrong by hand.
+
+use bytes::{BufMut, Bytes};
+use h264_reader::nal::sps::SeqParameterSet;
+use h264_reader::rbsp::{decode_nal, BitReader};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AvcError {
+    #[error("decoder configuration record too short ({len} bytes)")]
+    Short { len: usize },
+    #[error("decoder configuration record version {version}, expected 1")]
+    Version { version: u8 },
+    #[error("decoder configuration record has no SPS or no PPS")]
+    NoParameterSets,
+    #[error("SPS could not be parsed: {reason}")]
+    Sps { reason: String },
+    #[error("NAL unit length {len} runs past the end of the access unit")]
+    NalOverrun { len: usize },
+}
+
+/// The decoder configuration of an H.264 stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AvcConfig {
+    /// The record as received (fMP4 `avcC` box and ffmpeg extradata use it as is).
+    pub record: Bytes,
+    pub profile_idc: u8,
+    pub constraint_flags: u8,
+    pub level_idc: u8,
+    /// Bytes in each NAL length prefix (1, 2 or 4).
+    pub nal_length_size: usize,
+    pub sps: Vec<Bytes>,
+    pub pps: Vec<Bytes>,
+    pub width: u32,
+    pub height: u32,
+    /// Frame rate from the SPS timing info, when the encoder wrote it.
+    pub fps: Option<f64>,
+}
+
+impl AvcConfig {
+    /// Parses an AVCDecoderConfigurationRecord.
+    pub fn parse(record: Bytes) -> Result<AvcConfig, AvcError> {
+        let r = &record[..];
+        if r.len() < 7 {
+            return Err(AvcError::Short { len: r.len() });
+        }
+        if r[0] != 1 {
+            return Err(AvcError::Version { version: r[0] });
+        }
+        let nal_length_size = (r[4] & 0x03) as usize + 1;
+        let mut pos = 5;
+        let read_sets = |count: usize, pos: &mut usize| -> Result<Vec<Bytes>, AvcError> {
+            let mut out = Vec::with_capacity(count);
+            for _ in 0..count {
+                let len_bytes = r
+                    .get(*pos..*pos + 2)
+                    .ok_or(AvcError::Short { len: r.len() })?;
+                let len = u16::from_be_bytes([len_bytes[0], len_bytes[1]]) as usize;
+                *pos += 2;
+                if *pos + len > r.len() || len == 0 {
+                    return Err(AvcError::Short { len: r.len() });
+                }
+                out.push(record.slice(*pos..*pos + len));
+                *pos += len;
+            }
+            Ok(out)
+        };
+        let sps_count = (r[5] & 0x1f) as usize;
+        pos += 1;
+        let sps = read_sets(sps_count, &mut pos)?;
+        let pps_count = *r.get(pos).ok_or(AvcError::Short { len: r.len() })? as usize;
+        pos += 1;
+        let pps = read_sets(pps_count, &mut pos)?;
+        if sps.is_empty() || pps.is_empty() {
+            return Err(AvcError::NoParameterSets);
+        }
+        let first = &sps[0];
+        let (width, height, fps) = parse_sps(first)?;
+        Ok(AvcConfig {
+            profile_idc: first.get(1).copied().unwrap_or(r[1]),
+            constraint_flags: first.get(2).copied().unwrap_or(r[2]),
+            level_idc: first.get(3).copied().unwrap_or(r[3]),
+            record,
+            nal_length_size,
+            sps,
+            pps,
+            width,
+            height,
+            fps,
+        })
+    }
+
+    /// RFC 6381 codec string, e.g. `avc1.64001f`.
+    pub fn codec_string(&self) -> String {
+        format!(
+            "avc1.{:02x}{:02x}{:02x}",
+            self.profile_idc, self.constraint_flags, self.level_idc
+        )
+    }
+}
+
+/// Width, height and frame rate from an SPS NAL unit (with its header byte).
+pub fn parse_sps(nal: &[u8]) -> Result<(u32, u32, Option<f64>), AvcError> {
+    let rbsp = decode_nal(nal).map_err(|e| AvcError::Sps {
+        reason: e.to_string(),
+    })?;
+    let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| AvcError::Sps {
+        reason: format!("{e:?}"),
+    })?;
+    let (w, h) = sps.pixel_dimensions().map_err(|e| AvcError::Sps {
+        reason: format!("{e:?}"),
+    })?;
+    let fps = sps.fps().filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0);
+    Ok((w, h, fps))
+}
+
+/// NAL unit type of the first byte of a NAL unit.
+pub fn nal_type(nal: &[u8]) -> u8 {
+    nal.first().map(|b| b & 0x1f).unwrap_or(0)
+}
+
+/// Iterates the NAL units of a length-prefixed access unit.
+pub fn nal_units(data: &[u8], length_size: usize) -> impl Iterator<Item = Result<&[u8], AvcError>> {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        if pos >= data.len() {
+            return None;
+        }
+        if pos + length_size > data.len() {
+            pos = data.len();
+            return Some(Err(AvcError::NalOverrun { len: length_size }));
+        }
+        let mut len = 0usize;
+        for b in &data[pos..pos + length_size] {
+            len = (len << 8) | *b as usize;
+        }
+        pos += length_size;
+        if pos + len > data.len() {
+            pos = data.len();
+            return Some(Err(AvcError::NalOverrun { len }));
+        }
+        let nal = &data[pos..pos + len];
+        pos += len;
+        Some(Ok(nal))
+    })
+}
+
+/// Converts a length-prefixed access unit to Annex B, starting with an access unit delimiter and,
+/// when `keyframe`, the SPS and PPS (players joining at this frame need them in band).
+pub fn to_annex_b(
+    data: &[u8],
+    config: &AvcConfig,
+    keyframe: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), AvcError> {
+    const START: [u8; 4] = [0, 0, 0, 1];
+    let mut has_aud = false;
+    let mut has_ps = false;
+    for nal in nal_units(data, config.nal_length_size) {
+        match nal_type(nal?) {
+            9 => has_aud = true,
+            7 | 8 => has_ps = true,
+            _ => {}
+        }
+    }
+    if !has_aud {
+        out.put_slice(&START);
+        out.put_slice(&[0x09, 0xf0]);
+    }
+    if keyframe && !has_ps {
+        for ps in config.sps.iter().chain(config.pps.iter()) {
+            out.put_slice(&START);
+            out.put_slice(ps);
+        }
+    }
+    for nal in nal_units(data, config.nal_length_size) {
+        let nal = nal?;
+        if nal.is_empty() {
+            continue;
+        }
+        out.put_slice(&START);
+        out.put_slice(nal);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// AVCDecoderConfigurationRecord of fixtures/testsrc-320x180.flv (ffmpeg, libx264).
+    pub const RECORD_320X180: &[u8] = &[
+        0x01, 0x42, 0xc0, 0x0d, 0xff, 0xe1, 0x00, 0x17, 0x67, 0x42, 0xc0, 0x0d, 0xda, 0x05, 0x06,
+        0x7e, 0x7c, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x0f, 0x23, 0xc5, 0x0a,
+        0xa8, 0x01, 0x00, 0x04, 0x68, 0xce, 0x0f, 0xc8,
+    ];
+
+    pub fn record() -> Bytes {
+        Bytes::from_static(RECORD_320X180)
+    }
+
+    #[test]
+    fn parses_record_and_sps() {
+        let c = AvcConfig::parse(record()).expect("parses");
+        assert_eq!(c.nal_length_size, 4);
+        assert_eq!((c.width, c.height), (320, 180));
+        assert_eq!(c.codec_string(), "avc1.42c00d");
+        assert_eq!(c.sps.len(), 1);
+        assert_eq!(c.pps.len(), 1);
+    }
+
+    #[test]
+    fn bad_records() {
+        let cases: Vec<(Vec<u8>, AvcError)> = vec![
+            (vec![1, 2, 3], AvcError::Short { len: 3 }),
+            (vec![0, 0x64, 0, 0x0c, 0xff, 0xe1, 0], AvcError::Version { version: 0 }),
+            (vec![1, 0x64, 0, 0x0c, 0xff, 0xe0, 0], AvcError::NoParameterSets),
+            (
+                vec![1, 0x64, 0, 0x0c, 0xff, 0xe1, 0, 50, 0x67],
+                AvcError::Short { len: 9 },
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(AvcConfig::parse(Bytes::from(input.clone())), Err(want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn annex_b_adds_aud_and_parameter_sets_on_keyframes() {
+        let c = AvcConfig::parse(record()).expect("parses");
+        let au = [0, 0, 0, 3, 0x65, 0xaa, 0xbb];
+        let mut out = Vec::new();
+        to_annex_b(&au, &c, true, &mut out).expect("converts");
+        let mut want = vec![0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1];
+        want.extend_from_slice(&RECORD_320X180[8..31]);
+        want.extend_from_slice(&[0, 0, 0, 1]);
+        want.extend_from_slice(&RECORD_320X180[34..38]);
+        want.extend_from_slice(&[0, 0, 0, 1, 0x65, 0xaa, 0xbb]);
+        assert_eq!(out, want);
+
+        let mut out = Vec::new();
+        to_annex_b(&[0, 0, 0, 2, 0x41, 0x01], &c, false, &mut out).expect("converts");
+        assert_eq!(out, vec![0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x41, 0x01]);
+
+        let mut out = Vec::new();
+        assert_eq!(
+            to_annex_b(&[0, 0, 0, 9, 0x41], &c, false, &mut out),
+            Err(AvcError::NalOverrun { len: 9 })
+        );
+    }
+}

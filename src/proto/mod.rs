@@ -1,0 +1,10 @@
+//! Pure protocol code: no tokio, no sockets, no clocks. Bytes in, values out; each piece is
+//! tested in place with scripted input.
+
+pub mod aac;
+pub mod avc;
+pub mod flv;
+pub mod media;
+pub mod playlist;
+pub mod timestamps;
+pub mod ts;
