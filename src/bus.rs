@@ -52,7 +52,9 @@ impl fmt::Debug for ChannelName {
 #[derive(Debug, Clone)]
 pub enum MediaEvent {
     /// A publisher started; `takeover` when it replaced a live one without a gap.
-    Start { takeover: bool },
+    Start {
+        takeover: bool,
+    },
     /// The codec configuration changed (sequence headers arrived).
     Info(StreamInfo),
     Packet(MediaPacket),

@@ -180,21 +180,12 @@ impl Default for HlsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TranscodeConfig {
     /// Worker threads; 0 means one per core.
     pub workers: usize,
     pub ladder: Vec<RenditionConfig>,
-}
-
-impl Default for TranscodeConfig {
-    fn default() -> Self {
-        Self {
-            workers: 0,
-            ladder: Vec::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -387,7 +378,8 @@ impl Config {
                         path: p.to_path_buf(),
                     });
                 }
-                builder = builder.add_source(config::File::from(p).format(config::FileFormat::Toml));
+                builder =
+                    builder.add_source(config::File::from(p).format(config::FileFormat::Toml));
             }
             None => {
                 let p = Path::new(DEFAULT_CONFIG_PATH);
@@ -635,8 +627,7 @@ fn positive(key: &str, v: f64) -> Result<(), ConfigError> {
 pub fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -657,10 +648,8 @@ mod tests {
             pub fn new(text: &str) -> Self {
                 static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
                 let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let p = std::env::temp_dir().join(format!(
-                    "onair-cfg-{}-{n}.toml",
-                    std::process::id()
-                ));
+                let p =
+                    std::env::temp_dir().join(format!("onair-cfg-{}-{n}.toml", std::process::id()));
                 let mut f = std::fs::File::create(&p).expect("temp file");
                 f.write_all(text.as_bytes()).expect("write temp file");
                 Self(p)
@@ -705,8 +694,14 @@ mod tests {
         let cases = [
             ("[hls]\nsegment_seconds = 100\n", "hls.segment_seconds"),
             ("[hls]\ncontainer = \"mkv\"\n", "container"),
-            ("[[channels]]\nname = \"a b\"\nkey = \"0123456789\"\n", "channels[0].name"),
-            ("[[channels]]\nname = \"ab\"\nkey = \"short\"\n", "channels[0].key"),
+            (
+                "[[channels]]\nname = \"a b\"\nkey = \"0123456789\"\n",
+                "channels[0].name",
+            ),
+            (
+                "[[channels]]\nname = \"ab\"\nkey = \"short\"\n",
+                "channels[0].key",
+            ),
             ("[rtmp]\nlisten = \"nowhere\"\n", "rtmp.listen"),
             ("[bogus]\nx = 1\n", "bogus"),
         ];

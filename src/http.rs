@@ -165,10 +165,15 @@ impl HttpState {
                     header::ACCESS_CONTROL_ALLOW_HEADERS,
                     HeaderValue::from_static("Content-Type, Last-Event-ID"),
                 );
-                h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+                h.insert(
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("86400"),
+                );
                 r
             }
-            Route::MethodNotAllowed => json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            Route::MethodNotAllowed => {
+                json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
             Route::NotFound => not_found(),
         };
         finish(resp, head)
@@ -226,8 +231,10 @@ fn playlist(r: Result<Bytes, Lookup>) -> Response<Body> {
     match r {
         Ok(b) => {
             let mut resp = bytes_response(StatusCode::OK, "application/vnd.apple.mpegurl", b);
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, no-store"),
+            );
             resp
         }
         Err(_) => not_found(),
@@ -262,7 +269,11 @@ pub fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Body> {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             r
         }
-        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "encoding failed\n"),
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "encoding failed\n",
+        ),
     }
 }
 
@@ -305,7 +316,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(cfg.header_timeout_seconds))
         .max_buf_size(64 * 1024);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
     loop {
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -359,7 +373,11 @@ mod tests {
             (get.clone(), "/", Route::Index),
             (get.clone(), "/healthz", Route::Healthz),
             (get.clone(), "/watch/alice", Route::Watch("alice")),
-            (get.clone(), "/hls/alice/master.m3u8", Route::Master("alice")),
+            (
+                get.clone(),
+                "/hls/alice/master.m3u8",
+                Route::Master("alice"),
+            ),
             (
                 get.clone(),
                 "/hls/alice/source/index.m3u8",
@@ -370,21 +388,41 @@ mod tests {
                 "/hls/alice/360p/12.ts",
                 Route::Segment("alice", "360p", "12.ts"),
             ),
-            (Method::HEAD, "/hls/alice/360p/12.ts", Route::Segment("alice", "360p", "12.ts")),
+            (
+                Method::HEAD,
+                "/hls/alice/360p/12.ts",
+                Route::Segment("alice", "360p", "12.ts"),
+            ),
             (get.clone(), "/api/channels", Route::Channels),
             (get.clone(), "/api/channels/alice", Route::Channel("alice")),
             (Method::OPTIONS, "/anything", Route::Preflight),
-            (Method::POST, "/hls/alice/master.m3u8", Route::MethodNotAllowed),
+            (
+                Method::POST,
+                "/hls/alice/master.m3u8",
+                Route::MethodNotAllowed,
+            ),
             (get.clone(), "/hls/../etc/passwd", Route::NotFound),
-            (get.clone(), "/hls/alice/source/..%2f..%2fx.ts", Route::NotFound),
-            (get.clone(), "/hls/alice%2fsource/index.m3u8", Route::NotFound),
+            (
+                get.clone(),
+                "/hls/alice/source/..%2f..%2fx.ts",
+                Route::NotFound,
+            ),
+            (
+                get.clone(),
+                "/hls/alice%2fsource/index.m3u8",
+                Route::NotFound,
+            ),
             (get.clone(), "/hls/alice/source/1.ts/", Route::NotFound),
             (get.clone(), "/hls/alice/source/x.ts", Route::NotFound),
             (get.clone(), "/hls/alice/source/.ts", Route::NotFound),
             (get.clone(), "/hls//source/1.ts", Route::NotFound),
             (get.clone(), "//", Route::NotFound),
             (get.clone(), "", Route::NotFound),
-            (get.clone(), &"/watch/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", Route::NotFound),
+            (
+                get.clone(),
+                "/watch/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                Route::NotFound,
+            ),
         ];
         for (m, p, want) in cases {
             assert_eq!(route(&m, p), want, "{m} {p}");

@@ -13,8 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent,
-    ServerSessionResult,
+    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
 };
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -51,7 +50,7 @@ pub enum IngestError {
 /// How a connection ended, when it ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Closed {
-    PeerClosed,
+    ByPeer,
     Refused,
     Replaced,
     Shutdown,
@@ -68,7 +67,12 @@ impl KeyTable {
         Self {
             entries: channels
                 .iter()
-                .map(|c| (c.key.expose().as_bytes().to_vec(), ChannelName::new(&c.name)))
+                .map(|c| {
+                    (
+                        c.key.expose().as_bytes().to_vec(),
+                        ChannelName::new(&c.name),
+                    )
+                })
                 .collect(),
         }
     }
@@ -167,7 +171,7 @@ impl IngestConnection {
             _ = cancel.cancelled() => return Ok(Closed::Shutdown),
         };
         let Some(remaining) = remaining else {
-            return Ok(Closed::PeerClosed);
+            return Ok(Closed::ByPeer);
         };
         let (session, results) = ServerSession::new(ServerSessionConfig::new())?;
         self.session = Some(session);
@@ -202,7 +206,7 @@ impl IngestConnection {
                 if let Some(p) = &self.publication {
                     info!(channel = %p.channel().name, "publisher closed the connection");
                 }
-                return Ok(Closed::PeerClosed);
+                return Ok(Closed::ByPeer);
             }
             let data = self.buf[..n].to_vec();
             if let Some(closed) = self.input(&data).await? {
@@ -432,7 +436,9 @@ impl MediaState {
                         p.set_info(self.info.clone());
                     }
                 }
-                Err(e) => warn!(channel = %p.channel().name, error = %e, "bad H.264 configuration ignored"),
+                Err(e) => {
+                    warn!(channel = %p.channel().name, error = %e, "bad H.264 configuration ignored")
+                }
             },
             Ok(VideoTag::AvcFrame {
                 keyframe,
@@ -480,7 +486,9 @@ impl MediaState {
                         p.set_info(self.info.clone());
                     }
                 }
-                Err(e) => warn!(channel = %p.channel().name, error = %e, "bad AAC configuration ignored"),
+                Err(e) => {
+                    warn!(channel = %p.channel().name, error = %e, "bad AAC configuration ignored")
+                }
             },
             Ok(AudioTag::AacFrame(frame)) => {
                 if self.info.audio.is_none() {
@@ -525,7 +533,9 @@ impl MediaState {
     fn log_repair(&self, p: &Publication, repair: Repair) {
         match repair {
             Repair::None => {}
-            Repair::Clamped => debug!(channel = %p.channel().name, "non-monotonic timestamp clamped"),
+            Repair::Clamped => {
+                debug!(channel = %p.channel().name, "non-monotonic timestamp clamped")
+            }
             Repair::Rebased { jump_ms } => {
                 info!(channel = %p.channel().name, jump_ms, "timestamp jump repaired; the timeline carries on")
             }

@@ -113,7 +113,10 @@ impl Server {
     pub async fn shutdown(self, limit: Duration) {
         self.cancel.cancel();
         self.tracker.close();
-        if tokio::time::timeout(limit, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(limit, self.tracker.wait())
+            .await
+            .is_err()
+        {
             warn!("some tasks did not stop in time");
         }
         let _ = tokio::time::timeout(limit, self.http_task).await;

@@ -98,10 +98,12 @@ impl RenditionWriter {
         }
         let (anchor_dts, anchor_time) = *self.anchor.get_or_insert_with(|| {
             // The segment just closed, so live "now" is about its end.
-            let start = Utc::now() - chrono::Duration::milliseconds(seg.duration * 1000 / TIMESCALE);
+            let start =
+                Utc::now() - chrono::Duration::milliseconds(seg.duration * 1000 / TIMESCALE);
             (seg.start, start)
         });
-        let pdt = anchor_time + chrono::Duration::milliseconds((seg.start - anchor_dts) * 1000 / TIMESCALE);
+        let pdt = anchor_time
+            + chrono::Duration::milliseconds((seg.start - anchor_dts) * 1000 / TIMESCALE);
         let seconds = seg.seconds();
         if seconds > self.segment_seconds * 2.5 && seg.video_frames > 0 {
             warn!(
@@ -176,7 +178,10 @@ async fn channel_task(
                 free_at = Some(tokio::time::Instant::now() + linger);
             }
             Err(RecvError::Lagged(n)) => {
-                warn!(lost = n, "segmenter fell behind; resuming at the next keyframe");
+                warn!(
+                    lost = n,
+                    "segmenter fell behind; resuming at the next keyframe"
+                );
                 writer.restart();
                 writer.set_info(channel.info());
             }

@@ -95,8 +95,7 @@ impl Segmenter {
         let audio_changed = changed(&self.info.audio, &info.audio);
         let tracks_changed = self.info.video.is_some() != info.video.is_some()
             || self.info.audio.is_some() != info.audio.is_some();
-        let closed = if video_changed || audio_changed || (tracks_changed && self.open.is_some())
-        {
+        let closed = if video_changed || audio_changed || (tracks_changed && self.open.is_some()) {
             let seg = self.flush();
             self.next_discontinuity = true;
             seg
@@ -145,7 +144,10 @@ impl Segmenter {
                 }
             }
         }
-        let note = self.write(pkt).err().map(|e| SegmenterNote::Rejected(e.to_string()));
+        let note = self
+            .write(pkt)
+            .err()
+            .map(|e| SegmenterNote::Rejected(e.to_string()));
         (closed, note)
     }
 
@@ -185,8 +187,14 @@ impl Segmenter {
                 }
                 self.last_video_dts = Some(pkt.dts);
                 open.video_frames += 1;
-                self.muxer
-                    .write_video(&mut open.buf, cfg, pkt.dts, pkt.pts, pkt.keyframe, &pkt.data)
+                self.muxer.write_video(
+                    &mut open.buf,
+                    cfg,
+                    pkt.dts,
+                    pkt.pts,
+                    pkt.keyframe,
+                    &pkt.data,
+                )
             }
             Track::Audio => {
                 let Some(cfg) = &self.info.audio else {
@@ -195,7 +203,8 @@ impl Segmenter {
                 if self.info.video.is_none() {
                     self.frame_ticks = cfg.frame_ticks();
                 }
-                self.muxer.write_audio(&mut open.buf, cfg, pkt.pts, &pkt.data)
+                self.muxer
+                    .write_audio(&mut open.buf, cfg, pkt.pts, &pkt.data)
             }
         }
     }

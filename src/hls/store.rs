@@ -266,7 +266,12 @@ fn render_rendition(r: &mut RenditionHls, window: usize) {
         .filter(|s| s.listed.discontinuity)
         .count() as u64
         + r.dropped_discontinuities;
-    let listed: Vec<ListedSegment> = r.segments.iter().skip(skip).map(|s| s.listed.clone()).collect();
+    let listed: Vec<ListedSegment> = r
+        .segments
+        .iter()
+        .skip(skip)
+        .map(|s| s.listed.clone())
+        .collect();
     let listed_bps: Vec<u64> = r
         .segments
         .iter()

@@ -37,11 +37,12 @@ impl AacConfig {
         let object_type = asc[0] >> 3;
         let sample_rate_index = ((asc[0] & 0x07) << 1) | (asc[1] >> 7);
         let channels = (asc[1] >> 3) & 0x0f;
-        let sample_rate = *SAMPLE_RATES
-            .get(sample_rate_index as usize)
-            .ok_or(AacError::SampleRate {
-                index: sample_rate_index,
-            })?;
+        let sample_rate =
+            *SAMPLE_RATES
+                .get(sample_rate_index as usize)
+                .ok_or(AacError::SampleRate {
+                    index: sample_rate_index,
+                })?;
         Ok(AacConfig {
             asc,
             object_type,
@@ -89,7 +90,8 @@ mod tests {
 
     #[test]
     fn parses_configs() {
-        let cases: Vec<(Vec<u8>, Result<(u8, u32, u8), AacError>)> = vec![
+        type Case = (Vec<u8>, Result<(u8, u32, u8), AacError>);
+        let cases: Vec<Case> = vec![
             (vec![0x12, 0x10], Ok((2, 44100, 2))),
             (vec![0x11, 0x90], Ok((2, 48000, 2))),
             (vec![0x11, 0x88], Ok((2, 48000, 1))),

@@ -113,7 +113,9 @@ pub fn parse_sps(nal: &[u8]) -> Result<(u32, u32, Option<f64>), AvcError> {
     let (w, h) = sps.pixel_dimensions().map_err(|e| AvcError::Sps {
         reason: format!("{e:?}"),
     })?;
-    let fps = sps.fps().filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0);
+    let fps = sps
+        .fps()
+        .filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0);
     Ok((w, h, fps))
 }
 
@@ -216,15 +218,25 @@ pub(crate) mod tests {
     fn bad_records() {
         let cases: Vec<(Vec<u8>, AvcError)> = vec![
             (vec![1, 2, 3], AvcError::Short { len: 3 }),
-            (vec![0, 0x64, 0, 0x0c, 0xff, 0xe1, 0], AvcError::Version { version: 0 }),
-            (vec![1, 0x64, 0, 0x0c, 0xff, 0xe0, 0], AvcError::NoParameterSets),
+            (
+                vec![0, 0x64, 0, 0x0c, 0xff, 0xe1, 0],
+                AvcError::Version { version: 0 },
+            ),
+            (
+                vec![1, 0x64, 0, 0x0c, 0xff, 0xe0, 0],
+                AvcError::NoParameterSets,
+            ),
             (
                 vec![1, 0x64, 0, 0x0c, 0xff, 0xe1, 0, 50, 0x67],
                 AvcError::Short { len: 9 },
             ),
         ];
         for (input, want) in cases {
-            assert_eq!(AvcConfig::parse(Bytes::from(input.clone())), Err(want), "{input:?}");
+            assert_eq!(
+                AvcConfig::parse(Bytes::from(input.clone())),
+                Err(want),
+                "{input:?}"
+            );
         }
     }
 

@@ -21,7 +21,9 @@ pub enum Repair {
     /// The DTS went back a little on this track and was moved forward.
     Clamped,
     /// The clock jumped; the timeline was rebased by this many milliseconds of input.
-    Rebased { jump_ms: i64 },
+    Rebased {
+        jump_ms: i64,
+    },
 }
 
 /// Per-stream timestamp state.
@@ -56,7 +58,7 @@ impl TimestampRepair {
                 // small forward step.
                 let delta = raw_ms.wrapping_sub(last) as i32 as i64;
                 self.unwrapped += delta;
-                if delta > MAX_FORWARD_JUMP_MS || delta < -MAX_BACKWARD_STEP_MS {
+                if !(-MAX_BACKWARD_STEP_MS..=MAX_FORWARD_JUMP_MS).contains(&delta) {
                     // Continue from the latest output time plus one small step.
                     let latest = self.latest_out_ms();
                     self.offset_ms = latest + 1 - self.unwrapped;
@@ -84,7 +86,10 @@ impl TimestampRepair {
     }
 
     fn latest_out_ms(&self) -> i64 {
-        let v = self.last_video.unwrap_or(0).max(self.last_audio.unwrap_or(0));
+        let v = self
+            .last_video
+            .unwrap_or(0)
+            .max(self.last_audio.unwrap_or(0));
         v * 1000 / TIMESCALE
     }
 }
@@ -142,7 +147,12 @@ mod tests {
             (Audio, 1010 + 3_600_000, 0),
             (Video, 500, 0),
         ]);
-        assert_eq!(out[2].2, Repair::Rebased { jump_ms: 3_600_000 - 10 });
+        assert_eq!(
+            out[2].2,
+            Repair::Rebased {
+                jump_ms: 3_600_000 - 10
+            }
+        );
         assert_eq!(out[2].0, 11);
         assert_eq!(out[3], (21, 21, Repair::None));
         assert!(matches!(out[4].2, Repair::Rebased { .. }));

@@ -1,0 +1,414 @@
+//! Shared test harness: starts the real `onair` binary on free ports with a temporary config,
+//! pushes with the ffmpeg CLI as OBS would, reads HLS with ffprobe/ffmpeg as players do.
+//! Everything polls with a deadline; nothing sleeps for a fixed time to "let things settle".
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Media-heavy tests take this lock so that no more than one encoder-driven test runs at a
+/// time inside one test binary (2-core CI machine).
+pub fn media_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub const ALICE_KEY: &str = "alice-secret-key-123";
+pub const BOB_KEY: &str = "bob-secret-key-456";
+
+/// A running onair process.
+pub struct TestServer {
+    child: Child,
+    pub rtmp: String,
+    pub http: String,
+    logs: Arc<Mutex<String>>,
+    dir: PathBuf,
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("onair-test-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+impl TestServer {
+    /// Starts onair with channels alice and bob plus `extra` TOML (sections not already used).
+    pub fn start(extra: &str) -> TestServer {
+        Self::start_with(extra, &[])
+    }
+
+    pub fn start_with(extra: &str, env: &[(&str, &str)]) -> TestServer {
+        let dir = temp_dir("srv");
+        let cfg = dir.join("onair.toml");
+        let text = format!(
+            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{extra}\n\
+[[channels]]\nname = \"alice\"\nkey = \"{ALICE_KEY}\"\ntitle = \"Alice's debate\"\n\
+[[channels]]\nname = \"bob\"\nkey = \"{BOB_KEY}\"\n"
+        );
+        std::fs::write(&cfg, text).expect("write config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_onair"));
+        cmd.args(["serve", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start onair");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let l = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut g = l.lock().unwrap_or_else(|e| e.into_inner());
+                g.push_str(&line);
+                g.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_else(|| {
+            panic!(
+                "onair printed no address line; logs:\n{}",
+                logs.lock().unwrap()
+            )
+        });
+        std::thread::spawn(move || for _ in lines {});
+        let field = |name: &str| {
+            first
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")).map(String::from))
+                .unwrap_or_else(|| panic!("no {name}= in {first:?}"))
+        };
+        TestServer {
+            rtmp: field("rtmp"),
+            http: field("http"),
+            child,
+            logs,
+            dir,
+        }
+    }
+
+    pub fn rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://{}/live/{key}", self.rtmp)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until the logs contain `needle`.
+    pub fn wait_log(&self, needle: &str, within: Duration) {
+        wait_for(within, &format!("log line {needle:?}"), || {
+            self.logs().contains(needle).then_some(())
+        });
+    }
+
+    /// GET returning (status, body); connection errors panic.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let (s, b) = self.get_bytes(path);
+        (s, String::from_utf8_lossy(&b).into_owned())
+    }
+
+    pub fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        match ureq::get(&self.url(path))
+            .timeout(Duration::from_secs(10))
+            .call()
+        {
+            Ok(r) => {
+                let status = r.status();
+                let mut b = Vec::new();
+                r.into_reader().read_to_end(&mut b).expect("body");
+                (status, b)
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                (code, r.into_string().unwrap_or_default().into_bytes())
+            }
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (s, b) = self.get(path);
+        assert_eq!(s, 200, "GET {path}: {b}");
+        serde_json::from_str(&b).expect("json")
+    }
+
+    /// Waits until a playlist exists and lists at least `n` segments; returns it.
+    pub fn wait_segments(
+        &self,
+        channel: &str,
+        rendition: &str,
+        n: usize,
+        within: Duration,
+    ) -> String {
+        let path = format!("/hls/{channel}/{rendition}/index.m3u8");
+        wait_for(within, &format!("{n} segments in {path}"), || {
+            let (s, body) = self.get(&path);
+            (s == 200 && count_segments(&body) >= n).then_some(body)
+        })
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the exit status and the time it took.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let t = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = wait_for(Duration::from_secs(15), "onair to exit", || {
+            self.child.try_wait().ok().flatten()
+        });
+        (status, t.elapsed())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `within`.
+pub fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn count_segments(playlist: &str) -> usize {
+    playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXTINF"))
+        .count()
+}
+
+/// (uri, duration) of every segment in a media playlist.
+pub fn segments(playlist: &str) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let mut dur = None;
+    for l in playlist.lines() {
+        if let Some(v) = l.strip_prefix("#EXTINF:") {
+            dur = v
+                .trim_end_matches(',')
+                .split(',')
+                .next()
+                .and_then(|d| d.parse().ok());
+        } else if !l.starts_with('#') && !l.is_empty() {
+            out.push((l.to_string(), dur.take().unwrap_or(0.0)));
+        }
+    }
+    out
+}
+
+pub fn tag_value(playlist: &str, tag: &str) -> Option<String> {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{tag}:")).map(String::from))
+}
+
+/// An ffmpeg pushing a 320x180 test pattern with AAC, exactly as OBS publishes (FLV over RTMP,
+/// H.264 + AAC, sequence headers first), in real time.
+pub struct Push {
+    pub child: Child,
+}
+
+pub struct PushOpts {
+    pub seconds: f64,
+    pub size: &'static str,
+    pub fps: u32,
+    pub gop: u32,
+    pub audio: bool,
+    pub video: bool,
+}
+
+impl Default for PushOpts {
+    fn default() -> Self {
+        Self {
+            seconds: 8.0,
+            size: "320x180",
+            fps: 30,
+            gop: 60,
+            audio: true,
+            video: true,
+        }
+    }
+}
+
+pub fn push(url: &str, opts: PushOpts) -> Push {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"]);
+    let t = format!("{}", opts.seconds);
+    if opts.video {
+        cmd.args(["-f", "lavfi", "-i"])
+            .arg(format!("testsrc=size={}:rate={}", opts.size, opts.fps));
+    }
+    if opts.audio {
+        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]);
+    }
+    cmd.args(["-t", &t]);
+    if opts.video {
+        let g = opts.gop.to_string();
+        cmd.args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            &g,
+            "-keyint_min",
+            &g,
+            "-sc_threshold",
+            "0",
+            "-b:v",
+            "400k",
+        ]);
+    }
+    if opts.audio {
+        cmd.args(["-c:a", "aac", "-b:a", "64k", "-ac", "2"]);
+    }
+    cmd.args(["-f", "flv", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    Push {
+        child: cmd.spawn().expect("ffmpeg (install it: scripts/test does)"),
+    }
+}
+
+impl Push {
+    /// Waits for ffmpeg to finish; returns success and its stderr.
+    pub fn wait(mut self, within: Duration) -> (bool, String) {
+        let status = wait_for(within, "ffmpeg push to finish", || {
+            self.child.try_wait().ok().flatten()
+        });
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status.success(), err)
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Push {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// ffprobe's view of a media file's streams: (codec_type, codec_name, width, height, start_time).
+#[derive(Debug, Clone)]
+pub struct ProbedStream {
+    pub codec_type: String,
+    pub codec_name: String,
+    pub width: Option<u64>,
+    pub height: Option<u64>,
+    pub start_time: Option<f64>,
+}
+
+pub fn ffprobe_bytes(data: &[u8]) -> Vec<ProbedStream> {
+    let dir = temp_dir("probe");
+    let f = dir.join("seg.ts");
+    std::fs::write(&f, data).expect("write segment");
+    let out = ffprobe_url(f.to_str().expect("path"));
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+pub fn ffprobe_url(url: &str) -> Vec<ProbedStream> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-of", "json", url])
+        .output()
+        .expect("ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    v["streams"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| ProbedStream {
+            codec_type: s["codec_type"].as_str().unwrap_or("").to_string(),
+            codec_name: s["codec_name"].as_str().unwrap_or("").to_string(),
+            width: s["width"].as_u64(),
+            height: s["height"].as_u64(),
+            start_time: s["start_time"].as_str().and_then(|t| t.parse().ok()),
+        })
+        .collect()
+}
+
+/// Decodes a URL fully with ffmpeg (as a player would); returns success and stderr.
+pub fn ffmpeg_decode(url: &str, extra: &[&str]) -> (bool, String) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-nostdin"])
+        .args(extra)
+        .args(["-i", url, "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes raw bytes to a TCP address and reads whatever comes back until close or timeout.
+pub fn tcp_garbage(addr: &str, data: &[u8]) {
+    if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+        let _ = s.write_all(data);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
