@@ -290,7 +290,7 @@ pub fn push(url: &str, opts: PushOpts) -> Push {
     if opts.audio {
         cmd.args(["-c:a", "aac", "-b:a", "64k", "-ac", "2"]);
     }
-    cmd.args(["-f", "flv", url])
+    cmd.args(["-flvflags", "no_duration_filesize", "-f", "flv", url])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     Push {
