@@ -3,8 +3,12 @@
 //! time, never logged) and the connection becomes that channel's [`Publication`] on the bus.
 //! FLV audio and video tags become [`MediaPacket`]s with repaired 90 kHz timestamps.
 //!
-//! Limits: connections at once, handshake time, and silence from a client. Every refusal is one
-//! log line naming the peer and the reason.
+//! [`IngestCore`] is the IO-free protocol core (handshake, chunk stream within limits, session);
+//! `IngestConnection` drives it over a socket.
+//!
+//! Limits: connections at once, time to start publishing, silence from a publisher, chunk size,
+//! message size and buffered bytes. Every refusal is one log line naming the peer and the limit,
+//! never the stream key.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -13,12 +17,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
+    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent,
+    ServerSessionResult, StreamMetadata,
 };
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
@@ -29,6 +35,7 @@ use crate::proto::aac::AacConfig;
 use crate::proto::avc::AvcConfig;
 use crate::proto::flv::{self, AudioTag, FlvError, VideoTag};
 use crate::proto::media::{MediaPacket, StreamInfo, Track};
+use crate::proto::rtmp::{frame_message, session_preamble, ChunkError, ChunkLimits, ChunkReader};
 use crate::proto::timestamps::{Repair, TimestampRepair};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,14 +44,21 @@ pub enum IngestError {
     Io(#[from] std::io::Error),
     #[error("handshake failed: {reason}")]
     Handshake { reason: String },
-    #[error("handshake not finished within {seconds} s")]
+    #[error("did not start publishing within {seconds} s (rtmp.handshake_timeout_seconds)")]
     HandshakeTimeout { seconds: u64 },
-    #[error("no data for {seconds} s")]
+    #[error("no media for {seconds} s (rtmp.no_media_timeout_seconds)")]
     Idle { seconds: u64 },
     #[error("RTMP protocol error: {0}")]
     Session(#[from] ServerSessionError),
-    #[error("chunk size {size} is larger than rtmp.max_chunk_size {max}")]
-    ChunkSize { size: u32, max: u32 },
+    #[error("refused: {0}")]
+    Limit(#[from] ChunkError),
+}
+
+impl IngestError {
+    /// Whether the peer broke a limit or a rule (logged as a warning), rather than leaving.
+    fn is_refusal(&self) -> bool {
+        !matches!(self, IngestError::Io(_))
+    }
 }
 
 /// How a connection ended, when it ended without an error.
@@ -98,6 +112,202 @@ pub struct IngestShared {
     pub bus: Arc<Bus>,
 }
 
+/// What the protocol core reports to the connection that drives it.
+#[derive(Debug)]
+pub enum CoreEvent {
+    /// `connect`: answer with [`IngestCore::accept`] or [`IngestCore::reject`].
+    Connect {
+        request_id: u32,
+        app: String,
+    },
+    /// `publish` with a stream key: answer with accept or reject.
+    Publish {
+        request_id: u32,
+        key: String,
+    },
+    PublishFinished,
+    /// `play`: onair only serves HLS, so this is rejected.
+    Play {
+        request_id: u32,
+    },
+    Metadata(Box<StreamMetadata>),
+    Video {
+        data: Bytes,
+        timestamp: u32,
+    },
+    Audio {
+        data: Bytes,
+        timestamp: u32,
+    },
+}
+
+/// The IO-free protocol core of one RTMP connection: handshake, then the chunk stream read by
+/// [`ChunkReader`] within limits and re-framed for `rml_rtmp`'s `ServerSession`. Bytes in,
+/// events and bytes to send out; the fuzz target drives it exactly as the connection does.
+pub struct IngestCore {
+    handshake: Option<Handshake>,
+    reader: ChunkReader,
+    session: Option<ServerSession>,
+    out: Vec<u8>,
+    framed: Vec<u8>,
+}
+
+impl IngestCore {
+    pub fn new(limits: ChunkLimits) -> Self {
+        Self {
+            handshake: Some(Handshake::new(PeerType::Server)),
+            reader: ChunkReader::new(limits),
+            session: None,
+            out: Vec::new(),
+            framed: Vec::new(),
+        }
+    }
+
+    /// Limits from the configuration.
+    pub fn limits(cfg: &RtmpConfig) -> ChunkLimits {
+        ChunkLimits {
+            max_chunk_size: cfg.max_chunk_size,
+            max_message_bytes: cfg.max_message_bytes,
+            // Room for one message being assembled on each of two tracks, plus commands.
+            max_buffered_bytes: cfg.max_message_bytes as usize * 2 + (64 << 10),
+            max_chunk_streams: 64,
+        }
+    }
+
+    pub fn handshake_done(&self) -> bool {
+        self.handshake.is_none()
+    }
+
+    /// Bytes held for the peer's unfinished messages.
+    pub fn buffered(&self) -> usize {
+        self.reader.buffered()
+    }
+
+    /// Bytes to send to the peer.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Takes bytes from the peer. After an error the connection must be closed.
+    pub fn feed(&mut self, data: &[u8]) -> Result<Vec<CoreEvent>, IngestError> {
+        let mut events = Vec::new();
+        let mut data = data;
+        let remaining;
+        if let Some(hs) = self.handshake.as_mut() {
+            let result = hs.process_bytes(data).map_err(|e| IngestError::Handshake {
+                reason: format!("{e:?}"),
+            })?;
+            match result {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    self.out.extend_from_slice(&response_bytes);
+                    return Ok(events);
+                }
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
+                    self.out.extend_from_slice(&response_bytes);
+                    self.handshake = None;
+                    let (mut session, results) = ServerSession::new(ServerSessionConfig::new())?;
+                    self.results(results, &mut events);
+                    // Every message reaches the session as one chunk: tell it so first.
+                    let results = session.handle_input(&session_preamble())?;
+                    self.session = Some(session);
+                    self.results(results, &mut events);
+                    remaining = remaining_bytes;
+                    data = &remaining;
+                }
+            }
+        }
+        if data.is_empty() {
+            return Ok(events);
+        }
+        let messages = self.reader.feed(data)?;
+        let Some(session) = self.session.as_mut() else {
+            return Ok(events);
+        };
+        self.framed.clear();
+        for m in &messages {
+            frame_message(m, &mut self.framed);
+        }
+        let results = session.handle_input(&self.framed)?;
+        self.results(results, &mut events);
+        Ok(events)
+    }
+
+    pub fn accept(&mut self, request_id: u32) -> Result<(), IngestError> {
+        if let Some(s) = self.session.as_mut() {
+            let results = s.accept_request(request_id)?;
+            self.results(results, &mut Vec::new());
+        }
+        Ok(())
+    }
+
+    pub fn reject(
+        &mut self,
+        request_id: u32,
+        code: &str,
+        description: &str,
+    ) -> Result<(), IngestError> {
+        if let Some(s) = self.session.as_mut() {
+            let results = s.reject_request(request_id, code, description)?;
+            self.results(results, &mut Vec::new());
+        }
+        Ok(())
+    }
+
+    fn results(&mut self, results: Vec<ServerSessionResult>, events: &mut Vec<CoreEvent>) {
+        for r in results {
+            match r {
+                ServerSessionResult::OutboundResponse(p) => self.out.extend_from_slice(&p.bytes),
+                ServerSessionResult::RaisedEvent(ev) => {
+                    let ev = match ev {
+                        ServerSessionEvent::ConnectionRequested {
+                            request_id,
+                            app_name,
+                        } => CoreEvent::Connect {
+                            request_id,
+                            app: app_name,
+                        },
+                        ServerSessionEvent::PublishStreamRequested {
+                            request_id,
+                            stream_key,
+                            ..
+                        } => CoreEvent::Publish {
+                            request_id,
+                            key: stream_key,
+                        },
+                        ServerSessionEvent::PublishStreamFinished { .. } => {
+                            CoreEvent::PublishFinished
+                        }
+                        ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+                            CoreEvent::Play { request_id }
+                        }
+                        ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                            CoreEvent::Metadata(Box::new(metadata))
+                        }
+                        ServerSessionEvent::VideoDataReceived {
+                            data, timestamp, ..
+                        } => CoreEvent::Video {
+                            data,
+                            timestamp: timestamp.value,
+                        },
+                        ServerSessionEvent::AudioDataReceived {
+                            data, timestamp, ..
+                        } => CoreEvent::Audio {
+                            data,
+                            timestamp: timestamp.value,
+                        },
+                        _ => continue,
+                    };
+                    events.push(ev);
+                }
+                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+    }
+}
+
 /// Accepts RTMP connections until `cancel`.
 pub async fn serve(
     listener: TcpListener,
@@ -106,6 +316,10 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(shared.cfg.max_connections));
+    // Refusals at the connection limit are logged at most once a second (a flood must not
+    // become a flood of log lines), with the count of those not logged.
+    let mut refused_unlogged = 0u64;
+    let mut last_refusal_log: Option<Instant> = None;
     loop {
         let (sock, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -119,7 +333,13 @@ pub async fn serve(
             _ = cancel.cancelled() => return,
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            warn!(%peer, limit = shared.cfg.max_connections, "rtmp connection refused: rtmp.max_connections reached");
+            refused_unlogged += 1;
+            if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                warn!(%peer, limit = shared.cfg.max_connections, also_refused = refused_unlogged - 1, "rtmp connection refused: rtmp.max_connections reached");
+                refused_unlogged = 0;
+                last_refusal_log = Some(Instant::now());
+            }
+            drop(sock);
             continue;
         };
         let _ = sock.set_nodelay(true);
@@ -129,6 +349,9 @@ pub async fn serve(
             let mut conn = IngestConnection::new(sock, peer, shared);
             match conn.run(&cancel).await {
                 Ok(how) => debug!(%peer, ?how, "rtmp connection closed"),
+                Err(e) if e.is_refusal() => {
+                    warn!(%peer, channel = %conn.channel_name(), error = %e, "rtmp connection closed")
+                }
                 Err(e) => info!(%peer, error = %e, "rtmp connection closed"),
             }
             drop(permit);
@@ -136,53 +359,38 @@ pub async fn serve(
     }
 }
 
-/// One RTMP connection: owns the socket, the session and the publication.
+/// One RTMP connection: owns the socket, the protocol core and the publication.
 struct IngestConnection {
     sock: TcpStream,
     peer: SocketAddr,
     shared: Arc<IngestShared>,
-    session: Option<ServerSession>,
+    core: IngestCore,
     publication: Option<Publication>,
     media: MediaState,
     buf: Vec<u8>,
+    /// Last audio or video message (the no-media timeout runs from it once publishing).
+    last_media: Instant,
 }
 
 impl IngestConnection {
     fn new(sock: TcpStream, peer: SocketAddr, shared: Arc<IngestShared>) -> Self {
+        let core = IngestCore::new(IngestCore::limits(&shared.cfg));
         Self {
             sock,
             peer,
             shared,
-            session: None,
+            core,
             publication: None,
             media: MediaState::default(),
             buf: vec![0u8; 64 * 1024],
+            last_media: Instant::now(),
         }
     }
 
     #[instrument(skip_all, fields(peer = %self.peer))]
     async fn run(&mut self, cancel: &CancellationToken) -> Result<Closed, IngestError> {
         let hs_secs = self.shared.cfg.handshake_timeout_seconds;
-        let remaining = tokio::select! {
-            r = tokio::time::timeout(Duration::from_secs(hs_secs), self.handshake()) => match r {
-                Ok(r) => r?,
-                Err(_) => return Err(IngestError::HandshakeTimeout { seconds: hs_secs }),
-            },
-            _ = cancel.cancelled() => return Ok(Closed::Shutdown),
-        };
-        let Some(remaining) = remaining else {
-            return Ok(Closed::ByPeer);
-        };
-        let (session, results) = ServerSession::new(ServerSessionConfig::new())?;
-        self.session = Some(session);
-        if let Some(closed) = self.handle_results(results).await? {
-            return Ok(closed);
-        }
-        if !remaining.is_empty() {
-            if let Some(closed) = self.input(&remaining).await? {
-                return Ok(closed);
-            }
-        }
+        let start_by = Instant::now() + Duration::from_secs(hs_secs);
         let idle = Duration::from_secs(self.shared.cfg.no_media_timeout_seconds);
         let replaced = CancellationToken::new();
         loop {
@@ -191,11 +399,18 @@ impl IngestConnection {
                 .as_ref()
                 .map(|p| p.cancelled().clone())
                 .unwrap_or_else(|| replaced.clone());
+            let (deadline, timeout) = match &self.publication {
+                Some(_) => (
+                    self.last_media + idle,
+                    IngestError::Idle {
+                        seconds: idle.as_secs(),
+                    },
+                ),
+                None => (start_by, IngestError::HandshakeTimeout { seconds: hs_secs }),
+            };
             let n = tokio::select! {
-                r = tokio::time::timeout(idle, self.sock.read(&mut self.buf)) => match r {
-                    Ok(r) => r?,
-                    Err(_) => return Err(IngestError::Idle { seconds: idle.as_secs() }),
-                },
+                r = self.sock.read(&mut self.buf) => r?,
+                _ = tokio::time::sleep_until(deadline) => return Err(timeout),
                 _ = kicked.cancelled() => {
                     info!(channel = %self.channel_name(), "publisher disconnected: replaced by a new publish or kicked");
                     return Ok(Closed::Replaced);
@@ -208,9 +423,24 @@ impl IngestConnection {
                 }
                 return Ok(Closed::ByPeer);
             }
-            let data = self.buf[..n].to_vec();
-            if let Some(closed) = self.input(&data).await? {
-                return Ok(closed);
+            let events = self.core.feed(&self.buf[..n]);
+            // Answer what the core produced before reporting an error (a refusal's status).
+            let mut closed = None;
+            if let Ok(events) = &events {
+                for ev in events.iter() {
+                    if let Some(c) = self.handle_event(ev)? {
+                        closed = Some(c);
+                        break;
+                    }
+                }
+            }
+            let out = self.core.take_output();
+            if !out.is_empty() {
+                self.sock.write_all(&out).await?;
+            }
+            events?;
+            if let Some(c) = closed {
+                return Ok(c);
             }
         }
     }
@@ -222,159 +452,73 @@ impl IngestConnection {
             .unwrap_or_default()
     }
 
-    /// Runs the handshake; returns the bytes that followed it, or None if the peer left.
-    async fn handshake(&mut self) -> Result<Option<Vec<u8>>, IngestError> {
-        let mut hs = Handshake::new(PeerType::Server);
-        loop {
-            let n = self.sock.read(&mut self.buf).await?;
-            if n == 0 {
-                return Ok(None);
-            }
-            let result = hs
-                .process_bytes(&self.buf[..n])
-                .map_err(|e| IngestError::Handshake {
-                    reason: format!("{e:?}"),
-                })?;
-            match result {
-                HandshakeProcessResult::InProgress { response_bytes } => {
-                    self.sock.write_all(&response_bytes).await?;
-                }
-                HandshakeProcessResult::Completed {
-                    response_bytes,
-                    remaining_bytes,
-                } => {
-                    self.sock.write_all(&response_bytes).await?;
-                    return Ok(Some(remaining_bytes));
-                }
-            }
-        }
-    }
-
-    async fn input(&mut self, data: &[u8]) -> Result<Option<Closed>, IngestError> {
-        let Some(session) = self.session.as_mut() else {
-            return Ok(None);
-        };
-        let results = session.handle_input(data)?;
-        self.handle_results(results).await
-    }
-
-    async fn handle_results(
-        &mut self,
-        results: Vec<ServerSessionResult>,
-    ) -> Result<Option<Closed>, IngestError> {
-        let mut out = Vec::new();
-        let mut closed = None;
-        for r in results {
-            match r {
-                ServerSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
-                ServerSessionResult::RaisedEvent(ev) => {
-                    let (more, c) = self.handle_event(ev)?;
-                    for p in more {
-                        if let ServerSessionResult::OutboundResponse(p) = p {
-                            out.extend_from_slice(&p.bytes);
-                        }
-                    }
-                    if c.is_some() {
-                        closed = c;
-                        break;
-                    }
-                }
-                ServerSessionResult::UnhandleableMessageReceived(_) => {}
-            }
-        }
-        if !out.is_empty() {
-            self.sock.write_all(&out).await?;
-        }
-        Ok(closed)
-    }
-
-    /// Reacts to one session event; returns packets to send and whether to close.
-    fn handle_event(
-        &mut self,
-        ev: ServerSessionEvent,
-    ) -> Result<(Vec<ServerSessionResult>, Option<Closed>), IngestError> {
-        let Some(session) = self.session.as_mut() else {
-            return Ok((Vec::new(), None));
-        };
+    /// Reacts to one core event; returns whether to close.
+    fn handle_event(&mut self, ev: &CoreEvent) -> Result<Option<Closed>, IngestError> {
         match ev {
-            ServerSessionEvent::ConnectionRequested {
-                request_id,
-                app_name,
-            } => {
-                if app_name == self.shared.cfg.app {
-                    Ok((session.accept_request(request_id)?, None))
+            CoreEvent::Connect { request_id, app } => {
+                if *app == self.shared.cfg.app {
+                    self.core.accept(*request_id)?;
+                    Ok(None)
                 } else {
-                    warn!(peer = %self.peer, app = %app_name, expected = %self.shared.cfg.app, "rtmp connect refused: unknown application");
-                    let r = session.reject_request(
-                        request_id,
+                    warn!(peer = %self.peer, app = %app, expected = %self.shared.cfg.app, "rtmp connect refused: unknown application");
+                    self.core.reject(
+                        *request_id,
                         "NetConnection.Connect.Rejected",
                         "unknown application",
                     )?;
-                    Ok((r, Some(Closed::Refused)))
+                    Ok(Some(Closed::Refused))
                 }
             }
-            ServerSessionEvent::PublishStreamRequested {
-                request_id,
-                stream_key,
-                ..
-            } => {
+            CoreEvent::Publish { request_id, key } => {
                 let keys = self
                     .shared
                     .keys
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
                     .clone();
-                let Some(channel) = keys.lookup(&stream_key) else {
+                let Some(channel) = keys.lookup(key) else {
                     warn!(peer = %self.peer, "publish refused: unknown stream key");
-                    let r = session.reject_request(
-                        request_id,
+                    self.core.reject(
+                        *request_id,
                         "NetStream.Publish.BadName",
                         "unknown stream key",
                     )?;
-                    return Ok((r, Some(Closed::Refused)));
+                    return Ok(Some(Closed::Refused));
                 };
                 let Some(bus) = self.shared.bus.get(channel.as_str()) else {
                     warn!(peer = %self.peer, %channel, "publish refused: channel not ready");
-                    let r = session.reject_request(
-                        request_id,
+                    self.core.reject(
+                        *request_id,
                         "NetStream.Publish.BadName",
                         "channel not available",
                     )?;
-                    return Ok((r, Some(Closed::Refused)));
+                    return Ok(Some(Closed::Refused));
                 };
                 let takeover = bus.publisher().is_some();
                 let publication = bus.begin_publish(self.peer);
                 info!(peer = %self.peer, %channel, takeover, "publish started");
                 self.media = MediaState::default();
                 self.publication = Some(publication);
-                Ok((session.accept_request(request_id)?, None))
+                self.last_media = Instant::now();
+                self.core.accept(*request_id)?;
+                Ok(None)
             }
-            ServerSessionEvent::PublishStreamFinished { .. } => {
+            CoreEvent::PublishFinished => {
                 if let Some(p) = self.publication.take() {
                     info!(channel = %p.channel().name, "publish finished");
                 }
-                Ok((Vec::new(), None))
+                Ok(None)
             }
-            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+            CoreEvent::Play { request_id } => {
                 info!(peer = %self.peer, "rtmp play refused: playback is offered over HLS only");
-                let r = session.reject_request(
-                    request_id,
+                self.core.reject(
+                    *request_id,
                     "NetStream.Play.Failed",
                     "playback is offered over HLS only",
                 )?;
-                Ok((r, Some(Closed::Refused)))
+                Ok(Some(Closed::Refused))
             }
-            ServerSessionEvent::ClientChunkSizeChanged { new_chunk_size } => {
-                let max = self.shared.cfg.max_chunk_size;
-                if new_chunk_size > max {
-                    return Err(IngestError::ChunkSize {
-                        size: new_chunk_size,
-                        max,
-                    });
-                }
-                Ok((Vec::new(), None))
-            }
-            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+            CoreEvent::Metadata(metadata) => {
                 debug!(
                     width = ?metadata.video_width,
                     height = ?metadata.video_height,
@@ -382,25 +526,22 @@ impl IngestConnection {
                     encoder = ?metadata.encoder,
                     "stream metadata"
                 );
-                Ok((Vec::new(), None))
+                Ok(None)
             }
-            ServerSessionEvent::VideoDataReceived {
-                data, timestamp, ..
-            } => {
+            CoreEvent::Video { data, timestamp } => {
                 if let Some(p) = &self.publication {
-                    self.media.video(p, &data, timestamp.value);
+                    self.last_media = Instant::now();
+                    self.media.video(p, data, *timestamp);
                 }
-                Ok((Vec::new(), None))
+                Ok(None)
             }
-            ServerSessionEvent::AudioDataReceived {
-                data, timestamp, ..
-            } => {
+            CoreEvent::Audio { data, timestamp } => {
                 if let Some(p) = &self.publication {
-                    self.media.audio(p, &data, timestamp.value);
+                    self.last_media = Instant::now();
+                    self.media.audio(p, data, *timestamp);
                 }
-                Ok((Vec::new(), None))
+                Ok(None)
             }
-            _ => Ok((Vec::new(), None)),
         }
     }
 }

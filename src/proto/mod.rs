@@ -6,5 +6,6 @@ pub mod avc;
 pub mod flv;
 pub mod media;
 pub mod playlist;
+pub mod rtmp;
 pub mod timestamps;
 pub mod ts;
