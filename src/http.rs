@@ -120,20 +120,23 @@ impl HttpState {
 
     /// Answers one request.
     pub fn handle(&self, method: &Method, path: &str) -> Response<Body> {
+        self.handle_ranged(method, path, None)
+    }
+
+    /// Answers one request that may carry a `Range` header (honoured for segments).
+    pub fn handle_ranged(
+        &self,
+        method: &Method,
+        path: &str,
+        range: Option<&str>,
+    ) -> Response<Body> {
         let head = method == Method::HEAD;
         let resp = match route(method, path) {
             Route::Healthz => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
             Route::Master(c) => playlist(self.store.master(c)),
             Route::MediaPlaylist(c, r) => playlist(self.store.media_playlist(c, r)),
             Route::Segment(c, r, s) => match self.store.segment(c, r, s) {
-                Ok(data) => {
-                    let mut resp = bytes_response(StatusCode::OK, "video/mp2t", data);
-                    resp.headers_mut().insert(
-                        header::CACHE_CONTROL,
-                        HeaderValue::from_static("public, max-age=30, immutable"),
-                    );
-                    resp
-                }
+                Ok(data) => segment_response(data, range),
                 Err(_) => not_found(),
             },
             Route::Channels => {
@@ -225,6 +228,95 @@ pub fn html_escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// What a `Range` header asks of a body of a given length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// No header, another unit, several ranges or bad syntax: the whole body (RFC 9110 allows
+    /// ignoring such a header).
+    Full,
+    /// Bytes `first..=last`.
+    Part { first: u64, last: u64 },
+    /// 416: nothing of the body is in the range.
+    Unsatisfiable,
+}
+
+/// Parses a single-range `Range: bytes=...` header against a body of `len` bytes.
+pub fn byte_range(header: Option<&str>, len: u64) -> ByteRange {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return ByteRange::Full;
+    };
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return ByteRange::Full;
+    };
+    // Numbers too large for u64 saturate: a first byte beyond any length is unsatisfiable.
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    let (a, b) = (a.trim(), b.trim());
+    match (digits(a), digits(b), b.is_empty()) {
+        // bytes=-N: the last N bytes.
+        (false, true, _) if a.is_empty() => match b.parse::<u64>().unwrap_or(u64::MAX) {
+            0 => ByteRange::Unsatisfiable,
+            _ if len == 0 => ByteRange::Unsatisfiable,
+            n => ByteRange::Part {
+                first: len.saturating_sub(n),
+                last: len - 1,
+            },
+        },
+        // bytes=A- and bytes=A-B
+        (true, bb, empty) if bb || empty => {
+            let first: u64 = a.parse().unwrap_or(u64::MAX);
+            let last: u64 = if empty {
+                u64::MAX
+            } else {
+                b.parse().unwrap_or(u64::MAX)
+            };
+            if last < first {
+                ByteRange::Full
+            } else if first >= len {
+                ByteRange::Unsatisfiable
+            } else {
+                ByteRange::Part {
+                    first,
+                    last: last.min(len - 1),
+                }
+            }
+        }
+        _ => ByteRange::Full,
+    }
+}
+
+/// A segment, whole or the part a `Range` header asks for.
+fn segment_response(data: Bytes, range: Option<&str>) -> Response<Body> {
+    let len = data.len() as u64;
+    let mut resp = match byte_range(range, len) {
+        ByteRange::Full => bytes_response(StatusCode::OK, "video/mp2t", data),
+        ByteRange::Part { first, last } => {
+            let mut r = bytes_response(
+                StatusCode::PARTIAL_CONTENT,
+                "video/mp2t",
+                data.slice(first as usize..=last as usize),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r
+        }
+        ByteRange::Unsatisfiable => {
+            let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "text/plain", "");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=30, immutable"),
+    );
+    resp
 }
 
 fn playlist(r: Result<Bytes, Lookup>) -> Response<Body> {
@@ -359,7 +451,11 @@ pub async fn serve(
 }
 
 fn handle_request(state: &HttpState, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
-    state.handle(req.method(), req.uri().path())
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    state.handle_ranged(req.method(), req.uri().path(), range)
 }
 
 #[cfg(test)]
@@ -426,6 +522,34 @@ mod tests {
         ];
         for (m, p, want) in cases {
             assert_eq!(route(&m, p), want, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn byte_ranges() {
+        use ByteRange::*;
+        let part = |first, last| Part { first, last };
+        let cases: Vec<(Option<&str>, u64, ByteRange)> = vec![
+            (None, 100, Full),
+            (Some("bytes=0-9"), 100, part(0, 9)),
+            (Some("bytes=90-"), 100, part(90, 99)),
+            (Some("bytes=90-1000"), 100, part(90, 99)),
+            (Some("bytes=-10"), 100, part(90, 99)),
+            (Some("bytes=-1000"), 100, part(0, 99)),
+            (Some("bytes=100-"), 100, Unsatisfiable),
+            (Some("bytes=-0"), 100, Unsatisfiable),
+            (Some("bytes=0-"), 0, Unsatisfiable),
+            (Some("bytes=9-0"), 100, Full),
+            (Some("bytes=0-1,5-6"), 100, Full),
+            (Some("items=0-1"), 100, Full),
+            (Some("bytes=x-1"), 100, Full),
+            (Some("bytes=-"), 100, Full),
+            (Some("bytes=99999999999999999999-"), 100, Unsatisfiable),
+            (Some("bytes=-99999999999999999999"), 100, part(0, 99)),
+            (Some("bytes=18446744073709551615-"), 100, Unsatisfiable),
+        ];
+        for (h, len, want) in cases {
+            assert_eq!(byte_range(h, len), want, "{h:?} of {len}");
         }
     }
 

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 
-use crate::bus::{Bus, ChannelName, Publication};
+use crate::bus::{Bus, ChannelName, ChannelStats, Publication};
 use crate::config::{ChannelConfig, RtmpConfig};
 use crate::proto::aac::AacConfig;
 use crate::proto::avc::AvcConfig;
@@ -546,9 +546,32 @@ impl IngestConnection {
     }
 }
 
-/// Per-publication media state: codec configuration and timestamp repair.
+/// Where [`MediaState`] delivers: a [`Publication`] on the bus, or a test or fuzz sink.
+pub trait MediaSink {
+    fn channel_name(&self) -> &str;
+    fn stats(&self) -> &ChannelStats;
+    fn set_info(&self, info: StreamInfo);
+    fn send_packet(&self, pkt: MediaPacket);
+}
+
+impl MediaSink for Publication {
+    fn channel_name(&self) -> &str {
+        self.channel().name.as_str()
+    }
+    fn stats(&self) -> &ChannelStats {
+        &self.channel().stats
+    }
+    fn set_info(&self, info: StreamInfo) {
+        Publication::set_info(self, info)
+    }
+    fn send_packet(&self, pkt: MediaPacket) {
+        Publication::send_packet(self, pkt)
+    }
+}
+
+/// Per-publication media state: FLV tags to packets, codec configuration, timestamp repair.
 #[derive(Default)]
-struct MediaState {
+pub struct MediaState {
     info: StreamInfo,
     timestamps: TimestampRepair,
     warned_video: bool,
@@ -557,8 +580,8 @@ struct MediaState {
 }
 
 impl MediaState {
-    fn video(&mut self, p: &Publication, data: &Bytes, ts: u32) {
-        let stats = &p.channel().stats;
+    pub fn video(&mut self, p: &impl MediaSink, data: &Bytes, ts: u32) {
+        let stats = p.stats();
         stats
             .bytes_in
             .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -567,7 +590,7 @@ impl MediaState {
                 Ok(cfg) => {
                     if self.info.video.as_deref() != Some(&cfg) {
                         info!(
-                            channel = %p.channel().name,
+                            channel = %p.channel_name(),
                             width = cfg.width,
                             height = cfg.height,
                             codec = %cfg.codec_string(),
@@ -578,7 +601,7 @@ impl MediaState {
                     }
                 }
                 Err(e) => {
-                    warn!(channel = %p.channel().name, error = %e, "bad H.264 configuration ignored")
+                    warn!(channel = %p.channel_name(), error = %e, "bad H.264 configuration ignored")
                 }
             },
             Ok(VideoTag::AvcFrame {
@@ -608,8 +631,8 @@ impl MediaState {
         }
     }
 
-    fn audio(&mut self, p: &Publication, data: &Bytes, ts: u32) {
-        let stats = &p.channel().stats;
+    pub fn audio(&mut self, p: &impl MediaSink, data: &Bytes, ts: u32) {
+        let stats = p.stats();
         stats
             .bytes_in
             .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -618,7 +641,7 @@ impl MediaState {
                 Ok(cfg) => {
                     if self.info.audio.as_deref() != Some(&cfg) {
                         info!(
-                            channel = %p.channel().name,
+                            channel = %p.channel_name(),
                             sample_rate = cfg.sample_rate,
                             channels = cfg.channels,
                             "audio configuration"
@@ -628,7 +651,7 @@ impl MediaState {
                     }
                 }
                 Err(e) => {
-                    warn!(channel = %p.channel().name, error = %e, "bad AAC configuration ignored")
+                    warn!(channel = %p.channel_name(), error = %e, "bad AAC configuration ignored")
                 }
             },
             Ok(AudioTag::AacFrame(frame)) => {
@@ -653,32 +676,32 @@ impl MediaState {
         }
     }
 
-    fn warn_early(&mut self, p: &Publication) {
+    fn warn_early(&mut self, p: &impl MediaSink) {
         if !self.warned_early {
             self.warned_early = true;
-            warn!(channel = %p.channel().name, "media before its sequence header dropped");
+            warn!(channel = %p.channel_name(), "media before its sequence header dropped");
         }
     }
 
-    fn warn_codec(&mut self, p: &Publication, track: Track, e: FlvError) {
+    fn warn_codec(&mut self, p: &impl MediaSink, track: Track, e: FlvError) {
         let warned = match track {
             Track::Video => &mut self.warned_video,
             Track::Audio => &mut self.warned_audio,
         };
         if !*warned {
             *warned = true;
-            warn!(channel = %p.channel().name, error = %e, "track ignored: onair takes H.264 video and AAC audio");
+            warn!(channel = %p.channel_name(), error = %e, "track ignored: onair takes H.264 video and AAC audio");
         }
     }
 
-    fn log_repair(&self, p: &Publication, repair: Repair) {
+    fn log_repair(&self, p: &impl MediaSink, repair: Repair) {
         match repair {
             Repair::None => {}
             Repair::Clamped => {
-                debug!(channel = %p.channel().name, "non-monotonic timestamp clamped")
+                debug!(channel = %p.channel_name(), "non-monotonic timestamp clamped")
             }
             Repair::Rebased { jump_ms } => {
-                info!(channel = %p.channel().name, jump_ms, "timestamp jump repaired; the timeline carries on")
+                info!(channel = %p.channel_name(), jump_ms, "timestamp jump repaired; the timeline carries on")
             }
         }
     }

@@ -9,6 +9,8 @@
 
 pub mod bus;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hls;
 pub mod http;
 pub mod ingest;

@@ -1,0 +1,188 @@
+//! Fuzz harness bodies, shared by the cargo-fuzz targets in `fuzz/` and by the regression and
+//! random-input tests (`tests/fuzz_regressions.rs`), so a crashing input found by libFuzzer
+//! replays under plain `cargo test`. Each takes arbitrary bytes and panics only on a bug.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::bus::{Bus, ChannelStats};
+use crate::config::RtmpConfig;
+use crate::hls::segmenter::Segmenter;
+use crate::hls::{HlsStore, StoreConfig};
+use crate::http::HttpState;
+use crate::ingest::{CoreEvent, IngestCore, MediaSink, MediaState};
+use crate::proto::avc;
+use crate::proto::media::{MediaPacket, StreamInfo, Track};
+
+/// Collects what [`MediaState`] delivers and runs it through a segmenter.
+struct SegmentingSink {
+    stats: ChannelStats,
+    segmenter: Mutex<Segmenter>,
+}
+
+impl SegmentingSink {
+    fn new() -> Self {
+        Self {
+            stats: ChannelStats::default(),
+            segmenter: Mutex::new(Segmenter::new(2.0)),
+        }
+    }
+}
+
+impl MediaSink for SegmentingSink {
+    fn channel_name(&self) -> &str {
+        "fuzz"
+    }
+    fn stats(&self) -> &ChannelStats {
+        &self.stats
+    }
+    fn set_info(&self, info: StreamInfo) {
+        let mut s = self.segmenter.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = s.set_info(info);
+    }
+    fn send_packet(&self, pkt: MediaPacket) {
+        let mut s = self.segmenter.lock().unwrap_or_else(|e| e.into_inner());
+        if pkt.track == Track::Video {
+            if let Some(cfg) = s.info().video.clone() {
+                let mut out = Vec::new();
+                let _ = avc::to_annex_b(&pkt.data, &cfg, pkt.keyframe, &mut out);
+            }
+        }
+        let _ = s.push(&pkt);
+    }
+}
+
+/// Runs one RTMP connection's bytes through [`IngestCore`], accepting every connect and
+/// publish, with media through [`MediaState`] into a segmenter. The input is fed whole and, in
+/// a second core, in pieces of 1 to 64 bytes; both must agree when neither errs.
+pub fn rtmp_ingest(data: &[u8]) {
+    let cfg = RtmpConfig::default();
+    let limits = IngestCore::limits(&cfg);
+    let bound = limits.max_buffered_bytes + limits.max_chunk_size as usize + 64;
+    let run = |pieces: &mut dyn Iterator<Item = &[u8]>| -> (usize, bool) {
+        let mut core = IngestCore::new(limits);
+        let sink = SegmentingSink::new();
+        let mut media = MediaState::default();
+        let mut events = 0usize;
+        for piece in pieces {
+            let evs = match core.feed(piece) {
+                Ok(evs) => evs,
+                Err(_) => return (events, false),
+            };
+            assert!(
+                core.buffered() <= bound,
+                "{} bytes buffered, bound {bound}",
+                core.buffered()
+            );
+            for ev in evs {
+                events += 1;
+                let r = match ev {
+                    CoreEvent::Connect { request_id, .. }
+                    | CoreEvent::Publish { request_id, .. } => core.accept(request_id),
+                    CoreEvent::Play { request_id } => core.reject(request_id, "x", "y"),
+                    CoreEvent::Video { data, timestamp } => {
+                        media.video(&sink, &data, timestamp);
+                        Ok(())
+                    }
+                    CoreEvent::Audio { data, timestamp } => {
+                        media.audio(&sink, &data, timestamp);
+                        Ok(())
+                    }
+                    CoreEvent::PublishFinished | CoreEvent::Metadata(_) => Ok(()),
+                };
+                if r.is_err() {
+                    return (events, false);
+                }
+            }
+            let _ = core.take_output();
+        }
+        (events, true)
+    };
+    let whole = run(&mut std::iter::once(data));
+    // Piece sizes come from the data itself so that the fuzzer can steer them.
+    let mut pos = 0usize;
+    let mut sizes = data.iter().cycle();
+    let mut pieces = std::iter::from_fn(|| {
+        if pos >= data.len() {
+            return None;
+        }
+        let n = 1 + (*sizes.next()? as usize % 64);
+        let end = (pos + n).min(data.len());
+        let p = &data[pos..end];
+        pos = end;
+        Some(p)
+    });
+    let split = run(&mut pieces);
+    if whole.1 && split.1 {
+        assert_eq!(whole.0, split.0, "events differ when the input is split");
+    }
+}
+
+/// Reads records `[kind, ts(4), len(2), body(len)]`: kind bit 0 selects audio or video, and
+/// runs each body through [`MediaState`] into a segmenter (FLV, AVC, AAC, timestamps, TS).
+pub fn flv_media(data: &[u8]) {
+    let sink = SegmentingSink::new();
+    let mut media = MediaState::default();
+    let mut pos = 0usize;
+    let bytes = Bytes::copy_from_slice(data);
+    while let Some(h) = data.get(pos..pos + 7) {
+        let ts = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
+        let len = u16::from_be_bytes([h[5], h[6]]) as usize;
+        let start = pos + 7;
+        let end = (start + len).min(data.len());
+        let body = bytes.slice(start..end);
+        if h[0] & 1 == 0 {
+            media.video(&sink, &body, ts);
+        } else {
+            media.audio(&sink, &body, ts);
+        }
+        pos = end;
+    }
+    let mut s = sink.segmenter.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = s.flush();
+}
+
+/// Byte 0 picks the method; the rest up to a newline is the path, the remainder a Range header.
+pub fn http_route(data: &[u8]) {
+    static STATE: std::sync::OnceLock<Arc<HttpState>> = std::sync::OnceLock::new();
+    let state = STATE.get_or_init(|| {
+        let bus = Bus::new();
+        bus.ensure(&crate::bus::ChannelName::new("alice"));
+        let store = Arc::new(HlsStore::new(StoreConfig {
+            window: 6,
+            segment_seconds: 2.0,
+        }));
+        let seg = crate::hls::segmenter::Segment {
+            start: 0,
+            duration: 180_000,
+            data: Bytes::from(vec![0x47u8; 1880]),
+            discontinuity: false,
+            video_frames: 1,
+            info: StreamInfo::default(),
+        };
+        store.push_segment("alice", "source", 0, &seg, chrono::Utc::now());
+        Arc::new(HttpState { store, bus })
+    });
+    let Some((&m, rest)) = data.split_first() else {
+        return;
+    };
+    let method = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::OPTIONS,
+        Method::DELETE,
+        Method::PUT,
+    ][m as usize % 6]
+        .clone();
+    let text = String::from_utf8_lossy(rest);
+    let (path, range) = match text.split_once('\n') {
+        Some((p, r)) => (p, Some(r)),
+        None => (&text[..], None),
+    };
+    let _ = crate::http::route(&method, path);
+    let resp = state.handle_ranged(&method, path, range);
+    let _ = resp.status();
+}
