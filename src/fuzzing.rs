@@ -66,10 +66,16 @@ pub fn rtmp_ingest(data: &[u8]) {
         let sink = SegmentingSink::new();
         let mut media = MediaState::default();
         let mut events = 0usize;
-        for piece in pieces {
+        let mut input = pieces.next();
+        while let Some(piece) = input {
             let evs = match core.feed(piece) {
                 Ok(evs) => evs,
                 Err(_) => return (events, false),
+            };
+            input = if core.has_pending() {
+                Some(&[][..])
+            } else {
+                pieces.next()
             };
             assert!(
                 core.buffered() <= bound,

@@ -35,7 +35,9 @@ use crate::proto::aac::AacConfig;
 use crate::proto::avc::AvcConfig;
 use crate::proto::flv::{self, AudioTag, FlvError, VideoTag};
 use crate::proto::media::{MediaPacket, StreamInfo, Track};
-use crate::proto::rtmp::{frame_message, session_preamble, ChunkError, ChunkLimits, ChunkReader};
+use crate::proto::rtmp::{
+    frame_message, session_preamble, ChunkError, ChunkLimits, ChunkReader, RtmpMessage,
+};
 use crate::proto::timestamps::{Repair, TimestampRepair};
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +152,10 @@ pub struct IngestCore {
     session: Option<ServerSession>,
     out: Vec<u8>,
     framed: Vec<u8>,
+    /// Complete messages not yet given to the session: processing stops after a request
+    /// (connect, publish, play) so that it is answered before the next message is read, as a
+    /// client that sends its commands back to back expects.
+    pending: std::collections::VecDeque<RtmpMessage>,
 }
 
 impl IngestCore {
@@ -160,7 +166,13 @@ impl IngestCore {
             session: None,
             out: Vec::new(),
             framed: Vec::new(),
+            pending: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Messages waiting for [`IngestCore::feed`] to be called again (with no new bytes).
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Limits from the configuration.
@@ -188,7 +200,9 @@ impl IngestCore {
         std::mem::take(&mut self.out)
     }
 
-    /// Takes bytes from the peer. After an error the connection must be closed.
+    /// Takes bytes from the peer. Events stop after a request; answer it, then call `feed`
+    /// again with no bytes while [`IngestCore::has_pending`]. After an error the connection
+    /// must be closed.
     pub fn feed(&mut self, data: &[u8]) -> Result<Vec<CoreEvent>, IngestError> {
         let mut events = Vec::new();
         let mut data = data;
@@ -219,19 +233,28 @@ impl IngestCore {
                 }
             }
         }
-        if data.is_empty() {
-            return Ok(events);
+        if !data.is_empty() {
+            self.pending.extend(self.reader.feed(data)?);
         }
-        let messages = self.reader.feed(data)?;
-        let Some(session) = self.session.as_mut() else {
-            return Ok(events);
-        };
-        self.framed.clear();
-        for m in &messages {
-            frame_message(m, &mut self.framed);
+        while let Some(m) = self.pending.pop_front() {
+            let Some(session) = self.session.as_mut() else {
+                break;
+            };
+            self.framed.clear();
+            frame_message(&m, &mut self.framed);
+            let results = session.handle_input(&self.framed)?;
+            let before = events.len();
+            self.results(results, &mut events);
+            let request = events[before..].iter().any(|e| {
+                matches!(
+                    e,
+                    CoreEvent::Connect { .. } | CoreEvent::Publish { .. } | CoreEvent::Play { .. }
+                )
+            });
+            if request {
+                break;
+            }
         }
-        let results = session.handle_input(&self.framed)?;
-        self.results(results, &mut events);
         Ok(events)
     }
 
@@ -423,24 +446,31 @@ impl IngestConnection {
                 }
                 return Ok(Closed::ByPeer);
             }
-            let events = self.core.feed(&self.buf[..n]);
-            // Answer what the core produced before reporting an error (a refusal's status).
-            let mut closed = None;
-            if let Ok(events) = &events {
-                for ev in events.iter() {
-                    if let Some(c) = self.handle_event(ev)? {
-                        closed = Some(c);
-                        break;
+            let mut input = &self.buf[..n];
+            loop {
+                let events = self.core.feed(input);
+                input = &[];
+                // Answer what the core produced before reporting an error.
+                let mut closed = None;
+                if let Ok(events) = &events {
+                    for ev in events.iter() {
+                        if let Some(c) = self.handle_event(ev)? {
+                            closed = Some(c);
+                            break;
+                        }
                     }
                 }
-            }
-            let out = self.core.take_output();
-            if !out.is_empty() {
-                self.sock.write_all(&out).await?;
-            }
-            events?;
-            if let Some(c) = closed {
-                return Ok(c);
+                let out = self.core.take_output();
+                if !out.is_empty() {
+                    self.sock.write_all(&out).await?;
+                }
+                events?;
+                if let Some(c) = closed {
+                    return Ok(c);
+                }
+                if !self.core.has_pending() {
+                    break;
+                }
             }
         }
     }
