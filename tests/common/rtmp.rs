@@ -144,7 +144,7 @@ impl RtmpClient {
                 Ok(n) => n,
                 Err(e) => return Err(e.to_string()),
             };
-            for e in self.input(&buf[..n].to_vec())? {
+            for e in self.input(&buf[..n])? {
                 if let ClientSessionEvent::ConnectionRequestRejected { description } = &e {
                     return Err(format!("rejected: {description}"));
                 }
