@@ -412,10 +412,25 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
+    let mut last_full_log: Option<std::time::Instant> = None;
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = cancel.cancelled() => break,
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // At the limit nothing is accepted: new connections wait in the listen backlog.
+                // Said at most once a second (the peers are not known before accept).
+                if last_full_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    warn!(
+                        limit = cfg.max_connections,
+                        "http.max_connections reached: new connections wait in the listen backlog"
+                    );
+                    last_full_log = Some(std::time::Instant::now());
+                }
+                tokio::select! {
+                    p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    _ = cancel.cancelled() => break,
+                }
+            }
         };
         let (sock, peer) = tokio::select! {
             r = listener.accept() => match r {
