@@ -85,8 +85,11 @@ pub fn rtmp_ingest(data: &[u8]) {
             for ev in evs {
                 events += 1;
                 let r = match ev {
-                    CoreEvent::Connect { request_id, .. }
-                    | CoreEvent::Publish { request_id, .. } => core.accept(request_id),
+                    CoreEvent::Connect { request_id, .. } => core.accept(request_id),
+                    CoreEvent::Publish { request_id, .. } => {
+                        core.allow_media();
+                        core.accept(request_id)
+                    }
                     CoreEvent::Play { request_id } => core.reject(request_id, "x", "y"),
                     CoreEvent::Video { data, timestamp } => {
                         media.video(&sink, &data, timestamp);

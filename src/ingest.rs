@@ -149,6 +149,8 @@ pub enum CoreEvent {
 pub struct IngestCore {
     handshake: Option<Handshake>,
     reader: ChunkReader,
+    /// The full limits, in force once a publish is accepted ([`IngestCore::allow_media`]).
+    limits: ChunkLimits,
     session: Option<ServerSession>,
     out: Vec<u8>,
     framed: Vec<u8>,
@@ -162,7 +164,8 @@ impl IngestCore {
     pub fn new(limits: ChunkLimits) -> Self {
         Self {
             handshake: Some(Handshake::new(PeerType::Server)),
-            reader: ChunkReader::new(limits),
+            reader: ChunkReader::new(limits.before_publish()),
+            limits,
             session: None,
             out: Vec::new(),
             framed: Vec::new(),
@@ -183,7 +186,13 @@ impl IngestCore {
             // Room for one message being assembled on each of two tracks, plus commands.
             max_buffered_bytes: cfg.max_message_bytes as usize * 2 + (64 << 10),
             max_chunk_streams: 64,
+            message_limit_name: "rtmp.max_message_bytes",
         }
+    }
+
+    /// A publish was accepted: media may now use the full message and buffer limits.
+    pub fn allow_media(&mut self) {
+        self.reader.set_limits(self.limits);
     }
 
     pub fn handshake_done(&self) -> bool {
@@ -531,6 +540,7 @@ impl IngestConnection {
                 self.publication = Some(publication);
                 self.last_media = Instant::now();
                 self.core.accept(*request_id)?;
+                self.core.allow_media();
                 Ok(None)
             }
             CoreEvent::PublishFinished => {

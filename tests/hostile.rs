@@ -107,8 +107,17 @@ fn message_of_16_mib_is_refused_before_it_is_buffered() {
         after < before + 8 * 1024,
         "RSS grew from {before} KiB to {after} KiB"
     );
-    // Under a lower configured limit, a keyframe-sized message is refused as well.
     drop(alice);
+    // Before a publish is accepted only commands are expected: 1 MiB is already too much.
+    let mut anon = RtmpClient::connect(&srv.rtmp).expect("connect");
+    let mut wire = vec![3u8, 0, 0, 0, 0x10, 0x00, 0x00, 20, 0, 0, 0, 0];
+    wire.extend(noise(4096, 4));
+    let _ = std::io::Write::write_all(&mut anon.sock, &wire);
+    assert!(anon.closed_by_server(10 * SECS), "connection kept open");
+    srv.wait_log(
+        "message of 1048576 bytes is larger than the limit before publishing (65536)",
+        5 * SECS,
+    );
     bob_keeps_playing(&srv);
 }
 

@@ -25,6 +25,8 @@ pub struct ChunkLimits {
     pub max_buffered_bytes: usize,
     /// Chunk stream ids the peer may use.
     pub max_chunk_streams: usize,
+    /// What `max_message_bytes` is called in a refusal (a setting's name).
+    pub message_limit_name: &'static str,
 }
 
 impl Default for ChunkLimits {
@@ -34,6 +36,20 @@ impl Default for ChunkLimits {
             max_message_bytes: 8 << 20,
             max_buffered_bytes: 16 << 20,
             max_chunk_streams: 64,
+            message_limit_name: "rtmp.max_message_bytes",
+        }
+    }
+}
+
+impl ChunkLimits {
+    /// The limits before a publish is accepted: commands only, so an unauthenticated peer
+    /// holds little memory however many connect.
+    pub fn before_publish(self) -> Self {
+        Self {
+            max_message_bytes: self.max_message_bytes.min(64 << 10),
+            max_buffered_bytes: self.max_buffered_bytes.min(128 << 10),
+            message_limit_name: "the limit before publishing",
+            ..self
         }
     }
 }
@@ -43,8 +59,12 @@ impl Default for ChunkLimits {
 pub enum ChunkError {
     #[error("chunk size {size} is outside 1..=rtmp.max_chunk_size ({max})")]
     ChunkSize { size: u32, max: u32 },
-    #[error("message of {len} bytes is larger than rtmp.max_message_bytes ({max})")]
-    MessageTooLarge { len: u32, max: u32 },
+    #[error("message of {len} bytes is larger than {limit} ({max})")]
+    MessageTooLarge {
+        len: u32,
+        max: u32,
+        limit: &'static str,
+    },
     #[error("{bytes} bytes of unfinished messages exceed the limit of {max}")]
     Buffered { bytes: usize, max: usize },
     #[error("more than {max} chunk streams in use")]
@@ -114,6 +134,11 @@ impl ChunkReader {
     /// Bytes held: unparsed input plus unfinished messages.
     pub fn buffered(&self) -> usize {
         self.buf.len() + self.partial_bytes
+    }
+
+    /// Replaces the limits (raised once a publish is accepted).
+    pub fn set_limits(&mut self, limits: ChunkLimits) {
+        self.limits = limits;
     }
 
     /// The chunk size the peer announced.
@@ -232,6 +257,7 @@ impl ChunkReader {
             return Err(ChunkError::MessageTooLarge {
                 len: length,
                 max: self.limits.max_message_bytes,
+                limit: self.limits.message_limit_name,
             });
         }
         // A new header (types 0-2) starts a new message and drops an unfinished one.
@@ -560,7 +586,8 @@ mod tests {
             ChunkReader::new(ChunkLimits::default()).feed(&header),
             Err(ChunkError::MessageTooLarge {
                 len: 0xff_ffff,
-                max: 8 << 20
+                max: 8 << 20,
+                limit: "rtmp.max_message_bytes"
             })
         );
         // Many partial messages on many chunk streams hit the buffer limit.
