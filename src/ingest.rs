@@ -50,6 +50,8 @@ pub enum IngestError {
     HandshakeTimeout { seconds: u64 },
     #[error("no media for {seconds} s (rtmp.no_media_timeout_seconds)")]
     Idle { seconds: u64 },
+    #[error("peer read nothing for {seconds} s (rtmp.no_media_timeout_seconds)")]
+    WriteStalled { seconds: u64 },
     #[error("RTMP protocol error: {0}")]
     Session(#[from] ServerSessionError),
     #[error("refused: {0}")]
@@ -471,7 +473,14 @@ impl IngestConnection {
                 }
                 let out = self.core.take_output();
                 if !out.is_empty() {
-                    self.sock.write_all(&out).await?;
+                    // A peer that sends but never reads must not hold the connection forever.
+                    tokio::select! {
+                        r = tokio::time::timeout(idle, self.sock.write_all(&out)) => match r {
+                            Ok(r) => r?,
+                            Err(_) => return Err(IngestError::WriteStalled { seconds: idle.as_secs() }),
+                        },
+                        _ = cancel.cancelled() => return Ok(Closed::Shutdown),
+                    }
                 }
                 events?;
                 if let Some(c) = closed {
