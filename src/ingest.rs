@@ -792,4 +792,148 @@ mod tests {
             );
         }
     }
+
+    fn amf_str(s: &str) -> Vec<u8> {
+        let mut v = vec![2];
+        v.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        v.extend_from_slice(s.as_bytes());
+        v
+    }
+
+    fn amf_num(n: f64) -> Vec<u8> {
+        let mut v = vec![0];
+        v.extend_from_slice(&n.to_be_bytes());
+        v
+    }
+
+    fn amf_app_object() -> Vec<u8> {
+        let mut v = vec![3, 0, 3];
+        v.extend_from_slice(b"app");
+        v.extend(amf_str("live"));
+        v.extend_from_slice(&[0, 0, 9]);
+        v
+    }
+
+    /// An RTMP message: type id, message stream id, payload.
+    type Msg = (u8, u32, Vec<u8>);
+
+    /// A real client handshake (from the ffmpeg capture), then `messages` as single chunks.
+    fn session(messages: &[Msg]) -> Vec<u8> {
+        let cap = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/rtmp-publish-ffmpeg.bin"
+        ))
+        .expect("capture");
+        let mut out = cap[..3073].to_vec();
+        let chunk_size = (1, 0, (1u32 << 20).to_be_bytes().to_vec());
+        for (type_id, stream_id, payload) in std::iter::once(&chunk_size).chain(messages) {
+            frame_message(
+                &RtmpMessage {
+                    timestamp: 0,
+                    type_id: *type_id,
+                    stream_id: *stream_id,
+                    payload: Bytes::from(payload.clone()),
+                },
+                &mut out,
+            );
+        }
+        out
+    }
+
+    /// Feeds a session, accepting every request; returns the error that closed it, if any.
+    fn run(bytes: &[u8]) -> Option<IngestError> {
+        let mut core = IngestCore::new(IngestCore::limits(&RtmpConfig::default()));
+        let mut input = bytes;
+        loop {
+            match core.feed(input) {
+                Ok(events) => {
+                    for ev in events {
+                        match ev {
+                            CoreEvent::Connect { request_id, .. } => {
+                                core.accept(request_id).ok()?
+                            }
+                            CoreEvent::Publish { request_id, .. } => {
+                                core.allow_media();
+                                core.accept(request_id).ok()?
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Err(e) => return Some(e),
+            }
+            if !core.has_pending() {
+                return None;
+            }
+            input = &[];
+        }
+    }
+
+    fn connect() -> Msg {
+        let mut v = amf_str("connect");
+        v.extend(amf_num(1.0));
+        v.extend(amf_app_object());
+        (20, 0, v)
+    }
+
+    #[test]
+    fn commands_that_would_panic_rml_rtmp_are_refused() {
+        let with = |name: &str, extra: &[Vec<u8>]| {
+            let mut v = amf_str(name);
+            v.extend(amf_num(2.0));
+            v.push(5); // null command object
+            for e in extra {
+                v.extend_from_slice(e);
+            }
+            v
+        };
+        let cases: Vec<(&str, Msg)> = vec![
+            (
+                "a command of two values",
+                (20, 0, {
+                    let mut v = amf_str("createStream");
+                    v.extend(amf_num(2.0));
+                    v
+                }),
+            ),
+            ("@setDataFrame alone", (18, 1, amf_str("@setDataFrame"))),
+            (
+                "objects nested 5000 deep",
+                (18, 1, {
+                    let mut v = amf_str("onMetaData");
+                    for _ in 0..5000 {
+                        v.extend_from_slice(&[3, 0, 1, b'a']);
+                    }
+                    v
+                }),
+            ),
+        ];
+        for (what, msg) in cases {
+            let err = run(&session(&[connect(), msg]));
+            assert!(
+                matches!(err, Some(IngestError::Limit(ChunkError::Amf0 { .. }))),
+                "{what}: {err:?}"
+            );
+        }
+        // Missing publish and play arguments are answered by rml_rtmp itself.
+        for msg in [
+            with("publish", &[]),
+            with("publish", &[amf_str("key")]),
+            with("play", &[]),
+        ] {
+            let err = run(&session(&[connect(), (20, 1, msg)]));
+            assert!(err.is_none(), "{err:?}");
+        }
+        // A complete publish goes through.
+        let mut publish = amf_str("publish");
+        publish.extend(amf_num(3.0));
+        publish.push(5);
+        publish.extend(amf_str("key"));
+        publish.extend(amf_str("live"));
+        let mut create = amf_str("createStream");
+        create.extend(amf_num(2.0));
+        create.push(5);
+        let err = run(&session(&[connect(), (20, 0, create), (20, 1, publish)]));
+        assert!(err.is_none(), "{err:?}");
+    }
 }

@@ -345,12 +345,27 @@ fn screen(m: &RtmpMessage) -> Result<(), ChunkError> {
     };
     let values = amf0_top_level_values(body)?;
     let command = matches!(m.type_id, msg_type::AMF0_COMMAND | msg_type::AMF3_COMMAND);
-    if command && values < 3 {
+    // rml_rtmp takes arguments by position without checking that they are there.
+    let needed = match (command, amf0_first_string(body)) {
+        (true, _) => 3,
+        (false, Some(b"@setDataFrame")) => 2,
+        (false, _) => 0,
+    };
+    if values < needed {
         return Err(ChunkError::Amf0 {
-            what: "command with fewer than three values",
+            what: "command or data message with missing values",
         });
     }
     Ok(())
+}
+
+/// The first value, when it is a complete AMF0 string.
+fn amf0_first_string(b: &[u8]) -> Option<&[u8]> {
+    if *b.first()? != 0x02 {
+        return None;
+    }
+    let len = u16::from_be_bytes([*b.get(1)?, *b.get(2)?]) as usize;
+    b.get(3..3 + len)
 }
 
 /// Walks AMF0 values without recursion, as `rml_amf0` reads them; returns how many top-level
