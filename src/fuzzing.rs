@@ -129,6 +129,42 @@ pub fn rtmp_ingest(data: &[u8]) {
     }
 }
 
+/// Command handling in depth: the input is a list of messages `[type, stream id, len(2),
+/// payload(len)]`, framed as chunks after a real client handshake, a large chunk size and a
+/// valid `connect`, so that mutations reach the session's command handlers instead of being
+/// stopped by chunk framing.
+pub fn rtmp_messages(data: &[u8]) {
+    use crate::proto::rtmp::{frame_message, RtmpMessage};
+    static CAPTURE: &[u8] = include_bytes!("../fixtures/rtmp-publish-ffmpeg.bin");
+    let mut wire = CAPTURE[..3073].to_vec();
+    let mut push = |type_id: u8, stream_id: u32, payload: &[u8]| {
+        frame_message(
+            &RtmpMessage {
+                timestamp: 0,
+                type_id,
+                stream_id,
+                payload: Bytes::copy_from_slice(payload),
+            },
+            &mut wire,
+        )
+    };
+    push(1, 0, &(1u32 << 20).to_be_bytes());
+    // connect("live"), transaction 1
+    push(
+        20,
+        0,
+        b"\x02\x00\x07connect\x00\x3f\xf0\x00\x00\x00\x00\x00\x00\x03\x00\x03app\x02\x00\x04live\x00\x00\x09",
+    );
+    let mut pos = 0usize;
+    while let Some(h) = data.get(pos..pos + 4) {
+        let len = u16::from_be_bytes([h[2], h[3]]) as usize;
+        let end = (pos + 4 + len).min(data.len());
+        push(h[0], h[1] as u32, &data[pos + 4..end]);
+        pos = end;
+    }
+    rtmp_ingest(&wire);
+}
+
 /// Reads records `[kind, ts(4), len(2), body(len)]`: kind bit 0 selects audio or video, and
 /// runs each body through [`MediaState`] into a segmenter (FLV, AVC, AAC, timestamps, TS).
 pub fn flv_media(data: &[u8]) {

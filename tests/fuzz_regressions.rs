@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 type Harness = fn(&[u8]);
 
-const TARGETS: [(&str, Harness); 3] = [
+const TARGETS: [(&str, Harness); 4] = [
     ("rtmp_ingest", onair::fuzzing::rtmp_ingest),
+    ("rtmp_messages", onair::fuzzing::rtmp_messages),
     ("flv_media", onair::fuzzing::flv_media),
     ("http_route", onair::fuzzing::http_route),
 ];
