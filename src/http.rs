@@ -413,6 +413,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
     let mut last_full_log: Option<std::time::Instant> = None;
+    let header_timeout = cfg.header_timeout_seconds;
     loop {
         let permit = match limit.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -453,7 +454,7 @@ pub async fn serve(
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                debug!(%peer, error = %e, "http connection ended with an error");
+                log_connection_error(peer, &*e, header_timeout);
             }
             drop(permit);
         });
@@ -462,6 +463,43 @@ pub async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(3)) => debug!("http connections still open at shutdown; closing them"),
+    }
+}
+
+/// Logs why a connection was refused (a limit, not HTTP), at most once a second: a flood of
+/// slow or broken clients must not become a flood of log lines. Other errors (the peer went
+/// away) are debug.
+fn log_connection_error(
+    peer: SocketAddr,
+    e: &(dyn std::error::Error + Send + Sync + 'static),
+    header_timeout: u64,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_LOG_SECOND: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    let Some(h) = e.downcast_ref::<hyper::Error>() else {
+        debug!(%peer, error = %e, "http connection ended with an error");
+        return;
+    };
+    if !(h.is_timeout() || h.is_parse() || h.is_parse_too_large()) {
+        debug!(%peer, error = %e, "http connection ended with an error");
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if LAST_LOG_SECOND.swap(now, Ordering::Relaxed) == now {
+        UNLOGGED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let also = UNLOGGED.swap(0, Ordering::Relaxed);
+    if h.is_timeout() {
+        warn!(%peer, also_refused = also, "http connection closed: request headers not received within http.header_timeout_seconds ({header_timeout} s)");
+    } else if h.is_parse_too_large() {
+        warn!(%peer, also_refused = also, "http request refused: headers larger than 64 KiB");
+    } else {
+        warn!(%peer, also_refused = also, error = %e, "http request refused: not valid HTTP");
     }
 }
 

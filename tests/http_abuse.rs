@@ -68,6 +68,14 @@ fn slow_headers_time_out_while_others_are_served() {
     }
     assert!(t.elapsed() < 4 * SECS, "took {:?}", t.elapsed());
     assert_eq!(srv.get("/healthz").0, 200);
+    srv.wait_log(
+        "request headers not received within http.header_timeout_seconds (1 s)",
+        5 * SECS,
+    );
+    assert!(srv.logs().contains("peer=127.0.0.1:"), "{}", srv.logs());
+    // Twenty at once: logged once (or twice across a second boundary), with a count.
+    let lines = srv.logs().matches("http.header_timeout_seconds").count();
+    assert!(lines <= 3, "{lines} lines for one burst");
 }
 
 #[test]
@@ -124,6 +132,7 @@ fn huge_headers_are_refused() {
         assert_eq!(status, 431);
     }
     assert_eq!(srv.get("/healthz").0, 200);
+    srv.wait_log("http request refused: headers larger than 64 KiB", 5 * SECS);
 }
 
 #[test]
