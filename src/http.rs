@@ -24,7 +24,8 @@ use tracing::{debug, warn};
 
 use crate::bus::Bus;
 use crate::config::{is_name, HttpConfig};
-use crate::hls::{HlsStore, Lookup, RenditionSummary};
+use crate::hls::serve::{self, PlaylistQuery, ServeError};
+use crate::hls::{HlsStore, RenditionSummary};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -78,9 +79,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
 }
 
 fn is_segment_name(s: &str) -> bool {
-    s.strip_suffix(".ts")
-        .map(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
-        .unwrap_or(false)
+    crate::hls::MediaName::parse(s).is_some()
 }
 
 /// What the HTTP service reads.
@@ -119,22 +118,25 @@ impl HttpState {
     }
 
     /// Answers one request.
-    pub fn handle(&self, method: &Method, path: &str) -> Response<Body> {
+    pub async fn handle(&self, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
         let head = method == Method::HEAD;
         let resp = match route(method, path) {
             Route::Healthz => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
-            Route::Master(c) => playlist(self.store.master(c)),
-            Route::MediaPlaylist(c, r) => playlist(self.store.media_playlist(c, r)),
-            Route::Segment(c, r, s) => match self.store.segment(c, r, s) {
-                Ok(data) => {
-                    let mut resp = bytes_response(StatusCode::OK, "video/mp2t", data);
+            Route::Master(c) => playlist(self.store.master(c).map_err(ServeError::from)),
+            Route::MediaPlaylist(c, r) => match PlaylistQuery::parse(query) {
+                Ok(q) => playlist(serve::media_playlist(&self.store, c, r, q).await),
+                Err(e) => playlist(Err(e)),
+            },
+            Route::Segment(c, r, s) => match serve::media_object(&self.store, c, r, s).await {
+                Ok((data, content_type)) => {
+                    let mut resp = bytes_response(StatusCode::OK, content_type, data);
                     resp.headers_mut().insert(
                         header::CACHE_CONTROL,
                         HeaderValue::from_static("public, max-age=30, immutable"),
                     );
                     resp
                 }
-                Err(_) => not_found(),
+                Err(e) => hls_error(e),
             },
             Route::Channels => {
                 let all: Vec<ChannelView> = self
@@ -227,7 +229,7 @@ pub fn html_escape(s: &str) -> String {
     out
 }
 
-fn playlist(r: Result<Bytes, Lookup>) -> Response<Body> {
+fn playlist(r: Result<Bytes, ServeError>) -> Response<Body> {
     match r {
         Ok(b) => {
             let mut resp = bytes_response(StatusCode::OK, "application/vnd.apple.mpegurl", b);
@@ -237,7 +239,15 @@ fn playlist(r: Result<Bytes, Lookup>) -> Response<Body> {
             );
             resp
         }
-        Err(_) => not_found(),
+        Err(e) => hls_error(e),
+    }
+}
+
+fn hls_error(e: ServeError) -> Response<Body> {
+    match e {
+        ServeError::NotFound => not_found(),
+        ServeError::BadRequest(why) => json_error(StatusCode::BAD_REQUEST, why),
+        ServeError::Timeout => json_error(StatusCode::SERVICE_UNAVAILABLE, "not available in time"),
     }
 }
 
@@ -340,7 +350,7 @@ pub async fn serve(
         let state = state.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle_request(&state, req, peer)) }
+            async move { Ok::<_, Infallible>(handle_request(&state, req, peer).await) }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(sock), svc);
         let conn = graceful.watch(conn.into_owned());
@@ -358,8 +368,14 @@ pub async fn serve(
     }
 }
 
-fn handle_request(state: &HttpState, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
-    state.handle(req.method(), req.uri().path())
+async fn handle_request(
+    state: &HttpState,
+    req: Request<Incoming>,
+    _peer: SocketAddr,
+) -> Response<Body> {
+    state
+        .handle(req.method(), req.uri().path(), req.uri().query())
+        .await
 }
 
 #[cfg(test)]

@@ -75,6 +75,8 @@ impl Server {
         let store = Arc::new(HlsStore::new(StoreConfig {
             window: cfg.hls.playlist_window,
             segment_seconds: cfg.hls.segment_seconds,
+            container: cfg.hls.container,
+            part_seconds: cfg.hls.part_seconds,
         }));
         let rtmp = bind("RTMP", cfg.rtmp.listen).await?;
         let http = bind("HTTP", cfg.http.listen).await?;
