@@ -931,4 +931,114 @@ mod tests {
         assert!(shown.contains("<redacted>"));
         assert!(!format!("{cfg:?}").contains("supersecretkey"));
     }
+
+    #[test]
+    fn announce_secrets_from_environment_are_redacted() {
+        let f = file(
+            "[announce.twitter]\nenabled = true\nconsumer_key = \"ck-from-file\"\n\
+             [[announce.webhooks]]\nurl = \"https://discord.example/api/webhooks/1/tok3n\"\n\
+             secret_env = \"HOOK_SECRET\"\n",
+        );
+        let cfg = Config::load_with_env(
+            Some(&f.0),
+            vec![
+                (
+                    "ONAIR__ANNOUNCE__TWITTER__CONSUMER_SECRET".into(),
+                    "cs-from-env".into(),
+                ),
+                (
+                    "ONAIR__ANNOUNCE__TWITTER__ACCESS_TOKEN".into(),
+                    "1234567".into(),
+                ),
+                (
+                    "ONAIR__ANNOUNCE__TWITTER__ACCESS_TOKEN_SECRET".into(),
+                    "ats-from-env".into(),
+                ),
+                ("HOOK_SECRET".into(), "hook-secret-value".into()),
+            ],
+        )
+        .expect("loads");
+        let t = &cfg.announce.twitter;
+        assert_eq!(t.consumer_key.expose(), "ck-from-file");
+        assert_eq!(t.consumer_secret.expose(), "cs-from-env");
+        assert_eq!(t.access_token.expose(), "1234567");
+        assert_eq!(
+            cfg.announce.webhooks[0].secret.expose(),
+            "hook-secret-value"
+        );
+        let shown = format!("{}{cfg:?}", cfg.to_redacted_toml());
+        for secret in [
+            "ck-from-file",
+            "cs-from-env",
+            "1234567",
+            "ats-from-env",
+            "hook-secret-value",
+            "tok3n",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown");
+        }
+    }
+
+    #[test]
+    fn announce_errors_name_the_key() {
+        let cases = [
+            (
+                "[announce.twitter]\nenabled = true\n",
+                "announce.twitter.consumer_key",
+            ),
+            (
+                "[announce.mastodon]\nenabled = true\ninstance_url = \"mastodon.social\"\n",
+                "announce.mastodon.instance_url",
+            ),
+            (
+                "[announce.mastodon]\nenabled = true\ninstance_url = \"https://m.example\"\n",
+                "ONAIR__ANNOUNCE__MASTODON__ACCESS_TOKEN",
+            ),
+            (
+                "[announce.mastodon]\nvisibility = \"everyone\"\n",
+                "announce.mastodon.visibility",
+            ),
+            (
+                "[announce]\ntemplate = \"{channel} {key}\"\n",
+                "announce.template",
+            ),
+            ("[announce]\ntries = 0\n", "announce.tries"),
+            (
+                "[announce]\ntimeout_seconds = 0\n",
+                "announce.timeout_seconds",
+            ),
+            (
+                "[announce.bluesky]\nenabled = true\napp_password = \"x\"\n",
+                "announce.bluesky.identifier",
+            ),
+            (
+                "[[announce.webhooks]]\nurl = \"ftp://x\"\n",
+                "announce.webhooks[0].url",
+            ),
+            (
+                "[[announce.webhooks]]\nurl = \"http://x\"\nformat = \"slack\"\n",
+                "announce.webhooks[0].format",
+            ),
+            (
+                "[[announce.webhooks]]\nurl = \"http://x\"\nname = \"twitter\"\n",
+                "announce.webhooks[0].name",
+            ),
+            (
+                "[[announce.webhooks]]\nurl = \"http://x\"\nsecret_env = \"NOPE_UNSET\"\n",
+                "announce.webhooks[0].secret_env",
+            ),
+        ];
+        for (text, key) in cases {
+            let f = file(text);
+            let err = Config::load_with_env(Some(&f.0), vec![]).expect_err(text);
+            let msg = err.to_string();
+            assert!(msg.contains(key), "{text:?} gave {msg:?}");
+        }
+        assert_eq!(unknown_placeholder("{channel} {title} {url}"), None);
+        assert_eq!(
+            unknown_placeholder("{stream_key}"),
+            Some("stream_key".into())
+        );
+        assert_eq!(unknown_placeholder("open {brace"), Some("brace".into()));
+    }
 }

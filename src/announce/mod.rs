@@ -302,6 +302,11 @@ impl Dispatcher {
     fn on_offline(&mut self, channel: &str) {
         let now = Instant::now();
         self.grace.on_offline(channel, now);
+        info!(
+            channel,
+            grace_seconds = self.cfg.grace_seconds,
+            "channel offline: going live again within the grace period is not announced"
+        );
         if !self.cfg.ended {
             return;
         }
