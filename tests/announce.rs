@@ -432,6 +432,28 @@ async fn a_post_that_would_show_a_stream_key_is_never_sent() {
         .all(|(r, _)| !r.text().contains(ALICE_KEY)));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_titles_are_shortened_to_each_targets_limit() {
+    let x = StandIn::start(stand_in::x_api(X_KEYS));
+    let m = StandIn::start(stand_in::mastodon(MASTODON_TOKEN));
+    let mut cfg = config();
+    cfg.channels[0].title = Some("Alice's debate on everything, ".repeat(20));
+    twitter(&mut cfg, &x);
+    mastodon(&mut cfg, &m);
+    let run = Running::start(cfg);
+    let _live = run.go_live("alice");
+    let tweet = x.wait_accepted(1, WAIT).await[0].json()["text"]
+        .as_str()
+        .expect("text")
+        .to_string();
+    let toot = m.wait_accepted(1, WAIT).await[0].form()["status"].clone();
+    for (text, limit) in [(&tweet, 280), (&toot, 500)] {
+        let n = stand_in::weighted_len(text);
+        assert!(n <= limit && n > limit - 40, "{n} for {limit}: {text}");
+        assert!(text.ends_with(&format!("… {ALICE_URL}")), "{text}");
+    }
+}
+
 fn hook_toml(url: &str) -> String {
     format!("[[announce.webhooks]]\nname = \"hook\"\nurl = \"{url}\"\nsecret_env = \"TEST_HOOK_SECRET\"\n")
 }

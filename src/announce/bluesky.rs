@@ -36,11 +36,13 @@ impl BlueskyTarget {
 
     /// The record to create.
     pub fn record(a: &Announcement) -> serde_json::Value {
+        // Bluesky allows 300 graphemes; characters are a close, never smaller, count.
+        let text = a.fit(300, |t, _| t.chars().count());
         serde_json::json!({
             "$type": "app.bsky.feed.post",
-            "text": a.text,
             "createdAt": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "facets": link_facets(&a.text, &a.url),
+            "facets": link_facets(&text, &a.url),
+            "text": text,
         })
     }
 

@@ -3,7 +3,7 @@
 //! try of one go-live, so a retry after a lost answer cannot post twice (Mastodon keeps keys
 //! for an hour).
 
-use super::message::Announcement;
+use super::message::{length_with_links, Announcement};
 use super::queue::{check, AttemptError};
 use crate::config::MastodonConfig;
 
@@ -25,12 +25,14 @@ impl MastodonTarget {
             "{}/api/v1/statuses",
             self.cfg.instance_url.trim_end_matches('/')
         );
+        // Mastodon's default limit: 500 characters, a link counting as 23.
+        let text = a.fit(500, |t, u| length_with_links(t, u, 23));
         let resp = client
             .post(url)
             .bearer_auth(self.cfg.access_token.expose())
             .header("Idempotency-Key", &a.id)
             .form(&[
-                ("status", a.text.as_str()),
+                ("status", text.as_str()),
                 ("visibility", self.cfg.visibility.as_str()),
             ])
             .send()

@@ -40,11 +40,23 @@ pub struct Announcement {
     pub text: String,
     /// Stable across retries and targets for one event: used as the idempotency key.
     pub id: String,
+    /// The template `text` came from, to shorten the title when a target's limit demands.
+    pub template: String,
 }
 
 /// The watch page of a channel.
 pub fn watch_url(public_url: &str, channel: &str) -> String {
     format!("{}/watch/{channel}", public_url.trim_end_matches('/'))
+}
+
+/// Length in characters with every occurrence of `url` counted as `url_weight` (X and
+/// Mastodon count any link as 23 characters).
+pub fn length_with_links(text: &str, url: &str, url_weight: usize) -> usize {
+    if url.is_empty() {
+        return text.chars().count();
+    }
+    let n = text.matches(url).count();
+    text.chars().count() - n * url.chars().count() + n * url_weight
 }
 
 /// Renders a template in one pass: a title that itself contains `{url}` stays as typed.
@@ -99,6 +111,7 @@ impl Announcement {
             title: title.to_string(),
             url,
             started_at: Some(started_at),
+            template: template.to_string(),
         }
     }
 
@@ -116,7 +129,40 @@ impl Announcement {
                 now.format("%Y-%m-%d %H:%M UTC")
             ),
             id: format!("onair-test-{}", now.timestamp_millis()),
+            template: String::new(),
         }
+    }
+
+    /// The text, with the title shortened (ending in "…") until it fits `limit` characters as
+    /// `length` counts them. The link and the rest of the template are never cut; if they alone
+    /// are too long the text is returned whole and the target will say so.
+    pub fn fit(&self, limit: usize, length: impl Fn(&str, &str) -> usize) -> String {
+        if length(&self.text, &self.url) <= limit || self.template.is_empty() {
+            return self.text.clone();
+        }
+        let chars: Vec<char> = self.title.chars().collect();
+        // Longest title prefix that fits: binary search on its length.
+        let (mut lo, mut hi) = (0usize, chars.len());
+        let shortened = |n: usize| -> String {
+            let mut t: String = chars[..n].iter().collect();
+            t = t.trim_end().to_string();
+            if n > 0 {
+                t.push('…');
+            }
+            render(&self.template, &self.channel, &t, &self.url)
+        };
+        if length(&shortened(0), &self.url) > limit {
+            return self.text.clone();
+        }
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if length(&shortened(mid), &self.url) <= limit {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        shortened(lo)
     }
 
     /// Whether the text contains any of `secrets` (stream keys): such a post is never sent.
@@ -184,5 +230,36 @@ mod tests {
         assert_eq!(a.id, "onair-live-alice-1700000000000");
         assert!(!a.leaks_any(["alice-secret-key"].into_iter()));
         assert!(a.leaks_any(["debate"].into_iter()));
+    }
+
+    #[test]
+    fn long_titles_are_shortened_to_fit_and_the_link_survives() {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+        let title = "A very long title ".repeat(30);
+        let a = Announcement::for_channel(
+            AnnounceKind::Live,
+            "{channel} is live now: {title} {url}",
+            "https://live.example.org",
+            "alice",
+            &title,
+            at,
+        );
+        let x = |t: &str, u: &str| length_with_links(t, u, 23);
+        assert!(x(&a.text, &a.url) > 280);
+        let fitted = a.fit(280, x);
+        assert!(x(&fitted, &a.url) <= 280, "{fitted}");
+        assert!(x(&fitted, &a.url) >= 270, "cut too much: {fitted}");
+        assert!(
+            fitted.ends_with("… https://live.example.org/watch/alice"),
+            "{fitted}"
+        );
+        assert!(fitted.starts_with("alice is live now: A very long title"));
+        // Short texts are untouched; impossible limits give the text whole.
+        assert_eq!(a.fit(10_000, x), a.text);
+        assert_eq!(a.fit(5, x), a.text);
+        assert_eq!(
+            length_with_links("see http://a/b and http://a/b", "http://a/b", 23),
+            4 + 23 + 5 + 23
+        );
     }
 }

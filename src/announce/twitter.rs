@@ -6,7 +6,7 @@
 use reqwest::header::AUTHORIZATION;
 use reqwest::Url;
 
-use super::message::Announcement;
+use super::message::{length_with_links, Announcement};
 use super::oauth1::{self, OAuth1Keys};
 use super::queue::{check, AttemptError};
 use crate::config::TwitterConfig;
@@ -23,6 +23,11 @@ impl TwitterTarget {
     /// Where posts go.
     pub fn endpoint(&self) -> String {
         format!("{}/2/tweets", self.cfg.api_base.trim_end_matches('/'))
+    }
+
+    /// The post's text within X's 280 characters (a link counts as 23).
+    pub fn text(a: &Announcement) -> String {
+        a.fit(280, |t, u| length_with_links(t, u, 23))
     }
 
     pub async fn attempt(
@@ -46,7 +51,7 @@ impl TwitterTarget {
         let resp = client
             .post(url)
             .header(AUTHORIZATION, auth)
-            .json(&serde_json::json!({ "text": a.text }))
+            .json(&serde_json::json!({ "text": Self::text(a) }))
             .send()
             .await
             .map_err(AttemptError::network)?;

@@ -43,7 +43,8 @@ impl WebhookTarget {
     pub fn body(&self, a: &Announcement) -> Vec<u8> {
         let v = if self.cfg.format == "discord" {
             serde_json::json!({
-                "content": a.text,
+                // Discord's limit is 2000 characters.
+                "content": a.fit(2000, |t, _| t.chars().count()),
                 "allowed_mentions": { "parse": [] },
             })
         } else {

@@ -247,6 +247,20 @@ fn serve(conn: TcpStream, log: Arc<Mutex<Vec<(Received, u16)>>>, h: Arc<Mutex<Ha
     let _ = write.write_all(out.as_bytes());
 }
 
+/// Length as X and Mastodon count it: every http(s) link is 23 characters.
+pub fn weighted_len(text: &str) -> usize {
+    text.split(' ')
+        .map(|w| {
+            if w.starts_with("http://") || w.starts_with("https://") {
+                23
+            } else {
+                w.chars().count()
+            }
+        })
+        .sum::<usize>()
+        + text.matches(' ').count()
+}
+
 /// RFC 3986 percent-encoding, written independently of the server's.
 pub fn pct(s: &str) -> String {
     let mut out = String::new();
@@ -377,7 +391,7 @@ pub fn x_api(keys: XKeys) -> impl FnMut(&Received) -> Reply + Send {
         let Some(text) = obj.get("text").and_then(|t| t.as_str()) else {
             return Reply::new(400, r#"{"title":"Invalid Request"}"#);
         };
-        if obj.len() != 1 || text.chars().count() > 280 {
+        if obj.len() != 1 || weighted_len(text) > 280 {
             return Reply::new(400, r#"{"title":"Invalid Request"}"#);
         }
         Reply::new(
@@ -405,7 +419,7 @@ pub fn mastodon(token: &'static str) -> impl FnMut(&Received) -> Reply + Send {
         let f = r.form();
         let status = f.get("status").cloned().unwrap_or_default();
         let vis = f.get("visibility").cloned().unwrap_or_default();
-        if status.is_empty() || status.chars().count() > 500 {
+        if status.is_empty() || weighted_len(&status) > 500 {
             return Reply::new(422, r#"{"error":"Validation failed: Text can't be blank"}"#);
         }
         if !["public", "unlisted", "private", "direct"].contains(&vis.as_str()) {
