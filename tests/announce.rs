@@ -357,6 +357,30 @@ async fn network_errors_are_retried_then_given_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_never_answers_times_out_without_holding_up_others() {
+    // Accepts connections (the kernel completes the handshake) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let m = StandIn::start(stand_in::mastodon(MASTODON_TOKEN));
+    let mut cfg = config();
+    cfg.announce.tries = 2;
+    cfg.announce.timeout_seconds = 1;
+    let silent_url = format!("http://{}/hook", silent.local_addr().expect("addr"));
+    webhook(&mut cfg, "silent", silent_url, "json", "");
+    mastodon(&mut cfg, &m);
+    let run = Running::start(cfg);
+    let t0 = Instant::now();
+    let _live = run.go_live("alice");
+    m.wait_accepted(1, WAIT).await;
+    assert!(t0.elapsed() < Duration::from_millis(500));
+    run.wait_counts("silent", (2, 0, 1, 0)).await;
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "two 1 s timeouts took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_within_grace_posts_nothing_and_ended_post_waits_for_grace() {
     let m = StandIn::start(stand_in::mastodon(MASTODON_TOKEN));
     let hook = StandIn::start(stand_in::webhook(HOOK_SECRET));
