@@ -126,7 +126,7 @@ impl Announcement {
             started_at: None,
             text: format!(
                 "Test post from onair ({}): go-live announcements reach this account.",
-                now.format("%Y-%m-%d %H:%M UTC")
+                now.format("%Y-%m-%d %H:%M:%S UTC")
             ),
             id: format!("onair-test-{}", now.timestamp_millis()),
             template: String::new(),

@@ -302,9 +302,12 @@ pub async fn deliver(
         if !err.retryable() || try_no >= policy.tries {
             stats.failures.fetch_add(1, Ordering::Relaxed);
             let status = err.status();
-            if matches!(status, Some(401) | Some(403)) {
+            if status == Some(401) {
                 error!(target = name, channel = %a.channel, status, error = %err,
-                    "announcement refused by {name}: check {} (not retried)", target.credentials_hint());
+                    "announcement refused by {name}: credentials not accepted; check {} (not retried)", target.credentials_hint());
+            } else if status == Some(403) {
+                error!(target = name, channel = %a.channel, status, error = %err,
+                    "announcement refused by {name} (not retried): see its answer; if it is about permissions, check {}", target.credentials_hint());
             } else if err.retryable() {
                 error!(target = name, channel = %a.channel, status, tries = try_no, error = %err,
                     "announcement to {name} failed after {try_no} tries; giving up");
