@@ -255,7 +255,7 @@ impl Default for ChatConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnnounceConfig {
     /// A channel going live again within this many seconds of going offline (a broadcaster
@@ -303,7 +303,7 @@ impl Default for AnnounceConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TwitterConfig {
     pub enabled: bool,
@@ -328,7 +328,7 @@ impl Default for TwitterConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MastodonConfig {
     pub enabled: bool,
@@ -349,7 +349,7 @@ impl Default for MastodonConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlueskyConfig {
     pub enabled: bool,
@@ -372,7 +372,7 @@ impl Default for BlueskyConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Name in logs, metrics and `announce-test --target` (default `webhook-{index}`).

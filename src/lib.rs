@@ -52,6 +52,7 @@ pub struct Server {
     pub store: Arc<HlsStore>,
     /// Per-target announcement counters (attempts, successes, failures, dropped).
     pub announce: Arc<announce::AnnounceStats>,
+    announcer: announce::AnnounceHandle,
     cancel: CancellationToken,
     tracker: TaskTracker,
     http_task: tokio::task::JoinHandle<()>,
@@ -117,7 +118,8 @@ impl Server {
             http_addr,
             bus,
             store,
-            announce: announce.stats,
+            announce: announce.stats.clone(),
+            announcer: announce,
             cancel,
             tracker,
             http_task,
@@ -180,6 +182,8 @@ impl Server {
         for name in &report.added {
             self.start_channel(&new, name);
         }
+        // Titles, new channels and rotated keys reach the announcer now; its targets at restart.
+        self.announcer.set_channels(&new.channels);
         // Listeners, segmenting and transcoding are built at start; say what waits for a restart.
         let sections = [
             ("rtmp", format!("{:?}", old.rtmp), format!("{:?}", new.rtmp)),
@@ -195,6 +199,10 @@ impl Server {
             if before != after {
                 report.needs_restart.push(section);
             }
+        }
+        // Compared with PartialEq, not Debug: Debug hides the secrets, whose change counts too.
+        if old.announce != new.announce {
+            report.needs_restart.push("announce");
         }
         info!(
             added = ?report.added,

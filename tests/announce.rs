@@ -478,6 +478,52 @@ async fn long_titles_are_shortened_to_each_targets_limit() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_brings_new_titles_and_channels_and_reports_announce_changes() {
+    let m = StandIn::start(stand_in::mastodon(MASTODON_TOKEN));
+    let mut cfg = config();
+    cfg.rtmp.listen = "127.0.0.1:0".parse().expect("addr");
+    cfg.http.listen = "127.0.0.1:0".parse().expect("addr");
+    mastodon(&mut cfg, &m);
+    let server = onair::Server::start(cfg.clone())
+        .await
+        .expect("server starts");
+
+    let mut new = cfg.clone();
+    new.channels[0].title = Some("Alice's second debate".into());
+    new.channels.push(channel(
+        "carol",
+        "carol-secret-key-789",
+        Some("Carol's show"),
+    ));
+    let report = server.reload(new.clone());
+    assert!(report.needs_restart.is_empty(), "{report:?}");
+    assert_eq!(report.added, ["carol"]);
+
+    let addr: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+    let alice = server.bus.get("alice").expect("alice").begin_publish(addr);
+    let carol = server.bus.get("carol").expect("carol").begin_publish(addr);
+    let posted = m.wait_accepted(2, WAIT).await;
+    assert!(posted[0].form()["status"].contains("Alice's second debate"));
+    assert!(posted[1].form()["status"].contains("Carol's show"));
+    assert_eq!(
+        server
+            .announce
+            .target("mastodon")
+            .expect("stats")
+            .snapshot()
+            .1,
+        2
+    );
+    drop((alice, carol));
+
+    // Target settings (a rotated token included) take effect at restart, and say so.
+    let mut rotated = new.clone();
+    rotated.announce.mastodon.access_token = Secret::new("rotated-token");
+    assert_eq!(server.reload(rotated).needs_restart, ["announce"]);
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
 fn hook_toml(url: &str) -> String {
     format!("[[announce.webhooks]]\nname = \"hook\"\nurl = \"{url}\"\nsecret_env = \"TEST_HOOK_SECRET\"\n")
 }

@@ -18,7 +18,7 @@ pub mod twitter;
 pub mod webhook;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::bus::{Bus, Lifecycle};
-use crate::config::{AnnounceConfig, Config, Secret};
+use crate::config::{AnnounceConfig, ChannelConfig, Config, Secret};
 pub use message::{AnnounceKind, Announcement};
 pub use queue::{AnnounceStats, Delivery, RetryPolicy, TargetStats};
 
@@ -164,10 +164,44 @@ impl GraceFilter {
     }
 }
 
+/// What the dispatcher knows of the channels: titles, and the stream keys no post may show.
+/// Replaced whole when a reload changes the channels.
+#[derive(Default)]
+struct ChannelFacts {
+    titles: HashMap<String, String>,
+    keys: Vec<Secret>,
+}
+
+impl ChannelFacts {
+    fn new(channels: &[ChannelConfig]) -> Self {
+        Self {
+            titles: channels
+                .iter()
+                .map(|c| (c.name.clone(), c.title.clone().unwrap_or_default()))
+                .collect(),
+            keys: channels.iter().map(|c| c.key.clone()).collect(),
+        }
+    }
+}
+
+/// Shared between the handle (reloads write) and the dispatcher (reads a snapshot per event).
+/// A std lock: held only to clone or swap the `Arc`, never across an await.
+type SharedFacts = Arc<RwLock<Arc<ChannelFacts>>>;
+
 /// What `Server` keeps of the announcer.
 #[derive(Clone)]
 pub struct AnnounceHandle {
     pub stats: Arc<AnnounceStats>,
+    channels: SharedFacts,
+}
+
+impl AnnounceHandle {
+    /// Takes a reload's channels: new titles, new channels, rotated keys. Target settings take
+    /// effect at restart.
+    pub fn set_channels(&self, channels: &[ChannelConfig]) {
+        let facts = Arc::new(ChannelFacts::new(channels));
+        *self.channels.write().unwrap_or_else(|e| e.into_inner()) = facts;
+    }
 }
 
 struct Queued {
@@ -180,9 +214,8 @@ struct Queued {
 struct Dispatcher {
     cfg: AnnounceConfig,
     public_url: String,
-    titles: HashMap<String, String>,
-    /// Stream keys: a post containing one is never sent (titles are free text).
-    keys: Vec<Secret>,
+    /// Titles and stream keys (a post containing a key is never sent: titles are free text).
+    channels: SharedFacts,
     grace: GraceFilter,
     /// When each channel went live (the last announced or suppressed go-live).
     live_since: HashMap<String, DateTime<Utc>>,
@@ -200,10 +233,12 @@ pub fn start(
     cancel: CancellationToken,
 ) -> Result<AnnounceHandle, AnnounceError> {
     let targets = build_targets(&cfg.announce);
+    let channels: SharedFacts = Arc::new(RwLock::new(Arc::new(ChannelFacts::new(&cfg.channels))));
     if targets.is_empty() {
         info!("announcements off: no target enabled");
         return Ok(AnnounceHandle {
             stats: Arc::new(AnnounceStats::default()),
+            channels,
         });
     }
     let client = http_client(&cfg.announce)?;
@@ -234,12 +269,7 @@ pub fn start(
     let d = Dispatcher {
         cfg: cfg.announce.clone(),
         public_url: cfg.server.public_url.clone(),
-        titles: cfg
-            .channels
-            .iter()
-            .map(|c| (c.name.clone(), c.title.clone().unwrap_or_default()))
-            .collect(),
-        keys: cfg.channels.iter().map(|c| c.key.clone()).collect(),
+        channels: channels.clone(),
         grace: GraceFilter::new(Duration::from_secs(cfg.announce.grace_seconds)),
         live_since: HashMap::new(),
         pending_ended: HashMap::new(),
@@ -247,7 +277,7 @@ pub fn start(
     };
     let rx = bus.subscribe_lifecycle();
     tracker.spawn(d.run(rx, cancel));
-    Ok(AnnounceHandle { stats })
+    Ok(AnnounceHandle { stats, channels })
 }
 
 impl Dispatcher {
@@ -271,8 +301,19 @@ impl Dispatcher {
         }
     }
 
+    fn facts(&self) -> Arc<ChannelFacts> {
+        self.channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn title(&self, channel: &str) -> String {
-        self.titles.get(channel).cloned().unwrap_or_default()
+        self.facts()
+            .titles
+            .get(channel)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn on_live(&mut self, channel: &str, started_at: DateTime<Utc>) {
@@ -353,7 +394,7 @@ impl Dispatcher {
 
     /// Queues a post on every target without waiting: a full queue drops it for that target.
     fn dispatch_arc(&mut self, a: Arc<Announcement>) {
-        if a.leaks_any(self.keys.iter().map(Secret::expose)) {
+        if a.leaks_any(self.facts().keys.iter().map(Secret::expose)) {
             error!(channel = %a.channel, event = a.kind.as_str(),
                 "announcement text would contain a stream key (check the channel title and announce templates); not posted");
             return;
