@@ -448,8 +448,12 @@ async fn reconnect_within_grace_posts_nothing_and_ended_post_waits_for_grace() {
 async fn a_post_that_would_show_a_stream_key_is_never_sent() {
     let m = StandIn::start(stand_in::mastodon(MASTODON_TOKEN));
     let mut cfg = config();
-    // An admin pasted the key into the title by mistake.
+    // An admin pasted the key into the title by mistake; the template does not even show the
+    // title, but the webhook payload carries it.
     cfg.channels[0].title = Some(format!("my key is {ALICE_KEY}"));
+    cfg.announce.template = "{channel} is live: {url}".into();
+    let hook = StandIn::start(stand_in::webhook(HOOK_SECRET));
+    webhook(&mut cfg, "hook", hook.url(), "json", HOOK_SECRET);
     mastodon(&mut cfg, &m);
     let run = Running::start(cfg);
     let _alice = run.go_live("alice");
@@ -461,6 +465,9 @@ async fn a_post_that_would_show_a_stream_key_is_never_sent() {
         .requests()
         .iter()
         .all(|(r, _)| !r.text().contains(ALICE_KEY)));
+    let hooked = hook.wait_accepted(1, WAIT).await;
+    assert_eq!(hooked[0].json()["channel"], "bob");
+    run.wait_counts("hook", (1, 1, 0, 0)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,9 +165,15 @@ impl Announcement {
         shortened(lo)
     }
 
-    /// Whether the text contains any of `secrets` (stream keys): such a post is never sent.
+    /// Whether anything a target may send (text, title, link) contains any of `secrets`
+    /// (stream keys): such a post is never sent.
     pub fn leaks_any<'a>(&self, mut secrets: impl Iterator<Item = &'a str>) -> bool {
-        secrets.any(|s| !s.is_empty() && self.text.contains(s))
+        secrets.any(|s| {
+            !s.is_empty()
+                && [&self.text, &self.title, &self.url]
+                    .iter()
+                    .any(|field| field.contains(s))
+        })
     }
 }
 
