@@ -3,10 +3,12 @@
 //!
 //! The media path runs one way: `ingest` (RTMP connections) publishes on the `bus`; `hls`
 //! segments each channel into the in-memory store; `http` serves it. Lifecycle events (live,
-//! offline) flow from the bus to whoever subscribes. `proto` holds the pure protocol code
+//! offline) flow from the bus to whoever subscribes: `announce` posts go-lives to X, Mastodon,
+//! Bluesky and webhooks. `proto` holds the pure protocol code
 //! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on.
 //! [`Server::start`] wires them together; `main.rs` adds the command line and signals.
 
+pub mod announce;
 pub mod bus;
 pub mod config;
 pub mod hls;
@@ -38,6 +40,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Announce(#[from] announce::AnnounceError),
 }
 
 /// A running server.
@@ -46,6 +50,9 @@ pub struct Server {
     pub http_addr: SocketAddr,
     pub bus: Arc<Bus>,
     pub store: Arc<HlsStore>,
+    /// Per-target announcement counters (attempts, successes, failures, dropped).
+    pub announce: Arc<announce::AnnounceStats>,
+    announcer: announce::AnnounceHandle,
     cancel: CancellationToken,
     tracker: TaskTracker,
     http_task: tokio::task::JoinHandle<()>,
@@ -78,6 +85,9 @@ impl Server {
             container: cfg.hls.container,
             part_seconds: cfg.hls.part_seconds,
         }));
+        // Subscribes to lifecycle events before ingest can publish anything.
+        let announce = announce::start(&cfg, &bus, &tracker, cancel.child_token())?;
+
         let rtmp = bind("RTMP", cfg.rtmp.listen).await?;
         let http = bind("HTTP", cfg.http.listen).await?;
         let rtmp_addr = rtmp.local_addr().unwrap_or(cfg.rtmp.listen);
@@ -110,6 +120,8 @@ impl Server {
             http_addr,
             bus,
             store,
+            announce: announce.stats.clone(),
+            announcer: announce,
             cancel,
             tracker,
             http_task,
@@ -172,6 +184,8 @@ impl Server {
         for name in &report.added {
             self.start_channel(&new, name);
         }
+        // Titles, new channels and rotated keys reach the announcer now; its targets at restart.
+        self.announcer.set_channels(&new.channels);
         // Listeners, segmenting and transcoding are built at start; say what waits for a restart.
         let sections = [
             ("rtmp", format!("{:?}", old.rtmp), format!("{:?}", new.rtmp)),
@@ -187,6 +201,10 @@ impl Server {
             if before != after {
                 report.needs_restart.push(section);
             }
+        }
+        // Compared with PartialEq, not Debug: Debug hides the secrets, whose change counts too.
+        if old.announce != new.announce {
+            report.needs_restart.push("announce");
         }
         info!(
             added = ?report.added,
