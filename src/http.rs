@@ -40,10 +40,30 @@ pub enum Route<'a> {
     Channels,
     Channel(&'a str),
     Healthz,
+    Metrics,
     /// CORS preflight for any path.
     Preflight,
     NotFound,
     MethodNotAllowed,
+}
+
+impl Route<'_> {
+    /// A low-cardinality name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Index => "index",
+            Route::Watch(_) => "watch",
+            Route::Master(_) => "master_playlist",
+            Route::MediaPlaylist(..) => "media_playlist",
+            Route::Segment(..) => "segment",
+            Route::Channels | Route::Channel(_) => "api_channels",
+            Route::Healthz => "healthz",
+            Route::Metrics => "metrics",
+            Route::Preflight => "preflight",
+            Route::NotFound => "not_found",
+            Route::MethodNotAllowed => "method_not_allowed",
+        }
+    }
 }
 
 /// Maps a method and path to a route. Names must be `[A-Za-z0-9_-]{1,64}`; anything else
@@ -61,6 +81,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     let r = match parts.as_slice() {
         [] => Route::Index,
         ["healthz"] => Route::Healthz,
+        ["metrics"] => Route::Metrics,
         ["watch", c] if is_name(c) => Route::Watch(c),
         ["hls", c, "master.m3u8"] if is_name(c) => Route::Master(c),
         ["hls", c, r, "index.m3u8"] if is_name(c) && is_name(r) => Route::MediaPlaylist(c, r),
@@ -86,6 +107,7 @@ fn is_segment_name(s: &str) -> bool {
 pub struct HttpState {
     pub store: Arc<HlsStore>,
     pub bus: Arc<Bus>,
+    pub announce: Arc<crate::announce::AnnounceStats>,
 }
 
 /// One channel as `/api/channels` shows it.
@@ -122,6 +144,18 @@ impl HttpState {
         let head = method == Method::HEAD;
         let resp = match route(method, path) {
             Route::Healthz => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+            Route::Metrics => {
+                let body = crate::metrics::render(&crate::metrics::Sources {
+                    bus: self.bus.clone(),
+                    store: self.store.clone(),
+                    announce: self.announce.clone(),
+                });
+                bytes_response(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    Bytes::from(body),
+                )
+            }
             Route::Master(c) => playlist(self.store.master(c).map_err(ServeError::from)),
             Route::MediaPlaylist(c, r) => match PlaylistQuery::parse(query) {
                 Ok(q) => playlist(serve::media_playlist(&self.store, c, r, q).await),
@@ -373,9 +407,13 @@ async fn handle_request(
     req: Request<Incoming>,
     _peer: SocketAddr,
 ) -> Response<Body> {
-    state
+    let started = std::time::Instant::now();
+    let label = route(req.method(), req.uri().path()).label();
+    let resp = state
         .handle(req.method(), req.uri().path(), req.uri().query())
-        .await
+        .await;
+    crate::metrics::http_request(label, resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 #[cfg(test)]

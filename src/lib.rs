@@ -14,6 +14,7 @@ pub mod config;
 pub mod hls;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod proto;
 
 use std::collections::HashMap;
@@ -104,7 +105,9 @@ impl Server {
             tracker.clone(),
             cancel.child_token(),
         ));
+        metrics::init();
         let state = Arc::new(HttpState {
+            announce: announce.stats.clone(),
             store: store.clone(),
             bus: bus.clone(),
         });

@@ -68,46 +68,6 @@ impl AnnounceStats {
     pub fn target(&self, name: &str) -> Option<&TargetStats> {
         self.targets.iter().find(|t| t.name == name).map(|t| &**t)
     }
-
-    /// The counters in the Prometheus text format, for `/metrics`:
-    /// `onair_announce_{attempts,successes,failures,dropped}_total{target="..."}`.
-    pub fn write_prometheus(&self, out: &mut String) {
-        use std::fmt::Write;
-        type Field = fn(&TargetStats) -> &AtomicU64;
-        let metrics: [(&str, &str, Field); 4] = [
-            (
-                "attempts",
-                "HTTP requests made to the announce target",
-                |t| &t.attempts,
-            ),
-            ("successes", "Announcements the target accepted", |t| {
-                &t.successes
-            }),
-            (
-                "failures",
-                "Announcements given up (refused, or still failing after every try)",
-                |t| &t.failures,
-            ),
-            (
-                "dropped",
-                "Announcements dropped because the target's queue was full",
-                |t| &t.dropped,
-            ),
-        ];
-        for (name, help, field) in metrics {
-            let _ = writeln!(out, "# HELP onair_announce_{name}_total {help}.");
-            let _ = writeln!(out, "# TYPE onair_announce_{name}_total counter");
-            for t in &self.targets {
-                // Target names are [A-Za-z0-9_-] (validated), safe as label values.
-                let _ = writeln!(
-                    out,
-                    "onair_announce_{name}_total{{target=\"{}\"}} {}",
-                    t.name,
-                    field(t).load(Ordering::Relaxed)
-                );
-            }
-        }
-    }
 }
 
 /// How often and how patiently to try.
@@ -446,23 +406,6 @@ mod tests {
         }
         .retryable());
         assert!(!AttemptError::fatal("x").retryable());
-    }
-
-    #[test]
-    fn prometheus_text() {
-        let t = Arc::new(TargetStats::new("mastodon"));
-        t.attempts.store(3, Ordering::Relaxed);
-        t.successes.store(1, Ordering::Relaxed);
-        let stats = AnnounceStats {
-            targets: vec![t, Arc::new(TargetStats::new("webhook-0"))],
-        };
-        let mut out = String::new();
-        stats.write_prometheus(&mut out);
-        assert!(out.contains("# TYPE onair_announce_attempts_total counter\n"));
-        assert!(out.contains("onair_announce_attempts_total{target=\"mastodon\"} 3\n"));
-        assert!(out.contains("onair_announce_successes_total{target=\"mastodon\"} 1\n"));
-        assert!(out.contains("onair_announce_dropped_total{target=\"webhook-0\"} 0\n"));
-        assert_eq!(out.lines().count(), 4 * 4);
     }
 
     #[test]

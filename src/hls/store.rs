@@ -69,6 +69,8 @@ pub struct RenditionSummary {
     pub codecs: String,
     pub bandwidth: u64,
     pub average_bandwidth: u64,
+    /// Segments produced since the stream's playlists were created.
+    pub segments: u64,
 }
 
 #[derive(Debug)]
@@ -112,6 +114,7 @@ impl RenditionHls {
                 codecs: String::new(),
                 bandwidth: 0,
                 average_bandwidth: 0,
+                segments: 0,
             },
             position: watch::channel(Position::default()).0,
         }
@@ -364,6 +367,7 @@ impl HlsStore {
             r.summary.frame_rate = None;
         }
         r.summary.codecs = seg.info.codecs();
+        r.summary.segments = r.next_sequence;
         self.render_channel(ch);
         render_master(ch);
         if let Some(r) = ch.renditions.get(rendition) {
