@@ -150,3 +150,14 @@ fn metrics_move_with_a_push() {
         "histogram buckets"
     );
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let srv = TestServer::start("[log]\nformat = \"json\"\n");
+    srv.wait_log("onair ready", 10 * SECS);
+    let logs = srv.logs();
+    let first = logs.lines().next().expect("a log line");
+    let v: serde_json::Value = serde_json::from_str(first).expect("JSON log line");
+    assert_eq!(v["level"], "INFO");
+    assert!(v["fields"]["message"].as_str().is_some(), "{first}");
+}
