@@ -43,6 +43,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Announce(#[from] announce::AnnounceError),
+    #[error(transparent)]
+    Tls(#[from] http::TlsError),
 }
 
 /// A running server.
@@ -111,10 +113,12 @@ impl Server {
             store: store.clone(),
             bus: bus.clone(),
         });
+        let tls = http::tls_config(&cfg.http)?;
         let http_task = tokio::spawn(http::serve(
             http,
             state,
             cfg.http.clone(),
+            tls,
             cancel.child_token(),
         ));
         info!(rtmp = %rtmp_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");
