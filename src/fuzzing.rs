@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::Method;
 
 use crate::bus::{Bus, ChannelStats};
-use crate::config::RtmpConfig;
+use crate::config::{Container, RtmpConfig};
 use crate::hls::segmenter::Segmenter;
 use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
@@ -23,10 +23,10 @@ struct SegmentingSink {
 }
 
 impl SegmentingSink {
-    fn new() -> Self {
+    fn new(container: Container) -> Self {
         Self {
             stats: ChannelStats::default(),
-            segmenter: Mutex::new(Segmenter::new(2.0)),
+            segmenter: Mutex::new(Segmenter::new(container, 2.0, 0.333)),
         }
     }
 }
@@ -63,7 +63,7 @@ pub fn rtmp_ingest(data: &[u8]) {
     let bound = limits.max_buffered_bytes + limits.max_chunk_size as usize + 64;
     let run = |pieces: &mut dyn Iterator<Item = &[u8]>| -> (usize, bool) {
         let mut core = IngestCore::new(limits);
-        let sink = SegmentingSink::new();
+        let sink = SegmentingSink::new(Container::Fmp4);
         let mut media = MediaState::default();
         let mut events = 0usize;
         let mut input = pieces.next();
@@ -168,7 +168,13 @@ pub fn rtmp_messages(data: &[u8]) {
 /// Reads records `[kind, ts(4), len(2), body(len)]`: kind bit 0 selects audio or video, and
 /// runs each body through [`MediaState`] into a segmenter (FLV, AVC, AAC, timestamps, TS).
 pub fn flv_media(data: &[u8]) {
-    let sink = SegmentingSink::new();
+    for container in [Container::Ts, Container::Fmp4] {
+        flv_media_into(data, container);
+    }
+}
+
+fn flv_media_into(data: &[u8], container: Container) {
+    let sink = SegmentingSink::new(container);
     let mut media = MediaState::default();
     let mut pos = 0usize;
     let bytes = Bytes::copy_from_slice(data);
@@ -192,12 +198,15 @@ pub fn flv_media(data: &[u8]) {
 /// Byte 0 picks the method; the rest up to a newline is the path, the remainder a Range header.
 pub fn http_route(data: &[u8]) {
     static STATE: std::sync::OnceLock<Arc<HttpState>> = std::sync::OnceLock::new();
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     let state = STATE.get_or_init(|| {
         let bus = Bus::new();
         bus.ensure(&crate::bus::ChannelName::new("alice"));
         let store = Arc::new(HlsStore::new(StoreConfig {
             window: 6,
             segment_seconds: 2.0,
+            container: Container::Ts,
+            part_seconds: 0.333,
         }));
         let seg = crate::hls::segmenter::Segment {
             start: 0,
@@ -206,9 +215,14 @@ pub fn http_route(data: &[u8]) {
             discontinuity: false,
             video_frames: 1,
             info: StreamInfo::default(),
+            init_id: 0,
         };
         store.push_segment("alice", "source", 0, &seg, chrono::Utc::now());
-        Arc::new(HttpState { store, bus })
+        Arc::new(HttpState {
+            store,
+            bus,
+            announce: Arc::new(crate::announce::AnnounceStats::default()),
+        })
     });
     let Some((&m, rest)) = data.split_first() else {
         return;
@@ -227,7 +241,21 @@ pub fn http_route(data: &[u8]) {
         Some((p, r)) => (p, Some(r)),
         None => (&text[..], None),
     };
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
     let _ = crate::http::route(&method, path);
-    let resp = state.handle_ranged(&method, path, range);
+    // Blocking playlist reloads (`_HLS_msn`) wait for parts that never come: bounded by the
+    // store's own timeout, too slow for a fuzzer, so such queries are checked by parsing only.
+    let query = query.filter(|q| !q.contains("_HLS_msn"));
+    let _ = crate::hls::serve::PlaylistQuery::parse(query);
+    let rt = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+    });
+    let resp = rt.block_on(state.handle_ranged(&method, path, query, range));
     let _ = resp.status();
 }

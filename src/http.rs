@@ -24,7 +24,8 @@ use tracing::{debug, warn};
 
 use crate::bus::Bus;
 use crate::config::{is_name, HttpConfig};
-use crate::hls::{HlsStore, Lookup, RenditionSummary};
+use crate::hls::serve::{self, PlaylistQuery, ServeError};
+use crate::hls::{HlsStore, RenditionSummary};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -39,10 +40,30 @@ pub enum Route<'a> {
     Channels,
     Channel(&'a str),
     Healthz,
+    Metrics,
     /// CORS preflight for any path.
     Preflight,
     NotFound,
     MethodNotAllowed,
+}
+
+impl Route<'_> {
+    /// A low-cardinality name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Index => "index",
+            Route::Watch(_) => "watch",
+            Route::Master(_) => "master_playlist",
+            Route::MediaPlaylist(..) => "media_playlist",
+            Route::Segment(..) => "segment",
+            Route::Channels | Route::Channel(_) => "api_channels",
+            Route::Healthz => "healthz",
+            Route::Metrics => "metrics",
+            Route::Preflight => "preflight",
+            Route::NotFound => "not_found",
+            Route::MethodNotAllowed => "method_not_allowed",
+        }
+    }
 }
 
 /// Maps a method and path to a route. Names must be `[A-Za-z0-9_-]{1,64}`; anything else
@@ -60,6 +81,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     let r = match parts.as_slice() {
         [] => Route::Index,
         ["healthz"] => Route::Healthz,
+        ["metrics"] => Route::Metrics,
         ["watch", c] if is_name(c) => Route::Watch(c),
         ["hls", c, "master.m3u8"] if is_name(c) => Route::Master(c),
         ["hls", c, r, "index.m3u8"] if is_name(c) && is_name(r) => Route::MediaPlaylist(c, r),
@@ -78,15 +100,14 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
 }
 
 fn is_segment_name(s: &str) -> bool {
-    s.strip_suffix(".ts")
-        .map(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
-        .unwrap_or(false)
+    crate::hls::MediaName::parse(s).is_some()
 }
 
 /// What the HTTP service reads.
 pub struct HttpState {
     pub store: Arc<HlsStore>,
     pub bus: Arc<Bus>,
+    pub announce: Arc<crate::announce::AnnounceStats>,
 }
 
 /// One channel as `/api/channels` shows it.
@@ -119,25 +140,41 @@ impl HttpState {
     }
 
     /// Answers one request.
-    pub fn handle(&self, method: &Method, path: &str) -> Response<Body> {
-        self.handle_ranged(method, path, None)
+    pub async fn handle(&self, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
+        self.handle_ranged(method, path, query, None).await
     }
 
     /// Answers one request that may carry a `Range` header (honoured for segments).
-    pub fn handle_ranged(
+    pub async fn handle_ranged(
         &self,
         method: &Method,
         path: &str,
+        query: Option<&str>,
         range: Option<&str>,
     ) -> Response<Body> {
         let head = method == Method::HEAD;
         let resp = match route(method, path) {
             Route::Healthz => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
-            Route::Master(c) => playlist(self.store.master(c)),
-            Route::MediaPlaylist(c, r) => playlist(self.store.media_playlist(c, r)),
-            Route::Segment(c, r, s) => match self.store.segment(c, r, s) {
-                Ok(data) => segment_response(data, range),
-                Err(_) => not_found(),
+            Route::Metrics => {
+                let body = crate::metrics::render(&crate::metrics::Sources {
+                    bus: self.bus.clone(),
+                    store: self.store.clone(),
+                    announce: self.announce.clone(),
+                });
+                bytes_response(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    Bytes::from(body),
+                )
+            }
+            Route::Master(c) => playlist(self.store.master(c).map_err(ServeError::from)),
+            Route::MediaPlaylist(c, r) => match PlaylistQuery::parse(query) {
+                Ok(q) => playlist(serve::media_playlist(&self.store, c, r, q).await),
+                Err(e) => playlist(Err(e)),
+            },
+            Route::Segment(c, r, s) => match serve::media_object(&self.store, c, r, s).await {
+                Ok((data, content_type)) => segment_response(data, content_type, range),
+                Err(e) => hls_error(e),
             },
             Route::Channels => {
                 let all: Vec<ChannelView> = self
@@ -287,14 +324,18 @@ pub fn byte_range(header: Option<&str>, len: u64) -> ByteRange {
 }
 
 /// A segment, whole or the part a `Range` header asks for.
-fn segment_response(data: Bytes, range: Option<&str>) -> Response<Body> {
+fn segment_response(
+    data: Bytes,
+    content_type: &'static str,
+    range: Option<&str>,
+) -> Response<Body> {
     let len = data.len() as u64;
     let mut resp = match byte_range(range, len) {
-        ByteRange::Full => bytes_response(StatusCode::OK, "video/mp2t", data),
+        ByteRange::Full => bytes_response(StatusCode::OK, content_type, data),
         ByteRange::Part { first, last } => {
             let mut r = bytes_response(
                 StatusCode::PARTIAL_CONTENT,
-                "video/mp2t",
+                content_type,
                 data.slice(first as usize..=last as usize),
             );
             if let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")) {
@@ -319,7 +360,7 @@ fn segment_response(data: Bytes, range: Option<&str>) -> Response<Body> {
     resp
 }
 
-fn playlist(r: Result<Bytes, Lookup>) -> Response<Body> {
+fn playlist(r: Result<Bytes, ServeError>) -> Response<Body> {
     match r {
         Ok(b) => {
             let mut resp = bytes_response(StatusCode::OK, "application/vnd.apple.mpegurl", b);
@@ -329,7 +370,15 @@ fn playlist(r: Result<Bytes, Lookup>) -> Response<Body> {
             );
             resp
         }
-        Err(_) => not_found(),
+        Err(e) => hls_error(e),
+    }
+}
+
+fn hls_error(e: ServeError) -> Response<Body> {
+    match e {
+        ServeError::NotFound => not_found(),
+        ServeError::BadRequest(why) => json_error(StatusCode::BAD_REQUEST, why),
+        ServeError::Timeout => json_error(StatusCode::SERVICE_UNAVAILABLE, "not available in time"),
     }
 }
 
@@ -393,15 +442,59 @@ fn finish(mut resp: Response<Body>, head: bool) -> Response<Body> {
     resp
 }
 
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read http.tls_cert {path}: {reason}")]
+    Cert { path: String, reason: String },
+    #[error("cannot read http.tls_key {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("http.tls_cert and http.tls_key do not make a usable pair: {0}")]
+    Pair(String),
+}
+
+/// TLS settings from the configured PEM files, offering HTTP/2 and HTTP/1.1 by ALPN; `None`
+/// when no certificate is configured (plain HTTP, where HTTP/2 is still offered as h2c).
+pub fn tls_config(
+    cfg: &HttpConfig,
+) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, TlsError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    if cfg.tls_cert.is_empty() {
+        return Ok(None);
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cfg.tls_cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Cert {
+            path: cfg.tls_cert.clone(),
+            reason: e.to_string(),
+        })?;
+    let key = PrivateKeyDer::from_pem_file(&cfg.tls_key).map_err(|e| TlsError::Key {
+        path: cfg.tls_key.clone(),
+        reason: e.to_string(),
+    })?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Pair(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Pair(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
 /// Serves HTTP until `cancel`, then drains open connections gracefully.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<HttpState>,
     cfg: HttpConfig,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     cancel: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -448,12 +541,36 @@ pub async fn serve(
         let state = state.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle_request(&state, req, peer)) }
+            async move { Ok::<_, Infallible>(handle_request(&state, req, peer).await) }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(sock), svc);
-        let conn = graceful.watch(conn.into_owned());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let handshake_limit = Duration::from_secs(cfg.header_timeout_seconds);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(sock), svc);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(handshake_limit, acceptor.accept(sock)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(e) = result {
                 log_connection_error(peer, &*e, header_timeout);
             }
             drop(permit);
@@ -503,12 +620,22 @@ fn log_connection_error(
     }
 }
 
-fn handle_request(state: &HttpState, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+async fn handle_request(
+    state: &HttpState,
+    req: Request<Incoming>,
+    _peer: SocketAddr,
+) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let label = route(req.method(), req.uri().path()).label();
     let range = req
         .headers()
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
-    state.handle_ranged(req.method(), req.uri().path(), range)
+    let resp = state
+        .handle_ranged(req.method(), req.uri().path(), req.uri().query(), range)
+        .await;
+    crate::metrics::http_request(label, resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 #[cfg(test)]

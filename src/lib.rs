@@ -3,10 +3,12 @@
 //!
 //! The media path runs one way: `ingest` (RTMP connections) publishes on the `bus`; `hls`
 //! segments each channel into the in-memory store; `http` serves it. Lifecycle events (live,
-//! offline) flow from the bus to whoever subscribes. `proto` holds the pure protocol code
+//! offline) flow from the bus to whoever subscribes: `announce` posts go-lives to X, Mastodon,
+//! Bluesky and webhooks. `proto` holds the pure protocol code
 //! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on.
 //! [`Server::start`] wires them together; `main.rs` adds the command line and signals.
 
+pub mod announce;
 pub mod bus;
 pub mod config;
 #[doc(hidden)]
@@ -14,6 +16,7 @@ pub mod fuzzing;
 pub mod hls;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod proto;
 
 use std::collections::HashMap;
@@ -40,6 +43,10 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Announce(#[from] announce::AnnounceError),
+    #[error(transparent)]
+    Tls(#[from] http::TlsError),
 }
 
 /// A running server.
@@ -48,6 +55,9 @@ pub struct Server {
     pub http_addr: SocketAddr,
     pub bus: Arc<Bus>,
     pub store: Arc<HlsStore>,
+    /// Per-target announcement counters (attempts, successes, failures, dropped).
+    pub announce: Arc<announce::AnnounceStats>,
+    announcer: announce::AnnounceHandle,
     cancel: CancellationToken,
     tracker: TaskTracker,
     http_task: tokio::task::JoinHandle<()>,
@@ -77,7 +87,12 @@ impl Server {
         let store = Arc::new(HlsStore::new(StoreConfig {
             window: cfg.hls.playlist_window,
             segment_seconds: cfg.hls.segment_seconds,
+            container: cfg.hls.container,
+            part_seconds: cfg.hls.part_seconds,
         }));
+        // Subscribes to lifecycle events before ingest can publish anything.
+        let announce = announce::start(&cfg, &bus, &tracker, cancel.child_token())?;
+
         let rtmp = bind("RTMP", cfg.rtmp.listen).await?;
         let http = bind("HTTP", cfg.http.listen).await?;
         let rtmp_addr = rtmp.local_addr().unwrap_or(cfg.rtmp.listen);
@@ -94,14 +109,18 @@ impl Server {
             tracker.clone(),
             cancel.child_token(),
         ));
+        metrics::init();
         let state = Arc::new(HttpState {
+            announce: announce.stats.clone(),
             store: store.clone(),
             bus: bus.clone(),
         });
+        let tls = http::tls_config(&cfg.http)?;
         let http_task = tokio::spawn(http::serve(
             http,
             state,
             cfg.http.clone(),
+            tls,
             cancel.child_token(),
         ));
         info!(rtmp = %rtmp_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");
@@ -110,6 +129,8 @@ impl Server {
             http_addr,
             bus,
             store,
+            announce: announce.stats.clone(),
+            announcer: announce,
             cancel,
             tracker,
             http_task,
@@ -172,6 +193,8 @@ impl Server {
         for name in &report.added {
             self.start_channel(&new, name);
         }
+        // Titles, new channels and rotated keys reach the announcer now; its targets at restart.
+        self.announcer.set_channels(&new.channels);
         // Listeners, segmenting and transcoding are built at start; say what waits for a restart.
         let sections = [
             ("rtmp", format!("{:?}", old.rtmp), format!("{:?}", new.rtmp)),
@@ -187,6 +210,10 @@ impl Server {
             if before != after {
                 report.needs_restart.push(section);
             }
+        }
+        // Compared with PartialEq, not Debug: Debug hides the secrets, whose change counts too.
+        if old.announce != new.announce {
+            report.needs_restart.push("announce");
         }
         info!(
             added = ?report.added,
