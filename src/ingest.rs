@@ -404,6 +404,8 @@ struct IngestConnection {
     buf: Vec<u8>,
     /// Last audio or video message (the no-media timeout runs from it once publishing).
     last_media: Instant,
+    /// A publish was accepted on this connection.
+    published: bool,
 }
 
 impl IngestConnection {
@@ -418,6 +420,7 @@ impl IngestConnection {
             media: MediaState::default(),
             buf: vec![0u8; 64 * 1024],
             last_media: Instant::now(),
+            published: false,
         }
     }
 
@@ -433,14 +436,17 @@ impl IngestConnection {
                 .as_ref()
                 .map(|p| p.cancelled().clone())
                 .unwrap_or_else(|| replaced.clone());
-            let (deadline, timeout) = match &self.publication {
-                Some(_) => (
+            // Until the first publish, the time to start publishing; from then on (also after
+            // the publish finished, while the encoder says goodbye) silence.
+            let (deadline, timeout) = if self.published {
+                (
                     self.last_media + idle,
                     IngestError::Idle {
                         seconds: idle.as_secs(),
                     },
-                ),
-                None => (start_by, IngestError::HandshakeTimeout { seconds: hs_secs }),
+                )
+            } else {
+                (start_by, IngestError::HandshakeTimeout { seconds: hs_secs })
             };
             let n = tokio::select! {
                 r = self.sock.read(&mut self.buf) => r?,
@@ -547,6 +553,7 @@ impl IngestConnection {
                 info!(peer = %self.peer, %channel, takeover, "publish started");
                 self.media = MediaState::default();
                 self.publication = Some(publication);
+                self.published = true;
                 self.last_media = Instant::now();
                 self.core.accept(*request_id)?;
                 self.core.allow_media();

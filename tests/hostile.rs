@@ -411,3 +411,33 @@ fn an_obs_style_reconnect_after_3_s_continues_the_playlist() {
     drop(alice);
     bob_keeps_playing(&srv);
 }
+
+#[test]
+fn an_encoder_that_unpublishes_and_lingers_is_not_a_handshake_timeout() {
+    let _g = media_lock();
+    let (srv, _bob) = server_with_bob(&[
+        ("ONAIR__RTMP__HANDSHAKE_TIMEOUT_SECONDS", "1"),
+        ("ONAIR__RTMP__NO_MEDIA_TIMEOUT_SECONDS", "2"),
+    ]);
+    let mut alice = RtmpClient::publisher(&srv.rtmp, ALICE_KEY);
+    let tags = fixture_tags("testsrc-320x180.flv");
+    alice.send_tags(&tags, 0).expect("send");
+    // Publishing for longer than the handshake allowance, then unpublishing without closing.
+    let start = std::time::Instant::now();
+    let mut offset = 3033;
+    while start.elapsed() < 2 * SECS {
+        alice.send_tags(&tags[2..], offset).expect("send");
+        offset += 3033;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    alice.stop_publishing().expect("unpublish");
+    srv.wait_log("publish finished", 5 * SECS);
+    assert!(
+        alice.closed_by_server(10 * SECS),
+        "lingering connection kept"
+    );
+    let logs = srv.logs();
+    assert!(!logs.contains("did not start publishing"), "{logs}");
+    assert!(logs.contains("no media for 2 s"), "{logs}");
+    bob_keeps_playing(&srv);
+}

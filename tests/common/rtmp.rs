@@ -104,6 +104,15 @@ impl RtmpClient {
         c
     }
 
+    /// Ends the publish as ffmpeg does (`FCUnpublish`, `deleteStream`), keeping the socket.
+    pub fn stop_publishing(&mut self) -> Result<(), String> {
+        let results = self
+            .session
+            .stop_publishing()
+            .map_err(|e| format!("{e:?}"))?;
+        self.send_results(results).map(|_| ())
+    }
+
     pub fn set_chunk_size(&mut self, size: u32) -> Result<(), String> {
         self.raw_message(2, 1, 0, 0, &size.to_be_bytes())?;
         self.chunk_size = size.clamp(1, 1 << 20) as usize;
