@@ -285,7 +285,12 @@ impl ChunkReader {
             }
             let field = ext_value.or(ts_field);
             match fmt {
-                0 => s.timestamp = field.unwrap_or(0),
+                // A type-3 chunk after a type-0 one repeats its timestamp field as a delta, as
+                // ffmpeg and rml_rtmp read it.
+                0 => {
+                    s.timestamp = field.unwrap_or(0);
+                    s.delta = s.timestamp;
+                }
                 1 | 2 => {
                     s.delta = field.unwrap_or(0);
                     s.timestamp = s.timestamp.wrapping_add(s.delta);
@@ -567,6 +572,22 @@ mod tests {
         let ts: Vec<u32> = got.iter().map(|m| m.timestamp).collect();
         assert_eq!(ts, vec![0x0100_0000, 0x0100_0000 + 33, 0x0100_0000 + 66]);
         assert_eq!(got[2].payload.len(), 200);
+    }
+
+    #[test]
+    fn type_3_after_type_0_repeats_the_timestamp_field() {
+        let mut r = ChunkReader::new(ChunkLimits::default());
+        let mut wire = Vec::new();
+        frame_message(&msg(1000, 8, &[1, 2, 3]), &mut wire);
+        wire[0] = 4;
+        wire.extend_from_slice(&[0xc4, 4, 5, 6]);
+        let ts: Vec<u32> = r
+            .feed(&wire)
+            .expect("valid")
+            .iter()
+            .map(|m| m.timestamp)
+            .collect();
+        assert_eq!(ts, vec![1000, 2000]);
     }
 
     #[test]
