@@ -4,10 +4,12 @@
 //! The media path runs one way: `ingest` (RTMP connections) publishes on the `bus`; `hls`
 //! segments each channel into the in-memory store; `http` serves it. Lifecycle events (live,
 //! offline) flow from the bus to whoever subscribes. `proto` holds the pure protocol code
-//! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on.
+//! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on. `chat` turns
+//! lifecycle events into `live`/`offline` events for viewers and carries their messages.
 //! [`Server::start`] wires them together; `main.rs` adds the command line and signals.
 
 pub mod bus;
+pub mod chat;
 pub mod config;
 pub mod hls;
 pub mod http;
@@ -24,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::bus::{Bus, ChannelName};
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
@@ -45,6 +48,7 @@ pub struct Server {
     pub http_addr: SocketAddr,
     pub bus: Arc<Bus>,
     pub store: Arc<HlsStore>,
+    pub chat: Arc<Chat>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     http_task: tokio::task::JoinHandle<()>,
@@ -87,9 +91,18 @@ impl Server {
             tracker.clone(),
             cancel.child_token(),
         ));
+        let chat = Chat::start(
+            cfg.chat.clone(),
+            bus.clone(),
+            &tracker,
+            cancel.child_token(),
+        );
         let state = Arc::new(HttpState {
             store: store.clone(),
             bus: bus.clone(),
+            chat: chat.clone(),
+            admin_token: cfg.server.admin_token.clone(),
+            trusted_proxies: cfg.chat.trusted_proxies.clone(),
         });
         let http_task = tokio::spawn(http::serve(
             http,
@@ -103,6 +116,7 @@ impl Server {
             http_addr,
             bus,
             store,
+            chat,
             cancel,
             tracker,
             http_task,
