@@ -163,6 +163,13 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     }
 }
 
+/// The raw value of `name` in a query string (only used for plain digits, so no decoding).
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
 /// A message id: decimal digits that fit a u64.
 fn parse_id(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -339,11 +346,18 @@ impl HttpState {
                 Err(r) => r,
             },
             Route::Events(c) => {
+                // The header is what EventSource sends when it reconnects by itself; the query
+                // parameter is for a stream the page reopens by hand.
                 let last = parts
                     .headers
                     .get("last-event-id")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok());
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .or_else(|| {
+                        query_param(parts.uri.query(), "last_event_id")?
+                            .parse()
+                            .ok()
+                    });
                 match self.chat.subscribe(c, ip, last) {
                     Ok(sse) => event_stream(sse),
                     Err(e) => chat_error(&e),
