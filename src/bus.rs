@@ -109,9 +109,16 @@ pub struct ChannelBus {
     state: Mutex<ChannelState>,
     pub stats: ChannelStats,
     lifecycle: broadcast::Sender<Lifecycle>,
+    /// Set when a reload removed the channel: its tasks free everything instead of lingering.
+    removed: std::sync::atomic::AtomicBool,
 }
 
 impl ChannelBus {
+    /// Whether a reload removed this channel.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<MediaEvent> {
         self.media.subscribe()
     }
@@ -274,9 +281,18 @@ impl Bus {
             state: Mutex::new(ChannelState::default()),
             stats: ChannelStats::default(),
             lifecycle: self.lifecycle.clone(),
+            removed: std::sync::atomic::AtomicBool::new(false),
         });
         map.insert(name.clone(), c.clone());
         (c, true)
+    }
+
+    /// Forgets a channel (removed by a reload); its tasks are stopped by their owner.
+    pub fn remove(&self, name: &str) {
+        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = map.remove(&ChannelName::new(name)) {
+            c.removed.store(true, Ordering::Release);
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<ChannelBus>> {

@@ -16,8 +16,9 @@ pub mod http;
 pub mod ingest;
 pub mod proto;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -52,6 +53,21 @@ pub struct Server {
     cancel: CancellationToken,
     tracker: TaskTracker,
     http_task: tokio::task::JoinHandle<()>,
+    ingest: Arc<IngestShared>,
+    /// The configuration in force (channels change on reload). Std mutex: short, no awaits.
+    cfg: Mutex<Config>,
+    /// Cancels one channel's tasks when the channel is removed by a reload.
+    channel_tasks: Mutex<HashMap<String, CancellationToken>>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub rekeyed: Vec<String>,
+    /// Sections that differ but only take effect at restart.
+    pub needs_restart: Vec<&'static str>,
 }
 
 impl Server {
@@ -64,17 +80,6 @@ impl Server {
             window: cfg.hls.playlist_window,
             segment_seconds: cfg.hls.segment_seconds,
         }));
-        for ch in &cfg.channels {
-            let (channel, _) = bus.ensure(&ChannelName::new(&ch.name));
-            hls::start_channel(
-                channel,
-                store.clone(),
-                cfg.hls.clone(),
-                &tracker,
-                cancel.child_token(),
-            );
-        }
-
         let rtmp = bind("RTMP", cfg.rtmp.listen).await?;
         let http = bind("HTTP", cfg.http.listen).await?;
         let rtmp_addr = rtmp.local_addr().unwrap_or(cfg.rtmp.listen);
@@ -87,7 +92,7 @@ impl Server {
         });
         tracker.spawn(ingest::serve(
             rtmp,
-            ingest,
+            ingest.clone(),
             tracker.clone(),
             cancel.child_token(),
         ));
@@ -111,7 +116,7 @@ impl Server {
             cancel.child_token(),
         ));
         info!(rtmp = %rtmp_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");
-        Ok(Server {
+        let server = Server {
             rtmp_addr,
             http_addr,
             bus,
@@ -120,7 +125,90 @@ impl Server {
             cancel,
             tracker,
             http_task,
-        })
+            ingest,
+            channel_tasks: Mutex::new(HashMap::new()),
+            cfg: Mutex::new(cfg.clone()),
+        };
+        for ch in &cfg.channels {
+            server.start_channel(&cfg, &ch.name);
+        }
+        Ok(server)
+    }
+
+    /// Creates a channel's bus and starts its per-channel tasks.
+    fn start_channel(&self, cfg: &Config, name: &str) {
+        let (channel, _) = self.bus.ensure(&ChannelName::new(name));
+        let token = self.cancel.child_token();
+        hls::start_channel(
+            channel,
+            self.store.clone(),
+            cfg.hls.clone(),
+            &self.tracker,
+            token.clone(),
+        );
+        lock(&self.channel_tasks).insert(name.to_string(), token);
+    }
+
+    /// Applies a new, already validated configuration: channels and keys are added, removed or
+    /// rotated without touching the other live streams; a removed channel's publisher is
+    /// disconnected. Other sections take effect at the next restart (reported).
+    pub fn reload(&self, new: Config) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        let old = lock(&self.cfg).clone();
+        for ch in &new.channels {
+            match old.channels.iter().find(|o| o.name == ch.name) {
+                None => report.added.push(ch.name.clone()),
+                Some(o) if o.key != ch.key => report.rekeyed.push(ch.name.clone()),
+                Some(_) => {}
+            }
+        }
+        for o in &old.channels {
+            if !new.channels.iter().any(|c| c.name == o.name) {
+                report.removed.push(o.name.clone());
+            }
+        }
+        // New keys first, so a removed channel's key stops working before it is kicked.
+        *self.ingest.keys.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(KeyTable::new(&new.channels));
+        for name in &report.removed {
+            // Mark it removed first: its tasks then free its HLS instead of ending it.
+            let channel = self.bus.get(name);
+            self.bus.remove(name);
+            if let Some(token) = lock(&self.channel_tasks).remove(name) {
+                token.cancel();
+            }
+            if let Some(ch) = channel {
+                ch.kick();
+            }
+        }
+        for name in &report.added {
+            self.start_channel(&new, name);
+        }
+        // Listeners, segmenting and transcoding are built at start; say what waits for a restart.
+        let sections = [
+            ("rtmp", format!("{:?}", old.rtmp), format!("{:?}", new.rtmp)),
+            ("http", format!("{:?}", old.http), format!("{:?}", new.http)),
+            ("hls", format!("{:?}", old.hls), format!("{:?}", new.hls)),
+            (
+                "transcode",
+                format!("{:?}", old.transcode),
+                format!("{:?}", new.transcode),
+            ),
+        ];
+        for (section, before, after) in sections {
+            if before != after {
+                report.needs_restart.push(section);
+            }
+        }
+        info!(
+            added = ?report.added,
+            removed = ?report.removed,
+            rekeyed = ?report.rekeyed,
+            needs_restart = ?report.needs_restart,
+            "configuration reloaded"
+        );
+        *lock(&self.cfg) = new;
+        report
     }
 
     /// Stops accepting, ends every live stream (playlists get ENDLIST), drains HTTP.
@@ -135,6 +223,11 @@ impl Server {
         }
         let _ = tokio::time::timeout(limit, self.http_task).await;
     }
+}
+
+/// Locks a std mutex, ignoring poisoning (the data are plain values).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -57,7 +57,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logs(&cfg);
-            match serve(cfg) {
+            match serve(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("onair: {e:#}");
@@ -83,23 +83,36 @@ fn init_logs(cfg: &Config) {
     }
 }
 
-fn serve(cfg: Config) -> anyhow::Result<()> {
+fn serve(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
+        let mut signals = Signals::install().context("installing signal handlers")?;
         let server = onair::Server::start(cfg).await?;
         // A plain line on stdout for scripts and tests that need the bound addresses.
         println!(
             "onair listening rtmp={} http={}",
             server.rtmp_addr, server.http_addr
         );
-        wait_for_signal().await;
+        loop {
+            match signals.next().await {
+                Signal::Stop => break,
+                Signal::Reload => match Config::load(path.as_deref()) {
+                    Ok(new) => {
+                        server.reload(new);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload refused: the configuration in force is kept")
+                    }
+                },
+            }
+        }
         tracing::info!("shutting down: ending streams and draining connections");
         tokio::select! {
             _ = server.shutdown(Duration::from_secs(4)) => {}
-            _ = wait_for_signal() => {
+            _ = signals.next() => {
                 tracing::warn!("second signal: exiting now");
             }
         }
@@ -108,24 +121,36 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
+enum Signal {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// SIGHUP: re-read the configuration.
+    Reload,
+}
+
+/// Signal handlers, installed once before the server starts so that no signal is missed (an
+/// early SIGHUP would otherwise kill the process with the default action).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
+        }
     }
 }

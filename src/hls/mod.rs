@@ -155,7 +155,9 @@ async fn channel_task(
                 continue;
             }
             _ = cancel.cancelled() => {
-                if live {
+                if channel.is_removed() {
+                    store.remove(&name);
+                } else if live {
                     writer.finish();
                     store.end(&name);
                 }

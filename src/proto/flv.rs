@@ -111,9 +111,70 @@ pub fn parse_audio(data: &Bytes) -> Result<AudioTag, FlvError> {
     }
 }
 
+/// One tag of an FLV file: type 8 audio, 9 video, 18 script data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileTag {
+    pub kind: u8,
+    pub timestamp_ms: u32,
+    pub body: Bytes,
+}
+
+/// Reads the tags of an FLV file (fixtures, benchmarks, fuzz seeds); stops at the first
+/// truncated tag.
+pub fn file_tags(file: &Bytes) -> impl Iterator<Item = FileTag> + '_ {
+    let mut pos = if file.starts_with(b"FLV") && file.len() >= 9 {
+        u32::from_be_bytes([file[5], file[6], file[7], file[8]]) as usize + 4
+    } else {
+        file.len()
+    };
+    std::iter::from_fn(move || {
+        let h = file.get(pos..pos + 11)?;
+        let size = ((h[1] as usize) << 16) | ((h[2] as usize) << 8) | h[3] as usize;
+        let ts = ((h[7] as u32) << 24) | ((h[4] as u32) << 16) | ((h[5] as u32) << 8) | h[6] as u32;
+        let body_end = pos + 11 + size;
+        if body_end > file.len() {
+            return None;
+        }
+        let tag = FileTag {
+            kind: h[0] & 0x1f,
+            timestamp_ms: ts,
+            body: file.slice(pos + 11..body_end),
+        };
+        pos = body_end + 4;
+        Some(tag)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_fixture_file() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/testsrc-320x180.flv");
+        let file = Bytes::from(std::fs::read(path).expect("fixture"));
+        let tags: Vec<FileTag> = file_tags(&file).collect();
+        let video: Vec<VideoTag> = tags
+            .iter()
+            .filter(|t| t.kind == 9)
+            .map(|t| parse_video(&t.body).expect("video tag"))
+            .collect();
+        assert!(matches!(video[0], VideoTag::AvcSequenceHeader(_)));
+        let keyframes = video
+            .iter()
+            .filter(|v| matches!(v, VideoTag::AvcFrame { keyframe: true, .. }))
+            .count();
+        assert_eq!(keyframes, 2, "3 s at 30 fps with a 60-frame GOP");
+        let audio: Vec<AudioTag> = tags
+            .iter()
+            .filter(|t| t.kind == 8)
+            .map(|t| parse_audio(&t.body).expect("audio tag"))
+            .collect();
+        assert!(matches!(audio[0], AudioTag::AacSequenceHeader(_)));
+        assert!(audio.len() > 100);
+        let last = tags.last().expect("tags").timestamp_ms;
+        assert!((2900..3100).contains(&last), "{last}");
+    }
 
     #[test]
     fn video_tags() {

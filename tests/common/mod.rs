@@ -26,6 +26,8 @@ pub struct TestServer {
     pub http: String,
     logs: Arc<Mutex<String>>,
     dir: PathBuf,
+    /// The config file the server was started with.
+    pub config: PathBuf,
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -93,7 +95,18 @@ impl TestServer {
             child,
             logs,
             dir,
+            config: cfg,
         }
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) to the server.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig}");
     }
 
     pub fn rtmp_url(&self, key: &str) -> String {
@@ -290,7 +303,7 @@ pub fn push(url: &str, opts: PushOpts) -> Push {
     if opts.audio {
         cmd.args(["-c:a", "aac", "-b:a", "64k", "-ac", "2"]);
     }
-    cmd.args(["-f", "flv", url])
+    cmd.args(["-flvflags", "no_duration_filesize", "-f", "flv", url])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     Push {
