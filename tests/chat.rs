@@ -464,7 +464,7 @@ fn admin_api_is_off_without_a_token_and_forwarded_for_is_ignored_from_strangers(
     assert_eq!(a.status, 404, "{:?}", a.body);
     // 127.0.0.1 is not a trusted proxy here: a forged header does not change the address, so
     // a spammer cannot dodge the per-address limit by inventing addresses.
-    let srv = TestServer::start("[chat]\nburst = 1\nrate_per_second = 0.1\n");
+    let srv = TestServer::start("[chat]\nburst = 1\nrate_per_second = 0.01\n");
     let chat = "/api/channels/alice/chat";
     let mut statuses = Vec::new();
     for i in 0..6 {
