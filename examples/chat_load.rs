@@ -102,7 +102,8 @@ async fn subscriber(addr: SocketAddr, channel: String, idx: usize, shared: Arc<S
             {
                 if k < shared.messages {
                     let slot = &shared.arrivals[idx * shared.messages + k];
-                    let _ = slot.compare_exchange(NOT_SEEN, now, Ordering::Relaxed, Ordering::Relaxed);
+                    let _ =
+                        slot.compare_exchange(NOT_SEEN, now, Ordering::Relaxed, Ordering::Relaxed);
                 }
             }
             i = start + digits;
@@ -158,14 +159,7 @@ fn main() {
     rt.block_on(run(addr, channel, n, m, interval, pid));
 }
 
-async fn run(
-    addr: SocketAddr,
-    channel: String,
-    n: usize,
-    m: usize,
-    interval: Duration,
-    pid: u32,
-) {
+async fn run(addr: SocketAddr, channel: String, n: usize, m: usize, interval: Duration, pid: u32) {
     let shared = Arc::new(Shared {
         start: Instant::now(),
         messages: m,
