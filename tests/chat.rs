@@ -550,3 +550,38 @@ fn live_offline_and_viewers_follow_a_real_push() {
         (srv.json("/api/channels/alice")["viewers"].as_u64() == Some(0)).then_some(())
     });
 }
+
+#[test]
+fn event_streams_end_when_their_channel_is_removed_and_at_shutdown() {
+    let mut srv = TestServer::start("");
+    let bob = Sse::open(&srv, "bob", None);
+    let alice = Sse::open(&srv, "alice", None);
+    bob.next_event("viewers");
+    alice.next_event("viewers");
+    let text = std::fs::read_to_string(&srv.config).expect("config");
+    let bob_block = format!("[[channels]]\nname = \"bob\"\nkey = \"{BOB_KEY}\"\n");
+    assert!(text.contains(&bob_block));
+    std::fs::write(&srv.config, text.replace(&bob_block, "")).expect("write config");
+    srv.signal("HUP");
+    srv.wait_log("configuration reloaded", 10 * SECS);
+    // Bob's stream ends within the housekeeping interval; alice's goes on.
+    let deadline = Instant::now() + 10 * SECS;
+    loop {
+        match bob
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(None) => break,
+            Ok(Some(_)) => {}
+            Err(_) => panic!("bob's event stream did not end after the channel was removed"),
+        }
+    }
+    assert_eq!(post_chat(&srv, "bob", "ann", "anyone?").status, 404);
+    assert_eq!(post_chat(&srv, "alice", "ann", "still here").status, 202);
+    assert_eq!(alice.next_event("chat").json()["text"], "still here");
+
+    // SIGTERM: open event streams do not hold the shutdown up.
+    let (status, took) = srv.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(took < 5 * SECS, "shutdown took {took:?}");
+}

@@ -12,9 +12,9 @@
 //! through a `tokio::sync::broadcast` ring. The ring is each subscriber's bounded buffer: one
 //! that falls more than [`EVENT_BUFFER`] events behind gets `Lagged` and is disconnected, and
 //! its browser reconnects with `Last-Event-ID` to replay what it missed from the history. The
-//! sender never waits, so a slow subscriber cannot slow the others. Ids start from the server's
-//! start time in microseconds, so they keep growing across restarts and a client resuming after
-//! a restart is not told it is ahead.
+//! sender never waits, so a slow subscriber cannot slow the others. Ids start from the channel's
+//! creation time in microseconds, so they keep growing across restarts and a client resuming
+//! after a restart is not told it is ahead.
 
 pub mod moderation;
 mod sse;
@@ -138,6 +138,9 @@ pub struct ChatChannel {
     /// HLS players by address and when they last asked for something. Separate from `state`
     /// because every playlist and segment request touches it.
     hls_seen: Mutex<HashMap<IpAddr, Instant>>,
+    /// Cancelled when the channel is removed (config reload) or the server stops: its event
+    /// streams end.
+    closed: CancellationToken,
 }
 
 impl ChatChannel {
@@ -210,8 +213,6 @@ fn now_rfc3339(t: DateTime<Utc>) -> String {
 pub struct Chat {
     cfg: ChatConfig,
     bus: Arc<Bus>,
-    /// First id minus one for new channels: the start time in microseconds.
-    base_id: u64,
     /// Channels are created on first use for names the bus knows. Std mutex, short sections.
     channels: Mutex<BTreeMap<ChannelName, Arc<ChatChannel>>>,
     shutdown: CancellationToken,
@@ -225,11 +226,9 @@ impl Chat {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> Arc<Chat> {
-        let base_id = Utc::now().timestamp_micros().max(0) as u64;
         let chat = Arc::new(Chat {
             cfg,
             bus: bus.clone(),
-            base_id,
             channels: Mutex::new(BTreeMap::new()),
             shutdown: cancel.clone(),
         });
@@ -252,7 +251,9 @@ impl Chat {
                 name: bus.name.clone(),
                 events,
                 state: Mutex::new(ChannelState {
-                    last_id: self.base_id,
+                    // Ids start from the wall clock in microseconds, so they keep growing
+                    // across restarts (and a channel removed and added again).
+                    last_id: Utc::now().timestamp_micros().max(0) as u64,
                     history: VecDeque::new(),
                     subscribers: 0,
                     subscribers_by_address: HashMap::new(),
@@ -265,16 +266,25 @@ impl Chat {
                     viewers_pushed: 0,
                 }),
                 hls_seen: Mutex::new(HashMap::new()),
+                closed: self.shutdown.child_token(),
             })
         });
         Some(ch.clone())
     }
 
+    /// Every channel's chat; channels the bus no longer has are closed and forgotten.
     fn all(&self) -> Vec<Arc<ChatChannel>> {
         for c in self.bus.all() {
             let _ = self.channel(c.name.as_str());
         }
-        let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|name, ch| {
+            let keep = self.bus.get(name.as_str()).is_some();
+            if !keep {
+                ch.closed.cancel();
+            }
+            keep
+        });
         map.values().cloned().collect()
     }
 
@@ -415,7 +425,7 @@ impl Chat {
             channel: ch.clone(),
             addr,
         };
-        Ok(SseBody::new(pending, rx, self.shutdown.clone(), guard))
+        Ok(SseBody::new(pending, rx, ch.closed.clone(), guard))
     }
 
     /// Records an HLS request from `addr` (a player) for the viewer count.
