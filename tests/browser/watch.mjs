@@ -8,11 +8,35 @@ import { chromium } from 'playwright-core';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import net from 'node:net';
 
 const [base, artifacts, stopFile] = process.argv.slice(2);
 if (!base || !artifacts || !stopFile) {
   console.error('usage: watch.mjs <base-url> <screenshot-dir> <stop-file>');
   process.exit(2);
+}
+
+/** A TCP relay to the server whose connections can all be cut at once. */
+function startRelay(target) {
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {});
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      resolve({
+        base: 'http://127.0.0.1:' + server.address().port,
+        cutAll: () => { for (const s of sockets) s.destroy(); },
+      });
+    });
+  });
 }
 
 const profile = mkdtempSync(join(tmpdir(), 'onair-chromium-'));
@@ -40,16 +64,18 @@ try {
   browser = context;
   const dialogs = [];
   const pageErrors = [];
-  const watch = async () => {
+  const watch = async (via) => {
     const p = await context.newPage();
     p.on('dialog', async (d) => { dialogs.push(d.message()); await d.dismiss(); });
     p.on('pageerror', (e) => pageErrors.push(String(e)));
     p.on('console', (m) => { if (m.type() === 'error') log('console error:', m.text()); });
-    await p.goto(base + '/watch/alice');
+    await p.goto(via + '/watch/alice');
     return p;
   };
-  const a = await watch();
-  const b = await watch();
+  // Page a reaches the server through a TCP relay the test can cut, as a network drop would.
+  const relay = await startRelay(new URL(base));
+  const a = await watch(relay.base);
+  const b = await watch(base);
 
   // Both pages show LIVE and play: currentTime advances.
   for (const [name, p] of [['a', a], ['b', b]]) {
@@ -93,6 +119,26 @@ try {
   if (imgs !== 0) fail('chat text was rendered as HTML');
   if (dialogs.length) fail('a dialog opened: ' + dialogs.join(', '));
   log('markup stayed text; no dialog');
+
+  // The network drops: page a's connections (it goes through a TCP relay) are cut, a message is
+  // posted meanwhile, and after reconnecting the page shows it (resumed with Last-Event-ID).
+  const connCount = () => a.evaluate(() => document.getElementById('chat-conn').textContent);
+  relay.cutAll();
+  await a.waitForFunction(() => /reconnecting/.test(document.getElementById('chat-conn').textContent), null, { timeout: 15000 });
+  log('event stream dropped:', await connCount());
+  const missed = 'sent while you were away';
+  const r = await fetch(base + '/api/channels/alice/chat', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ nick: 'carol', text: missed }),
+  });
+  if (r.status !== 202) fail('post from node: ' + r.status);
+  await a.waitForFunction(
+    (t) => [...document.querySelectorAll('#messages .text')].some((e) => e.textContent === t),
+    missed, { timeout: 30000 });
+  await a.waitForFunction(() => document.getElementById('chat-conn').textContent === '', null, { timeout: 10000 });
+  const dupes = await a.$$eval('#messages .text', (x) => x.filter((e) => e.textContent === 'hello from page a').length);
+  if (dupes !== 1) fail('messages duplicated after the reconnect: ' + dupes);
+  log('reconnected and caught up');
 
   // Phone-sized screen: nothing overflows sideways, the send box is reachable.
   await a.setViewportSize({ width: 390, height: 844 });
