@@ -7,7 +7,9 @@
 pub mod admin;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -716,7 +718,12 @@ pub async fn serve(
         let state = state.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(state.handle(req, peer).await) }
+            // Boxed: hyper keeps a slot the size of this future for the whole connection, and
+            // an event stream keeps its connection for hours; boxed, the slot is one pointer
+            // and the request's state is freed once the response has started.
+            let fut: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>> =
+                Box::pin(async move { Ok(state.handle(req, peer).await) });
+            fut
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(sock), svc);
         let conn = graceful.watch(conn.into_owned());
