@@ -79,6 +79,9 @@
   }
 
   video.addEventListener('error', () => { if (native && live) scheduleRetry(); });
+  // A playlist that ended (the broadcaster dropped and came back) while the channel is live:
+  // load it again to follow the new broadcast.
+  video.addEventListener('ended', () => { if (live) scheduleRetry(); });
   video.addEventListener('playing', () => setPlayerStatus(''));
 
   function levelLabel(l, i) {

@@ -370,11 +370,6 @@ impl Chat {
         last_event_id: Option<u64>,
     ) -> Result<SseBody, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
-        let live = self
-            .bus
-            .get(channel)
-            .and_then(|b| b.publisher())
-            .map(|p| p.live_since);
         let mut pending = VecDeque::new();
         // Tells EventSource how soon to reconnect after a drop.
         pending.push_back(Bytes::from_static(b"retry: 2000\n\n"));
@@ -399,6 +394,14 @@ impl Chat {
             for h in st.history.iter().filter(|h| h.id > after) {
                 pending.push_back(h.frame.clone());
             }
+            // Read under our lock (the bus's own lock nests inside ours and never the other
+            // way round), so the state is at least as new as every lifecycle event already in
+            // the history: a fresh `live` replayed above cannot be followed by a stale `offline`.
+            let live = self
+                .bus
+                .get(channel)
+                .and_then(|b| b.publisher())
+                .map(|p| p.live_since);
             let state = match live {
                 Some(t) => sse_frame(
                     st.last_id,
