@@ -41,6 +41,21 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) of a process in seconds, from /proc (clock ticks of 1/100 s).
+fn cpu_seconds(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -211,6 +226,8 @@ async fn run(addr: SocketAddr, channel: String, n: usize, m: usize, interval: Du
         "server RSS: {rss_before} KiB before, {rss_after} KiB with {ready} subscribers: {per_sub:.2} KiB per subscriber"
     );
 
+    let cpu_server = cpu_seconds(&pid.to_string());
+    let cpu_client = cpu_seconds("self");
     let mut sent = vec![0u64; m];
     let mut post_errors = 0;
     for (k, slot) in sent.iter_mut().enumerate() {
@@ -236,6 +253,11 @@ async fn run(addr: SocketAddr, channel: String, n: usize, m: usize, interval: Du
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let rss_end = rss_kib(pid);
+    println!(
+        "CPU during the message phase: server {:.2} s, load client {:.2} s",
+        cpu_seconds(&pid.to_string()) - cpu_server,
+        cpu_seconds("self") - cpu_client
+    );
     let mut lat: Vec<u64> = Vec::with_capacity(n * m);
     let mut missing = 0usize;
     for sub in 0..n {
