@@ -903,6 +903,29 @@ mod tests {
     }
 
     #[test]
+    fn vendored_hls_js_is_the_version_package_json_names() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let pkg: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join("package.json")).expect("package.json"),
+        )
+        .expect("package.json is JSON");
+        let version = pkg["dependencies"]["hls.js"]
+            .as_str()
+            .expect("hls.js version");
+        let hls = ASSETS
+            .iter()
+            .find(|a| a.name == "hls.min.js")
+            .expect("asset");
+        let needle = format!("\"{version}\"");
+        assert!(
+            hls.body
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes()),
+            "assets/vendor/hls.min.js is not hls.js {version}: run `npm install && npm run vendor`"
+        );
+    }
+
+    #[test]
     fn escapes_html() {
         assert_eq!(
             html_escape("<img src=x onerror=\"alert('1')\">&"),
