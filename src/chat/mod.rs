@@ -340,14 +340,13 @@ impl Chat {
             b.take();
         }
         st.last_post.insert(addr, now);
-        let mut msg = ChatMessage {
-            id: 0,
+        let id = st.last_id + 1;
+        let msg = ChatMessage {
+            id,
             nick,
             text,
             ts: now_rfc3339(Utc::now()),
         };
-        let id = st.last_id + 1;
-        msg.id = id;
         let data = serde_json::json!({"id": id, "nick": msg.nick, "text": msg.text, "ts": msg.ts});
         let got = ch.publish(
             &mut st,
@@ -373,7 +372,7 @@ impl Chat {
         let mut pending = VecDeque::new();
         // Tells EventSource how soon to reconnect after a drop.
         pending.push_back(Bytes::from_static(b"retry: 2000\n\n"));
-        let rx = {
+        let (rx, snapshot_id) = {
             let mut st = ch.lock();
             if st.subscribers >= self.cfg.max_subscribers {
                 return Err(ChatError::ChannelFull);
@@ -388,7 +387,11 @@ impl Chat {
             // or one older than the history gets the whole history.
             let after = last_event_id
                 .filter(|id| {
-                    *id <= st.last_id && st.history.front().is_some_and(|h| h.id <= *id + 1)
+                    *id <= st.last_id
+                        && st
+                            .history
+                            .front()
+                            .is_some_and(|h| h.id <= id.saturating_add(1))
                 })
                 .unwrap_or(0);
             for h in st.history.iter().filter(|h| h.id > after) {
@@ -418,7 +421,6 @@ impl Chat {
             // Subscribing under the lock: every event after the snapshot reaches this receiver.
             (ch.events.subscribe(), st.last_id)
         };
-        let (rx, snapshot_id) = rx;
         pending.push_back(sse_frame(
             snapshot_id,
             "viewers",
@@ -690,6 +692,11 @@ mod tests {
         let f = frames(&mut resumed, 3).await;
         assert!(f[1].contains("\"text\":\"two\""), "{f:?}");
         assert!(f[2].contains("event: offline"), "{f:?}");
+
+        // An id from nowhere (another server, garbage) gets the whole history.
+        let mut stranger = chat.subscribe("alice", a, Some(u64::MAX)).unwrap();
+        let f = frames(&mut stranger, 3).await;
+        assert!(f[1].contains("\"text\":\"one\""), "{f:?}");
 
         let third = chat.post("alice", a, "bob", "three").unwrap();
         let got = frames(&mut resumed, 2).await;
