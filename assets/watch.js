@@ -28,8 +28,14 @@
   let native = false;
   let retryTimer = null;
 
+  // hls.js where Media Source Extensions exist (quality menu, low-latency mode); the browser's
+  // own HLS otherwise (iPhone Safari before iOS 17.1). `?player=native` forces the browser's own
+  // player where it has one.
+  const forceNative = new URLSearchParams(location.search).get('player') === 'native'
+    && video.canPlayType('application/vnd.apple.mpegurl') !== '';
+
   function useHlsJs() {
-    return typeof window.Hls !== 'undefined' && window.Hls.isSupported();
+    return !forceNative && typeof window.Hls !== 'undefined' && window.Hls.isSupported();
   }
 
   function setPlayerStatus(s) { playerStatus.textContent = s; }

@@ -63,6 +63,8 @@ async fn run() {
     let store = Arc::new(HlsStore::new(StoreConfig {
         window: 6,
         segment_seconds: 2.0,
+        container: onair::config::Container::Ts,
+        part_seconds: 0.333,
     }));
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();

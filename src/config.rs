@@ -255,13 +255,31 @@ impl Default for ChatConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnnounceConfig {
+    /// A channel going live again within this many seconds of going offline (a broadcaster
+    /// reconnecting) is not announced again.
     pub grace_seconds: u64,
+    /// Go-live text; placeholders `{channel}`, `{title}`, `{url}`.
     pub template: String,
+    /// Also post when a stream ends (once it has stayed offline for `grace_seconds`).
+    pub ended: bool,
+    /// Text of the "ended" post; same placeholders as `template`.
+    pub ended_template: String,
+    /// Tries per post and target (the first attempt included) before giving up.
+    pub tries: u32,
+    /// First retry delay in milliseconds; doubled per retry, with jitter.
+    pub backoff_base_ms: u64,
+    /// Longest wait between two tries, in seconds (also caps Retry-After).
+    pub backoff_max_seconds: u64,
+    /// Seconds one HTTP request may take, connecting included.
+    pub timeout_seconds: u64,
+    /// Posts waiting per target; more are dropped with a warning.
+    pub queue: usize,
     pub twitter: TwitterConfig,
     pub mastodon: MastodonConfig,
+    pub bluesky: BlueskyConfig,
     pub webhooks: Vec<WebhookConfig>,
 }
 
@@ -270,17 +288,26 @@ impl Default for AnnounceConfig {
         Self {
             grace_seconds: 300,
             template: "{channel} is live now: {title} {url}".into(),
+            ended: false,
+            ended_template: "{channel}'s stream has ended. Thanks for watching!".into(),
+            tries: 5,
+            backoff_base_ms: 2000,
+            backoff_max_seconds: 300,
+            timeout_seconds: 10,
+            queue: 32,
             twitter: TwitterConfig::default(),
             mastodon: MastodonConfig::default(),
+            bluesky: BlueskyConfig::default(),
             webhooks: Vec::new(),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TwitterConfig {
     pub enabled: bool,
+    /// Base of the X API; posts go to `{api_base}/2/tweets`.
     pub api_base: String,
     pub consumer_key: Secret,
     pub consumer_secret: Secret,
@@ -301,10 +328,11 @@ impl Default for TwitterConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MastodonConfig {
     pub enabled: bool,
+    /// The account's server, e.g. `https://mastodon.social`.
     pub instance_url: String,
     pub access_token: Secret,
     pub visibility: String,
@@ -321,12 +349,44 @@ impl Default for MastodonConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlueskyConfig {
+    pub enabled: bool,
+    /// The account's PDS (`https://bsky.social` for most accounts).
+    pub service: String,
+    /// Handle or DID, e.g. `alice.bsky.social`.
+    pub identifier: String,
+    /// An app password (Settings > Privacy and security > App passwords), never the main one.
+    pub app_password: Secret,
+}
+
+impl Default for BlueskyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            service: "https://bsky.social".into(),
+            identifier: String::new(),
+            app_password: Secret::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    pub url: String,
+    /// Name in logs, metrics and `announce-test --target` (default `webhook-{index}`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where to POST. A secret: Discord and Slack webhook URLs carry their token.
+    pub url: Secret,
+    /// HMAC-SHA256 key for the `X-Onair-Signature` header; empty sends no signature.
     #[serde(default)]
     pub secret: Secret,
+    /// Name of an environment variable holding `secret` (instead of `secret`).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// `json` (onair's signed event) or `discord` (`{"content": ...}`).
     #[serde(default = "default_webhook_format")]
     pub format: String,
     #[serde(default = "default_true")]
@@ -421,6 +481,20 @@ impl Config {
                             format!("channels[{i}].key_env"),
                             format!("{var:?}"),
                             "the name of a set environment variable holding the stream key",
+                        ))
+                    }
+                }
+            }
+        }
+        for (i, w) in self.announce.webhooks.iter_mut().enumerate() {
+            if let Some(var) = &w.secret_env {
+                match env.iter().find(|(k, _)| k == var) {
+                    Some((_, v)) => w.secret = Secret::new(v.clone()),
+                    None => {
+                        return Err(invalid(
+                            format!("announce.webhooks[{i}].secret_env"),
+                            format!("{var:?}"),
+                            "the name of a set environment variable holding the webhook secret",
                         ))
                     }
                 }
@@ -580,21 +654,113 @@ impl Config {
                 "\"pretty\" or \"json\"",
             ));
         }
-        if !["public", "unlisted", "private", "direct"]
-            .contains(&self.announce.mastodon.visibility.as_str())
-        {
+        self.validate_announce()
+    }
+
+    fn validate_announce(&self) -> Result<(), ConfigError> {
+        let a = &self.announce;
+        for (key, t) in [
+            ("announce.template", &a.template),
+            ("announce.ended_template", &a.ended_template),
+        ] {
+            if t.trim().is_empty() || unknown_placeholder(t).is_some() {
+                return Err(invalid(
+                    key,
+                    format!("{t:?}"),
+                    "non-empty text whose only placeholders are {channel}, {title} and {url}",
+                ));
+            }
+        }
+        if !(1..=20).contains(&a.tries) {
+            return Err(invalid("announce.tries", a.tries.to_string(), "1 to 20"));
+        }
+        if !(1..=600_000).contains(&a.backoff_base_ms) {
+            return Err(invalid(
+                "announce.backoff_base_ms",
+                a.backoff_base_ms.to_string(),
+                "1 to 600000",
+            ));
+        }
+        if !(1..=3600).contains(&a.backoff_max_seconds) {
+            return Err(invalid(
+                "announce.backoff_max_seconds",
+                a.backoff_max_seconds.to_string(),
+                "1 to 3600",
+            ));
+        }
+        if !(1..=300).contains(&a.timeout_seconds) {
+            return Err(invalid(
+                "announce.timeout_seconds",
+                a.timeout_seconds.to_string(),
+                "1 to 300",
+            ));
+        }
+        if !(1..=10_000).contains(&a.queue) {
+            return Err(invalid("announce.queue", a.queue.to_string(), "1 to 10000"));
+        }
+        if a.twitter.enabled {
+            http_url("announce.twitter.api_base", &a.twitter.api_base)?;
+            for (key, s) in [
+                ("announce.twitter.consumer_key", &a.twitter.consumer_key),
+                (
+                    "announce.twitter.consumer_secret",
+                    &a.twitter.consumer_secret,
+                ),
+                ("announce.twitter.access_token", &a.twitter.access_token),
+                (
+                    "announce.twitter.access_token_secret",
+                    &a.twitter.access_token_secret,
+                ),
+            ] {
+                required_secret(key, s)?;
+            }
+        }
+        if a.mastodon.enabled {
+            http_url("announce.mastodon.instance_url", &a.mastodon.instance_url)?;
+            required_secret("announce.mastodon.access_token", &a.mastodon.access_token)?;
+        }
+        if !["public", "unlisted", "private", "direct"].contains(&a.mastodon.visibility.as_str()) {
             return Err(invalid(
                 "announce.mastodon.visibility",
-                format!("{:?}", self.announce.mastodon.visibility),
+                format!("{:?}", a.mastodon.visibility),
                 "\"public\", \"unlisted\", \"private\" or \"direct\"",
             ));
         }
-        for (i, w) in self.announce.webhooks.iter().enumerate() {
+        if a.bluesky.enabled {
+            http_url("announce.bluesky.service", &a.bluesky.service)?;
+            if a.bluesky.identifier.trim().is_empty() {
+                return Err(invalid(
+                    "announce.bluesky.identifier",
+                    "\"\"",
+                    "the account's handle or DID, e.g. \"alice.bsky.social\"",
+                ));
+            }
+            required_secret("announce.bluesky.app_password", &a.bluesky.app_password)?;
+        }
+        let mut names =
+            std::collections::HashSet::from(["twitter", "mastodon", "bluesky"].map(String::from));
+        for (i, w) in a.webhooks.iter().enumerate() {
+            let u = w.url.expose();
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(invalid(
+                    format!("announce.webhooks[{i}].url"),
+                    "<redacted>",
+                    "an http:// or https:// URL",
+                ));
+            }
             if !["json", "discord"].contains(&w.format.as_str()) {
                 return Err(invalid(
                     format!("announce.webhooks[{i}].format"),
                     format!("{:?}", w.format),
                     "\"json\" or \"discord\"",
+                ));
+            }
+            let name = w.name.clone().unwrap_or_else(|| format!("webhook-{i}"));
+            if !is_name(&name) || !names.insert(name.clone()) {
+                return Err(invalid(
+                    format!("announce.webhooks[{i}].name"),
+                    format!("{name:?}"),
+                    "a unique name of a-z, A-Z, 0-9, '_' or '-', not twitter, mastodon or bluesky",
                 ));
             }
         }
@@ -621,6 +787,44 @@ fn positive(key: &str, v: f64) -> Result<(), ConfigError> {
     } else {
         Err(invalid(key, v.to_string(), "a number greater than 0"))
     }
+}
+
+fn http_url(key: &str, v: &str) -> Result<(), ConfigError> {
+    if v.starts_with("http://") || v.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{v:?}"), "an http:// or https:// URL"))
+    }
+}
+
+fn required_secret(key: &str, s: &Secret) -> Result<(), ConfigError> {
+    if s.expose().trim().is_empty() {
+        let env = format!("ONAIR__{}", key.replace('.', "__").to_uppercase());
+        Err(invalid(
+            key,
+            "\"\"",
+            &format!("a non-empty value while the target is enabled (or set {env})"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The first `{...}` in an announcement template that is not a known placeholder.
+pub fn unknown_placeholder(template: &str) -> Option<String> {
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else {
+            return Some(after.to_string());
+        };
+        let name = &after[..end];
+        if !["channel", "title", "url"].contains(&name) {
+            return Some(name.to_string());
+        }
+        rest = &after[end + 1..];
+    }
+    None
 }
 
 /// Names used in URLs: 1-64 of `[A-Za-z0-9_-]`.
@@ -726,5 +930,115 @@ mod tests {
         assert!(!shown.contains("supersecretkey"));
         assert!(shown.contains("<redacted>"));
         assert!(!format!("{cfg:?}").contains("supersecretkey"));
+    }
+
+    #[test]
+    fn announce_secrets_from_environment_are_redacted() {
+        let f = file(
+            "[announce.twitter]\nenabled = true\nconsumer_key = \"ck-from-file\"\n\
+             [[announce.webhooks]]\nurl = \"https://discord.example/api/webhooks/1/tok3n\"\n\
+             secret_env = \"HOOK_SECRET\"\n",
+        );
+        let cfg = Config::load_with_env(
+            Some(&f.0),
+            vec![
+                (
+                    "ONAIR__ANNOUNCE__TWITTER__CONSUMER_SECRET".into(),
+                    "cs-from-env".into(),
+                ),
+                (
+                    "ONAIR__ANNOUNCE__TWITTER__ACCESS_TOKEN".into(),
+                    "1234567".into(),
+                ),
+                (
+                    "ONAIR__ANNOUNCE__TWITTER__ACCESS_TOKEN_SECRET".into(),
+                    "ats-from-env".into(),
+                ),
+                ("HOOK_SECRET".into(), "hook-secret-value".into()),
+            ],
+        )
+        .expect("loads");
+        let t = &cfg.announce.twitter;
+        assert_eq!(t.consumer_key.expose(), "ck-from-file");
+        assert_eq!(t.consumer_secret.expose(), "cs-from-env");
+        assert_eq!(t.access_token.expose(), "1234567");
+        assert_eq!(
+            cfg.announce.webhooks[0].secret.expose(),
+            "hook-secret-value"
+        );
+        let shown = format!("{}{cfg:?}", cfg.to_redacted_toml());
+        for secret in [
+            "ck-from-file",
+            "cs-from-env",
+            "1234567",
+            "ats-from-env",
+            "hook-secret-value",
+            "tok3n",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown");
+        }
+    }
+
+    #[test]
+    fn announce_errors_name_the_key() {
+        let cases = [
+            (
+                "[announce.twitter]\nenabled = true\n",
+                "announce.twitter.consumer_key",
+            ),
+            (
+                "[announce.mastodon]\nenabled = true\ninstance_url = \"mastodon.social\"\n",
+                "announce.mastodon.instance_url",
+            ),
+            (
+                "[announce.mastodon]\nenabled = true\ninstance_url = \"https://m.example\"\n",
+                "ONAIR__ANNOUNCE__MASTODON__ACCESS_TOKEN",
+            ),
+            (
+                "[announce.mastodon]\nvisibility = \"everyone\"\n",
+                "announce.mastodon.visibility",
+            ),
+            (
+                "[announce]\ntemplate = \"{channel} {key}\"\n",
+                "announce.template",
+            ),
+            ("[announce]\ntries = 0\n", "announce.tries"),
+            (
+                "[announce]\ntimeout_seconds = 0\n",
+                "announce.timeout_seconds",
+            ),
+            (
+                "[announce.bluesky]\nenabled = true\napp_password = \"x\"\n",
+                "announce.bluesky.identifier",
+            ),
+            (
+                "[[announce.webhooks]]\nurl = \"ftp://x\"\n",
+                "announce.webhooks[0].url",
+            ),
+            (
+                "[[announce.webhooks]]\nurl = \"http://x\"\nformat = \"slack\"\n",
+                "announce.webhooks[0].format",
+            ),
+            (
+                "[[announce.webhooks]]\nurl = \"http://x\"\nname = \"twitter\"\n",
+                "announce.webhooks[0].name",
+            ),
+            (
+                "[[announce.webhooks]]\nurl = \"http://x\"\nsecret_env = \"NOPE_UNSET\"\n",
+                "announce.webhooks[0].secret_env",
+            ),
+        ];
+        for (text, key) in cases {
+            let f = file(text);
+            let err = Config::load_with_env(Some(&f.0), vec![]).expect_err(text);
+            let msg = err.to_string();
+            assert!(msg.contains(key), "{text:?} gave {msg:?}");
+        }
+        assert_eq!(unknown_placeholder("{channel} {title} {url}"), None);
+        assert_eq!(
+            unknown_placeholder("{stream_key}"),
+            Some("stream_key".into())
+        );
+        assert_eq!(unknown_placeholder("open {brace"), Some("brace".into()));
     }
 }

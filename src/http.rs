@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -32,7 +32,8 @@ use tracing::{debug, warn};
 use crate::bus::Bus;
 use crate::chat::{BanTarget, Chat, ChatError};
 use crate::config::{is_name, HttpConfig, Secret};
-use crate::hls::{HlsStore, Lookup, RenditionSummary};
+use crate::hls::serve::{self, PlaylistQuery, ServeError};
+use crate::hls::{HlsStore, RenditionSummary};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -109,10 +110,36 @@ pub enum Route<'a> {
     /// An embedded file, by index in [`ASSETS`].
     Asset(usize),
     Healthz,
+    Metrics,
     /// CORS preflight for any path.
     Preflight,
     NotFound,
     MethodNotAllowed,
+}
+
+impl Route<'_> {
+    /// A low-cardinality name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Index => "index",
+            Route::Watch(_) => "watch",
+            Route::Master(_) => "master_playlist",
+            Route::MediaPlaylist(..) => "media_playlist",
+            Route::Segment(..) => "segment",
+            Route::Channels | Route::Channel(_) => "api_channels",
+            Route::Healthz => "healthz",
+            Route::Metrics => "metrics",
+            Route::ChatPost(_) => "chat_post",
+            Route::Events(_) => "chat_events",
+            Route::AdminBans(_) | Route::AdminDeleteMessage(..) | Route::AdminSlowMode(_) => {
+                "admin_chat"
+            }
+            Route::Asset(_) => "asset",
+            Route::Preflight => "preflight",
+            Route::NotFound => "not_found",
+            Route::MethodNotAllowed => "method_not_allowed",
+        }
+    }
 }
 
 /// Maps a method and path to a route. Names must be `[A-Za-z0-9_-]{1,64}`; anything else
@@ -129,6 +156,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     let r = match parts.as_slice() {
         [] => Route::Index,
         ["healthz"] => Route::Healthz,
+        ["metrics"] => Route::Metrics,
         ["watch", c] if is_name(c) => Route::Watch(c),
         ["hls", c, "master.m3u8"] if is_name(c) => Route::Master(c),
         ["hls", c, r, "index.m3u8"] if is_name(c) && is_name(r) => Route::MediaPlaylist(c, r),
@@ -226,15 +254,14 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
 }
 
 fn is_segment_name(s: &str) -> bool {
-    s.strip_suffix(".ts")
-        .map(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
-        .unwrap_or(false)
+    crate::hls::MediaName::parse(s).is_some()
 }
 
 /// What the HTTP service reads.
 pub struct HttpState {
     pub store: Arc<HlsStore>,
     pub bus: Arc<Bus>,
+    pub announce: Arc<crate::announce::AnnounceStats>,
     pub chat: Arc<Chat>,
     /// `server.admin_token`; empty turns the admin API off.
     pub admin_token: Secret,
@@ -302,6 +329,7 @@ impl HttpState {
         let (parts, body) = req.into_parts();
         let method = &parts.method;
         let path = parts.uri.path();
+        let query = parts.uri.query();
         let head = method == Method::HEAD;
         let forwarded: Vec<&str> = parts
             .headers
@@ -312,20 +340,41 @@ impl HttpState {
         let ip = client_ip(peer.ip(), &forwarded, &self.trusted_proxies);
         let resp = match route(method, path) {
             Route::Healthz => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
-            Route::Master(c) => self.hls(c, ip, playlist(self.store.master(c))),
-            Route::MediaPlaylist(c, r) => {
-                self.hls(c, ip, playlist(self.store.media_playlist(c, r)))
+            Route::Metrics => {
+                let body = crate::metrics::render(&crate::metrics::Sources {
+                    bus: self.bus.clone(),
+                    store: self.store.clone(),
+                    announce: self.announce.clone(),
+                });
+                bytes_response(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    Bytes::from(body),
+                )
             }
-            Route::Segment(c, r, s) => match self.store.segment(c, r, s) {
-                Ok(data) => {
-                    let mut resp = bytes_response(StatusCode::OK, "video/mp2t", data);
+            Route::Master(c) => self.hls(
+                c,
+                ip,
+                playlist(self.store.master(c).map_err(ServeError::from)),
+            ),
+            Route::MediaPlaylist(c, r) => match PlaylistQuery::parse(query) {
+                Ok(q) => self.hls(
+                    c,
+                    ip,
+                    playlist(serve::media_playlist(&self.store, c, r, q).await),
+                ),
+                Err(e) => playlist(Err(e)),
+            },
+            Route::Segment(c, r, s) => match serve::media_object(&self.store, c, r, s).await {
+                Ok((data, content_type)) => {
+                    let mut resp = bytes_response(StatusCode::OK, content_type, data);
                     resp.headers_mut().insert(
                         header::CACHE_CONTROL,
                         HeaderValue::from_static("public, max-age=30, immutable"),
                     );
                     self.hls(c, ip, resp)
                 }
-                Err(_) => not_found(),
+                Err(e) => hls_error(e),
             },
             Route::Channels => {
                 let all: Vec<ChannelView> = self
@@ -340,7 +389,7 @@ impl HttpState {
                 Some(v) => json(StatusCode::OK, &v),
                 None => json_error(StatusCode::NOT_FOUND, "no such channel"),
             },
-            Route::ChatPost(c) => match read_json::<ChatPostBody, B>(&parts.headers, body).await {
+            Route::ChatPost(c) => match read_json::<ChatPostBody, B>(body).await {
                 Ok(b) => match self.chat.post(c, ip, &b.nick, &b.text) {
                     Ok(msg) => json(StatusCode::ACCEPTED, &msg),
                     Err(e) => chat_error(&e),
@@ -367,7 +416,7 @@ impl HttpState {
             }
             Route::AdminBans(c) => match admin::authorize(&parts.headers, &self.admin_token) {
                 Err(denied) => denied.response(),
-                Ok(()) => match read_json::<BanBody, B>(&parts.headers, body).await {
+                Ok(()) => match read_json::<BanBody, B>(body).await {
                     Ok(b) => self.ban(c, method == Method::POST, b),
                     Err(r) => r,
                 },
@@ -383,7 +432,7 @@ impl HttpState {
             }
             Route::AdminSlowMode(c) => match admin::authorize(&parts.headers, &self.admin_token) {
                 Err(denied) => denied.response(),
-                Ok(()) => match read_json::<SlowModeBody, B>(&parts.headers, body).await {
+                Ok(()) => match read_json::<SlowModeBody, B>(body).await {
                     Ok(b) => match self.chat.set_slow_mode(c, b.seconds) {
                         Ok(()) => {
                             json(StatusCode::OK, &serde_json::json!({ "seconds": b.seconds }))
@@ -498,7 +547,7 @@ fn watch_page(channel: &str) -> String {
 }
 
 /// Reads a JSON request body of at most [`MAX_REQUEST_BODY`] bytes.
-async fn read_json<T, B>(headers: &HeaderMap, body: B) -> Result<T, Response<Body>>
+async fn read_json<T, B>(body: B) -> Result<T, Response<Body>>
 where
     T: DeserializeOwned,
     B: http_body::Body<Data = Bytes>,
@@ -510,13 +559,9 @@ where
             &format!("request body is larger than {MAX_REQUEST_BODY} bytes"),
         )
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_REQUEST_BODY as u64) {
-        return Err(too_large());
-    }
+    // No early answer from Content-Length alone: reading up to the limit first means a client
+    // whose whole (modestly) oversized body fits in the socket buffers has finished sending
+    // and reads the 413 instead of a broken pipe.
     let bytes = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
@@ -592,7 +637,7 @@ pub fn html_escape(s: &str) -> String {
     out
 }
 
-fn playlist(r: Result<Bytes, Lookup>) -> Response<Body> {
+fn playlist(r: Result<Bytes, ServeError>) -> Response<Body> {
     match r {
         Ok(b) => {
             let mut resp = bytes_response(StatusCode::OK, "application/vnd.apple.mpegurl", b);
@@ -602,7 +647,15 @@ fn playlist(r: Result<Bytes, Lookup>) -> Response<Body> {
             );
             resp
         }
-        Err(_) => not_found(),
+        Err(e) => hls_error(e),
+    }
+}
+
+fn hls_error(e: ServeError) -> Response<Body> {
+    match e {
+        ServeError::NotFound => not_found(),
+        ServeError::BadRequest(why) => json_error(StatusCode::BAD_REQUEST, why),
+        ServeError::Timeout => json_error(StatusCode::SERVICE_UNAVAILABLE, "not available in time"),
     }
 }
 
@@ -722,7 +775,7 @@ pub async fn serve(
             // an event stream keeps its connection for hours; boxed, the slot is one pointer
             // and the request's state is freed once the response has started.
             let fut: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>> =
-                Box::pin(async move { Ok(state.handle(req, peer).await) });
+                Box::pin(async move { Ok(handle_request(&state, req, peer).await) });
             fut
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(sock), svc);
@@ -739,6 +792,19 @@ pub async fn serve(
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(3)) => debug!("http connections still open at shutdown; closing them"),
     }
+}
+
+async fn handle_request(
+    state: &HttpState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let label = route(req.method(), req.uri().path()).label();
+    let resp = state.handle(req, peer).await;
+    // For an event stream this is the time to the response head, not the stream's life.
+    crate::metrics::http_request(label, resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 #[cfg(test)]

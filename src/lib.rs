@@ -3,17 +3,20 @@
 //!
 //! The media path runs one way: `ingest` (RTMP connections) publishes on the `bus`; `hls`
 //! segments each channel into the in-memory store; `http` serves it. Lifecycle events (live,
-//! offline) flow from the bus to whoever subscribes. `proto` holds the pure protocol code
-//! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on. `chat` turns
-//! lifecycle events into `live`/`offline` events for viewers and carries their messages.
+//! offline) flow from the bus to whoever subscribes: `announce` posts go-lives to X, Mastodon,
+//! Bluesky and webhooks; `chat` turns them into `live`/`offline` events for viewers and carries
+//! their messages. `proto` holds the pure protocol code
+//! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on.
 //! [`Server::start`] wires them together; `main.rs` adds the command line and signals.
 
+pub mod announce;
 pub mod bus;
 pub mod chat;
 pub mod config;
 pub mod hls;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod proto;
 
 use std::collections::HashMap;
@@ -41,6 +44,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Announce(#[from] announce::AnnounceError),
 }
 
 /// A running server.
@@ -50,6 +55,9 @@ pub struct Server {
     pub bus: Arc<Bus>,
     pub store: Arc<HlsStore>,
     pub chat: Arc<Chat>,
+    /// Per-target announcement counters (attempts, successes, failures, dropped).
+    pub announce: Arc<announce::AnnounceStats>,
+    announcer: announce::AnnounceHandle,
     cancel: CancellationToken,
     tracker: TaskTracker,
     http_task: tokio::task::JoinHandle<()>,
@@ -79,7 +87,12 @@ impl Server {
         let store = Arc::new(HlsStore::new(StoreConfig {
             window: cfg.hls.playlist_window,
             segment_seconds: cfg.hls.segment_seconds,
+            container: cfg.hls.container,
+            part_seconds: cfg.hls.part_seconds,
         }));
+        // Subscribes to lifecycle events before ingest can publish anything.
+        let announce = announce::start(&cfg, &bus, &tracker, cancel.child_token())?;
+
         let rtmp = bind("RTMP", cfg.rtmp.listen).await?;
         let http = bind("HTTP", cfg.http.listen).await?;
         let rtmp_addr = rtmp.local_addr().unwrap_or(cfg.rtmp.listen);
@@ -102,7 +115,9 @@ impl Server {
             &tracker,
             cancel.child_token(),
         );
+        metrics::init();
         let state = Arc::new(HttpState {
+            announce: announce.stats.clone(),
             store: store.clone(),
             bus: bus.clone(),
             chat: chat.clone(),
@@ -122,6 +137,8 @@ impl Server {
             bus,
             store,
             chat,
+            announce: announce.stats.clone(),
+            announcer: announce,
             cancel,
             tracker,
             http_task,
@@ -184,6 +201,8 @@ impl Server {
         for name in &report.added {
             self.start_channel(&new, name);
         }
+        // Titles, new channels and rotated keys reach the announcer now; its targets at restart.
+        self.announcer.set_channels(&new.channels);
         // Listeners, segmenting and transcoding are built at start; say what waits for a restart.
         let sections = [
             ("rtmp", format!("{:?}", old.rtmp), format!("{:?}", new.rtmp)),
@@ -199,6 +218,10 @@ impl Server {
             if before != after {
                 report.needs_restart.push(section);
             }
+        }
+        // Compared with PartialEq, not Debug: Debug hides the secrets, whose change counts too.
+        if old.announce != new.announce {
+            report.needs_restart.push("announce");
         }
         info!(
             added = ?report.added,

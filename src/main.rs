@@ -1,4 +1,4 @@
-//! The `onair` command: `serve` and `check-config`.
+//! The `onair` command: `serve`, `check-config` and `announce-test`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +33,14 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Post a test message to the enabled announce targets, to check their credentials.
+    AnnounceTest {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only this target: twitter, mastodon, bluesky or a webhook's name (webhook-0, ...).
+        #[arg(long)]
+        target: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +56,17 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::AnnounceTest { config, target } => {
+            let cfg = match Config::load(config.as_deref()) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("onair: invalid configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logs(&cfg);
+            announce_test(cfg, target.as_deref())
+        }
         Command::Serve { config } => {
             let cfg = match Config::load(config.as_deref()) {
                 Ok(cfg) => cfg,
@@ -119,6 +138,53 @@ fn serve(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+fn announce_test(cfg: Config, target: Option<&str>) -> ExitCode {
+    use onair::announce::{self, AnnounceError, Delivery};
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("onair: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(announce::send_test(&cfg, target)) {
+        Err(e @ (AnnounceError::UnknownTarget { .. } | AnnounceError::NoTargets)) => {
+            eprintln!("onair: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("onair: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(results) => {
+            let mut ok = true;
+            for (name, d) in results {
+                match d {
+                    Delivery::Delivered { tries } => {
+                        println!("{name}: ok (posted after {tries} tries)")
+                    }
+                    Delivery::GaveUp { tries, error } => {
+                        ok = false;
+                        println!("{name}: FAILED after {tries} tries: {error}");
+                    }
+                    Delivery::Cancelled => {
+                        ok = false;
+                        println!("{name}: cancelled");
+                    }
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
 }
 
 enum Signal {

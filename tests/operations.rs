@@ -73,3 +73,91 @@ fn reload_adds_and_removes_channels_without_touching_other_streams() {
         assert!(!srv.logs().contains(key), "key in logs");
     }
 }
+
+/// Value of the first sample of `name` whose labels contain every `labels` pair.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_move_with_a_push() {
+    let _g = media_lock();
+    let srv = TestServer::start("");
+    let _p = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            seconds: 10.0,
+            ..Default::default()
+        },
+    );
+    srv.wait_segments("alice", "source", 1, 30 * SECS);
+    let (status, first) = srv.get("/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(&first, "onair_channel_live", &[("channel", "alice")]),
+        Some(1.0),
+        "{first}"
+    );
+    assert_eq!(
+        metric(&first, "onair_channel_live", &[("channel", "bob")]),
+        Some(0.0)
+    );
+    let bytes1 =
+        metric(&first, "onair_ingest_bytes_total", &[("channel", "alice")]).expect("bytes");
+    assert!(bytes1 > 10_000.0);
+    let segs1 = metric(
+        &first,
+        "onair_hls_segments_total",
+        &[("channel", "alice"), ("rendition", "source")],
+    )
+    .expect("segments");
+    assert!(segs1 >= 1.0);
+    assert!(metric(&first, "onair_process_resident_memory_bytes", &[]).expect("rss") > 1e6);
+    assert!(metric(&first, "onair_uptime_seconds", &[]).is_some());
+    srv.wait_segments("alice", "source", 3, 30 * SECS);
+    let second = srv.get("/metrics").1;
+    assert!(
+        metric(&second, "onair_ingest_bytes_total", &[("channel", "alice")]).expect("bytes")
+            > bytes1
+    );
+    assert!(
+        metric(
+            &second,
+            "onair_hls_segments_total",
+            &[("channel", "alice"), ("rendition", "source")]
+        )
+        .expect("segments")
+            > segs1
+    );
+    let playlist_hits = metric(
+        &second,
+        "onair_http_requests_total",
+        &[("route", "media_playlist"), ("status", "200")],
+    )
+    .expect("requests");
+    assert!(playlist_hits >= 2.0);
+    assert!(
+        second.contains("onair_http_request_duration_seconds_bucket{"),
+        "histogram buckets"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let srv = TestServer::start("[log]\nformat = \"json\"\n");
+    srv.wait_log("onair ready", 10 * SECS);
+    let logs = srv.logs();
+    let first = logs.lines().next().expect("a log line");
+    let v: serde_json::Value = serde_json::from_str(first).expect("JSON log line");
+    assert_eq!(v["level"], "INFO");
+    assert!(v["fields"]["message"].as_str().is_some(), "{first}");
+}

@@ -3,6 +3,7 @@
 //! rendition's segmenter; transcoders feed theirs through the same [`RenditionWriter`].
 
 pub mod segmenter;
+pub mod serve;
 pub mod store;
 
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use tracing::{debug, info, instrument, warn};
 use crate::bus::{ChannelBus, MediaEvent};
 use crate::config::HlsConfig;
 use crate::proto::media::{MediaPacket, StreamInfo, TIMESCALE};
-use segmenter::{Segment, Segmenter, SegmenterNote};
-pub use store::{HlsStore, Lookup, RenditionSummary, StoreConfig};
+use segmenter::{Segmenter, SegmenterNote, Step};
+pub use store::{HlsStore, Lookup, MediaName, Position, RenditionSummary, StoreConfig};
 
 /// Name of the untouched input rendition.
 pub const SOURCE: &str = "source";
@@ -34,6 +35,8 @@ pub struct RenditionWriter {
     anchor: Option<(i64, DateTime<Utc>)>,
     waiting_logged: bool,
     segment_seconds: f64,
+    /// Id of the init segment last handed to the store.
+    init_id: u32,
 }
 
 impl RenditionWriter {
@@ -42,28 +45,36 @@ impl RenditionWriter {
         channel: &str,
         rendition: &str,
         order: usize,
-        segment_seconds: f64,
+        cfg: &HlsConfig,
     ) -> Self {
         Self {
+            segmenter: Segmenter::new(store.container(), cfg.segment_seconds, cfg.part_seconds),
             store,
             channel: channel.to_string(),
             rendition: rendition.to_string(),
             order,
-            segmenter: Segmenter::new(segment_seconds),
             anchor: None,
             waiting_logged: false,
-            segment_seconds,
+            segment_seconds: cfg.segment_seconds,
+            init_id: 0,
         }
     }
 
     pub fn set_info(&mut self, info: StreamInfo) {
-        let closed = self.segmenter.set_info(info);
-        self.publish(closed);
+        let step = self.segmenter.set_info(info);
+        self.publish(step);
+        if let Some((id, init)) = self.segmenter.init() {
+            if id != self.init_id {
+                self.init_id = id;
+                self.store
+                    .set_init(&self.channel, &self.rendition, self.order, id, init);
+            }
+        }
     }
 
     pub fn push(&mut self, pkt: &MediaPacket) {
-        let (closed, note) = self.segmenter.push(pkt);
-        match note {
+        let step = self.segmenter.push(pkt);
+        match &step.note {
             Some(SegmenterNote::WaitingForKeyframe) if !self.waiting_logged => {
                 self.waiting_logged = true;
                 debug!(rendition = %self.rendition, "dropping frames until the first keyframe");
@@ -73,26 +84,30 @@ impl RenditionWriter {
             }
             _ => {}
         }
-        self.publish(closed);
+        self.publish(step);
     }
 
     /// The stream restarted (reconnect, takeover, lost packets).
     pub fn restart(&mut self) {
-        let closed = self.segmenter.restart();
-        self.publish(closed);
+        let step = self.segmenter.restart();
+        self.publish(step);
         self.anchor = None;
         self.waiting_logged = false;
     }
 
     /// The stream ended: close the open segment and end the playlists.
     pub fn finish(&mut self) {
-        let closed = self.segmenter.flush();
-        self.publish(closed);
+        let step = self.segmenter.flush();
+        self.publish(step);
         self.anchor = None;
     }
 
-    fn publish(&mut self, seg: Option<Segment>) {
-        let Some(seg) = seg else { return };
+    fn publish(&mut self, step: Step) {
+        if let Some(part) = &step.part {
+            self.store
+                .push_part(&self.channel, &self.rendition, self.order, part);
+        }
+        let Some(seg) = step.segment else { return };
         if seg.discontinuity {
             self.anchor = None;
         }
@@ -141,7 +156,7 @@ async fn channel_task(
     cancel: CancellationToken,
 ) {
     let name = channel.name.to_string();
-    let mut writer = RenditionWriter::new(store.clone(), &name, SOURCE, 0, cfg.segment_seconds);
+    let mut writer = RenditionWriter::new(store.clone(), &name, SOURCE, 0, &cfg);
     let linger = Duration::from_secs(cfg.linger_seconds);
     let mut free_at: Option<tokio::time::Instant> = None;
     let mut live = false;

@@ -1,15 +1,22 @@
-//! The segmenter: media packets in, finished segments out. Pure (no IO, no clock) so that it is
-//! tested with scripted packets, and shared by the `source` rendition and every transcoded one.
+//! The segmenter: media packets in, finished parts and segments out. Pure (no IO, no clock) so
+//! that it is tested with scripted packets, and shared by the `source` rendition and every
+//! transcoded one.
 //!
 //! A segment starts at a video keyframe and is closed at the first keyframe after
 //! `segment_seconds`; audio-only streams are cut on time. A segment's duration is the distance
 //! from its first DTS to the next segment's first DTS, so EXTINF values add up to the timeline
 //! exactly. A reconnect, a codec change or lost packets make the next segment a discontinuity.
+//!
+//! With the fMP4 container a segment is made of low-latency parts (one `moof`+`mdat` fragment
+//! each, at most `part_seconds` long, cut at frame boundaries); the segment's bytes are its
+//! parts back to back. MPEG-TS segments have no parts.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::config::Container;
+use crate::proto::fmp4::{self, Sample};
 use crate::proto::media::{MediaPacket, StreamInfo, Track, TIMESCALE};
 use crate::proto::ts::{TsError, TsMuxer};
 
@@ -27,12 +34,38 @@ pub struct Segment {
     pub video_frames: u32,
     /// The stream configuration this segment was written with.
     pub info: StreamInfo,
+    /// Which initialization segment it needs (fMP4), see [`Segmenter::init`].
+    pub init_id: u32,
 }
 
 impl Segment {
     pub fn seconds(&self) -> f64 {
         self.duration as f64 / TIMESCALE as f64
     }
+}
+
+/// A finished low-latency part of the open segment.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Duration, 90 kHz.
+    pub duration: i64,
+    pub data: Bytes,
+    /// Starts with a keyframe (`INDEPENDENT=YES`).
+    pub independent: bool,
+}
+
+impl Part {
+    pub fn seconds(&self) -> f64 {
+        self.duration as f64 / TIMESCALE as f64
+    }
+}
+
+/// What one input produced, in order: a part, then the segment it completed.
+#[derive(Debug, Default)]
+pub struct Step {
+    pub part: Option<Part>,
+    pub segment: Option<Segment>,
+    pub note: Option<SegmenterNote>,
 }
 
 /// What a packet did that the caller may want to log.
@@ -44,16 +77,25 @@ pub enum SegmenterNote {
     Rejected(String),
 }
 
+struct OpenPart {
+    start: i64,
+    samples: Vec<Sample>,
+    independent: bool,
+}
+
 struct OpenSegment {
     start: i64,
     last_dts: i64,
     buf: Vec<u8>,
     discontinuity: bool,
     video_frames: u32,
+    part: OpenPart,
 }
 
 pub struct Segmenter {
+    container: Container,
     target: i64,
+    part_target: i64,
     info: StreamInfo,
     muxer: TsMuxer,
     open: Option<OpenSegment>,
@@ -61,6 +103,10 @@ pub struct Segmenter {
     /// Typical frame duration seen, to close the last segment of a stream.
     frame_ticks: i64,
     last_video_dts: Option<i64>,
+    /// fMP4 initialization segment for `info`, and its id (bumped on every change).
+    init: Option<Bytes>,
+    init_id: u32,
+    fragment_sequence: u32,
 }
 
 /// Whether a configuration that existed was replaced by a different one.
@@ -72,15 +118,20 @@ fn changed<T: PartialEq>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
 }
 
 impl Segmenter {
-    pub fn new(segment_seconds: f64) -> Self {
+    pub fn new(container: Container, segment_seconds: f64, part_seconds: f64) -> Self {
         Self {
+            container,
             target: (segment_seconds * TIMESCALE as f64) as i64,
+            part_target: (part_seconds * TIMESCALE as f64) as i64,
             info: StreamInfo::default(),
             muxer: TsMuxer::new(false, false),
             open: None,
             next_discontinuity: false,
             frame_ticks: TIMESCALE / 30,
             last_video_dts: None,
+            init: None,
+            init_id: 0,
+            fragment_sequence: 0,
         }
     }
 
@@ -88,84 +139,115 @@ impl Segmenter {
         &self.info
     }
 
+    /// The fMP4 initialization segment and its id, once the tracks are known.
+    pub fn init(&self) -> Option<(u32, Bytes)> {
+        self.init.clone().map(|b| (self.init_id, b))
+    }
+
     /// New codec configuration. A change of an existing configuration (new resolution, new
     /// codec) closes the open segment and starts the next one with a discontinuity.
-    pub fn set_info(&mut self, info: StreamInfo) -> Option<Segment> {
+    pub fn set_info(&mut self, info: StreamInfo) -> Step {
         let video_changed = changed(&self.info.video, &info.video);
         let audio_changed = changed(&self.info.audio, &info.audio);
         let tracks_changed = self.info.video.is_some() != info.video.is_some()
             || self.info.audio.is_some() != info.audio.is_some();
-        let closed = if video_changed || audio_changed || (tracks_changed && self.open.is_some()) {
-            let seg = self.flush();
+        let step = if video_changed || audio_changed || (tracks_changed && self.open.is_some()) {
+            let step = self.flush();
             self.next_discontinuity = true;
-            seg
+            step
         } else {
-            None
+            Step::default()
         };
+        let rebuild = video_changed || audio_changed || tracks_changed || self.init.is_none();
         self.info = info;
         self.muxer = TsMuxer::new(self.info.video.is_some(), self.info.audio.is_some());
-        closed
+        if self.container == Container::Fmp4
+            && rebuild
+            && (self.info.video.is_some() || self.info.audio.is_some())
+        {
+            self.init = Some(fmp4::init_segment(&self.info));
+            self.init_id += 1;
+        }
+        step
     }
 
     /// The publisher went away or was replaced: close what is open; the next segment starts
     /// with a discontinuity since the timeline restarts.
-    pub fn restart(&mut self) -> Option<Segment> {
-        let seg = self.flush();
+    pub fn restart(&mut self) -> Step {
+        let step = self.flush();
         self.next_discontinuity = true;
         self.last_video_dts = None;
-        seg
+        step
     }
 
-    /// Packets were lost (a lagging subscriber): wait for the next keyframe, then carry on with
-    /// a discontinuity.
-    pub fn resync(&mut self) -> Option<Segment> {
-        self.restart()
-    }
-
-    /// Adds one packet; returns the segment it closed, if any.
-    pub fn push(&mut self, pkt: &MediaPacket) -> (Option<Segment>, Option<SegmenterNote>) {
+    /// Adds one packet.
+    pub fn push(&mut self, pkt: &MediaPacket) -> Step {
         let video_stream = self.info.video.is_some();
-        let starts_segment = match pkt.track {
-            Track::Video => pkt.keyframe,
+        let cuts = match pkt.track {
+            Track::Video => true,
             Track::Audio => !video_stream,
         };
-        let mut closed = None;
+        let starts_segment = cuts && (pkt.keyframe || pkt.track == Track::Audio);
+        let mut step = Step::default();
         match &self.open {
             None => {
                 if !starts_segment {
-                    return (None, Some(SegmenterNote::WaitingForKeyframe));
+                    step.note = Some(SegmenterNote::WaitingForKeyframe);
+                    return step;
                 }
                 self.begin(pkt.dts);
             }
             Some(open) => {
                 if starts_segment && pkt.dts - open.start >= self.target {
-                    closed = self.close(pkt.dts);
+                    step.part = self.close_part(pkt.dts);
+                    step.segment = self.close(pkt.dts);
                     self.begin(pkt.dts);
+                } else if cuts
+                    && self.container == Container::Fmp4
+                    && !open.part.samples.is_empty()
+                    && pkt.dts - open.part.start + self.frame_ticks > self.part_target
+                {
+                    step.part = self.close_part(pkt.dts);
                 }
             }
         }
-        let note = self
+        step.note = self
             .write(pkt)
             .err()
             .map(|e| SegmenterNote::Rejected(e.to_string()));
-        (closed, note)
+        step
     }
 
-    /// Closes the open segment at the end of a stream.
-    pub fn flush(&mut self) -> Option<Segment> {
-        let end = self.open.as_ref().map(|o| o.last_dts + self.frame_ticks)?;
-        self.close(end)
+    /// Closes the open part and segment at the end of a stream.
+    pub fn flush(&mut self) -> Step {
+        let Some(end) = self.open.as_ref().map(|o| o.last_dts + self.frame_ticks) else {
+            return Step::default();
+        };
+        let part = self.close_part(end);
+        let segment = self.close(end);
+        Step {
+            part,
+            segment,
+            note: None,
+        }
     }
 
     fn begin(&mut self, dts: i64) {
         let mut buf = Vec::with_capacity(256 * 1024);
-        self.muxer.write_tables(&mut buf);
+        if self.container == Container::Ts {
+            self.muxer.write_tables(&mut buf);
+        }
         self.open = Some(OpenSegment {
             start: dts,
             last_dts: dts,
             buf,
             discontinuity: std::mem::take(&mut self.next_discontinuity),
             video_frames: 0,
+            part: OpenPart {
+                start: dts,
+                samples: Vec::new(),
+                independent: false,
+            },
         });
     }
 
@@ -173,45 +255,91 @@ impl Segmenter {
         let Some(open) = self.open.as_mut() else {
             return Ok(());
         };
-        open.last_dts = open.last_dts.max(pkt.dts);
-        match pkt.track {
-            Track::Video => {
-                let Some(cfg) = &self.info.video else {
-                    return Ok(());
-                };
-                if let Some(prev) = self.last_video_dts {
-                    let d = pkt.dts - prev;
-                    if d > 0 && d < TIMESCALE {
-                        self.frame_ticks = d;
-                    }
-                }
-                self.last_video_dts = Some(pkt.dts);
-                open.video_frames += 1;
-                self.muxer.write_video(
-                    &mut open.buf,
-                    cfg,
-                    pkt.dts,
-                    pkt.pts,
-                    pkt.keyframe,
-                    &pkt.data,
-                )
-            }
-            Track::Audio => {
-                let Some(cfg) = &self.info.audio else {
-                    return Ok(());
-                };
-                if self.info.video.is_none() {
-                    self.frame_ticks = cfg.frame_ticks();
-                }
-                self.muxer
-                    .write_audio(&mut open.buf, cfg, pkt.pts, &pkt.data)
-            }
+        let config_known = match pkt.track {
+            Track::Video => self.info.video.is_some(),
+            Track::Audio => self.info.audio.is_some(),
+        };
+        if !config_known {
+            return Ok(());
         }
+        open.last_dts = open.last_dts.max(pkt.dts);
+        if pkt.track == Track::Video {
+            if let Some(prev) = self.last_video_dts {
+                let d = pkt.dts - prev;
+                if d > 0 && d < TIMESCALE {
+                    self.frame_ticks = d;
+                }
+            }
+            self.last_video_dts = Some(pkt.dts);
+            open.video_frames += 1;
+        } else if let (None, Some(a)) = (&self.info.video, &self.info.audio) {
+            self.frame_ticks = a.frame_ticks();
+        }
+        match self.container {
+            Container::Fmp4 => {
+                if open.part.samples.is_empty() {
+                    open.part.independent =
+                        pkt.keyframe && (pkt.track == Track::Video || self.info.video.is_none());
+                }
+                open.part.samples.push(Sample {
+                    track: pkt.track,
+                    dts: pkt.dts,
+                    pts: pkt.pts,
+                    keyframe: pkt.keyframe,
+                    data: pkt.data.clone(),
+                });
+                Ok(())
+            }
+            Container::Ts => match pkt.track {
+                Track::Video => match &self.info.video {
+                    Some(cfg) => self.muxer.write_video(
+                        &mut open.buf,
+                        cfg,
+                        pkt.dts,
+                        pkt.pts,
+                        pkt.keyframe,
+                        &pkt.data,
+                    ),
+                    None => Ok(()),
+                },
+                Track::Audio => match &self.info.audio {
+                    Some(cfg) => self
+                        .muxer
+                        .write_audio(&mut open.buf, cfg, pkt.pts, &pkt.data),
+                    None => Ok(()),
+                },
+            },
+        }
+    }
+
+    /// Closes the open part (fMP4) at `end`, appending its fragment to the segment.
+    fn close_part(&mut self, end: i64) -> Option<Part> {
+        let open = self.open.as_mut()?;
+        if open.part.samples.is_empty() {
+            open.part.start = end;
+            return None;
+        }
+        let samples = std::mem::take(&mut open.part.samples);
+        self.fragment_sequence = self.fragment_sequence.wrapping_add(1);
+        let mut data =
+            Vec::with_capacity(samples.iter().map(|s| s.data.len() + 32).sum::<usize>() + 256);
+        fmp4::fragment(self.fragment_sequence, &self.info, &samples, end, &mut data);
+        open.buf.extend_from_slice(&data);
+        let part = Part {
+            duration: (end - open.part.start).max(1),
+            data: Bytes::from(data),
+            independent: open.part.independent,
+        };
+        open.part.start = end;
+        open.part.independent = false;
+        Some(part)
     }
 
     fn close(&mut self, end: i64) -> Option<Segment> {
         let mut open = self.open.take()?;
-        self.muxer.flush_audio(&mut open.buf);
+        if self.container == Container::Ts {
+            self.muxer.flush_audio(&mut open.buf);
+        }
         Some(Segment {
             start: open.start,
             duration: (end - open.start).max(1),
@@ -219,6 +347,7 @@ impl Segmenter {
             discontinuity: open.discontinuity,
             video_frames: open.video_frames,
             info: self.info.clone(),
+            init_id: self.init_id,
         })
     }
 }
@@ -252,15 +381,14 @@ mod tests {
     fn run(seg: &mut Segmenter, frames: i64, gop: i64) -> Vec<Segment> {
         let mut out = Vec::new();
         for i in 0..frames {
-            let (s, _) = seg.push(&video(i * 3000, i % gop == 0));
-            out.extend(s);
+            out.extend(seg.push(&video(i * 3000, i % gop == 0)).segment);
         }
         out
     }
 
     #[test]
     fn cuts_at_keyframes_after_target() {
-        let mut s = Segmenter::new(2.0);
+        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
         s.set_info(info());
         let segs = run(&mut s, 300, 60);
         assert_eq!(segs.len(), 4);
@@ -269,13 +397,13 @@ mod tests {
             assert_eq!(seg.video_frames, 60);
             assert!(!seg.discontinuity);
         }
-        let last = s.flush().expect("open segment");
+        let last = s.flush().segment.expect("open segment");
         assert_eq!(last.duration, 180_000);
     }
 
     #[test]
     fn long_gop_makes_long_segments() {
-        let mut s = Segmenter::new(2.0);
+        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
         s.set_info(info());
         let segs = run(&mut s, 301, 150);
         assert_eq!(segs.len(), 2);
@@ -284,19 +412,19 @@ mod tests {
 
     #[test]
     fn waits_for_first_keyframe() {
-        let mut s = Segmenter::new(2.0);
+        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
         s.set_info(info());
-        let (seg, note) = s.push(&video(0, false));
-        assert!(seg.is_none());
-        assert_eq!(note, Some(SegmenterNote::WaitingForKeyframe));
+        let step = s.push(&video(0, false));
+        assert!(step.segment.is_none());
+        assert_eq!(step.note, Some(SegmenterNote::WaitingForKeyframe));
     }
 
     #[test]
     fn restart_marks_discontinuity() {
-        let mut s = Segmenter::new(2.0);
+        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
         s.set_info(info());
         run(&mut s, 70, 60);
-        let closed = s.restart().expect("open segment closed");
+        let closed = s.restart().segment.expect("open segment closed");
         assert!(!closed.discontinuity);
         let segs = run(&mut s, 121, 60);
         assert!(segs[0].discontinuity);
@@ -305,20 +433,20 @@ mod tests {
 
     #[test]
     fn audio_only_cuts_on_time() {
-        let mut s = Segmenter::new(2.0);
+        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
         let mut i = info();
         i.video = None;
         s.set_info(i);
         let mut segs = Vec::new();
         for n in 0..500i64 {
-            let (seg, _) = s.push(&MediaPacket {
+            let step = s.push(&MediaPacket {
                 track: Track::Audio,
                 dts: n * 2089,
                 pts: n * 2089,
                 keyframe: true,
                 data: Bytes::from_static(&[1, 2, 3]),
             });
-            segs.extend(seg);
+            segs.extend(step.segment);
         }
         assert_eq!(segs.len(), 5);
         assert!(segs.iter().all(|s| (s.seconds() - 2.0).abs() < 0.05));
@@ -326,15 +454,51 @@ mod tests {
 
     #[test]
     fn resolution_change_is_a_discontinuity() {
-        let mut s = Segmenter::new(2.0);
+        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
         s.set_info(info());
         run(&mut s, 30, 60);
         let mut other = info();
         let mut v = (*other.video.clone().expect("video")).clone();
         v.width = 640;
         other.video = Some(Arc::new(v));
-        assert!(s.set_info(other).is_some());
+        assert!(s.set_info(other).segment.is_some());
         let segs = run(&mut s, 61, 60);
         assert!(segs[0].discontinuity);
+    }
+
+    #[test]
+    fn fmp4_parts_are_bounded_and_make_up_the_segment() {
+        let mut s = Segmenter::new(Container::Fmp4, 2.0, 0.333);
+        s.set_info(info());
+        let (id, init) = s.init().expect("init segment");
+        assert_eq!(id, 1);
+        assert!(init.starts_with(&[0, 0, 0, 28, b'f', b't', b'y', b'p']));
+        let mut parts = Vec::new();
+        let mut segs = Vec::new();
+        for i in 0..181i64 {
+            let step = s.push(&video(i * 3000, i % 60 == 0));
+            parts.extend(step.part);
+            if let Some(seg) = step.segment {
+                segs.push((seg, std::mem::take(&mut parts)));
+            }
+        }
+        assert_eq!(segs.len(), 3);
+        for (seg, parts) in &segs {
+            assert_eq!(seg.duration, 180_000);
+            // 9 frames of 33.3 ms fit in 0.333 s: 6 parts of 9 frames and one of 6.
+            assert_eq!(
+                parts.len(),
+                7,
+                "{:?}",
+                parts.iter().map(|p| p.duration).collect::<Vec<_>>()
+            );
+            assert!(parts.iter().all(|p| p.duration <= 29_970));
+            assert_eq!(parts.iter().map(|p| p.duration).sum::<i64>(), seg.duration);
+            assert!(parts[0].independent);
+            assert!(parts[1..].iter().all(|p| !p.independent));
+            let joined: Vec<u8> = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
+            assert_eq!(joined, seg.data.to_vec());
+            assert_eq!(seg.init_id, 1);
+        }
     }
 }

@@ -1,32 +1,62 @@
-//! The in-memory HLS store: per channel and rendition, a sliding window of segments and the
-//! rendered playlists, served by HTTP as cheap `Bytes` clones.
+//! The in-memory HLS store: per channel and rendition, a sliding window of segments (and, for
+//! fMP4, their low-latency parts and init segments) and the rendered playlists, served by HTTP
+//! as cheap `Bytes` clones.
 //!
-//! Writers (one segmenter per rendition) call [`HlsStore::push_segment`] once per segment, which
-//! re-renders the media playlist and the channel's multivariant playlist; readers only clone
-//! what is cached. Memory is bounded: `playlist_window` listed segments plus a few that just
-//! slid out (players that fetched the previous playlist may still ask for them).
+//! Writers (one segmenter per rendition) call [`HlsStore::push_part`] and
+//! [`HlsStore::push_segment`]; each re-renders the channel's playlists once, so readers only
+//! clone what is cached. Each rendition has a `watch` channel with its position, which blocking
+//! playlist reloads (`_HLS_msn`/`_HLS_part`) and preload-hinted part requests await: they are
+//! answered the moment the part lands, not by polling. Memory is bounded: `playlist_window`
+//! listed segments plus a few that just slid out.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::RwLock;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 
+use crate::config::Container;
 use crate::proto::media::TIMESCALE;
-use crate::proto::playlist::{self, ListedSegment, MediaView, Variant};
+use crate::proto::playlist::{
+    self, ListedPart, ListedSegment, LowLatency, MediaView, RenditionReport, Variant,
+};
 
-use super::segmenter::Segment;
+use super::segmenter::{Part, Segment};
 
 /// Segments kept after they leave the playlist (RFC 8216 6.2.2 asks servers to keep them a
 /// while for clients holding an older playlist).
 const KEEP_AFTER_WINDOW: usize = 3;
+/// Complete segments whose parts stay listed (the spec allows dropping parts older than three
+/// target durations).
+const SEGMENTS_WITH_PARTS: usize = 3;
 
-/// A stored segment.
+/// Where a rendition's writer stands: blocking requests wait on changes of this.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Sequence number of the segment being written (= completed segments so far).
+    pub msn: u64,
+    /// Parts of that segment already available.
+    pub parts: u64,
+    /// The stream ended (ENDLIST): nothing more will come.
+    pub ended: bool,
+    /// Bumped whenever the stored state changes, so waiters never miss an update.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone)]
+struct StoredPart {
+    listed: ListedPart,
+    data: Bytes,
+}
+
 #[derive(Debug, Clone)]
 struct Stored {
     listed: ListedSegment,
     data: Bytes,
     bits_per_second: u64,
+    parts: Vec<StoredPart>,
+    init_id: u32,
 }
 
 /// What `/api/channels` and the master playlist say about a rendition.
@@ -39,21 +69,78 @@ pub struct RenditionSummary {
     pub codecs: String,
     pub bandwidth: u64,
     pub average_bandwidth: u64,
+    /// Segments produced since the stream's playlists were created.
+    pub segments: u64,
 }
 
 #[derive(Debug)]
 struct RenditionHls {
     order: usize,
     segments: VecDeque<Stored>,
+    /// Parts of the segment being written.
+    pending: Vec<StoredPart>,
     next_sequence: u64,
-    /// Discontinuities before the first listed segment.
-    discontinuity_sequence: u64,
     /// Discontinuities in segments already dropped from memory.
     dropped_discontinuities: u64,
     target_duration: u64,
     ended: bool,
+    /// Init segments by id: the current one and those older listed segments still need.
+    inits: BTreeMap<u32, Bytes>,
     playlist: Bytes,
+    /// The delta-update (`_HLS_skip=YES`) form of the playlist.
+    playlist_skip: Bytes,
     summary: RenditionSummary,
+    position: watch::Sender<Position>,
+}
+
+impl RenditionHls {
+    fn new(name: &str, order: usize, target: u64) -> Self {
+        Self {
+            order,
+            segments: VecDeque::new(),
+            pending: Vec::new(),
+            next_sequence: 0,
+            dropped_discontinuities: 0,
+            target_duration: target,
+            ended: false,
+            inits: BTreeMap::new(),
+            playlist: Bytes::new(),
+            playlist_skip: Bytes::new(),
+            summary: RenditionSummary {
+                name: name.to_string(),
+                width: None,
+                height: None,
+                frame_rate: None,
+                codecs: String::new(),
+                bandwidth: 0,
+                average_bandwidth: 0,
+                segments: 0,
+            },
+            position: watch::channel(Position::default()).0,
+        }
+    }
+
+    fn notify(&self) {
+        let p = Position {
+            msn: self.next_sequence,
+            parts: self.pending.len() as u64,
+            ended: self.ended,
+            version: self.position.borrow().version + 1,
+        };
+        self.position.send_replace(p);
+    }
+
+    /// Last (msn, part) for rendition reports.
+    fn last_position(&self) -> Option<(u64, Option<u64>)> {
+        if !self.pending.is_empty() {
+            return Some((self.next_sequence, Some(self.pending.len() as u64 - 1)));
+        }
+        let last = self.segments.back()?;
+        Some((
+            last.listed.sequence,
+            (!last.parts.is_empty()).then(|| last.parts.len() as u64 - 1),
+        ))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +154,8 @@ struct ChannelHls {
 pub struct StoreConfig {
     pub window: usize,
     pub segment_seconds: f64,
+    pub container: Container,
+    pub part_seconds: f64,
 }
 
 /// The store. A std `RwLock`: readers clone `Bytes` and leave, writers hold it for one render;
@@ -84,6 +173,52 @@ pub enum Lookup {
     NoSegment,
 }
 
+/// A media object a client may ask for, by file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaName {
+    /// `{msn}.ts` or `{msn}.m4s`.
+    Segment(u64),
+    /// `{msn}.{part}.m4s`.
+    Part(u64, u64),
+    /// `init-{id}.mp4`.
+    Init(u32),
+}
+
+impl MediaName {
+    /// Parses a segment, part or init file name; anything else is `None`.
+    pub fn parse(name: &str) -> Option<MediaName> {
+        let num = |s: &str| -> Option<u64> {
+            (!s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        if let Some(id) = name
+            .strip_prefix("init-")
+            .and_then(|r| r.strip_suffix(".mp4"))
+        {
+            return num(id)
+                .and_then(|n| u32::try_from(n).ok())
+                .map(MediaName::Init);
+        }
+        if let Some(stem) = name.strip_suffix(".ts") {
+            return num(stem).map(MediaName::Segment);
+        }
+        let stem = name.strip_suffix(".m4s")?;
+        match stem.split_once('.') {
+            None => num(stem).map(MediaName::Segment),
+            Some((m, p)) => Some(MediaName::Part(num(m)?, num(p)?)),
+        }
+    }
+
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            MediaName::Init(_) => "video/mp4",
+            MediaName::Part(..) => "video/iso.segment",
+            MediaName::Segment(_) => "",
+        }
+    }
+}
+
 impl HlsStore {
     pub fn new(cfg: StoreConfig) -> Self {
         Self {
@@ -92,12 +227,71 @@ impl HlsStore {
         }
     }
 
+    pub fn segment_seconds(&self) -> f64 {
+        self.cfg.segment_seconds
+    }
+
+    pub fn container(&self) -> Container {
+        self.cfg.container
+    }
+
+    fn low_latency(&self) -> bool {
+        self.cfg.container == Container::Fmp4
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, ChannelHls>> {
         self.channels.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, ChannelHls>> {
         self.channels.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn rendition_mut<'a>(
+        &self,
+        map: &'a mut HashMap<String, ChannelHls>,
+        channel: &str,
+        rendition: &str,
+        order: usize,
+    ) -> &'a mut ChannelHls {
+        let ch = map.entry(channel.to_string()).or_default();
+        let target = self.cfg.segment_seconds.ceil().max(1.0) as u64;
+        ch.renditions
+            .entry(rendition.to_string())
+            .or_insert_with(|| RenditionHls::new(rendition, order, target));
+        ch
+    }
+
+    /// Stores the fMP4 init segment with id `id` for a rendition.
+    pub fn set_init(&self, channel: &str, rendition: &str, order: usize, id: u32, data: Bytes) {
+        let mut map = self.write();
+        let ch = self.rendition_mut(&mut map, channel, rendition, order);
+        if let Some(r) = ch.renditions.get_mut(rendition) {
+            r.inits.insert(id, data);
+        }
+    }
+
+    /// Adds a finished low-latency part to the segment being written.
+    pub fn push_part(&self, channel: &str, rendition: &str, order: usize, part: &Part) {
+        let mut map = self.write();
+        let ch = self.rendition_mut(&mut map, channel, rendition, order);
+        let Some(r) = ch.renditions.get_mut(rendition) else {
+            return;
+        };
+        r.ended = false;
+        let uri = format!("{}.{}.m4s", r.next_sequence, r.pending.len());
+        r.pending.push(StoredPart {
+            listed: ListedPart {
+                seconds: part.seconds(),
+                uri,
+                independent: part.independent,
+            },
+            data: part.data.clone(),
+        });
+        self.render_channel(ch);
+        if let Some(r) = ch.renditions.get(rendition) {
+            r.notify();
+        }
     }
 
     /// Adds a finished segment to a rendition (created on its first segment).
@@ -109,31 +303,13 @@ impl HlsStore {
         seg: &Segment,
         program_date_time: DateTime<Utc>,
     ) -> u64 {
+        let window = self.cfg.window;
+        let ts = self.cfg.container == Container::Ts;
         let mut map = self.write();
-        let ch = map.entry(channel.to_string()).or_default();
-        let initial_target = self.cfg.segment_seconds.ceil().max(1.0) as u64;
-        let r = ch
-            .renditions
-            .entry(rendition.to_string())
-            .or_insert_with(|| RenditionHls {
-                order,
-                segments: VecDeque::new(),
-                next_sequence: 0,
-                discontinuity_sequence: 0,
-                dropped_discontinuities: 0,
-                target_duration: initial_target,
-                ended: false,
-                playlist: Bytes::new(),
-                summary: RenditionSummary {
-                    name: rendition.to_string(),
-                    width: None,
-                    height: None,
-                    frame_rate: None,
-                    codecs: String::new(),
-                    bandwidth: 0,
-                    average_bandwidth: 0,
-                },
-            });
+        let ch = self.rendition_mut(&mut map, channel, rendition, order);
+        let Some(r) = ch.renditions.get_mut(rendition) else {
+            return 0;
+        };
         let sequence = r.next_sequence;
         r.next_sequence += 1;
         r.ended = false;
@@ -142,21 +318,41 @@ impl HlsStore {
         // grow (never shrink) when a broadcaster's keyframe interval is longer than asked for.
         r.target_duration = r.target_duration.max(seconds.round() as u64);
         let bits_per_second = (seg.data.len() as f64 * 8.0 / seconds.max(0.001)) as u64;
+        let parts = std::mem::take(&mut r.pending);
+        let map_uri = (!ts).then(|| format!("init-{}.mp4", seg.init_id));
+        let new_map = r.segments.back().map(|s| s.init_id) != Some(seg.init_id);
         r.segments.push_back(Stored {
             listed: ListedSegment {
                 sequence,
                 seconds,
                 discontinuity: seg.discontinuity && sequence > 0,
                 program_date_time,
-                uri: format!("{sequence}.ts"),
+                uri: format!("{sequence}.{}", if ts { "ts" } else { "m4s" }),
+                map: map_uri.filter(|_| new_map),
+                parts: Vec::new(),
             },
             data: seg.data.clone(),
             bits_per_second,
+            parts,
+            init_id: seg.init_id,
         });
-        while r.segments.len() > self.cfg.window + KEEP_AFTER_WINDOW {
+        while r.segments.len() > window + KEEP_AFTER_WINDOW {
             if let Some(old) = r.segments.pop_front() {
                 r.dropped_discontinuities += old.listed.discontinuity as u64;
             }
+        }
+        // Parts of older segments are no longer listed nor kept.
+        let n = r.segments.len();
+        for s in r
+            .segments
+            .iter_mut()
+            .take(n.saturating_sub(SEGMENTS_WITH_PARTS))
+        {
+            s.parts.clear();
+        }
+        // Init segments no stored segment needs are dropped (the current one stays).
+        if let Some(oldest) = r.segments.front().map(|s| s.init_id) {
+            r.inits.retain(|id, _| *id >= oldest);
         }
         if let Some(v) = &seg.info.video {
             r.summary.width = Some(v.width);
@@ -171,8 +367,12 @@ impl HlsStore {
             r.summary.frame_rate = None;
         }
         r.summary.codecs = seg.info.codecs();
-        render_rendition(r, self.cfg.window);
+        r.summary.segments = r.next_sequence;
+        self.render_channel(ch);
         render_master(ch);
+        if let Some(r) = ch.renditions.get(rendition) {
+            r.notify();
+        }
         sequence
     }
 
@@ -182,14 +382,26 @@ impl HlsStore {
         if let Some(ch) = map.get_mut(channel) {
             for r in ch.renditions.values_mut() {
                 r.ended = true;
-                render_rendition(r, self.cfg.window);
+                r.pending.clear();
+            }
+            self.render_channel(ch);
+            for r in ch.renditions.values() {
+                r.notify();
             }
         }
     }
 
     /// Forgets a channel's HLS (after the linger period).
     pub fn remove(&self, channel: &str) {
-        self.write().remove(channel);
+        let removed = self.write().remove(channel);
+        if let Some(ch) = removed {
+            for r in ch.renditions.values() {
+                r.position.send_modify(|p| {
+                    p.ended = true;
+                    p.version += 1;
+                });
+            }
+        }
     }
 
     /// Drops one rendition (a transcoded rendition that stopped).
@@ -197,6 +409,7 @@ impl HlsStore {
         let mut map = self.write();
         if let Some(ch) = map.get_mut(channel) {
             ch.renditions.remove(rendition);
+            self.render_channel(ch);
             render_master(ch);
         }
     }
@@ -210,28 +423,74 @@ impl HlsStore {
         Ok(ch.master.clone())
     }
 
+    /// The media playlist (`skip`: its delta-update form).
     pub fn media_playlist(&self, channel: &str, rendition: &str) -> Result<Bytes, Lookup> {
-        let map = self.read();
-        let ch = map.get(channel).ok_or(Lookup::NoChannel)?;
-        let r = ch.renditions.get(rendition).ok_or(Lookup::NoRendition)?;
-        Ok(r.playlist.clone())
+        self.playlist(channel, rendition, false)
     }
 
-    /// A segment by its file name (`{sequence}.ts`).
-    pub fn segment(&self, channel: &str, rendition: &str, name: &str) -> Result<Bytes, Lookup> {
-        let seq: u64 = name
-            .strip_suffix(".ts")
-            .and_then(|n| n.parse().ok())
-            .ok_or(Lookup::NoSegment)?;
+    pub fn playlist(&self, channel: &str, rendition: &str, skip: bool) -> Result<Bytes, Lookup> {
         let map = self.read();
         let ch = map.get(channel).ok_or(Lookup::NoChannel)?;
         let r = ch.renditions.get(rendition).ok_or(Lookup::NoRendition)?;
-        let first = r.segments.front().ok_or(Lookup::NoSegment)?.listed.sequence;
-        let idx = seq.checked_sub(first).ok_or(Lookup::NoSegment)? as usize;
-        r.segments
-            .get(idx)
-            .map(|s| s.data.clone())
-            .ok_or(Lookup::NoSegment)
+        if r.playlist.is_empty() {
+            return Err(Lookup::NoSegment);
+        }
+        Ok(if skip && !r.playlist_skip.is_empty() {
+            r.playlist_skip.clone()
+        } else {
+            r.playlist.clone()
+        })
+    }
+
+    /// A rendition's position and a receiver that sees its changes (for blocking requests).
+    pub fn watch(
+        &self,
+        channel: &str,
+        rendition: &str,
+    ) -> Result<watch::Receiver<Position>, Lookup> {
+        let map = self.read();
+        let ch = map.get(channel).ok_or(Lookup::NoChannel)?;
+        let r = ch.renditions.get(rendition).ok_or(Lookup::NoRendition)?;
+        Ok(r.position.subscribe())
+    }
+
+    /// A segment, part or init segment by its file name.
+    pub fn segment(&self, channel: &str, rendition: &str, name: &str) -> Result<Bytes, Lookup> {
+        let media = MediaName::parse(name).ok_or(Lookup::NoSegment)?;
+        self.media(channel, rendition, media)
+    }
+
+    pub fn media(&self, channel: &str, rendition: &str, name: MediaName) -> Result<Bytes, Lookup> {
+        let map = self.read();
+        let ch = map.get(channel).ok_or(Lookup::NoChannel)?;
+        let r = ch.renditions.get(rendition).ok_or(Lookup::NoRendition)?;
+        let ts = self.cfg.container == Container::Ts;
+        match name {
+            MediaName::Init(id) => r.inits.get(&id).cloned().ok_or(Lookup::NoSegment),
+            MediaName::Segment(seq) => {
+                let first = r.segments.front().ok_or(Lookup::NoSegment)?.listed.sequence;
+                let idx = seq.checked_sub(first).ok_or(Lookup::NoSegment)? as usize;
+                let s = r.segments.get(idx).ok_or(Lookup::NoSegment)?;
+                // The URI's extension must match the container the segment was written in.
+                if s.listed.uri.ends_with(".ts") != ts {
+                    return Err(Lookup::NoSegment);
+                }
+                Ok(s.data.clone())
+            }
+            MediaName::Part(msn, part) => {
+                let parts = if msn == r.next_sequence {
+                    &r.pending
+                } else {
+                    let first = r.segments.front().ok_or(Lookup::NoSegment)?.listed.sequence;
+                    let idx = msn.checked_sub(first).ok_or(Lookup::NoSegment)? as usize;
+                    &r.segments.get(idx).ok_or(Lookup::NoSegment)?.parts
+                };
+                parts
+                    .get(part as usize)
+                    .map(|p| p.data.clone())
+                    .ok_or(Lookup::NoSegment)
+            }
+        }
     }
 
     /// The renditions of a channel in playlist order.
@@ -250,58 +509,125 @@ impl HlsStore {
         self.read()
             .values()
             .flat_map(|c| c.renditions.values())
-            .flat_map(|r| r.segments.iter())
-            .map(|s| s.data.len())
+            .map(|r| {
+                r.segments.iter().map(|s| s.data.len()).sum::<usize>()
+                    + r.pending.iter().map(|p| p.data.len()).sum::<usize>()
+            })
             .sum()
+    }
+
+    /// Re-renders every media playlist of a channel (rendition reports tie them together).
+    fn render_channel(&self, ch: &mut ChannelHls) {
+        type Last = Option<(u64, Option<u64>)>;
+        let positions: Vec<(String, Last)> = ch
+            .renditions
+            .iter()
+            .map(|(n, r)| (n.clone(), r.last_position()))
+            .collect();
+        for (name, r) in ch.renditions.iter_mut() {
+            let reports: Vec<RenditionReport> = positions
+                .iter()
+                .filter(|(n, _)| n != name)
+                .filter_map(|(n, p)| {
+                    p.map(|(msn, part)| RenditionReport {
+                        uri: format!("../{n}/index.m3u8"),
+                        last_msn: msn,
+                        last_part: part,
+                    })
+                })
+                .collect();
+            render_rendition(r, &self.cfg, self.low_latency(), &reports);
+        }
     }
 }
 
-fn render_rendition(r: &mut RenditionHls, window: usize) {
-    let skip = r.segments.len().saturating_sub(window);
-    // Discontinuities in segments before the listed window count into DISCONTINUITY-SEQUENCE.
-    r.discontinuity_sequence = r
+fn render_rendition(
+    r: &mut RenditionHls,
+    cfg: &StoreConfig,
+    low_latency: bool,
+    reports: &[RenditionReport],
+) {
+    let skip = r.segments.len().saturating_sub(cfg.window);
+    let discontinuity_sequence = r
         .segments
         .iter()
         .take(skip)
         .filter(|s| s.listed.discontinuity)
         .count() as u64
         + r.dropped_discontinuities;
-    let listed: Vec<ListedSegment> = r
+    let n = r.segments.len();
+    let mut listed: Vec<ListedSegment> = r
         .segments
         .iter()
+        .enumerate()
         .skip(skip)
-        .map(|s| s.listed.clone())
+        .map(|(i, s)| {
+            let mut l = s.listed.clone();
+            if i + SEGMENTS_WITH_PARTS >= n && low_latency {
+                l.parts = s.parts.iter().map(|p| p.listed.clone()).collect();
+            }
+            l
+        })
         .collect();
-    let listed_bps: Vec<u64> = r
-        .segments
-        .iter()
-        .skip(skip)
-        .map(|s| s.bits_per_second)
-        .collect();
-    r.summary.bandwidth = listed_bps.iter().copied().max().unwrap_or(0);
-    let total_bits: f64 = r
-        .segments
-        .iter()
-        .skip(skip)
-        .map(|s| s.data.len() as f64 * 8.0)
-        .sum();
-    let total_secs: f64 = listed.iter().map(|s| s.seconds).sum();
-    r.summary.average_bandwidth = if total_secs > 0.0 {
-        (total_bits / total_secs) as u64
-    } else {
-        0
-    };
-    let text = playlist::render_media(&MediaView {
+    // The first listed segment always carries its map.
+    if let (Some(first), Some(s)) = (listed.first_mut(), r.segments.get(skip)) {
+        if cfg.container == Container::Fmp4 && first.map.is_none() {
+            first.map = Some(format!("init-{}.mp4", s.init_id));
+        }
+    }
+    let pending: Vec<ListedPart> = r.pending.iter().map(|p| p.listed.clone()).collect();
+    let ll = low_latency.then(|| LowLatency {
+        part_target: cfg.part_seconds,
+        pending_parts: &pending,
+        preload_hint: Some(format!("{}.{}.m4s", r.next_sequence, r.pending.len())),
+        reports,
+        skipped: 0,
+    });
+    let mut view = MediaView {
         target_duration: r.target_duration,
-        discontinuity_sequence: r.discontinuity_sequence,
+        discontinuity_sequence,
         segments: &listed,
         ended: r.ended,
-    });
-    r.playlist = Bytes::from(text);
+        low_latency: ll,
+    };
+    r.playlist = Bytes::from(playlist::render_media(&view));
+    // Delta update: skip the segments that start more than CAN-SKIP-UNTIL (6 target durations)
+    // before the end of the playlist.
+    r.playlist_skip = Bytes::new();
+    if let Some(ll) = view.low_latency.as_mut() {
+        let until = r.target_duration as f64 * 6.0;
+        let total: f64 = listed.iter().map(|s| s.seconds).sum::<f64>()
+            + pending.iter().map(|p| p.seconds).sum::<f64>();
+        let mut start = 0.0;
+        let mut skipped = 0;
+        for s in &listed {
+            if total - start > until {
+                skipped += 1;
+                start += s.seconds;
+            } else {
+                break;
+            }
+        }
+        if skipped > 0 {
+            ll.skipped = skipped;
+            r.playlist_skip = Bytes::from(playlist::render_media(&view));
+        }
+    }
+    listed.clear();
+    // Bandwidth over the listed window.
+    let window: Vec<&Stored> = r.segments.iter().skip(skip).collect();
+    r.summary.bandwidth = window.iter().map(|s| s.bits_per_second).max().unwrap_or(0);
+    let bits: f64 = window.iter().map(|s| s.data.len() as f64 * 8.0).sum();
+    let secs: f64 = window.iter().map(|s| s.listed.seconds).sum();
+    r.summary.average_bandwidth = if secs > 0.0 { (bits / secs) as u64 } else { 0 };
 }
 
 fn render_master(ch: &mut ChannelHls) {
-    let mut v: Vec<&RenditionHls> = ch.renditions.values().collect();
+    let mut v: Vec<&RenditionHls> = ch
+        .renditions
+        .values()
+        .filter(|r| !r.segments.is_empty())
+        .collect();
     v.sort_by_key(|r| r.order);
     let variants: Vec<Variant> = v
         .iter()
@@ -314,5 +640,35 @@ fn render_master(ch: &mut ChannelHls) {
             codecs: r.summary.codecs.clone(),
         })
         .collect();
-    ch.master = Bytes::from(playlist::render_master(&variants));
+    ch.master = if variants.is_empty() {
+        Bytes::new()
+    } else {
+        Bytes::from(playlist::render_master(&variants))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_names() {
+        let cases = [
+            ("12.ts", Some(MediaName::Segment(12))),
+            ("12.m4s", Some(MediaName::Segment(12))),
+            ("12.3.m4s", Some(MediaName::Part(12, 3))),
+            ("init-2.mp4", Some(MediaName::Init(2))),
+            ("init-.mp4", None),
+            ("12..m4s", None),
+            (".3.m4s", None),
+            ("12.3.ts", None),
+            ("1.2.3.m4s", None),
+            ("x.ts", None),
+            ("99999999999999999999.ts", None),
+            ("12.mp4", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(MediaName::parse(name), want, "{name}");
+        }
+    }
 }

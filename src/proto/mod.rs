@@ -4,6 +4,7 @@
 pub mod aac;
 pub mod avc;
 pub mod flv;
+pub mod fmp4;
 pub mod media;
 pub mod playlist;
 pub mod timestamps;

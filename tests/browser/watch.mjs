@@ -64,12 +64,12 @@ try {
   browser = context;
   const dialogs = [];
   const pageErrors = [];
-  const watch = async (via) => {
+  const watch = async (via, path = '/watch/alice') => {
     const p = await context.newPage();
     p.on('dialog', async (d) => { dialogs.push(d.message()); await d.dismiss(); });
     p.on('pageerror', (e) => pageErrors.push(String(e)));
     p.on('console', (m) => { if (m.type() === 'error') log('console error:', m.text()); });
-    await p.goto(via + '/watch/alice');
+    await p.goto(via + path);
     return p;
   };
   // Page a reaches the server through a TCP relay the test can cut, as a network drop would.
@@ -86,6 +86,20 @@ try {
     const t2 = await p.evaluate(() => document.getElementById('video').currentTime);
     log(`page ${name}: currentTime ${t1.toFixed(2)} -> ${t2.toFixed(2)}`);
     if (!(t2 > t1 + 1)) fail(`video on page ${name} does not advance (${t1} -> ${t2})`);
+  }
+  // The browser's own HLS player, where it has one (Chromium does), also plays.
+  const nativeHls = await a.evaluate(() => document.createElement('video').canPlayType('application/vnd.apple.mpegurl'));
+  if (nativeHls) {
+    const c = await watch(base + '/watch/alice?player=native', '');
+    await c.waitForFunction(() => document.getElementById('video').currentTime > 0.5, null, { timeout: 45000 });
+    const n1 = await c.evaluate(() => document.getElementById('video').currentTime);
+    await c.waitForFunction((t) => document.getElementById('video').currentTime > t + 1, n1, { timeout: 20000 });
+    const nOpts = await c.$$eval('#quality option', (os) => os.map((o) => o.textContent));
+    log('native HLS plays; quality menu:', JSON.stringify(nOpts));
+    if (!nOpts.includes('source')) fail('native quality menu lacks the source rendition');
+    await c.close();
+  } else {
+    log('this browser has no native HLS; skipped that path');
   }
   const usesHlsJs = await a.evaluate(() => typeof window.Hls !== 'undefined' && window.Hls.isSupported());
   log('hls.js in use:', usesHlsJs);
