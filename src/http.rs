@@ -107,6 +107,10 @@ pub enum Route<'a> {
     AdminDeleteMessage(&'a str, u64),
     /// `PUT /api/admin/channels/{c}/slow-mode`
     AdminSlowMode(&'a str),
+    /// `GET /api/admin/streams`
+    AdminStreams,
+    /// `POST /api/admin/channels/{c}/kick`
+    AdminKick(&'a str),
     /// An embedded file, by index in [`ASSETS`].
     Asset(usize),
     Healthz,
@@ -134,6 +138,7 @@ impl Route<'_> {
             Route::AdminBans(_) | Route::AdminDeleteMessage(..) | Route::AdminSlowMode(_) => {
                 "admin_chat"
             }
+            Route::AdminStreams | Route::AdminKick(_) => "admin_streams",
             Route::Asset(_) => "asset",
             Route::Preflight => "preflight",
             Route::NotFound => "not_found",
@@ -173,6 +178,8 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
             None => return Route::NotFound,
         },
         ["api", "admin", "channels", c, "slow-mode"] if is_name(c) => Route::AdminSlowMode(c),
+        ["api", "admin", "streams"] => Route::AdminStreams,
+        ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
         ["assets", name] => match ASSETS.iter().position(|a| a.name == *name) {
             Some(i) => Route::Asset(i),
             None => return Route::NotFound,
@@ -184,6 +191,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         Route::AdminBans(_) => method == Method::POST || method == Method::DELETE,
         Route::AdminDeleteMessage(..) => method == Method::DELETE,
         Route::AdminSlowMode(_) => method == Method::PUT,
+        Route::AdminKick(_) => method == Method::POST,
         _ => method == Method::GET || method == Method::HEAD,
     };
     if allowed {
@@ -430,6 +438,23 @@ impl HttpState {
                     },
                 }
             }
+            Route::AdminStreams => match admin::authorize(&parts.headers, &self.admin_token) {
+                Err(denied) => denied.response(),
+                Ok(()) => json(StatusCode::OK, &admin::streams(&self.bus, &self.store)),
+            },
+            Route::AdminKick(c) => match admin::authorize(&parts.headers, &self.admin_token) {
+                Err(denied) => denied.response(),
+                Ok(()) => match self.bus.get(c) {
+                    None => json_error(StatusCode::NOT_FOUND, "no such channel"),
+                    Some(ch) => {
+                        let kicked = ch.kick();
+                        if kicked {
+                            tracing::info!(channel = %c, "publisher kicked by an admin");
+                        }
+                        json(StatusCode::OK, &serde_json::json!({ "kicked": kicked }))
+                    }
+                },
+            },
             Route::AdminSlowMode(c) => match admin::authorize(&parts.headers, &self.admin_token) {
                 Err(denied) => denied.response(),
                 Ok(()) => match read_json::<SlowModeBody, B>(body).await {
@@ -991,6 +1016,17 @@ mod tests {
                 Method::PUT,
                 "/api/admin/channels/alice/slow-mode",
                 Route::AdminSlowMode("alice"),
+            ),
+            (get.clone(), "/api/admin/streams", Route::AdminStreams),
+            (
+                Method::POST,
+                "/api/admin/channels/alice/kick",
+                Route::AdminKick("alice"),
+            ),
+            (
+                get.clone(),
+                "/api/admin/channels/alice/kick",
+                Route::MethodNotAllowed,
             ),
             (
                 Method::POST,
