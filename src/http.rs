@@ -1,9 +1,15 @@
-//! HTTP: a hyper 1 service for HLS playlists and segments (from memory), the JSON API, pages
-//! and health. Routing is a pure function of method and path with table tests; there is no file
-//! path anywhere, so nothing to traverse.
+//! HTTP: a hyper 1 service for HLS playlists and segments (from memory), the JSON API, the chat
+//! (posts and server-sent events), admin routes, pages with their embedded assets, and health.
+//! Routing is a pure function of method and path with table tests; there is no file path
+//! anywhere, so nothing to traverse. Request bodies are read with a size limit; the event
+//! stream is a streaming body ([`crate::chat::SseBody`]).
+
+pub mod admin;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,23 +17,75 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::bus::Bus;
-use crate::config::{is_name, HttpConfig};
+use crate::chat::{BanTarget, Chat, ChatError};
+use crate::config::{is_name, HttpConfig, Secret};
 use crate::hls::serve::{self, PlaylistQuery, ServeError};
 use crate::hls::{HlsStore, RenditionSummary};
 
 pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest request body accepted (chat posts and admin JSON are tiny).
+pub const MAX_REQUEST_BODY: usize = 16 * 1024;
+
+/// Content-Security-Policy of the pages: only our own scripts, styles and connections; hls.js
+/// plays from `blob:` URLs (MediaSource) and may start its worker from one.
+const PAGE_CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; \
+base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// A file shipped inside the binary.
+pub struct Asset {
+    pub name: &'static str,
+    pub content_type: &'static str,
+    pub body: &'static [u8],
+    pub cache: &'static str,
+}
+
+/// Everything under `/assets/`, embedded at build time. hls.js comes from npm (version in
+/// package.json) and is vendored under assets/vendor/.
+pub static ASSETS: &[Asset] = &[
+    Asset {
+        name: "hls.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/vendor/hls.min.js"),
+        cache: "public, max-age=86400",
+    },
+    Asset {
+        name: "watch.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/watch.js"),
+        cache: "no-cache",
+    },
+    Asset {
+        name: "index.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/index.js"),
+        cache: "no-cache",
+    },
+    Asset {
+        name: "style.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../assets/style.css"),
+        cache: "no-cache",
+    },
+];
+
+const WATCH_TEMPLATE: &str = include_str!("../assets/watch.html");
+const INDEX_TEMPLATE: &str = include_str!("../assets/index.html");
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +97,22 @@ pub enum Route<'a> {
     Segment(&'a str, &'a str, &'a str),
     Channels,
     Channel(&'a str),
+    /// `POST /api/channels/{c}/chat`
+    ChatPost(&'a str),
+    /// `GET /api/channels/{c}/events`
+    Events(&'a str),
+    /// `POST`/`DELETE /api/admin/channels/{c}/bans`
+    AdminBans(&'a str),
+    /// `DELETE /api/admin/channels/{c}/chat/{id}`
+    AdminDeleteMessage(&'a str, u64),
+    /// `PUT /api/admin/channels/{c}/slow-mode`
+    AdminSlowMode(&'a str),
+    /// `GET /api/admin/streams`
+    AdminStreams,
+    /// `POST /api/admin/channels/{c}/kick`
+    AdminKick(&'a str),
+    /// An embedded file, by index in [`ASSETS`].
+    Asset(usize),
     Healthz,
     Metrics,
     /// CORS preflight for any path.
@@ -59,6 +133,13 @@ impl Route<'_> {
             Route::Channels | Route::Channel(_) => "api_channels",
             Route::Healthz => "healthz",
             Route::Metrics => "metrics",
+            Route::ChatPost(_) => "chat_post",
+            Route::Events(_) => "chat_events",
+            Route::AdminBans(_) | Route::AdminDeleteMessage(..) | Route::AdminSlowMode(_) => {
+                "admin_chat"
+            }
+            Route::AdminStreams | Route::AdminKick(_) => "admin_streams",
+            Route::Asset(_) => "asset",
             Route::Preflight => "preflight",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
@@ -72,7 +153,6 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     if method == Method::OPTIONS {
         return Route::Preflight;
     }
-    let read = method == Method::GET || method == Method::HEAD;
     let parts: Vec<&str> = match path.strip_prefix('/') {
         Some("") => Vec::new(),
         Some(rest) => rest.split('/').collect(),
@@ -90,13 +170,95 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         }
         ["api", "channels"] => Route::Channels,
         ["api", "channels", c] if is_name(c) => Route::Channel(c),
+        ["api", "channels", c, "chat"] if is_name(c) => Route::ChatPost(c),
+        ["api", "channels", c, "events"] if is_name(c) => Route::Events(c),
+        ["api", "admin", "channels", c, "bans"] if is_name(c) => Route::AdminBans(c),
+        ["api", "admin", "channels", c, "chat", id] if is_name(c) => match parse_id(id) {
+            Some(id) => Route::AdminDeleteMessage(c, id),
+            None => return Route::NotFound,
+        },
+        ["api", "admin", "channels", c, "slow-mode"] if is_name(c) => Route::AdminSlowMode(c),
+        ["api", "admin", "streams"] => Route::AdminStreams,
+        ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
+        ["assets", name] => match ASSETS.iter().position(|a| a.name == *name) {
+            Some(i) => Route::Asset(i),
+            None => return Route::NotFound,
+        },
         _ => return Route::NotFound,
     };
-    if read {
+    let allowed = match r {
+        Route::ChatPost(_) => method == Method::POST,
+        Route::AdminBans(_) => method == Method::POST || method == Method::DELETE,
+        Route::AdminDeleteMessage(..) => method == Method::DELETE,
+        Route::AdminSlowMode(_) => method == Method::PUT,
+        Route::AdminKick(_) => method == Method::POST,
+        _ => method == Method::GET || method == Method::HEAD,
+    };
+    if allowed {
         r
     } else {
         Route::MethodNotAllowed
     }
+}
+
+/// The raw value of `name` in a query string (only used for plain digits, so no decoding).
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// A message id: decimal digits that fit a u64.
+fn parse_id(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// The client's address: the peer's, unless the peer is a trusted proxy, in which case the
+/// `X-Forwarded-For` chain is walked from the right (the entry our proxy added) past every
+/// trusted proxy to the first address that is not one. Entries that do not parse stop the walk
+/// (nothing left of a forged entry can be trusted). IPv4-mapped IPv6 addresses count as IPv4.
+pub fn client_ip(peer: IpAddr, forwarded_for: &[&str], trusted: &[IpAddr]) -> IpAddr {
+    let mut ip = canonical(peer);
+    if !trusted.contains(&ip) {
+        return ip;
+    }
+    for entry in forwarded_for
+        .iter()
+        .flat_map(|h| h.split(','))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        match parse_forwarded_ip(entry) {
+            Some(next) => {
+                ip = next;
+                if !trusted.contains(&ip) {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    ip
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// One X-Forwarded-For entry: `1.2.3.4`, `1.2.3.4:5678`, `::1` or `[::1]:5678`.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    let e = entry.trim();
+    if let Ok(ip) = e.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    e.parse::<SocketAddr>().ok().map(|s| canonical(s.ip()))
 }
 
 fn is_segment_name(s: &str) -> bool {
@@ -108,6 +270,11 @@ pub struct HttpState {
     pub store: Arc<HlsStore>,
     pub bus: Arc<Bus>,
     pub announce: Arc<crate::announce::AnnounceStats>,
+    pub chat: Arc<Chat>,
+    /// `server.admin_token`; empty turns the admin API off.
+    pub admin_token: Secret,
+    /// `chat.trusted_proxies`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// One channel as `/api/channels` shows it.
@@ -122,6 +289,28 @@ pub struct ChannelView {
     pub details: Vec<RenditionSummary>,
 }
 
+/// `POST /api/channels/{c}/chat`
+#[derive(Debug, Deserialize)]
+struct ChatPostBody {
+    nick: String,
+    text: String,
+}
+
+/// `POST`/`DELETE /api/admin/channels/{c}/bans`: exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BanBody {
+    nick: Option<String>,
+    address: Option<String>,
+}
+
+/// `PUT /api/admin/channels/{c}/slow-mode`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlowModeBody {
+    seconds: u64,
+}
+
 impl HttpState {
     fn channel_view(&self, name: &str) -> Option<ChannelView> {
         let bus = self.bus.get(name)?;
@@ -131,7 +320,7 @@ impl HttpState {
         Some(ChannelView {
             name: name.to_string(),
             live,
-            viewers: 0,
+            viewers: self.chat.viewers(name),
             renditions: details.iter().map(|r| r.name.clone()).collect(),
             started_at: publisher.map(|p| p.live_since.to_rfc3339()),
             playlist: (!details.is_empty()).then(|| format!("/hls/{name}/master.m3u8")),
@@ -139,20 +328,28 @@ impl HttpState {
         })
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
-        self.handle_ranged(method, path, query, None).await
-    }
-
-    /// Answers one request that may carry a `Range` header (honoured for segments).
-    pub async fn handle_ranged(
-        &self,
-        method: &Method,
-        path: &str,
-        query: Option<&str>,
-        range: Option<&str>,
-    ) -> Response<Body> {
+    /// Answers one request from `peer`.
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let method = &parts.method;
+        let path = parts.uri.path();
+        let query = parts.uri.query();
+        let range = parts
+            .headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok());
         let head = method == Method::HEAD;
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let ip = client_ip(peer.ip(), &forwarded, &self.trusted_proxies);
         let resp = match route(method, path) {
             Route::Healthz => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
             Route::Metrics => {
@@ -167,13 +364,23 @@ impl HttpState {
                     Bytes::from(body),
                 )
             }
-            Route::Master(c) => playlist(self.store.master(c).map_err(ServeError::from)),
+            Route::Master(c) => self.hls(
+                c,
+                ip,
+                playlist(self.store.master(c).map_err(ServeError::from)),
+            ),
             Route::MediaPlaylist(c, r) => match PlaylistQuery::parse(query) {
-                Ok(q) => playlist(serve::media_playlist(&self.store, c, r, q).await),
+                Ok(q) => self.hls(
+                    c,
+                    ip,
+                    playlist(serve::media_playlist(&self.store, c, r, q).await),
+                ),
                 Err(e) => playlist(Err(e)),
             },
             Route::Segment(c, r, s) => match serve::media_object(&self.store, c, r, s).await {
-                Ok((data, content_type)) => segment_response(data, content_type, range),
+                Ok((data, content_type)) => {
+                    self.hls(c, ip, segment_response(data, content_type, range))
+                }
                 Err(e) => hls_error(e),
             },
             Route::Channels => {
@@ -189,6 +396,86 @@ impl HttpState {
                 Some(v) => json(StatusCode::OK, &v),
                 None => json_error(StatusCode::NOT_FOUND, "no such channel"),
             },
+            Route::ChatPost(c) => match read_json::<ChatPostBody, B>(body).await {
+                Ok(b) => match self.chat.post(c, ip, &b.nick, &b.text) {
+                    Ok(msg) => json(StatusCode::ACCEPTED, &msg),
+                    Err(e) => chat_error(&e),
+                },
+                Err(r) => r,
+            },
+            Route::Events(c) => {
+                // The header is what EventSource sends when it reconnects by itself; the query
+                // parameter is for a stream the page reopens by hand.
+                let last = parts
+                    .headers
+                    .get("last-event-id")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .or_else(|| {
+                        query_param(parts.uri.query(), "last_event_id")?
+                            .parse()
+                            .ok()
+                    });
+                match self.chat.subscribe(c, ip, last) {
+                    Ok(sse) => event_stream(sse),
+                    Err(e) => chat_error(&e),
+                }
+            }
+            Route::AdminBans(c) => match admin::authorize(&parts.headers, &self.admin_token) {
+                Err(denied) => denied.response(),
+                Ok(()) => match read_json::<BanBody, B>(body).await {
+                    Ok(b) => self.ban(c, method == Method::POST, b),
+                    Err(r) => r,
+                },
+            },
+            Route::AdminDeleteMessage(c, id) => {
+                match admin::authorize(&parts.headers, &self.admin_token) {
+                    Err(denied) => denied.response(),
+                    Ok(()) => match self.chat.delete(c, id) {
+                        Ok(()) => json(StatusCode::OK, &serde_json::json!({ "deleted": id })),
+                        Err(e) => chat_error(&e),
+                    },
+                }
+            }
+            Route::AdminStreams => match admin::authorize(&parts.headers, &self.admin_token) {
+                Err(denied) => denied.response(),
+                Ok(()) => json(StatusCode::OK, &admin::streams(&self.bus, &self.store)),
+            },
+            Route::AdminKick(c) => match admin::authorize(&parts.headers, &self.admin_token) {
+                Err(denied) => denied.response(),
+                Ok(()) => match self.bus.get(c) {
+                    None => json_error(StatusCode::NOT_FOUND, "no such channel"),
+                    Some(ch) => {
+                        let kicked = ch.kick();
+                        if kicked {
+                            tracing::info!(channel = %c, "publisher kicked by an admin");
+                        }
+                        json(StatusCode::OK, &serde_json::json!({ "kicked": kicked }))
+                    }
+                },
+            },
+            Route::AdminSlowMode(c) => match admin::authorize(&parts.headers, &self.admin_token) {
+                Err(denied) => denied.response(),
+                Ok(()) => match read_json::<SlowModeBody, B>(body).await {
+                    Ok(b) => match self.chat.set_slow_mode(c, b.seconds) {
+                        Ok(()) => {
+                            json(StatusCode::OK, &serde_json::json!({ "seconds": b.seconds }))
+                        }
+                        Err(e) => chat_error(&e),
+                    },
+                    Err(r) => r,
+                },
+            },
+            Route::Asset(i) => match ASSETS.get(i) {
+                Some(a) => {
+                    let mut r =
+                        bytes_response(StatusCode::OK, a.content_type, Bytes::from_static(a.body));
+                    r.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static(a.cache));
+                    r
+                }
+                None => not_found(),
+            },
             Route::Index => self.index_page(),
             Route::Watch(c) => match self.bus.get(c) {
                 Some(_) => html(StatusCode::OK, watch_page(c)),
@@ -199,11 +486,11 @@ impl HttpState {
                 let h = r.headers_mut();
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_METHODS,
-                    HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
+                    HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS"),
                 );
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    HeaderValue::from_static("Content-Type, Last-Event-ID"),
+                    HeaderValue::from_static("Content-Type, Last-Event-ID, Authorization"),
                 );
                 h.insert(
                     header::ACCESS_CONTROL_MAX_AGE,
@@ -219,36 +506,143 @@ impl HttpState {
         finish(resp, head)
     }
 
+    /// A successful HLS response counts its client as a viewer of the channel.
+    fn hls(&self, channel: &str, ip: IpAddr, resp: Response<Body>) -> Response<Body> {
+        if resp.status() == StatusCode::OK {
+            self.chat.touch_hls(channel, ip);
+        }
+        resp
+    }
+
+    fn ban(&self, channel: &str, add: bool, b: BanBody) -> Response<Body> {
+        let target = match (b.nick, b.address) {
+            (Some(n), None) if !n.trim().is_empty() => BanTarget::Nick(n.trim().to_string()),
+            (None, Some(a)) => match parse_forwarded_ip(&a) {
+                Some(ip) => BanTarget::Address(ip),
+                None => return json_error(StatusCode::BAD_REQUEST, "address is not an IP address"),
+            },
+            _ => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "give exactly one of \"nick\" or \"address\"",
+                )
+            }
+        };
+        let shown = match &target {
+            BanTarget::Nick(n) => serde_json::json!({ "nick": n }),
+            BanTarget::Address(a) => serde_json::json!({ "address": a.to_string() }),
+        };
+        if add {
+            match self.chat.ban(channel, &target) {
+                Ok(deleted) => json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "banned": shown, "deleted_messages": deleted }),
+                ),
+                Err(e) => chat_error(&e),
+            }
+        } else {
+            match self.chat.unban(channel, &target) {
+                Ok(true) => json(StatusCode::OK, &serde_json::json!({ "unbanned": shown })),
+                Ok(false) => json_error(StatusCode::NOT_FOUND, "not banned"),
+                Err(e) => chat_error(&e),
+            }
+        }
+    }
+
     fn index_page(&self) -> Response<Body> {
         let mut items = String::new();
         for c in self.bus.all() {
             if c.publisher().is_some() {
                 let n = html_escape(c.name.as_str());
                 items.push_str(&format!(
-                    "<li><a href=\"/watch/{n}\">{n}</a> <small>(<a href=\"/hls/{n}/master.m3u8\">HLS</a>)</small></li>\n"
+                    "<li><a href=\"/watch/{n}\">{n}</a> <span class=\"badge live\">LIVE</span></li>\n"
                 ));
             }
         }
         if items.is_empty() {
-            items.push_str("<li>No channel is live right now.</li>\n");
+            items.push_str("<li class=\"empty\">No channel is live right now.</li>\n");
         }
-        html(
-            StatusCode::OK,
-            format!(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>onair</title></head>\
-<body><h1>Live now</h1><ul>\n{items}</ul></body></html>\n"
-            ),
-        )
+        html(StatusCode::OK, INDEX_TEMPLATE.replace("{{items}}", &items))
     }
 }
 
 fn watch_page(channel: &str) -> String {
-    let n = html_escape(channel);
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{n} · onair</title></head>\
-<body><h1>{n}</h1><video id=\"player\" controls autoplay muted playsinline src=\"/hls/{n}/master.m3u8\" style=\"max-width:100%\"></video>\
-<p>Playlist: <a href=\"/hls/{n}/master.m3u8\">/hls/{n}/master.m3u8</a></p></body></html>\n"
-    )
+    WATCH_TEMPLATE.replace("{{channel}}", &html_escape(channel))
+}
+
+/// Reads a JSON request body of at most [`MAX_REQUEST_BODY`] bytes.
+async fn read_json<T, B>(body: B) -> Result<T, Response<Body>>
+where
+    T: DeserializeOwned,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let too_large = || {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body is larger than {MAX_REQUEST_BODY} bytes"),
+        )
+    };
+    // No early answer from Content-Length alone: reading up to the limit first means a client
+    // whose whole (modestly) oversized body fits in the socket buffers has finished sending
+    // and reads the 413 instead of a broken pipe.
+    let bytes = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
+        Err(_) => {
+            return Err(json_error(
+                StatusCode::BAD_REQUEST,
+                "could not read the request body",
+            ))
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| json_error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")))
+}
+
+/// The HTTP answer to a refused chat request.
+fn chat_error(e: &ChatError) -> Response<Body> {
+    let reason = e.to_string();
+    let (status, retry) = match e {
+        ChatError::NoChannel => (StatusCode::NOT_FOUND, None),
+        ChatError::NoSuchMessage { .. } => (StatusCode::NOT_FOUND, None),
+        ChatError::Invalid { .. } | ChatError::SlowModeTooLong { .. } => {
+            (StatusCode::BAD_REQUEST, None)
+        }
+        ChatError::TooLong { .. } => (StatusCode::PAYLOAD_TOO_LARGE, None),
+        ChatError::Banned => (StatusCode::FORBIDDEN, None),
+        ChatError::RateLimited { retry_after } | ChatError::SlowMode { retry_after } => {
+            (StatusCode::TOO_MANY_REQUESTS, Some(*retry_after))
+        }
+        ChatError::AddressFull => (StatusCode::TOO_MANY_REQUESTS, Some(10)),
+        ChatError::ChannelFull => (StatusCode::SERVICE_UNAVAILABLE, Some(10)),
+    };
+    let mut r = match retry {
+        Some(s) => json(
+            status,
+            &serde_json::json!({ "error": reason, "retry_after": s }),
+        ),
+        None => json_error(status, &reason),
+    };
+    if let Some(s) = retry {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    r
+}
+
+/// A `text/event-stream` response around a subscriber's body.
+fn event_stream(sse: crate::chat::SseBody) -> Response<Body> {
+    let mut r = Response::new(BodyExt::boxed(sse));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-style proxies not to buffer the stream.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
 }
 
 /// Escapes text for HTML.
@@ -396,8 +790,16 @@ fn text(status: StatusCode, content_type: &'static str, body: &'static str) -> R
 
 fn html(status: StatusCode, body: String) -> Response<Body> {
     let mut r = bytes_response(status, "text/html; charset=utf-8", Bytes::from(body));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     r
 }
 
@@ -427,16 +829,21 @@ fn not_found() -> Response<Body> {
     json_error(StatusCode::NOT_FOUND, "not found")
 }
 
-/// Common headers; HEAD keeps the headers (with the length) and drops the body.
+/// Common headers; HEAD keeps the headers (with the length, when known) and drops the body.
 fn finish(mut resp: Response<Body>, head: bool) -> Response<Body> {
     resp.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if head {
-        let len = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
-        resp.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        if let Some(len) = http_body::Body::size_hint(resp.body()).exact() {
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
         *resp.body_mut() = Full::new(Bytes::new()).boxed();
     }
     resp
@@ -541,7 +948,12 @@ pub async fn serve(
         let state = state.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle_request(&state, req, peer).await) }
+            // Boxed: hyper keeps a slot the size of this future for the whole connection, and
+            // an event stream keeps its connection for hours; boxed, the slot is one pointer
+            // and the request's state is freed once the response has started.
+            let fut: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>> =
+                Box::pin(async move { Ok(handle_request(&state, req, peer).await) });
+            fut
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -623,17 +1035,12 @@ fn log_connection_error(
 async fn handle_request(
     state: &HttpState,
     req: Request<Incoming>,
-    _peer: SocketAddr,
+    peer: SocketAddr,
 ) -> Response<Body> {
     let started = std::time::Instant::now();
     let label = route(req.method(), req.uri().path()).label();
-    let range = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok());
-    let resp = state
-        .handle_ranged(req.method(), req.uri().path(), req.uri().query(), range)
-        .await;
+    let resp = state.handle(req, peer).await;
+    // For an event stream this is the time to the response head, not the stream's life.
     crate::metrics::http_request(label, resp.status().as_u16(), started.elapsed());
     resp
 }
@@ -699,6 +1106,82 @@ mod tests {
                 "/watch/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
                 Route::NotFound,
             ),
+            (
+                Method::POST,
+                "/api/channels/alice/chat",
+                Route::ChatPost("alice"),
+            ),
+            (
+                get.clone(),
+                "/api/channels/alice/chat",
+                Route::MethodNotAllowed,
+            ),
+            (
+                get.clone(),
+                "/api/channels/alice/events",
+                Route::Events("alice"),
+            ),
+            (
+                Method::POST,
+                "/api/channels/alice/events",
+                Route::MethodNotAllowed,
+            ),
+            (Method::POST, "/api/channels/al.ce/chat", Route::NotFound),
+            (
+                Method::POST,
+                "/api/admin/channels/alice/bans",
+                Route::AdminBans("alice"),
+            ),
+            (
+                Method::DELETE,
+                "/api/admin/channels/alice/bans",
+                Route::AdminBans("alice"),
+            ),
+            (
+                get.clone(),
+                "/api/admin/channels/alice/bans",
+                Route::MethodNotAllowed,
+            ),
+            (
+                Method::DELETE,
+                "/api/admin/channels/alice/chat/1764000000000001",
+                Route::AdminDeleteMessage("alice", 1764000000000001),
+            ),
+            (
+                Method::DELETE,
+                "/api/admin/channels/alice/chat/-1",
+                Route::NotFound,
+            ),
+            (
+                Method::DELETE,
+                "/api/admin/channels/alice/chat/99999999999999999999999",
+                Route::NotFound,
+            ),
+            (
+                Method::PUT,
+                "/api/admin/channels/alice/slow-mode",
+                Route::AdminSlowMode("alice"),
+            ),
+            (get.clone(), "/api/admin/streams", Route::AdminStreams),
+            (
+                Method::POST,
+                "/api/admin/channels/alice/kick",
+                Route::AdminKick("alice"),
+            ),
+            (
+                get.clone(),
+                "/api/admin/channels/alice/kick",
+                Route::MethodNotAllowed,
+            ),
+            (
+                Method::POST,
+                "/api/admin/channels/alice/slow-mode",
+                Route::MethodNotAllowed,
+            ),
+            (get.clone(), "/assets/hls.min.js", Route::Asset(0)),
+            (get.clone(), "/assets/watch.js", Route::Asset(1)),
+            (get.clone(), "/assets/../Cargo.toml", Route::NotFound),
+            (get.clone(), "/assets/nope.js", Route::NotFound),
         ];
         for (m, p, want) in cases {
             assert_eq!(route(&m, p), want, "{m} {p}");
@@ -731,6 +1214,58 @@ mod tests {
         for (h, len, want) in cases {
             assert_eq!(byte_range(h, len), want, "{h:?} of {len}");
         }
+    }
+
+    #[test]
+    fn client_address_trusts_forwarded_for_only_from_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let proxies = [ip("10.0.0.1"), ip("10.0.0.2")];
+        let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+            // Not a proxy: the header is ignored.
+            ("203.0.113.9", vec!["1.2.3.4"], "203.0.113.9"),
+            // A proxy: the rightmost untrusted entry.
+            ("10.0.0.1", vec!["1.2.3.4"], "1.2.3.4"),
+            ("10.0.0.1", vec!["6.6.6.6, 1.2.3.4"], "1.2.3.4"),
+            ("10.0.0.1", vec!["6.6.6.6, 1.2.3.4, 10.0.0.2"], "1.2.3.4"),
+            ("10.0.0.1", vec!["6.6.6.6", "1.2.3.4"], "1.2.3.4"),
+            ("10.0.0.1", vec!["[2001:db8::1]:443"], "2001:db8::1"),
+            ("10.0.0.1", vec!["1.2.3.4:5678"], "1.2.3.4"),
+            // Garbage stops the walk at the last good address.
+            ("10.0.0.1", vec!["1.2.3.4, nonsense"], "10.0.0.1"),
+            ("10.0.0.1", vec![], "10.0.0.1"),
+            ("::ffff:10.0.0.1", vec!["1.2.3.4"], "1.2.3.4"),
+            ("::ffff:203.0.113.9", vec![], "203.0.113.9"),
+        ];
+        for (peer, xff, want) in cases {
+            assert_eq!(
+                client_ip(ip(peer), &xff, &proxies),
+                ip(want),
+                "{peer} {xff:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn vendored_hls_js_is_the_version_package_json_names() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let pkg: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join("package.json")).expect("package.json"),
+        )
+        .expect("package.json is JSON");
+        let version = pkg["dependencies"]["hls.js"]
+            .as_str()
+            .expect("hls.js version");
+        let hls = ASSETS
+            .iter()
+            .find(|a| a.name == "hls.min.js")
+            .expect("asset");
+        let needle = format!("\"{version}\"");
+        assert!(
+            hls.body
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes()),
+            "assets/vendor/hls.min.js is not hls.js {version}: run `npm install && npm run vendor`"
+        );
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! The media path runs one way: `ingest` (RTMP connections) publishes on the `bus`; `hls`
 //! segments each channel into the in-memory store; `http` serves it. Lifecycle events (live,
 //! offline) flow from the bus to whoever subscribes: `announce` posts go-lives to X, Mastodon,
-//! Bluesky and webhooks. `proto` holds the pure protocol code
+//! Bluesky and webhooks; `chat` turns them into `live`/`offline` events for viewers and carries
+//! their messages. `proto` holds the pure protocol code
 //! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on.
 //! [`Server::start`] wires them together; `main.rs` adds the command line and signals.
 
 pub mod announce;
 pub mod bus;
+pub mod chat;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -30,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::bus::{Bus, ChannelName};
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
@@ -55,6 +58,7 @@ pub struct Server {
     pub http_addr: SocketAddr,
     pub bus: Arc<Bus>,
     pub store: Arc<HlsStore>,
+    pub chat: Arc<Chat>,
     /// Per-target announcement counters (attempts, successes, failures, dropped).
     pub announce: Arc<announce::AnnounceStats>,
     announcer: announce::AnnounceHandle,
@@ -109,11 +113,20 @@ impl Server {
             tracker.clone(),
             cancel.child_token(),
         ));
+        let chat = Chat::start(
+            cfg.chat.clone(),
+            bus.clone(),
+            &tracker,
+            cancel.child_token(),
+        );
         metrics::init();
         let state = Arc::new(HttpState {
             announce: announce.stats.clone(),
             store: store.clone(),
             bus: bus.clone(),
+            chat: chat.clone(),
+            admin_token: cfg.server.admin_token.clone(),
+            trusted_proxies: cfg.chat.trusted_proxies.clone(),
         });
         let tls = http::tls_config(&cfg.http)?;
         let http_task = tokio::spawn(http::serve(
@@ -129,6 +142,7 @@ impl Server {
             http_addr,
             bus,
             store,
+            chat,
             announce: announce.stats.clone(),
             announcer: announce,
             cancel,

@@ -3,7 +3,7 @@
 was made: 48 black/white blocks (40 bits of Unix milliseconds + an 8-bit checksum) across the
 top of the picture. The latency page reads them back from each displayed frame.
 
-Usage: clock_source.py WIDTH HEIGHT FPS SECONDS | ffmpeg -f rawvideo -pix_fmt yuv420p -s WxH -r FPS -i - ...
+Usage (the picture must be at least 384x72): clock_source.py WIDTH HEIGHT FPS SECONDS | ffmpeg -f rawvideo -pix_fmt yuv420p -s WxH -r FPS -i - ...
 """
 import sys
 import time

@@ -1,0 +1,836 @@
+//! Chat: per-channel messages, a bounded history, moderation and the server-sent-events fan-out,
+//! plus the viewer count.
+//!
+//! `http` calls [`Chat::post`] for `POST /api/channels/{c}/chat`, [`Chat::subscribe`] for
+//! `GET /api/channels/{c}/events` (the returned [`SseBody`] is the streaming response body),
+//! [`Chat::touch_hls`] for every HLS request, and the moderation calls for the admin routes.
+//! [`Chat::start`] spawns two tasks: one turns the bus's lifecycle broadcast into `live` /
+//! `offline` events, the other pushes `viewers` events and forgets idle rate-limit state.
+//!
+//! Every event of a channel (chat, delete, live, offline, viewers) takes the next id of one
+//! per-channel sequence and is rendered once into SSE bytes; subscribers share those bytes
+//! through a `tokio::sync::broadcast` ring. The ring is each subscriber's bounded buffer: one
+//! that falls more than [`EVENT_BUFFER`] events behind gets `Lagged` and is disconnected, and
+//! its browser reconnects with `Last-Event-ID` to replay what it missed from the history. The
+//! sender never waits, so a slow subscriber cannot slow the others. Ids start from the channel's
+//! creation time in microseconds, so they keep growing across restarts and a client resuming
+//! after a restart is not told it is ahead.
+
+pub mod moderation;
+mod sse;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, instrument};
+
+use crate::bus::{Bus, ChannelName, Lifecycle};
+use crate::config::ChatConfig;
+use moderation::{clean_nick, clean_text, Invalid, TokenBucket};
+pub use sse::SseBody;
+
+/// Events a subscriber may fall behind before it is disconnected (its bounded buffer).
+pub const EVENT_BUFFER: usize = 256;
+/// An HLS player counts as a viewer for this long after its last request.
+pub const HLS_VIEWER_WINDOW: Duration = Duration::from_secs(10);
+/// How often viewer counts are recomputed and pushed.
+pub const VIEWERS_INTERVAL: Duration = Duration::from_secs(2);
+/// Keep-alive comment interval on idle event streams (proxies close silent connections).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// The address bucket is this many times looser than the address + nick bucket: it only stops
+/// one address from dodging the limit by changing nick, while people behind one NAT still chat.
+const ADDRESS_BUCKET_FACTOR: f64 = 4.0;
+/// Longest slow mode an admin can set.
+pub const MAX_SLOW_MODE_SECONDS: u64 = 3600;
+
+/// Why a chat request was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ChatError {
+    #[error("no such channel")]
+    NoChannel,
+    #[error("{reason}")]
+    Invalid { reason: String },
+    #[error("{reason}")]
+    TooLong { reason: String },
+    #[error("you are banned from this chat")]
+    Banned,
+    #[error("too many messages; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error("slow mode is on; retry in {retry_after} s")]
+    SlowMode { retry_after: u64 },
+    #[error("this channel has too many chat subscribers")]
+    ChannelFull,
+    #[error("too many chat subscribers from your address")]
+    AddressFull,
+    #[error("no such message")]
+    NoSuchMessage { id: u64 },
+    #[error("slow mode is limited to {max} seconds", max = MAX_SLOW_MODE_SECONDS)]
+    SlowModeTooLong { seconds: u64 },
+}
+
+impl From<Invalid> for ChatError {
+    fn from(i: Invalid) -> Self {
+        match i {
+            Invalid::TextTooLong { .. } => ChatError::TooLong { reason: i.reason() },
+            _ => ChatError::Invalid { reason: i.reason() },
+        }
+    }
+}
+
+/// A chat message as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChatMessage {
+    pub id: u64,
+    pub nick: String,
+    pub text: String,
+    /// RFC 3339, UTC, milliseconds.
+    pub ts: String,
+}
+
+/// What a ban targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BanTarget {
+    /// Compared case-insensitively.
+    Nick(String),
+    Address(IpAddr),
+}
+
+/// One entry of a channel's history: the rendered frame plus what moderation needs.
+struct Stored {
+    id: u64,
+    frame: Bytes,
+    /// `Some` for chat messages: the author, for deletion by ban.
+    author: Option<(String, IpAddr)>,
+}
+
+/// A channel's mutable chat state.
+struct ChannelState {
+    last_id: u64,
+    history: VecDeque<Stored>,
+    subscribers: usize,
+    subscribers_by_address: HashMap<IpAddr, usize>,
+    buckets: HashMap<(IpAddr, String), TokenBucket>,
+    address_buckets: HashMap<IpAddr, TokenBucket>,
+    last_post: HashMap<IpAddr, Instant>,
+    slow_mode: Duration,
+    banned_nicks: HashSet<String>,
+    banned_addresses: HashSet<IpAddr>,
+    /// The last count pushed as a `viewers` event.
+    viewers_pushed: u64,
+}
+
+/// One channel's chat.
+pub struct ChatChannel {
+    name: ChannelName,
+    events: broadcast::Sender<Bytes>,
+    /// A std mutex: every critical section is short and synchronous (no `.await` inside), and
+    /// `broadcast::Sender::send` never blocks, so holding it while sending is fine; sending
+    /// under the lock is what keeps ids, history and the broadcast in the same order.
+    state: Mutex<ChannelState>,
+    /// HLS players by address and when they last asked for something. Separate from `state`
+    /// because every playlist and segment request touches it.
+    hls_seen: Mutex<HashMap<IpAddr, Instant>>,
+    /// Cancelled when the channel is removed (config reload) or the server stops: its event
+    /// streams end.
+    closed: CancellationToken,
+}
+
+impl ChatChannel {
+    fn lock(&self) -> MutexGuard<'_, ChannelState> {
+        // A poisoned lock only means another thread panicked mid-update of plain data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_hls(&self) -> MutexGuard<'_, HashMap<IpAddr, Instant>> {
+        self.hls_seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Assigns the next id, renders the frame, keeps it in the history if `keep`, and sends it
+    /// to every subscriber. Called with the state lock held.
+    fn publish(
+        &self,
+        st: &mut ChannelState,
+        history_len: usize,
+        event: &str,
+        data: &serde_json::Value,
+        keep: Option<Option<(String, IpAddr)>>,
+    ) -> u64 {
+        st.last_id += 1;
+        let id = st.last_id;
+        let frame = sse_frame(id, event, data);
+        if let Some(author) = keep {
+            st.history.push_back(Stored {
+                id,
+                frame: frame.clone(),
+                author,
+            });
+            while st.history.len() > history_len {
+                st.history.pop_front();
+            }
+        }
+        // No receivers is not an error: nobody is watching.
+        let _ = self.events.send(frame);
+        id
+    }
+
+    /// Viewers: per address, the number of event streams open from it, or 1 if it only plays
+    /// HLS. A player and the chat on one page count once; two tabs behind one NAT count twice.
+    fn viewers(&self, now: Instant) -> u64 {
+        let hls: Vec<IpAddr> = self
+            .lock_hls()
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) < HLS_VIEWER_WINDOW)
+            .map(|(a, _)| *a)
+            .collect();
+        let st = self.lock();
+        let sse: u64 = st.subscribers_by_address.values().map(|n| *n as u64).sum();
+        let hls_only = hls
+            .iter()
+            .filter(|a| !st.subscribers_by_address.contains_key(a))
+            .count() as u64;
+        sse + hls_only
+    }
+}
+
+/// Renders one server-sent event. serde_json escapes line breaks, so `data` is one line.
+fn sse_frame(id: u64, event: &str, data: &serde_json::Value) -> Bytes {
+    Bytes::from(format!("id: {id}\nevent: {event}\ndata: {data}\n\n"))
+}
+
+fn now_rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Chat for every channel.
+pub struct Chat {
+    cfg: ChatConfig,
+    bus: Arc<Bus>,
+    /// Channels are created on first use for names the bus knows. Std mutex, short sections.
+    channels: Mutex<BTreeMap<ChannelName, Arc<ChatChannel>>>,
+    shutdown: CancellationToken,
+}
+
+impl Chat {
+    /// Creates the chat and starts its lifecycle and viewer tasks.
+    pub fn start(
+        cfg: ChatConfig,
+        bus: Arc<Bus>,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> Arc<Chat> {
+        let chat = Arc::new(Chat {
+            cfg,
+            bus: bus.clone(),
+            channels: Mutex::new(BTreeMap::new()),
+            shutdown: cancel.clone(),
+        });
+        tracker.spawn(lifecycle_task(
+            chat.clone(),
+            bus.subscribe_lifecycle(),
+            cancel.clone(),
+        ));
+        tracker.spawn(housekeeping_task(chat.clone(), cancel));
+        chat
+    }
+
+    /// The chat of a channel the bus knows.
+    fn channel(&self, name: &str) -> Option<Arc<ChatChannel>> {
+        let bus = self.bus.get(name)?;
+        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let ch = map.entry(bus.name.clone()).or_insert_with(|| {
+            let (events, _) = broadcast::channel(EVENT_BUFFER);
+            Arc::new(ChatChannel {
+                name: bus.name.clone(),
+                events,
+                state: Mutex::new(ChannelState {
+                    // Ids start from the wall clock in microseconds, so they keep growing
+                    // across restarts (and a channel removed and added again).
+                    last_id: Utc::now().timestamp_micros().max(0) as u64,
+                    history: VecDeque::new(),
+                    subscribers: 0,
+                    subscribers_by_address: HashMap::new(),
+                    buckets: HashMap::new(),
+                    address_buckets: HashMap::new(),
+                    last_post: HashMap::new(),
+                    slow_mode: Duration::from_secs(self.cfg.slow_mode_seconds),
+                    banned_nicks: HashSet::new(),
+                    banned_addresses: HashSet::new(),
+                    viewers_pushed: 0,
+                }),
+                hls_seen: Mutex::new(HashMap::new()),
+                closed: self.shutdown.child_token(),
+            })
+        });
+        Some(ch.clone())
+    }
+
+    /// Every channel's chat; channels the bus no longer has are closed and forgotten.
+    fn all(&self) -> Vec<Arc<ChatChannel>> {
+        for c in self.bus.all() {
+            let _ = self.channel(c.name.as_str());
+        }
+        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|name, ch| {
+            let keep = self.bus.get(name.as_str()).is_some();
+            if !keep {
+                ch.closed.cancel();
+            }
+            keep
+        });
+        map.values().cloned().collect()
+    }
+
+    /// Posts a message from `addr`; returns it with its id.
+    pub fn post(
+        &self,
+        channel: &str,
+        addr: IpAddr,
+        nick: &str,
+        text: &str,
+    ) -> Result<ChatMessage, ChatError> {
+        let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
+        let nick = clean_nick(nick, self.cfg.max_nick_chars, &self.cfg.blocked_words)?;
+        let text = clean_text(text, self.cfg.max_message_chars, &self.cfg.blocked_words)?;
+        let nick_key = nick.to_lowercase();
+        let now = Instant::now();
+        let rate = self.cfg.rate_per_second;
+        let burst = self.cfg.burst as f64;
+        let mut st = ch.lock();
+        if st.banned_nicks.contains(&nick_key) || st.banned_addresses.contains(&addr) {
+            return Err(ChatError::Banned);
+        }
+        if !st.slow_mode.is_zero() {
+            if let Some(last) = st.last_post.get(&addr) {
+                let next = *last + st.slow_mode;
+                if next > now {
+                    return Err(ChatError::SlowMode {
+                        retry_after: moderation::retry_after_seconds(next - now),
+                    });
+                }
+            }
+        }
+        let (arate, aburst) = (rate * ADDRESS_BUCKET_FACTOR, burst * ADDRESS_BUCKET_FACTOR);
+        let user = st
+            .buckets
+            .entry((addr, nick_key.clone()))
+            .or_insert_with(|| TokenBucket::full(burst, now))
+            .check(rate, burst, now);
+        let whole = st
+            .address_buckets
+            .entry(addr)
+            .or_insert_with(|| TokenBucket::full(aburst, now))
+            .check(arate, aburst, now);
+        if let Err(wait) = user.and(whole) {
+            return Err(ChatError::RateLimited {
+                retry_after: moderation::retry_after_seconds(wait),
+            });
+        }
+        if let Some(b) = st.buckets.get_mut(&(addr, nick_key.clone())) {
+            b.take();
+        }
+        if let Some(b) = st.address_buckets.get_mut(&addr) {
+            b.take();
+        }
+        st.last_post.insert(addr, now);
+        let id = st.last_id + 1;
+        let msg = ChatMessage {
+            id,
+            nick,
+            text,
+            ts: now_rfc3339(Utc::now()),
+        };
+        let data = serde_json::json!({"id": id, "nick": msg.nick, "text": msg.text, "ts": msg.ts});
+        let got = ch.publish(
+            &mut st,
+            self.cfg.history,
+            "chat",
+            &data,
+            Some(Some((nick_key, addr))),
+        );
+        debug_assert_eq!(got, id);
+        Ok(msg)
+    }
+
+    /// Opens an event stream for a subscriber at `addr`. `last_event_id` (from the
+    /// `Last-Event-ID` header) replays the events after it still in the history; without it
+    /// the whole history is sent. Then the current state (`live`/`offline`, `viewers`) follows.
+    pub fn subscribe(
+        &self,
+        channel: &str,
+        addr: IpAddr,
+        last_event_id: Option<u64>,
+    ) -> Result<SseBody, ChatError> {
+        let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
+        let mut pending = VecDeque::new();
+        // Tells EventSource how soon to reconnect after a drop.
+        pending.push_back(Bytes::from_static(b"retry: 2000\n\n"));
+        let (rx, snapshot_id) = {
+            let mut st = ch.lock();
+            if st.subscribers >= self.cfg.max_subscribers {
+                return Err(ChatError::ChannelFull);
+            }
+            let from_addr = st.subscribers_by_address.get(&addr).copied().unwrap_or(0);
+            if from_addr >= self.cfg.max_subscribers_per_address {
+                return Err(ChatError::AddressFull);
+            }
+            st.subscribers += 1;
+            *st.subscribers_by_address.entry(addr).or_insert(0) += 1;
+            // A client that claims an id we never issued (another server, a clock step back)
+            // or one older than the history gets the whole history.
+            let after = last_event_id
+                .filter(|id| {
+                    *id <= st.last_id
+                        && st
+                            .history
+                            .front()
+                            .is_some_and(|h| h.id <= id.saturating_add(1))
+                })
+                .unwrap_or(0);
+            for h in st.history.iter().filter(|h| h.id > after) {
+                pending.push_back(h.frame.clone());
+            }
+            // Read under our lock (the bus's own lock nests inside ours and never the other
+            // way round), so the state is at least as new as every lifecycle event already in
+            // the history: a fresh `live` replayed above cannot be followed by a stale `offline`.
+            let live = self
+                .bus
+                .get(channel)
+                .and_then(|b| b.publisher())
+                .map(|p| p.live_since);
+            let state = match live {
+                Some(t) => sse_frame(
+                    st.last_id,
+                    "live",
+                    &serde_json::json!({"channel": channel, "started_at": now_rfc3339(t)}),
+                ),
+                None => sse_frame(
+                    st.last_id,
+                    "offline",
+                    &serde_json::json!({"channel": channel}),
+                ),
+            };
+            pending.push_back(state);
+            // Subscribing under the lock: every event after the snapshot reaches this receiver.
+            (ch.events.subscribe(), st.last_id)
+        };
+        pending.push_back(sse_frame(
+            snapshot_id,
+            "viewers",
+            &serde_json::json!({"viewers": ch.viewers(Instant::now())}),
+        ));
+        let guard = SubscriberGuard {
+            channel: ch.clone(),
+            addr,
+        };
+        Ok(SseBody::new(pending, rx, ch.closed.clone(), guard))
+    }
+
+    /// Records an HLS request from `addr` (a player) for the viewer count.
+    pub fn touch_hls(&self, channel: &str, addr: IpAddr) {
+        if let Some(ch) = self.channel(channel) {
+            ch.lock_hls().insert(addr, Instant::now());
+        }
+    }
+
+    /// Current viewers of a channel.
+    pub fn viewers(&self, channel: &str) -> u64 {
+        self.channel(channel)
+            .map(|c| c.viewers(Instant::now()))
+            .unwrap_or(0)
+    }
+
+    /// Deletes a message: it leaves the history and subscribers get a `delete` event.
+    pub fn delete(&self, channel: &str, id: u64) -> Result<(), ChatError> {
+        let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
+        let mut st = ch.lock();
+        let pos = st
+            .history
+            .iter()
+            .position(|h| h.id == id && h.author.is_some())
+            .ok_or(ChatError::NoSuchMessage { id })?;
+        st.history.remove(pos);
+        ch.publish(
+            &mut st,
+            self.cfg.history,
+            "delete",
+            &serde_json::json!({ "id": id }),
+            Some(None),
+        );
+        info!(channel = %ch.name, id, "chat message deleted");
+        Ok(())
+    }
+
+    /// Bans a nick or an address and deletes its messages still in the history. Returns the
+    /// number of messages deleted.
+    pub fn ban(&self, channel: &str, target: &BanTarget) -> Result<usize, ChatError> {
+        let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
+        let mut st = ch.lock();
+        let doomed: Vec<u64> = st
+            .history
+            .iter()
+            .filter(|h| match (&h.author, target) {
+                (Some((n, _)), BanTarget::Nick(t)) => *n == t.to_lowercase(),
+                (Some((_, a)), BanTarget::Address(t)) => a == t,
+                _ => false,
+            })
+            .map(|h| h.id)
+            .collect();
+        match target {
+            BanTarget::Nick(n) => st.banned_nicks.insert(n.trim().to_lowercase()),
+            BanTarget::Address(a) => st.banned_addresses.insert(*a),
+        };
+        st.history.retain(|h| !doomed.contains(&h.id));
+        for id in &doomed {
+            ch.publish(
+                &mut st,
+                self.cfg.history,
+                "delete",
+                &serde_json::json!({ "id": id }),
+                Some(None),
+            );
+        }
+        // Addresses are personal data: debug level only.
+        debug!(channel = %ch.name, ?target, deleted = doomed.len(), "chat ban");
+        info!(channel = %ch.name, deleted = doomed.len(), "chat ban added");
+        Ok(doomed.len())
+    }
+
+    /// Lifts a ban; false if there was none.
+    pub fn unban(&self, channel: &str, target: &BanTarget) -> Result<bool, ChatError> {
+        let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
+        let mut st = ch.lock();
+        Ok(match target {
+            BanTarget::Nick(n) => st.banned_nicks.remove(&n.trim().to_lowercase()),
+            BanTarget::Address(a) => st.banned_addresses.remove(a),
+        })
+    }
+
+    /// Sets slow mode (0 turns it off).
+    pub fn set_slow_mode(&self, channel: &str, seconds: u64) -> Result<(), ChatError> {
+        if seconds > MAX_SLOW_MODE_SECONDS {
+            return Err(ChatError::SlowModeTooLong { seconds });
+        }
+        let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
+        ch.lock().slow_mode = Duration::from_secs(seconds);
+        info!(channel = %ch.name, seconds, "chat slow mode set");
+        Ok(())
+    }
+
+    fn lifecycle(&self, ev: &Lifecycle) {
+        let (name, event, data) = match ev {
+            Lifecycle::Live {
+                channel,
+                started_at,
+            } => (
+                channel,
+                "live",
+                serde_json::json!({"channel": channel.as_str(), "started_at": now_rfc3339(*started_at)}),
+            ),
+            Lifecycle::Offline { channel } => (
+                channel,
+                "offline",
+                serde_json::json!({"channel": channel.as_str()}),
+            ),
+        };
+        if let Some(ch) = self.channel(name.as_str()) {
+            let mut st = ch.lock();
+            ch.publish(&mut st, self.cfg.history, event, &data, Some(None));
+        }
+    }
+
+    /// Pushes changed viewer counts and forgets idle rate-limit state.
+    fn housekeeping(&self) {
+        let now = Instant::now();
+        let rate = self.cfg.rate_per_second;
+        let burst = self.cfg.burst as f64;
+        for ch in self.all() {
+            ch.lock_hls()
+                .retain(|_, t| now.saturating_duration_since(*t) < HLS_VIEWER_WINDOW);
+            let viewers = ch.viewers(now);
+            let mut st = ch.lock();
+            if viewers != st.viewers_pushed {
+                st.viewers_pushed = viewers;
+                ch.publish(
+                    &mut st,
+                    self.cfg.history,
+                    "viewers",
+                    &serde_json::json!({ "viewers": viewers }),
+                    None,
+                );
+            }
+            st.buckets.retain(|_, b| !b.is_full(rate, burst, now));
+            let (ar, ab) = (rate * ADDRESS_BUCKET_FACTOR, burst * ADDRESS_BUCKET_FACTOR);
+            st.address_buckets.retain(|_, b| !b.is_full(ar, ab, now));
+            let slow = st.slow_mode;
+            st.last_post
+                .retain(|_, t| now.saturating_duration_since(*t) < slow);
+        }
+    }
+}
+
+/// Keeps the subscriber counts right: dropped with the response body.
+pub struct SubscriberGuard {
+    channel: Arc<ChatChannel>,
+    addr: IpAddr,
+}
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        let mut st = self.channel.lock();
+        st.subscribers = st.subscribers.saturating_sub(1);
+        if let Some(n) = st.subscribers_by_address.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                st.subscribers_by_address.remove(&self.addr);
+            }
+        }
+    }
+}
+
+#[instrument(skip_all)]
+async fn lifecycle_task(
+    chat: Arc<Chat>,
+    mut rx: broadcast::Receiver<Lifecycle>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => ev,
+            _ = cancel.cancelled() => return,
+        };
+        match ev {
+            Ok(ev) => chat.lifecycle(&ev),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                // Missed some: tell every channel's viewers the state as it is now.
+                debug!(missed = n, "chat lagged on lifecycle events; resyncing");
+                for c in chat.bus.all() {
+                    let ev = match c.publisher() {
+                        Some(p) => Lifecycle::Live {
+                            channel: c.name.clone(),
+                            started_at: p.live_since,
+                        },
+                        None => Lifecycle::Offline {
+                            channel: c.name.clone(),
+                        },
+                    };
+                    chat.lifecycle(&ev);
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn housekeeping_task(chat: Arc<Chat>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(VIEWERS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => chat.housekeeping(),
+            _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn chat_with(cfg: ChatConfig) -> (Arc<Chat>, Arc<Bus>) {
+        let bus = Bus::new();
+        bus.ensure(&ChannelName::new("alice"));
+        let tracker = TaskTracker::new();
+        let chat = Chat::start(cfg, bus.clone(), &tracker, CancellationToken::new());
+        (chat, bus)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    async fn frames(body: &mut SseBody, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let f = tokio::time::timeout(Duration::from_secs(2), body.frame())
+                .await
+                .expect("frame in time")
+                .expect("stream open")
+                .expect("infallible");
+            if let Ok(d) = f.into_data() {
+                out.push(String::from_utf8_lossy(&d).into_owned());
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn post_reaches_subscribers_and_history_replays_after_last_event_id() {
+        let (chat, _bus) = chat_with(ChatConfig::default());
+        let a = ip("10.0.0.1");
+        let first = chat.post("alice", a, "ann", "one").unwrap();
+        let second = chat.post("alice", a, "ann", "two").unwrap();
+        assert_eq!(second.id, first.id + 1);
+
+        let mut fresh = chat.subscribe("alice", a, None).unwrap();
+        let f = frames(&mut fresh, 5).await;
+        assert_eq!(f[0], "retry: 2000\n\n");
+        assert!(f[1].contains("\"text\":\"one\""), "{f:?}");
+        assert!(f[2].contains("\"text\":\"two\""), "{f:?}");
+        assert!(f[3].starts_with(&format!("id: {}\nevent: offline\n", second.id)));
+        assert!(f[4].contains("event: viewers"));
+
+        let mut resumed = chat.subscribe("alice", a, Some(first.id)).unwrap();
+        let f = frames(&mut resumed, 3).await;
+        assert!(f[1].contains("\"text\":\"two\""), "{f:?}");
+        assert!(f[2].contains("event: offline"), "{f:?}");
+
+        // An id from nowhere (another server, garbage) gets the whole history.
+        let mut stranger = chat.subscribe("alice", a, Some(u64::MAX)).unwrap();
+        let f = frames(&mut stranger, 3).await;
+        assert!(f[1].contains("\"text\":\"one\""), "{f:?}");
+
+        let third = chat.post("alice", a, "bob", "three").unwrap();
+        let got = frames(&mut resumed, 2).await;
+        let got = got.iter().find(|f| f.contains("event: chat")).unwrap();
+        assert!(got.starts_with(&format!("id: {}\n", third.id)), "{got}");
+    }
+
+    #[tokio::test]
+    async fn moderation() {
+        let cfg = ChatConfig {
+            burst: 2,
+            rate_per_second: 1.0,
+            blocked_words: vec!["darn".into()],
+            max_message_chars: 10,
+            ..Default::default()
+        };
+        let (chat, _bus) = chat_with(cfg);
+        let a = ip("10.0.0.1");
+        assert!(chat.post("alice", a, "ann", "hi").is_ok());
+        assert!(chat.post("alice", a, "ann", "hi").is_ok());
+        assert_eq!(
+            chat.post("alice", a, "ann", "hi"),
+            Err(ChatError::RateLimited { retry_after: 1 })
+        );
+        // Another nick from the same address has its own bucket.
+        assert_eq!(chat.post("alice", a, "bea", "darn").unwrap().text, "****");
+        assert!(matches!(
+            chat.post("alice", a, "cy", "01234567890"),
+            Err(ChatError::TooLong { .. })
+        ));
+        assert!(matches!(
+            chat.post("alice", a, "", "x"),
+            Err(ChatError::Invalid { .. })
+        ));
+        assert_eq!(chat.post("nobody", a, "x", "y"), Err(ChatError::NoChannel));
+
+        let b = ip("10.0.0.2");
+        let m = chat.post("alice", b, "Troll", "spam").unwrap();
+        assert_eq!(chat.ban("alice", &BanTarget::Nick("troll".into())), Ok(1));
+        assert_eq!(chat.post("alice", b, "TROLL", "x"), Err(ChatError::Banned));
+        assert_eq!(
+            chat.delete("alice", m.id),
+            Err(ChatError::NoSuchMessage { id: m.id })
+        );
+        assert_eq!(
+            chat.unban("alice", &BanTarget::Nick("Troll".into())),
+            Ok(true)
+        );
+        chat.ban("alice", &BanTarget::Address(b)).unwrap();
+        assert_eq!(chat.post("alice", b, "other", "x"), Err(ChatError::Banned));
+
+        chat.set_slow_mode("alice", 30).unwrap();
+        let c = ip("10.0.0.3");
+        assert!(chat.post("alice", c, "dee", "one").is_ok());
+        assert!(matches!(
+            chat.post("alice", c, "dee", "two"),
+            Err(ChatError::SlowMode {
+                retry_after: 30 | 29
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn subscriber_caps_and_counts() {
+        let cfg = ChatConfig {
+            max_subscribers: 3,
+            max_subscribers_per_address: 2,
+            ..Default::default()
+        };
+        let (chat, _bus) = chat_with(cfg);
+        let a = ip("10.0.0.1");
+        let s1 = chat.subscribe("alice", a, None).unwrap();
+        let _s2 = chat.subscribe("alice", a, None).unwrap();
+        assert!(matches!(
+            chat.subscribe("alice", a, None),
+            Err(ChatError::AddressFull)
+        ));
+        let _s3 = chat.subscribe("alice", ip("10.0.0.2"), None).unwrap();
+        assert!(matches!(
+            chat.subscribe("alice", ip("10.0.0.3"), None),
+            Err(ChatError::ChannelFull)
+        ));
+        chat.touch_hls("alice", a);
+        chat.touch_hls("alice", ip("10.0.0.9"));
+        assert_eq!(chat.viewers("alice"), 4);
+        drop(s1);
+        assert_eq!(chat.viewers("alice"), 3);
+        assert!(chat.subscribe("alice", a, None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn slow_subscriber_is_disconnected_without_blocking_others() {
+        let (chat, _bus) = chat_with(ChatConfig {
+            rate_per_second: 1e6,
+            burst: 1_000_000,
+            ..Default::default()
+        });
+        let a = ip("10.0.0.1");
+        let mut slow = chat.subscribe("alice", a, None).unwrap();
+        let mut fast = chat.subscribe("alice", a, None).unwrap();
+        let _ = frames(&mut slow, 3).await;
+        let _ = frames(&mut fast, 3).await;
+        let total = EVENT_BUFFER + 10;
+        let last = format!("\"m{}\"", total - 1);
+        let reader = tokio::spawn(async move {
+            loop {
+                match fast.frame().await {
+                    Some(Ok(f)) => {
+                        if f.into_data()
+                            .is_ok_and(|d| String::from_utf8_lossy(&d).contains(&last))
+                        {
+                            return true;
+                        }
+                    }
+                    _ => return false,
+                }
+            }
+        });
+        for i in 0..total {
+            chat.post("alice", a, "ann", &format!("m{i}")).unwrap();
+            if i % 32 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        assert!(reader.await.unwrap(), "the fast subscriber got everything");
+        // The slow one gets its buffer's worth at most, then its stream ends.
+        let mut got = 0;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(2), slow.frame()).await {
+                Ok(None) => break,
+                Ok(Some(_)) => got += 1,
+                Err(_) => panic!("lagging subscriber must be disconnected"),
+            }
+        }
+        assert!(got <= EVENT_BUFFER, "{got}");
+    }
+}

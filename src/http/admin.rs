@@ -1,0 +1,170 @@
+//! Admin authorization: `Authorization: Bearer {server.admin_token}`, compared in constant time.
+//! Every `/api/admin/` handler calls [`authorize`] first and answers with
+//! [`AdminDenied::response`] when it fails.
+//!
+//! No token configured means the admin API is off: 404 with a JSON reason (the routes do not
+//! exist), so a default install cannot be administered by guessing an empty token. A missing or
+//! wrong token is 401 with `WWW-Authenticate: Bearer`.
+
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use subtle::ConstantTimeEq;
+
+use serde::Serialize;
+
+use super::{json_error, Body};
+use crate::bus::Bus;
+use crate::config::Secret;
+use crate::hls::{HlsStore, RenditionSummary};
+
+/// Why an admin request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdminDenied {
+    #[error("the admin API is off (set server.admin_token)")]
+    Disabled,
+    #[error("missing bearer token")]
+    Missing,
+    #[error("wrong bearer token")]
+    Wrong,
+}
+
+impl AdminDenied {
+    pub fn response(self) -> Response<Body> {
+        match self {
+            AdminDenied::Disabled => json_error(StatusCode::NOT_FOUND, &self.to_string()),
+            AdminDenied::Missing | AdminDenied::Wrong => {
+                let mut r = json_error(StatusCode::UNAUTHORIZED, &self.to_string());
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"onair admin\""),
+                );
+                r
+            }
+        }
+    }
+}
+
+/// Checks the request's bearer token against the configured one.
+pub fn authorize(headers: &HeaderMap, token: &Secret) -> Result<(), AdminDenied> {
+    if token.is_empty() {
+        return Err(AdminDenied::Disabled);
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+        .ok_or(AdminDenied::Missing)?;
+    // `ct_eq` on slices of different lengths returns false at once: that reveals the token's
+    // length, not its content, which is the usual trade-off.
+    if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+        Ok(())
+    } else {
+        Err(AdminDenied::Wrong)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_token_rules() {
+        let t = Secret::new("s3cret-token");
+        let cases = [
+            (None, Err(AdminDenied::Missing)),
+            (Some("Bearer s3cret-token"), Ok(())),
+            (Some("bearer   s3cret-token "), Ok(())),
+            (Some("Bearer s3cret-tokeN"), Err(AdminDenied::Wrong)),
+            (Some("Bearer s3cret"), Err(AdminDenied::Wrong)),
+            (Some("Bearer "), Err(AdminDenied::Missing)),
+            (Some("Basic czNjcmV0"), Err(AdminDenied::Missing)),
+            (Some("s3cret-token"), Err(AdminDenied::Missing)),
+        ];
+        for (auth, want) in cases {
+            assert_eq!(authorize(&headers(auth), &t), want, "{auth:?}");
+        }
+        assert_eq!(
+            authorize(&headers(Some("Bearer ")), &Secret::default()),
+            Err(AdminDenied::Disabled)
+        );
+        assert_eq!(AdminDenied::Wrong.response().status(), 401);
+        assert_eq!(AdminDenied::Disabled.response().status(), 404);
+    }
+}
+
+/// One live stream as `GET /api/admin/streams` shows it.
+#[derive(Debug, Serialize)]
+pub struct StreamView {
+    pub channel: String,
+    /// The publisher's address (the encoder, or the proxy in front of it).
+    pub publisher: String,
+    pub started_at: String,
+    pub uptime_seconds: f64,
+    pub video: Option<VideoView>,
+    pub audio: Option<AudioView>,
+    /// Average bitrate of the source rendition over the playlist window.
+    pub bitrate_bps: u64,
+    pub bytes_in: u64,
+    pub renditions: Vec<RenditionSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VideoView {
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AudioView {
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u8,
+}
+
+/// Every live stream with its publisher and codecs.
+pub fn streams(bus: &Bus, store: &HlsStore) -> Vec<StreamView> {
+    let now = chrono::Utc::now();
+    bus.all()
+        .iter()
+        .filter_map(|ch| {
+            let p = ch.publisher()?;
+            let info = ch.info();
+            let name = ch.name.to_string();
+            let renditions = store.renditions(&name);
+            let source = renditions.iter().find(|r| r.name == crate::hls::SOURCE);
+            Some(StreamView {
+                publisher: p.addr.to_string(),
+                started_at: p.live_since.to_rfc3339(),
+                uptime_seconds: (now - p.live_since).num_milliseconds() as f64 / 1000.0,
+                video: info.video.as_ref().map(|v| VideoView {
+                    codec: v.codec_string(),
+                    width: v.width,
+                    height: v.height,
+                    frame_rate: source.and_then(|s| s.frame_rate).or(v.fps),
+                }),
+                audio: info.audio.as_ref().map(|a| AudioView {
+                    codec: a.codec_string(),
+                    sample_rate: a.sample_rate,
+                    channels: a.channels,
+                }),
+                bitrate_bps: source.map(|s| s.average_bandwidth).unwrap_or(0),
+                bytes_in: ch.stats.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+                renditions,
+                channel: name,
+            })
+        })
+        .collect()
+}
