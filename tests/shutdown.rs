@@ -1,5 +1,5 @@
-//! Shutdown: SIGTERM stops accepting, ends live playlists with ENDLIST, drains HTTP (long-lived
-//! responses included) and exits within 5 s; a second signal exits at once.
+//! Shutdown: SIGTERM stops accepting, ends live playlists with ENDLIST, closes chat event
+//! streams, drains HTTP and exits within 5 s; a second signal exits at once.
 
 mod common;
 
@@ -77,8 +77,8 @@ fn shutdown_ends_live_playlists_with_endlist_and_stops_accepting() {
     drop(rt);
 }
 
-/// The binary: SIGTERM with a live publisher, an idle keep-alive connection and a client stuck
-/// mid-headers exits cleanly within 5 s.
+/// The binary: SIGTERM with a live publisher, an idle keep-alive connection, a client stuck
+/// mid-headers and open chat event streams exits cleanly within 5 s and closes the streams.
 #[test]
 fn sigterm_exits_within_5_s_with_clients_connected() {
     let _g = media_lock();
@@ -99,6 +99,19 @@ fn sigterm_exits_within_5_s_with_clients_connected() {
     stuck
         .write_all(b"GET /healthz HTTP/1.1\r\n")
         .expect("write");
+    // Chat event streams that never end on their own.
+    let mut streams: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(&srv.http).expect("connect");
+            s.write_all(b"GET /api/channels/alice/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("write");
+            s.set_read_timeout(Some(5 * SECS)).expect("timeout");
+            let n = s.read(&mut buf).expect("event stream head");
+            let head = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+            assert!(head.contains("text/event-stream"), "{head}");
+            s
+        })
+        .collect();
 
     let (status, took) = srv.terminate();
     assert!(status.success(), "exit status {status:?}");
@@ -108,6 +121,18 @@ fn sigterm_exits_within_5_s_with_clients_connected() {
     srv.wait_log("stopped", 5 * SECS);
     assert!(!srv.logs().contains(ALICE_KEY));
     assert!(alice.closed_by_server(2 * SECS));
+    // The event streams were closed, not left hanging.
+    for s in &mut streams {
+        let _ = s.set_read_timeout(Some(2 * SECS));
+        let mut rest = Vec::new();
+        let r = s.read_to_end(&mut rest);
+        assert!(
+            r.is_ok()
+                || r.as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "event stream still open: {r:?}"
+        );
+    }
 }
 
 #[test]
