@@ -884,7 +884,7 @@ mod tests {
     }
 
     #[test]
-    fn commands_that_would_panic_rml_rtmp_are_refused() {
+    fn messages_that_would_panic_rml_rtmp_are_screened() {
         let with = |name: &str, extra: &[Vec<u8>]| {
             let mut v = amf_str(name);
             v.extend(amf_num(2.0));
@@ -894,7 +894,26 @@ mod tests {
             }
             v
         };
-        let cases: Vec<(&str, Msg)> = vec![
+        let mut publish = amf_str("publish");
+        publish.extend(amf_num(3.0));
+        publish.push(5);
+        publish.extend(amf_str("key"));
+        publish.extend(amf_str("live"));
+        let mut create = amf_str("createStream");
+        create.extend(amf_num(2.0));
+        create.push(5);
+        let publishing = |msg: Msg| {
+            vec![
+                connect(),
+                (20, 0, create.clone()),
+                (20, 1, publish.clone()),
+                msg,
+            ]
+        };
+        // Broken: dropped, the connection goes on.
+        let mut set_data_frame = amf_str("@setDataFrame");
+        set_data_frame.extend(amf_str("onMetaData"));
+        let broken: Vec<(&str, Msg)> = vec![
             (
                 "a command of two values",
                 (20, 0, {
@@ -904,24 +923,29 @@ mod tests {
                 }),
             ),
             ("@setDataFrame alone", (18, 1, amf_str("@setDataFrame"))),
+            // Found by libFuzzer (fuzz/regressions/rtmp_ingest/set-data-frame-without-metadata).
             (
-                "objects nested 5000 deep",
-                (18, 1, {
-                    let mut v = amf_str("onMetaData");
-                    for _ in 0..5000 {
-                        v.extend_from_slice(&[3, 0, 1, b'a']);
-                    }
-                    v
-                }),
+                "@setDataFrame onMetaData without metadata",
+                (18, 1, set_data_frame),
             ),
         ];
-        for (what, msg) in cases {
-            let err = run(&session(&[connect(), msg]));
-            assert!(
-                matches!(err, Some(IngestError::Limit(ChunkError::Amf0 { .. }))),
-                "{what}: {err:?}"
-            );
+        for (what, msg) in broken {
+            let err = run(&session(&publishing(msg)));
+            assert!(err.is_none(), "{what}: {err:?}");
         }
+        // Hostile: refused.
+        let deep = (18, 1, {
+            let mut v = amf_str("onMetaData");
+            for _ in 0..5000 {
+                v.extend_from_slice(&[3, 0, 1, b'a']);
+            }
+            v
+        });
+        let err = run(&session(&publishing(deep)));
+        assert!(
+            matches!(err, Some(IngestError::Limit(ChunkError::Amf0 { .. }))),
+            "{err:?}"
+        );
         // Missing publish and play arguments are answered by rml_rtmp itself.
         for msg in [
             with("publish", &[]),
@@ -932,14 +956,6 @@ mod tests {
             assert!(err.is_none(), "{err:?}");
         }
         // A complete publish goes through.
-        let mut publish = amf_str("publish");
-        publish.extend(amf_num(3.0));
-        publish.push(5);
-        publish.extend(amf_str("key"));
-        publish.extend(amf_str("live"));
-        let mut create = amf_str("createStream");
-        create.extend(amf_num(2.0));
-        create.push(5);
         let err = run(&session(&[connect(), (20, 0, create), (20, 1, publish)]));
         assert!(err.is_none(), "{err:?}");
     }

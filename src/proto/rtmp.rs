@@ -174,8 +174,9 @@ impl ChunkReader {
                         }
                     }
                     _ => {
-                        screen(&m)?;
-                        out.push(m);
+                        if screen(&m)? {
+                            out.push(m);
+                        }
                     }
                 }
             }
@@ -337,31 +338,28 @@ fn read_u32(b: &[u8]) -> Option<u32> {
 /// Largest AMF0 nesting accepted (real commands and metadata nest two or three levels).
 pub const MAX_AMF0_DEPTH: usize = 16;
 
-/// Checks what `rml_rtmp` would otherwise trip over: AMF0 nesting, and commands with fewer than
-/// the three values (name, transaction id, command object) it indexes without checking.
-fn screen(m: &RtmpMessage) -> Result<(), ChunkError> {
+/// Checks what `rml_rtmp` would otherwise trip over. Nesting deeper than [`MAX_AMF0_DEPTH`] is
+/// hostile: an error. A command with fewer than the three values it indexes without checking
+/// (name, transaction id, command object), or an `@setDataFrame` without its name and object,
+/// is broken rather than hostile: `Ok(false)`, the message is dropped and the stream goes on.
+fn screen(m: &RtmpMessage) -> Result<bool, ChunkError> {
     let body = match m.type_id {
         msg_type::AMF0_COMMAND | msg_type::AMF0_DATA | msg_type::AMF3_DATA => &m.payload[..],
         msg_type::AMF3_COMMAND => match m.payload.first() {
             Some(0) => &m.payload[1..],
             _ => &m.payload[..],
         },
-        _ => return Ok(()),
+        _ => return Ok(true),
     };
     let values = amf0_top_level_values(body)?;
     let command = matches!(m.type_id, msg_type::AMF0_COMMAND | msg_type::AMF3_COMMAND);
-    // rml_rtmp takes arguments by position without checking that they are there.
     let needed = match (command, amf0_first_string(body)) {
         (true, _) => 3,
-        (false, Some(b"@setDataFrame")) => 2,
+        // "@setDataFrame", "onMetaData", {metadata}: rml_rtmp takes the third unchecked.
+        (false, Some(b"@setDataFrame")) => 3,
         (false, _) => 0,
     };
-    if values < needed {
-        return Err(ChunkError::Amf0 {
-            what: "command or data message with missing values",
-        });
-    }
-    Ok(())
+    Ok(values >= needed)
 }
 
 /// The first value, when it is a complete AMF0 string.
@@ -654,9 +652,9 @@ mod tests {
         ok.extend_from_slice(&1f64.to_be_bytes());
         ok.extend_from_slice(&[3, 0, 0, 9]);
         assert_eq!(amf0_top_level_values(&ok), Ok(3));
-        assert!(screen(&msg(0, 20, &ok)).is_ok());
-        // Only two values: rml_rtmp would panic.
-        assert!(screen(&msg(0, 20, &ok[..ok.len() - 4])).is_err());
+        assert_eq!(screen(&msg(0, 20, &ok)), Ok(true));
+        // Only two values: rml_rtmp would panic; dropped.
+        assert_eq!(screen(&msg(0, 20, &ok[..ok.len() - 4])), Ok(false));
         // Objects nested 1000 deep: rml_amf0 would overflow the stack.
         let mut deep = ok[..ok.len() - 4].to_vec();
         for _ in 0..1000 {
