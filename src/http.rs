@@ -87,6 +87,8 @@ fn is_segment_name(s: &str) -> bool {
 pub struct HttpState {
     pub store: Arc<HlsStore>,
     pub bus: Arc<Bus>,
+    /// `None` when the ladder is empty (passthrough only).
+    pub transcoder: Option<Arc<crate::transcode::Transcoder>>,
 }
 
 /// One channel as `/api/channels` shows it.
@@ -99,6 +101,8 @@ pub struct ChannelView {
     pub started_at: Option<String>,
     pub playlist: Option<String>,
     pub details: Vec<RenditionSummary>,
+    /// Ladder renditions the transcoder has shed because the pool could not keep real time.
+    pub degraded: Vec<String>,
 }
 
 impl HttpState {
@@ -115,6 +119,11 @@ impl HttpState {
             started_at: publisher.map(|p| p.live_since.to_rfc3339()),
             playlist: (!details.is_empty()).then(|| format!("/hls/{name}/master.m3u8")),
             details,
+            degraded: self
+                .transcoder
+                .as_ref()
+                .map(|t| t.degraded(name))
+                .unwrap_or_default(),
         })
     }
 

@@ -2,7 +2,9 @@
 //! HLS served from memory.
 //!
 //! The media path runs one way: `ingest` (RTMP connections) publishes on the `bus`; `hls`
-//! segments each channel into the in-memory store; `http` serves it. Lifecycle events (live,
+//! segments each channel into the in-memory store as the `source` rendition, and `transcode`
+//! adds the adaptive ladder's renditions next to it (on its own worker threads); `http`
+//! serves it. Lifecycle events (live,
 //! offline) flow from the bus to whoever subscribes. `proto` holds the pure protocol code
 //! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on.
 //! [`Server::start`] wires them together; `main.rs` adds the command line and signals.
@@ -13,6 +15,7 @@ pub mod hls;
 pub mod http;
 pub mod ingest;
 pub mod proto;
+pub mod transcode;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -28,6 +31,7 @@ use crate::config::Config;
 use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
 use crate::ingest::{IngestShared, KeyTable};
+use crate::transcode::Transcoder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -37,6 +41,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start the transcoder: {source}")]
+    Transcode { source: transcode::TranscodeError },
 }
 
 /// A running server.
@@ -60,8 +66,19 @@ impl Server {
             window: cfg.hls.playlist_window,
             segment_seconds: cfg.hls.segment_seconds,
         }));
+        let transcoder = Transcoder::start(
+            cfg.transcode.clone(),
+            &cfg.hls,
+            store.clone(),
+            &tracker,
+            cancel.child_token(),
+        )
+        .map_err(|source| StartError::Transcode { source })?;
         for ch in &cfg.channels {
             let (channel, _) = bus.ensure(&ChannelName::new(&ch.name));
+            if let Some(t) = &transcoder {
+                t.start_channel(channel.clone(), &tracker, cancel.child_token());
+            }
             hls::start_channel(
                 channel,
                 store.clone(),
@@ -90,6 +107,7 @@ impl Server {
         let state = Arc::new(HttpState {
             store: store.clone(),
             bus: bus.clone(),
+            transcoder: transcoder.clone(),
         });
         let http_task = tokio::spawn(http::serve(
             http,

@@ -25,6 +25,8 @@ const KEEP_AFTER_WINDOW: usize = 3;
 #[derive(Debug, Clone)]
 struct Stored {
     listed: ListedSegment,
+    /// First DTS (90 kHz), to line up a rendition that joins late with the source.
+    start: i64,
     data: Bytes,
     bits_per_second: u64,
 }
@@ -111,6 +113,20 @@ impl HlsStore {
     ) -> u64 {
         let mut map = self.write();
         let ch = map.entry(channel.to_string()).or_default();
+        // A transcoded rendition that (re)appears mid-stream (after admission control shed it,
+        // or a transcoder restart) takes the sequence number of the source segment that starts
+        // at the same time, so that MEDIA-SEQUENCE n is the same moment in every rendition.
+        let first_sequence = if order > 0 && !ch.renditions.contains_key(rendition) {
+            ch.renditions
+                .values()
+                .filter(|r| r.order == 0)
+                .flat_map(|r| r.segments.iter())
+                .find(|s| s.start == seg.start)
+                .map(|s| s.listed.sequence)
+                .unwrap_or(0)
+        } else {
+            0
+        };
         let initial_target = self.cfg.segment_seconds.ceil().max(1.0) as u64;
         let r = ch
             .renditions
@@ -118,7 +134,7 @@ impl HlsStore {
             .or_insert_with(|| RenditionHls {
                 order,
                 segments: VecDeque::new(),
-                next_sequence: 0,
+                next_sequence: first_sequence,
                 discontinuity_sequence: 0,
                 dropped_discontinuities: 0,
                 target_duration: initial_target,
@@ -146,10 +162,11 @@ impl HlsStore {
             listed: ListedSegment {
                 sequence,
                 seconds,
-                discontinuity: seg.discontinuity && sequence > 0,
+                discontinuity: seg.discontinuity && !r.segments.is_empty(),
                 program_date_time,
                 uri: format!("{sequence}.ts"),
             },
+            start: seg.start,
             data: seg.data.clone(),
             bits_per_second,
         });
@@ -184,6 +201,18 @@ impl HlsStore {
                 r.ended = true;
                 render_rendition(r, self.cfg.window);
             }
+        }
+    }
+
+    /// Marks one rendition ended (a transcoded rendition that finished after the source).
+    pub fn end_rendition(&self, channel: &str, rendition: &str) {
+        let mut map = self.write();
+        if let Some(r) = map
+            .get_mut(channel)
+            .and_then(|ch| ch.renditions.get_mut(rendition))
+        {
+            r.ended = true;
+            render_rendition(r, self.cfg.window);
         }
     }
 

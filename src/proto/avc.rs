@@ -360,7 +360,11 @@ pub(crate) mod tests {
         let nals: Vec<&[u8]> = annex_b_nal_units(&data).collect();
         assert_eq!(
             nals,
-            vec![&[0x09, 0xf0][..], &[0x67, 0x42][..], &[0x65, 0x88, 0x00, 0x03][..]]
+            vec![
+                &[0x09, 0xf0][..],
+                &[0x67, 0x42][..],
+                &[0x65, 0x88, 0x00, 0x03][..]
+            ]
         );
         assert_eq!(annex_b_nal_units(&[]).count(), 0);
         assert_eq!(annex_b_nal_units(&[0, 0, 0, 0]).count(), 0);
