@@ -49,8 +49,11 @@ impl RenditionPlan {
     /// force an IDR on each of its keyframes, `forced-idr`), closed GOPs. `bframes=0` so that
     /// DTS equals PTS: the segmenter cuts on DTS, and with B-frames each rendition's cut would
     /// sit a reorder delay before the source's (and latency grows by that delay too).
+    /// `force-cfr=1`: rate control and the SPS timing info use the nominal frame rate (so
+    /// players read FRAME-RATE 30, not a 90 kHz tick rate); timestamps still pass through.
     pub fn x264_params(&self) -> String {
-        "scenecut=0:forced-idr=1:keyint=infinite:min-keyint=1:open-gop=0:bframes=0".to_string()
+        "scenecut=0:forced-idr=1:keyint=infinite:min-keyint=1:open-gop=0:bframes=0:force-cfr=1"
+            .to_string()
     }
 }
 

@@ -1,0 +1,429 @@
+//! The adaptive ladder end to end: ffmpeg pushes RTMP to the real onair binary with a
+//! `[transcode]` ladder; ffprobe and ffmpeg read every rendition as players do and check that
+//! the renditions line up with the source, that nothing is upscaled, that an overloaded pool
+//! sheds renditions without hurting ingest, and that audio stays with video.
+//!
+//! Timing: media tests take `media_lock()` and poll with deadlines. Deadlines are generous
+//! (other builds share the 2-core machine); the assertions are about what the output is, not
+//! how fast it came, except where keeping real time is the point.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SECS: Duration = Duration::from_secs(1);
+const FRAME: f64 = 1.0 / 30.0;
+
+/// A ladder config. `max_lag_seconds = 60` keeps admission control out of tests that are
+/// about output correctness: under CPU contention renditions may lag, but must not be shed.
+fn ladder(workers: usize, max_lag: f64, preset: &str, rungs: &[(&str, u32, u32, u32)]) -> String {
+    let mut s = format!("[transcode]\nworkers = {workers}\nmax_lag_seconds = {max_lag}\n");
+    for (name, height, vk, ak) in rungs {
+        s.push_str(&format!(
+            "[[transcode.ladder]]\nname = \"{name}\"\nheight = {height}\nvideo_kbps = {vk}\n\
+             audio_kbps = {ak}\npreset = \"{preset}\"\n"
+        ));
+    }
+    s
+}
+
+/// Waits until a rendition's playlist has ENDLIST; returns it.
+fn wait_ended(srv: &TestServer, channel: &str, rendition: &str, within: Duration) -> String {
+    let path = format!("/hls/{channel}/{rendition}/index.m3u8");
+    wait_for(within, &format!("ENDLIST in {path}"), || {
+        let (s, p) = srv.get(&path);
+        (s == 200 && p.contains("#EXT-X-ENDLIST")).then_some(p)
+    })
+}
+
+/// `#EXT-X-MEDIA-SEQUENCE` of a playlist.
+fn media_sequence(playlist: &str) -> u64 {
+    tag_value(playlist, "#EXT-X-MEDIA-SEQUENCE")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// (codec_type, pts_time, duration_time) of every packet of a media file.
+fn probe_packets(data: &[u8]) -> Vec<(String, f64, f64)> {
+    let dir = temp_dir("pkts");
+    let f = dir.join("seg.ts");
+    std::fs::write(&f, data).expect("write segment");
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=codec_type,pts_time,duration_time",
+            "-of",
+            "json",
+        ])
+        .arg(&f)
+        .output()
+        .expect("ffprobe");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let num = |x: &serde_json::Value| x.as_str().and_then(|s| s.parse::<f64>().ok());
+    v["packets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p["codec_type"].as_str()?.to_string(),
+                num(&p["pts_time"])?,
+                num(&p["duration_time"]).unwrap_or(0.0),
+            ))
+        })
+        .collect()
+}
+
+/// The programs (variants) ffprobe sees in a multivariant playlist: video height per program.
+fn program_heights(url: &str) -> Vec<u64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_programs", "-of", "json", url])
+        .output()
+        .expect("ffprobe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    v["programs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| {
+            p["streams"]
+                .as_array()?
+                .iter()
+                .find(|s| s["codec_type"] == "video")?["height"]
+                .as_u64()
+        })
+        .collect()
+}
+
+#[test]
+fn ladder_renditions_line_up_with_the_source_and_play() {
+    let _g = media_lock();
+    let srv = TestServer::start(&ladder(
+        2,
+        60.0,
+        "veryfast",
+        &[("480p", 480, 1400, 96), ("360p", 360, 800, 64)],
+    ));
+    let pusher = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            size: "1280x720",
+            seconds: 9.0,
+            ..Default::default()
+        },
+    );
+    // While live, every rendition appears in the multivariant playlist.
+    srv.wait_segments("alice", "360p", 1, 60 * SECS);
+    srv.wait_segments("alice", "480p", 1, 60 * SECS);
+    let (_, master) = srv.get("/hls/alice/master.m3u8");
+    for (uri, res) in [
+        ("source/index.m3u8", "1280x720"),
+        ("480p/index.m3u8", "854x480"),
+        ("360p/index.m3u8", "640x360"),
+    ] {
+        let inf = master
+            .lines()
+            .zip(master.lines().skip(1))
+            .find(|(_, u)| *u == uri)
+            .map(|(i, _)| i)
+            .unwrap_or_else(|| panic!("{uri} missing from\n{master}"));
+        assert!(inf.contains(&format!("RESOLUTION={res}")), "{inf}");
+        assert!(inf.contains("AVERAGE-BANDWIDTH="), "{inf}");
+        assert!(inf.contains("FRAME-RATE=30"), "{inf}");
+        assert!(inf.contains("CODECS=\"avc1."), "{inf}");
+        assert!(inf.contains("mp4a.40.2"), "{inf}");
+    }
+    let (ok, err) = pusher.wait(60 * SECS);
+    assert!(ok, "push failed: {err}");
+
+    let source = wait_ended(&srv, "alice", "source", 30 * SECS);
+    let renditions = [("480p", 480u64), ("360p", 360u64)];
+    let src_segs = segments(&source);
+    assert!(src_segs.len() >= 4, "{source}");
+    let probe = |rendition: &str, uri: &str| {
+        let (status, data) = srv.get_bytes(&format!("/hls/alice/{rendition}/{uri}"));
+        assert_eq!(status, 200, "{rendition}/{uri}");
+        (ffprobe_bytes(&data), data)
+    };
+    let start_of = |streams: &[ProbedStream], kind: &str| {
+        streams
+            .iter()
+            .find(|s| s.codec_type == kind)
+            .and_then(|s| s.start_time)
+            .unwrap_or_else(|| panic!("no {kind} start time in {streams:?}"))
+    };
+    let mut src_starts = Vec::new();
+    for (uri, _) in &src_segs {
+        let (streams, _) = probe("source", uri);
+        src_starts.push(start_of(&streams, "video"));
+    }
+    for (name, height) in renditions {
+        let playlist = wait_ended(&srv, "alice", name, 60 * SECS);
+        let segs = segments(&playlist);
+        // Same cuts: same number of segments, same EXTINF, same MEDIA-SEQUENCE.
+        assert_eq!(
+            media_sequence(&playlist),
+            media_sequence(&source),
+            "{name}:\n{playlist}\nsource:\n{source}"
+        );
+        assert_eq!(
+            segs.iter().map(|s| s.1).collect::<Vec<_>>(),
+            src_segs.iter().map(|s| s.1).collect::<Vec<_>>(),
+            "{name} EXTINF differ:\n{playlist}\nsource:\n{source}"
+        );
+        for (i, (uri, _)) in segs.iter().enumerate() {
+            let (streams, _) = probe(name, uri);
+            let v = streams
+                .iter()
+                .find(|s| s.codec_type == "video")
+                .unwrap_or_else(|| panic!("{name}/{uri}: no video in {streams:?}"));
+            assert_eq!(v.codec_name, "h264", "{name}/{uri}");
+            assert_eq!(v.height, Some(height), "{name}/{uri}");
+            let a = streams
+                .iter()
+                .find(|s| s.codec_type == "audio")
+                .unwrap_or_else(|| panic!("{name}/{uri}: no audio in {streams:?}"));
+            assert_eq!(a.codec_name, "aac", "{name}/{uri}");
+            let start = start_of(&streams, "video");
+            assert!(
+                (start - src_starts[i]).abs() < FRAME,
+                "{name}/{uri} starts at {start}, source segment at {}",
+                src_starts[i]
+            );
+        }
+    }
+
+    // A player: the multivariant playlist offers every variant and each one decodes.
+    let master_url = srv.url("/hls/alice/master.m3u8");
+    let mut heights = program_heights(&master_url);
+    heights.sort_unstable();
+    assert_eq!(heights, vec![360, 480, 720]);
+    for program in 0..3 {
+        let out = Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-nostdin", "-i", &master_url])
+            .args(["-map", &format!("0:p:{program}"), "-f", "null", "-"])
+            .output()
+            .expect("ffmpeg");
+        assert!(
+            out.status.success(),
+            "variant {program}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_small_source_is_never_upscaled() {
+    let _g = media_lock();
+    let srv = TestServer::start(&ladder(
+        2,
+        60.0,
+        "veryfast",
+        &[
+            ("720p", 720, 2800, 128),
+            ("480p", 480, 1400, 96),
+            ("360p", 360, 800, 64),
+        ],
+    ));
+    let pusher = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            size: "640x360",
+            seconds: 6.0,
+            ..Default::default()
+        },
+    );
+    let (ok, err) = pusher.wait(60 * SECS);
+    assert!(ok, "push failed: {err}");
+    wait_ended(&srv, "alice", "source", 30 * SECS);
+    let p360 = wait_ended(&srv, "alice", "360p", 60 * SECS);
+    assert!(count_segments(&p360) >= 2, "{p360}");
+    let (_, master) = srv.get("/hls/alice/master.m3u8");
+    assert!(master.contains("360p/index.m3u8"), "{master}");
+    assert!(!master.contains("480p"), "{master}");
+    assert!(!master.contains("720p"), "{master}");
+    for r in ["480p", "720p"] {
+        let (status, _) = srv.get(&format!("/hls/alice/{r}/index.m3u8"));
+        assert_eq!(status, 404, "{r} exists for a 360p source");
+    }
+    let ch = srv.json("/api/channels/alice");
+    assert_eq!(
+        ch["renditions"],
+        serde_json::json!(["source", "360p"]),
+        "{ch}"
+    );
+    assert!(srv.logs().contains("transcoding"), "{}", srv.logs());
+}
+
+#[test]
+fn an_overloaded_pool_sheds_the_newest_stream_first_and_ingest_keeps_up() {
+    let _g = media_lock();
+    const CAROL_KEY: &str = "carol-secret-key-789";
+    // One worker cannot run three 720p ladders (about three cores' worth at veryfast).
+    let mut extra = ladder(
+        1,
+        2.0,
+        "veryfast",
+        &[
+            ("720p", 720, 2800, 128),
+            ("480p", 480, 1400, 96),
+            ("360p", 360, 800, 64),
+        ],
+    );
+    extra.push_str(&format!(
+        "[[channels]]\nname = \"carol\"\nkey = \"{CAROL_KEY}\"\n"
+    ));
+    let srv = TestServer::start(&extra);
+    let seconds = 24.0;
+    let opts = || PushOpts {
+        size: "1280x720",
+        seconds,
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let mut pushes = Vec::new();
+    for (channel, key) in [("alice", ALICE_KEY), ("bob", BOB_KEY), ("carol", CAROL_KEY)] {
+        pushes.push((channel, Instant::now(), push(&srv.rtmp_url(key), opts())));
+        // Staggered starts so that "newest" is well defined.
+        srv.wait_segments(channel, "source", 1, 30 * SECS);
+    }
+
+    // Degradation shows in the API, on the newest stream first.
+    let first = wait_for(40 * SECS, "a degraded rendition in /api/channels", || {
+        let all = srv.json("/api/channels");
+        all.as_array()?.iter().find_map(|c| {
+            let d = c["degraded"].as_array()?;
+            (!d.is_empty()).then(|| c["name"].as_str().unwrap_or("").to_string())
+        })
+    });
+    assert_eq!(first, "carol", "the newest stream is shed first");
+    let shed_log = srv.logs();
+    assert!(shed_log.contains("rendition shed"), "{shed_log}");
+    assert!(!shed_log.contains(CAROL_KEY), "stream key in the logs");
+
+    // Ingest was never blocked: every encoder finished in about real time, and every source
+    // rendition holds the whole stream.
+    for (channel, started, p) in pushes {
+        let (ok, err) = p.wait(Duration::from_secs_f64(seconds) + 30 * SECS);
+        assert!(ok, "{channel} push failed: {err}");
+        let took = started.elapsed().as_secs_f64();
+        assert!(
+            took < seconds * 1.5 + 5.0,
+            "{channel}'s push took {took:.1}s for {seconds}s of media"
+        );
+    }
+    for channel in ["alice", "bob", "carol"] {
+        let p = wait_ended(&srv, channel, "source", 30 * SECS);
+        let total: f64 = segments(&p).iter().map(|s| s.1).sum();
+        assert!(
+            total >= seconds - 2.5,
+            "{channel} source holds {total:.1}s of {seconds}s:\n{p}"
+        );
+        assert!(!p.contains("#EXT-X-DISCONTINUITY"), "{channel}:\n{p}");
+    }
+    // The oldest stream kept at least one transcoded rendition going.
+    let (_, master) = srv.get("/hls/alice/master.m3u8");
+    assert!(
+        master
+            .lines()
+            .filter(|l| l.ends_with("/index.m3u8"))
+            .count()
+            >= 2,
+        "alice lost every rendition:\n{master}"
+    );
+    eprintln!(
+        "overload test: {:.1}s; shed log lines: {}",
+        t0.elapsed().as_secs_f64(),
+        shed_log.matches("rendition shed").count()
+    );
+}
+
+#[test]
+fn audio_stays_with_video_over_a_minute() {
+    let _g = media_lock();
+    // A small source keeps this long test cheap; the timestamps path is the same at any size.
+    let srv = TestServer::start(&ladder(
+        2,
+        60.0,
+        "veryfast",
+        &[("240p", 240, 400, 64), ("180p", 180, 250, 48)],
+    ));
+    let seconds = 60.0;
+    let pusher = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            size: "426x240",
+            seconds,
+            ..Default::default()
+        },
+    );
+    let (ok, err) = pusher.wait(Duration::from_secs_f64(seconds) + 60 * SECS);
+    assert!(ok, "push failed: {err}");
+    let source = wait_ended(&srv, "alice", "source", 30 * SECS);
+    // A/V offset of the last segment: where audio ends relative to where video ends.
+    let offset = |rendition: &str, playlist: &str| {
+        let segs = segments(playlist);
+        let (uri, _) = segs.last().expect("segments");
+        let (status, data) = srv.get_bytes(&format!("/hls/alice/{rendition}/{uri}"));
+        assert_eq!(status, 200);
+        let pkts = probe_packets(&data);
+        let end = |kind: &str| {
+            pkts.iter()
+                .filter(|p| p.0 == kind)
+                .map(|p| p.1 + p.2)
+                .fold(f64::MIN, f64::max)
+        };
+        let start = |kind: &str| {
+            pkts.iter()
+                .filter(|p| p.0 == kind)
+                .map(|p| p.1)
+                .fold(f64::MAX, f64::min)
+        };
+        (
+            end("audio") - end("video"),
+            start("audio") - start("video"),
+            end("video"),
+        )
+    };
+    let (src_end_off, src_start_off, src_end) = offset("source", &source);
+    let mut seen = BTreeMap::new();
+    for r in ["240p", "180p"] {
+        let p = wait_ended(&srv, "alice", r, 60 * SECS);
+        let total: f64 = segments(&p).iter().map(|s| s.1).sum();
+        assert!(total >= seconds - 3.0, "{r} holds {total:.1}s:\n{p}");
+        let (end_off, start_off, end) = offset(r, &p);
+        assert!(
+            (end - src_end).abs() < FRAME,
+            "{r} video ends at {end}, source at {src_end}"
+        );
+        assert!(
+            (end_off - src_end_off).abs() < FRAME,
+            "{r}: A/V offset at the end {end_off:.4}s, source {src_end_off:.4}s"
+        );
+        assert!(
+            (start_off - src_start_off).abs() < FRAME,
+            "{r}: A/V offset at the last cut {start_off:.4}s, source {src_start_off:.4}s"
+        );
+        seen.insert(r, (end_off, start_off));
+    }
+    eprintln!("A/V offsets at the end (audio - video, s): source {src_end_off:.4}, {seen:?}");
+}
