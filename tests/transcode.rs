@@ -333,10 +333,11 @@ fn an_overloaded_pool_sheds_the_newest_stream_first_and_ingest_keeps_up() {
     }
     for channel in ["alice", "bob", "carol"] {
         let p = wait_ended(&srv, channel, "source", 30 * SECS);
-        let total: f64 = segments(&p).iter().map(|s| s.1).sum();
+        // The window lists the last segments; MEDIA-SEQUENCE counts those that slid out.
+        let made = media_sequence(&p) as usize + count_segments(&p);
         assert!(
-            total >= seconds - 2.5,
-            "{channel} source holds {total:.1}s of {seconds}s:\n{p}"
+            made as f64 >= seconds / 2.0 - 1.0,
+            "{channel} source made {made} 2 s segments for {seconds}s:\n{p}"
         );
         assert!(!p.contains("#EXT-X-DISCONTINUITY"), "{channel}:\n{p}");
     }
@@ -350,11 +351,14 @@ fn an_overloaded_pool_sheds_the_newest_stream_first_and_ingest_keeps_up() {
             >= 2,
         "alice lost every rendition:\n{master}"
     );
-    eprintln!(
-        "overload test: {:.1}s; shed log lines: {}",
-        t0.elapsed().as_secs_f64(),
-        shed_log.matches("rendition shed").count()
-    );
+    let logs = srv.logs();
+    for l in logs
+        .lines()
+        .filter(|l| l.contains("rendition shed") || l.contains("restored"))
+    {
+        eprintln!("{l}");
+    }
+    eprintln!("overload test: {:.1}s", t0.elapsed().as_secs_f64());
 }
 
 #[test]
@@ -408,8 +412,12 @@ fn audio_stays_with_video_over_a_minute() {
     let mut seen = BTreeMap::new();
     for r in ["240p", "180p"] {
         let p = wait_ended(&srv, "alice", r, 60 * SECS);
-        let total: f64 = segments(&p).iter().map(|s| s.1).sum();
-        assert!(total >= seconds - 3.0, "{r} holds {total:.1}s:\n{p}");
+        assert_eq!(media_sequence(&p), media_sequence(&source), "{r}:\n{p}");
+        let made = media_sequence(&p) as usize + count_segments(&p);
+        assert!(
+            made as f64 >= seconds / 2.0 - 1.0,
+            "{r} made {made} segments:\n{p}"
+        );
         let (end_off, start_off, end) = offset(r, &p);
         assert!(
             (end - src_end).abs() < FRAME,
