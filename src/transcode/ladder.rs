@@ -171,6 +171,64 @@ impl FpsLimiter {
     }
 }
 
+/// Frame rate from video timestamps, for sources whose SPS carries no timing info (x264 rate
+/// control and the playlist's FRAME-RATE need it; guessing 30 for a 60 fps source would double
+/// the bitrate). The mean of the steps near the median ignores the odd dropped or late frame
+/// while averaging out RTMP's millisecond rounding (33, 33, 34 ms at 30 fps); the result snaps
+/// to the broadcast rates when within 1%.
+#[derive(Debug, Default, Clone)]
+pub struct FpsEstimator {
+    last: Option<i64>,
+    steps: Vec<i64>,
+}
+
+impl FpsEstimator {
+    /// Steps needed before [`FpsEstimator::estimate`] answers.
+    pub const SAMPLES: usize = 10;
+
+    pub fn push(&mut self, dts: i64) {
+        if let Some(last) = self.last {
+            let step = dts - last;
+            if step > 0 && self.steps.len() < 64 {
+                self.steps.push(step);
+            }
+        }
+        self.last = Some(dts);
+    }
+
+    pub fn estimate(&self) -> Option<f64> {
+        if self.steps.len() < Self::SAMPLES {
+            return None;
+        }
+        let mut s = self.steps.clone();
+        s.sort_unstable();
+        let median = s[s.len() / 2] as f64;
+        let inliers: Vec<f64> = s
+            .iter()
+            .map(|x| *x as f64)
+            .filter(|x| (x - median).abs() <= median * 0.25)
+            .collect();
+        let mean = inliers.iter().sum::<f64>() / inliers.len().max(1) as f64;
+        let fps = TIMESCALE as f64 / mean;
+        const RATES: [f64; 8] = [
+            24000.0 / 1001.0,
+            24.0,
+            25.0,
+            30000.0 / 1001.0,
+            30.0,
+            50.0,
+            60000.0 / 1001.0,
+            60.0,
+        ];
+        let snapped = RATES
+            .iter()
+            .copied()
+            .min_by(|a, b| (a - fps).abs().total_cmp(&(b - fps).abs()))
+            .filter(|r| (r - fps).abs() / r < 0.01);
+        Some(snapped.unwrap_or(fps).clamp(1.0, 240.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,7 +252,9 @@ mod tests {
             r("480p", 480, 1400),
             r("360p", 360, 800),
         ];
-        let cases: Vec<((u32, u32), Vec<(&str, u32, u32)>, Vec<&str>)> = vec![
+        // (source size, renditions (name, width, height), skipped)
+        type Case = ((u32, u32), Vec<(&'static str, u32, u32)>, Vec<&'static str>);
+        let cases: Vec<Case> = vec![
             (
                 (1280, 720),
                 vec![("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)],
@@ -230,6 +290,37 @@ mod tests {
             vec![1, 2, 3]
         );
         assert!(plans[0].cost() > plans[1].cost() && plans[1].cost() > plans[2].cost());
+    }
+
+    #[test]
+    fn fps_from_timestamps() {
+        // RTMP millisecond timestamps at 30 fps: steps of 33 and 34 ms, one dropped frame.
+        let mut e = FpsEstimator::default();
+        let mut t = 0;
+        e.push(t);
+        let steps = [2970, 2970, 3060].repeat(4);
+        for (i, step) in steps.iter().enumerate() {
+            t += step + if i == 5 { 3000 } else { 0 };
+            e.push(t);
+        }
+        assert_eq!(e.estimate(), Some(30.0));
+        let cases = [
+            (1500, 60.0),
+            (3600, 25.0),
+            (3003, 30000.0 / 1001.0),
+            (9000, 10.0),
+        ];
+        for (step, want) in cases {
+            let mut e = FpsEstimator::default();
+            for i in 0..=FpsEstimator::SAMPLES as i64 {
+                e.push(i * step);
+            }
+            assert_eq!(e.estimate(), Some(want), "step {step}");
+        }
+        let mut few = FpsEstimator::default();
+        few.push(0);
+        few.push(3000);
+        assert_eq!(few.estimate(), None);
     }
 
     #[test]

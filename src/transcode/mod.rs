@@ -153,6 +153,7 @@ impl Transcoder {
         // Set when this stream's source is too small for every rendition (or unusable), so
         // that the plan is not redone on every keyframe.
         let mut nothing_to_do = false;
+        let mut fps = ladder::FpsEstimator::default();
         loop {
             let ev = tokio::select! {
                 ev = rx.recv() => ev,
@@ -171,6 +172,7 @@ impl Transcoder {
                     }
                     info = StreamInfo::default();
                     nothing_to_do = false;
+                    fps = Default::default();
                 }
                 Ok(MediaEvent::Info(new)) => {
                     // A resolution or codec change restarts the encoders; the new pipeline's
@@ -187,10 +189,22 @@ impl Transcoder {
                     info = new;
                 }
                 Ok(MediaEvent::Packet(pkt)) => {
+                    if pipe.is_none() && pkt.track == Track::Video {
+                        fps.push(pkt.dts);
+                    }
                     if pipe.is_none() && !nothing_to_do && pkt.track == Track::Video && pkt.keyframe
                     {
-                        pipe = self.build(&name, &info);
-                        nothing_to_do = pipe.is_none();
+                        // Without a frame rate in the SPS, wait for enough timestamps to
+                        // measure it (at worst one GOP) rather than guess.
+                        let rate = info
+                            .video
+                            .as_ref()
+                            .and_then(|v| v.fps)
+                            .or_else(|| fps.estimate());
+                        if let Some(rate) = rate {
+                            pipe = self.build(&name, &info, rate);
+                            nothing_to_do = pipe.is_none();
+                        }
                     }
                     let Some(p) = &pipe else { continue };
                     let now = Instant::now();
@@ -234,9 +248,8 @@ impl Transcoder {
     }
 
     /// Plans and starts a stream's jobs; `None` when no rendition applies.
-    fn build(&self, channel: &str, info: &StreamInfo) -> Option<Pipeline> {
+    fn build(&self, channel: &str, info: &StreamInfo, fps: f64) -> Option<Pipeline> {
         let video = info.video.clone()?;
-        let fps = video.fps.unwrap_or(30.0);
         let (plans, skipped) = ladder::plan(&self.cfg.ladder, video.width, video.height, fps);
         // Renditions a previous stream had but this one does not get must not stay listed.
         for name in &skipped {

@@ -293,6 +293,8 @@ pub struct VideoEncoder {
     need_key: bool,
     shed: bool,
     packet: ffmpeg::Packet,
+    /// The last scaled frame, reused for the next (see [`VideoEncoder::output_frame`]).
+    spare: Option<ffmpeg::frame::Video>,
     failed_logged: bool,
 }
 
@@ -308,6 +310,7 @@ impl VideoEncoder {
             need_key: true,
             shed: false,
             packet: ffmpeg::Packet::empty(),
+            spare: None,
             failed_logged: false,
         }
     }
@@ -349,7 +352,8 @@ impl VideoEncoder {
         }
         let (w, h) = (self.plan.width, self.plan.height);
         let input = (src.frame.format(), src.frame.width(), src.frame.height());
-        let mut frame = if input == (Pixel::YUV420P, w, h) {
+        let scaled = input != (Pixel::YUV420P, w, h);
+        let mut frame = if !scaled {
             // Same size and format (a lower-bitrate rendition at the source's height): no
             // scaling, reference the decoded picture instead of copying it.
             let mut f = ffmpeg::frame::Video::empty();
@@ -377,7 +381,7 @@ impl VideoEncoder {
                 .map_err(codec_err("swscale"))?;
                 self.scaler = Some(Scaler { ctx, input });
             }
-            let mut f = ffmpeg::frame::Video::new(Pixel::YUV420P, w, h);
+            let mut f = self.output_frame();
             if let Some(s) = self.scaler.as_mut() {
                 s.ctx
                     .run(&src.frame, &mut f)
@@ -395,7 +399,26 @@ impl VideoEncoder {
             enc.send_frame(&frame).map_err(codec_err("libx264"))?;
         }
         self.receive();
+        if scaled {
+            self.spare = Some(frame);
+        }
         Ok(())
+    }
+
+    /// A frame to scale into: the previous one when nothing else holds it. Allocating ~0.7 MB
+    /// per 480p frame means an mmap, page faults and munmap each time (glibc maps blocks over
+    /// 128 KiB); ffmpeg's scale filter reuses a pool for the same reason. libx264 copies the
+    /// picture during `send_frame`, so the spare is normally free again.
+    fn output_frame(&mut self) -> ffmpeg::frame::Video {
+        let (w, h) = (self.plan.width, self.plan.height);
+        if let Some(mut f) = self.spare.take() {
+            // SAFETY: f is a valid frame; av_frame_is_writable only reads its buffer refs.
+            let writable = unsafe { ffmpeg::ffi::av_frame_is_writable(f.as_mut_ptr()) } > 0;
+            if writable && (f.format(), f.width(), f.height()) == (Pixel::YUV420P, w, h) {
+                return f;
+            }
+        }
+        ffmpeg::frame::Video::new(Pixel::YUV420P, w, h)
     }
 
     /// Moves finished packets to the rendition's output.
