@@ -435,3 +435,68 @@ fn audio_stays_with_video_over_a_minute() {
     }
     eprintln!("A/V offsets at the end (audio - video, s): source {src_end_off:.4}, {seen:?}");
 }
+
+#[test]
+fn a_new_publisher_with_another_resolution_restarts_the_ladder_in_line() {
+    let _g = media_lock();
+    let srv = TestServer::start(&ladder(
+        2,
+        60.0,
+        "veryfast",
+        &[("480p", 480, 1400, 96), ("360p", 360, 800, 64)],
+    ));
+    let mut first = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            size: "1280x720",
+            seconds: 60.0,
+            ..Default::default()
+        },
+    );
+    srv.wait_segments("alice", "480p", 2, 60 * SECS);
+    srv.wait_segments("alice", "360p", 2, 60 * SECS);
+    // OBS reconnecting with a smaller canvas: a takeover on the same key.
+    let second = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            size: "640x360",
+            seconds: 8.0,
+            ..Default::default()
+        },
+    );
+    // The 480p rendition would now be an upscale: it leaves the multivariant playlist.
+    wait_for(30 * SECS, "480p to leave the master playlist", || {
+        let (_, m) = srv.get("/hls/alice/master.m3u8");
+        (!m.contains("480p")).then_some(())
+    });
+    let (ok, err) = second.wait(60 * SECS);
+    assert!(ok, "second push failed: {err}");
+    first.stop();
+    let source = wait_ended(&srv, "alice", "source", 30 * SECS);
+    let p360 = wait_ended(&srv, "alice", "360p", 60 * SECS);
+    assert!(p360.contains("DISCONTINUITY"), "{p360}");
+    assert_eq!(
+        media_sequence(&p360) + count_segments(&p360) as u64,
+        media_sequence(&source) + count_segments(&source) as u64,
+        "360p and source end at different sequence numbers:\n{p360}\nsource:\n{source}"
+    );
+    // Whatever both list is the same moment: same number, same duration.
+    let src: BTreeMap<String, f64> = segments(&source).into_iter().collect();
+    let common: Vec<_> = segments(&p360)
+        .into_iter()
+        .filter_map(|(uri, d)| src.get(&uri).map(|s| (uri, d, *s)))
+        .collect();
+    assert!(common.len() >= 3, "{p360}\nsource:\n{source}");
+    for (uri, d, s) in common {
+        assert_eq!(d, s, "{uri}:\n{p360}\nsource:\n{source}");
+    }
+    let (_, data) = srv.get_bytes(&format!(
+        "/hls/alice/360p/{}",
+        segments(&p360).last().expect("segments").0
+    ));
+    let v = ffprobe_bytes(&data)
+        .into_iter()
+        .find(|s| s.codec_type == "video")
+        .expect("video");
+    assert_eq!((v.width, v.height), (Some(640), Some(360)));
+}

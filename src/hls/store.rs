@@ -113,19 +113,20 @@ impl HlsStore {
     ) -> u64 {
         let mut map = self.write();
         let ch = map.entry(channel.to_string()).or_default();
-        // A transcoded rendition that (re)appears mid-stream (after admission control shed it,
-        // or a transcoder restart) takes the sequence number of the source segment that starts
-        // at the same time, so that MEDIA-SEQUENCE n is the same moment in every rendition.
-        let first_sequence = if order > 0 && !ch.renditions.contains_key(rendition) {
+        // Transcoded renditions number their segments after the source's: the segment that
+        // starts at the same time as a source segment takes its sequence number, so that
+        // MEDIA-SEQUENCE n is the same moment in every rendition even after a rendition was
+        // shed and restored, or restarted with a new publisher and lost a partial segment.
+        let aligned = if order > 0 {
             ch.renditions
                 .values()
                 .filter(|r| r.order == 0)
-                .flat_map(|r| r.segments.iter())
+                // Newest first: a new publisher's timeline may start over at the same times.
+                .flat_map(|r| r.segments.iter().rev())
                 .find(|s| s.start == seg.start)
                 .map(|s| s.listed.sequence)
-                .unwrap_or(0)
         } else {
-            0
+            None
         };
         let initial_target = self.cfg.segment_seconds.ceil().max(1.0) as u64;
         let r = ch
@@ -134,7 +135,7 @@ impl HlsStore {
             .or_insert_with(|| RenditionHls {
                 order,
                 segments: VecDeque::new(),
-                next_sequence: first_sequence,
+                next_sequence: 0,
                 discontinuity_sequence: 0,
                 dropped_discontinuities: 0,
                 target_duration: initial_target,
@@ -150,6 +151,19 @@ impl HlsStore {
                     average_bandwidth: 0,
                 },
             });
+        let mut discontinuity = seg.discontinuity && !r.segments.is_empty();
+        if let Some(n) = aligned.filter(|n| *n > r.next_sequence) {
+            // A jump: a playlist's sequence numbers are contiguous, so what is listed goes,
+            // and the discontinuity before this segment now lies before the window.
+            let gone = r
+                .segments
+                .drain(..)
+                .filter(|s| s.listed.discontinuity)
+                .count() as u64;
+            r.dropped_discontinuities += gone + discontinuity as u64;
+            discontinuity = false;
+            r.next_sequence = n;
+        }
         let sequence = r.next_sequence;
         r.next_sequence += 1;
         r.ended = false;
@@ -162,7 +176,7 @@ impl HlsStore {
             listed: ListedSegment {
                 sequence,
                 seconds,
-                discontinuity: seg.discontinuity && !r.segments.is_empty(),
+                discontinuity,
                 program_date_time,
                 uri: format!("{sequence}.ts"),
             },
@@ -344,4 +358,63 @@ fn render_master(ch: &mut ChannelHls) {
         })
         .collect();
     ch.master = Bytes::from(playlist::render_master(&variants));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::media::StreamInfo;
+
+    fn seg(start_s: i64, discontinuity: bool) -> Segment {
+        Segment {
+            start: start_s * TIMESCALE,
+            duration: 2 * TIMESCALE,
+            data: Bytes::from_static(b"x"),
+            discontinuity,
+            video_frames: 0,
+            info: StreamInfo::default(),
+        }
+    }
+
+    #[test]
+    fn transcoded_renditions_take_the_source_sequence_numbers() {
+        let store = HlsStore::new(StoreConfig {
+            window: 6,
+            segment_seconds: 2.0,
+        });
+        let now = Utc::now();
+        for t in [0, 2, 4] {
+            store.push_segment("c", "source", 0, &seg(t, false), now);
+        }
+        // A rendition that joins late starts at the source's number for the same start.
+        assert_eq!(store.push_segment("c", "360p", 1, &seg(4, false), now), 2);
+        for t in [6, 8, 10] {
+            store.push_segment("c", "source", 0, &seg(t, false), now);
+        }
+        assert_eq!(store.push_segment("c", "360p", 1, &seg(6, false), now), 3);
+        // It lost the segment at 8 s (shed, or a restart): it jumps to 5, dropping what it
+        // listed (the window must stay contiguous) and counting the discontinuity as passed.
+        assert_eq!(store.push_segment("c", "360p", 1, &seg(10, true), now), 5);
+        let p = String::from_utf8(
+            store
+                .media_playlist("c", "360p")
+                .expect("playlist")
+                .to_vec(),
+        )
+        .expect("utf8");
+        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:5"), "{p}");
+        assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{p}");
+        assert!(!p.contains("3.ts"), "{p}");
+        assert_eq!(
+            store.segment("c", "360p", "5.ts").ok(),
+            Some(Bytes::from_static(b"x"))
+        );
+        // Without a matching source segment the numbering just continues.
+        assert_eq!(store.push_segment("c", "360p", 1, &seg(13, false), now), 6);
+        // The source itself is never renumbered.
+        assert_eq!(
+            store.push_segment("c", "source", 0, &seg(12, false), now),
+            6
+        );
+    }
 }

@@ -321,12 +321,25 @@ impl Transcoder {
             info: info.clone(),
             decoder,
             audio,
+            slots,
         })
     }
 
-    /// Drains a pipeline's jobs (they finish on the pool) and forgets it.
+    /// Stops a pipeline and forgets it. At the end of a stream (`end`) its jobs drain on the
+    /// pool so the last segments and ENDLIST are written; when a new pipeline replaces it, its
+    /// outputs are detached at once and its backlog dropped.
     fn stop(&self, channel: &str, p: Pipeline, end: bool) {
         let now = Instant::now();
+        if !end {
+            for s in &p.slots {
+                output::lock(&s.out).detach();
+                s.job.discard(|m| !matches!(m, EncodeMsg::Frame(_)));
+            }
+            p.decoder.discard(|m| !matches!(m, DecodeMsg::Packet(..)));
+            if let Some(a) = &p.audio {
+                a.discard(|m| !matches!(m, AudioMsg::Packet(_)));
+            }
+        }
         p.decoder.send(DecodeMsg::Finish { end }, now);
         p.decoder.close();
         if let Some(a) = &p.audio {
@@ -441,4 +454,5 @@ struct Pipeline {
     info: StreamInfo,
     decoder: Arc<Job<VideoDecoder>>,
     audio: Option<Arc<Job<AudioTranscoder>>>,
+    slots: Vec<Arc<Slot>>,
 }

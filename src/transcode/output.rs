@@ -197,6 +197,15 @@ impl RenditionOut {
         self.store.remove_rendition(&self.channel, &self.name);
     }
 
+    /// A newer pipeline takes over this rendition (new publish, codec change): nothing more
+    /// from this one reaches the store, so that its backlog cannot land after (or resurrect a
+    /// rendition removed by) the new stream. Its unfinished tail is dropped; the source
+    /// rendition keeps it.
+    pub fn detach(&mut self) {
+        self.enabled = false;
+        self.interleaver.reset();
+    }
+
     /// Admission control brings it back; it reappears with its first new segment.
     pub fn enable(&mut self) {
         self.enabled = true;
