@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::bus::{Bus, ChannelName};
 use crate::config::Config;
@@ -41,8 +41,6 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot start the transcoder: {source}")]
-    Transcode { source: transcode::TranscodeError },
 }
 
 /// A running server.
@@ -66,14 +64,21 @@ impl Server {
             window: cfg.hls.playlist_window,
             segment_seconds: cfg.hls.segment_seconds,
         }));
-        let transcoder = Transcoder::start(
+        // Without a transcoder (no libx264 in this FFmpeg, no threads) the server still serves
+        // every stream as its source rendition: say so loudly and carry on.
+        let transcoder = match Transcoder::start(
             cfg.transcode.clone(),
             &cfg.hls,
             store.clone(),
             &tracker,
             cancel.child_token(),
-        )
-        .map_err(|source| StartError::Transcode { source })?;
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                error!(error = %e, "transcoding disabled: serving source renditions only");
+                None
+            }
+        };
         for ch in &cfg.channels {
             let (channel, _) = bus.ensure(&ChannelName::new(&ch.name));
             if let Some(t) = &transcoder {
