@@ -40,6 +40,75 @@ fn wait_ended(srv: &TestServer, channel: &str, rendition: &str, within: Duration
     })
 }
 
+/// Encodes `seconds` of test pattern at `size` (30 fps, 2 s GOP, AAC) into an FLV file, as
+/// fast as the machine allows, so that pushes can replay it without encoding in real time.
+fn make_source(size: &str, seconds: f64) -> std::path::PathBuf {
+    let dir = temp_dir("src");
+    let path = dir.join("source.flv");
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!("testsrc=size={size}:rate=30"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-g",
+            "60",
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
+            "-b:v",
+            "1500k",
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k", "-ac", "2", "-f", "flv"])
+        .arg(&path)
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// Replays a file to onair in real time without re-encoding (`-re -c copy`), so the pusher
+/// costs next to no CPU and "ingest keeps up" measures onair alone.
+fn push_file(url: &str, path: &std::path::Path) -> Push {
+    let child = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-i",
+        ])
+        .arg(path)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ffmpeg");
+    Push { child }
+}
+
 /// A log line without terminal colour codes.
 fn strip_ansi(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
@@ -312,15 +381,15 @@ fn an_overloaded_pool_sheds_the_newest_stream_first_and_ingest_keeps_up() {
     ));
     let srv = TestServer::start(&extra);
     let seconds = 24.0;
-    let opts = || PushOpts {
-        size: "1280x720",
-        seconds,
-        ..Default::default()
-    };
+    let source = make_source("1280x720", seconds);
     let t0 = Instant::now();
     let mut pushes = Vec::new();
     for (channel, key) in [("alice", ALICE_KEY), ("bob", BOB_KEY), ("carol", CAROL_KEY)] {
-        pushes.push((channel, Instant::now(), push(&srv.rtmp_url(key), opts())));
+        pushes.push((
+            channel,
+            Instant::now(),
+            push_file(&srv.rtmp_url(key), &source),
+        ));
         // Staggered starts so that "newest" is well defined.
         srv.wait_segments(channel, "source", 1, 30 * SECS);
     }
@@ -422,6 +491,9 @@ fn an_overloaded_pool_sheds_the_newest_stream_first_and_ingest_keeps_up() {
         eprintln!("{l}");
     }
     eprintln!("overload test: {:.1}s", t0.elapsed().as_secs_f64());
+    if let Some(dir) = source.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[test]

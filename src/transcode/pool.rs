@@ -110,9 +110,11 @@ impl Pool {
         self.inner.lock().ready.len()
     }
 
-    /// A new job with `handler` as its state.
+    /// A new job with `handler` as its state. It logs inside the caller's current span (the
+    /// channel task's, so pool threads' lines carry the channel).
     pub fn job<H: Handler>(&self, handler: H) -> Arc<Job<H>> {
         Arc::new(Job {
+            span: tracing::Span::current(),
             mailbox: Mutex::new(Mailbox {
                 queue: VecDeque::new(),
                 scheduled: false,
@@ -188,6 +190,7 @@ pub struct Job<H: Handler> {
     pool: Arc<PoolInner>,
     /// Closed jobs drop new mail (their stream ended or they were replaced).
     closed: AtomicBool,
+    span: tracing::Span,
 }
 
 impl<H: Handler> Job<H> {
@@ -245,6 +248,7 @@ impl<H: Handler> Job<H> {
 impl<H: Handler> Runnable for Job<H> {
     fn run_batch(self: Arc<Self>) {
         {
+            let _span = self.span.enter();
             let mut h = self.handler.lock().unwrap_or_else(|e| e.into_inner());
             for _ in 0..BATCH {
                 let next = {
