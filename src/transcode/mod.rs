@@ -228,6 +228,13 @@ impl Transcoder {
                         lost = n,
                         "transcoder input fell behind; resuming at the next keyframe"
                     );
+                    info = channel.info();
+                    // The lost events may have held a configuration change.
+                    if pipe.as_ref().is_some_and(|p| p.info != info) {
+                        if let Some(p) = pipe.take() {
+                            self.stop(&name, p, false);
+                        }
+                    }
                     if let Some(p) = &pipe {
                         let now = Instant::now();
                         p.decoder.send(DecodeMsg::Resync, now);
@@ -235,7 +242,6 @@ impl Transcoder {
                             a.send(AudioMsg::Resync, now);
                         }
                     }
-                    info = channel.info();
                 }
                 Err(RecvError::Closed) => {
                     if let Some(p) = pipe.take() {
