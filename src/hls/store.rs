@@ -207,11 +207,14 @@ impl HlsStore {
         sequence
     }
 
-    /// Marks every rendition of a channel ended (ENDLIST).
+    /// Marks the channel's source rendition ended (ENDLIST). Transcoded renditions (order > 0)
+    /// still have frames in their encoders when the source ends: the transcoder ends each with
+    /// [`HlsStore::end_rendition`] after its last segment, so that no player sees ENDLIST
+    /// before the end.
     pub fn end(&self, channel: &str) {
         let mut map = self.write();
         if let Some(ch) = map.get_mut(channel) {
-            for r in ch.renditions.values_mut() {
+            for r in ch.renditions.values_mut().filter(|r| r.order == 0) {
                 r.ended = true;
                 render_rendition(r, self.cfg.window);
             }

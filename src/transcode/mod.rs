@@ -68,6 +68,8 @@ pub struct Transcoder {
     pool: Arc<Pool>,
     /// Live pipelines by channel. Std mutex: short lookups, never held across an await.
     streams: Mutex<HashMap<String, StreamEntry>>,
+    /// Every channel with a routing task, to end their playlists at shutdown.
+    channels: Mutex<Vec<String>>,
 }
 
 impl Transcoder {
@@ -105,6 +107,7 @@ impl Transcoder {
             store,
             pool,
             streams: Mutex::new(HashMap::new()),
+            channels: Mutex::new(Vec::new()),
         });
         info!(workers, renditions = t.cfg.ladder.len(), "transcoder ready");
         tracker.spawn(t.clone().controller(cancel));
@@ -137,6 +140,10 @@ impl Transcoder {
         cancel: CancellationToken,
     ) {
         let rx = channel.subscribe();
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(channel.name.to_string());
         tracker.spawn(self.clone().channel_task(channel, rx, cancel));
     }
 
@@ -416,6 +423,17 @@ impl Transcoder {
         let pool = self.pool.clone();
         // Joining threads blocks: not on the runtime.
         let _ = tokio::task::spawn_blocking(move || pool.shutdown()).await;
+        // Whatever the workers did not get to drain still ends its playlists.
+        let channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for channel in channels {
+            for r in &self.cfg.ladder {
+                self.store.end_rendition(&channel, &r.name);
+            }
+        }
     }
 
     /// Every rendition's load, and where to find its slot.
