@@ -134,6 +134,10 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Seconds a client has to send its request headers.
     pub header_timeout_seconds: u64,
+    /// PEM certificate chain; with `tls_key`, HTTP is served over TLS (HTTP/2 by ALPN).
+    pub tls_cert: String,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: String,
 }
 
 impl Default for HttpConfig {
@@ -142,6 +146,8 @@ impl Default for HttpConfig {
             listen: ([0, 0, 0, 0], 8080).into(),
             max_connections: 4096,
             header_timeout_seconds: 10,
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -542,6 +548,13 @@ impl Config {
             "http.header_timeout_seconds",
             self.http.header_timeout_seconds as f64,
         )?;
+        if self.http.tls_cert.is_empty() != self.http.tls_key.is_empty() {
+            return Err(invalid(
+                "http.tls_key",
+                format!("{:?}", self.http.tls_key),
+                "set together with http.tls_cert (both PEM file paths), or both empty",
+            ));
+        }
         if !(0.5..=30.0).contains(&self.hls.segment_seconds) {
             return Err(invalid(
                 "hls.segment_seconds",

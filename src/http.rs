@@ -107,6 +107,10 @@ pub enum Route<'a> {
     AdminDeleteMessage(&'a str, u64),
     /// `PUT /api/admin/channels/{c}/slow-mode`
     AdminSlowMode(&'a str),
+    /// `GET /api/admin/streams`
+    AdminStreams,
+    /// `POST /api/admin/channels/{c}/kick`
+    AdminKick(&'a str),
     /// An embedded file, by index in [`ASSETS`].
     Asset(usize),
     Healthz,
@@ -134,6 +138,7 @@ impl Route<'_> {
             Route::AdminBans(_) | Route::AdminDeleteMessage(..) | Route::AdminSlowMode(_) => {
                 "admin_chat"
             }
+            Route::AdminStreams | Route::AdminKick(_) => "admin_streams",
             Route::Asset(_) => "asset",
             Route::Preflight => "preflight",
             Route::NotFound => "not_found",
@@ -173,6 +178,8 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
             None => return Route::NotFound,
         },
         ["api", "admin", "channels", c, "slow-mode"] if is_name(c) => Route::AdminSlowMode(c),
+        ["api", "admin", "streams"] => Route::AdminStreams,
+        ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
         ["assets", name] => match ASSETS.iter().position(|a| a.name == *name) {
             Some(i) => Route::Asset(i),
             None => return Route::NotFound,
@@ -184,6 +191,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         Route::AdminBans(_) => method == Method::POST || method == Method::DELETE,
         Route::AdminDeleteMessage(..) => method == Method::DELETE,
         Route::AdminSlowMode(_) => method == Method::PUT,
+        Route::AdminKick(_) => method == Method::POST,
         _ => method == Method::GET || method == Method::HEAD,
     };
     if allowed {
@@ -431,6 +439,23 @@ impl HttpState {
                     },
                 }
             }
+            Route::AdminStreams => match admin::authorize(&parts.headers, &self.admin_token) {
+                Err(denied) => denied.response(),
+                Ok(()) => json(StatusCode::OK, &admin::streams(&self.bus, &self.store)),
+            },
+            Route::AdminKick(c) => match admin::authorize(&parts.headers, &self.admin_token) {
+                Err(denied) => denied.response(),
+                Ok(()) => match self.bus.get(c) {
+                    None => json_error(StatusCode::NOT_FOUND, "no such channel"),
+                    Some(ch) => {
+                        let kicked = ch.kick();
+                        if kicked {
+                            tracing::info!(channel = %c, "publisher kicked by an admin");
+                        }
+                        json(StatusCode::OK, &serde_json::json!({ "kicked": kicked }))
+                    }
+                },
+            },
             Route::AdminSlowMode(c) => match admin::authorize(&parts.headers, &self.admin_token) {
                 Err(denied) => denied.response(),
                 Ok(()) => match read_json::<SlowModeBody, B>(body).await {
@@ -733,15 +758,59 @@ fn finish(mut resp: Response<Body>, head: bool) -> Response<Body> {
     resp
 }
 
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read http.tls_cert {path}: {reason}")]
+    Cert { path: String, reason: String },
+    #[error("cannot read http.tls_key {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("http.tls_cert and http.tls_key do not make a usable pair: {0}")]
+    Pair(String),
+}
+
+/// TLS settings from the configured PEM files, offering HTTP/2 and HTTP/1.1 by ALPN; `None`
+/// when no certificate is configured (plain HTTP, where HTTP/2 is still offered as h2c).
+pub fn tls_config(
+    cfg: &HttpConfig,
+) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, TlsError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    if cfg.tls_cert.is_empty() {
+        return Ok(None);
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cfg.tls_cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Cert {
+            path: cfg.tls_cert.clone(),
+            reason: e.to_string(),
+        })?;
+    let key = PrivateKeyDer::from_pem_file(&cfg.tls_key).map_err(|e| TlsError::Key {
+        path: cfg.tls_key.clone(),
+        reason: e.to_string(),
+    })?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Pair(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Pair(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
 /// Serves HTTP until `cancel`, then drains open connections gracefully.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<HttpState>,
     cfg: HttpConfig,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     cancel: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -779,10 +848,34 @@ pub async fn serve(
                 Box::pin(async move { Ok(handle_request(&state, req, peer).await) });
             fut
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(sock), svc);
-        let conn = graceful.watch(conn.into_owned());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let handshake_limit = Duration::from_secs(cfg.header_timeout_seconds);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(sock), svc);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(handshake_limit, acceptor.accept(sock)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(e) = result {
                 debug!(%peer, error = %e, "http connection ended with an error");
             }
             drop(permit);
@@ -924,6 +1017,17 @@ mod tests {
                 Method::PUT,
                 "/api/admin/channels/alice/slow-mode",
                 Route::AdminSlowMode("alice"),
+            ),
+            (get.clone(), "/api/admin/streams", Route::AdminStreams),
+            (
+                Method::POST,
+                "/api/admin/channels/alice/kick",
+                Route::AdminKick("alice"),
+            ),
+            (
+                get.clone(),
+                "/api/admin/channels/alice/kick",
+                Route::MethodNotAllowed,
             ),
             (
                 Method::POST,

@@ -46,6 +46,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Announce(#[from] announce::AnnounceError),
+    #[error(transparent)]
+    Tls(#[from] http::TlsError),
 }
 
 /// A running server.
@@ -124,10 +126,12 @@ impl Server {
             admin_token: cfg.server.admin_token.clone(),
             trusted_proxies: cfg.chat.trusted_proxies.clone(),
         });
+        let tls = http::tls_config(&cfg.http)?;
         let http_task = tokio::spawn(http::serve(
             http,
             state,
             cfg.http.clone(),
+            tls,
             cancel.child_token(),
         ));
         info!(rtmp = %rtmp_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");

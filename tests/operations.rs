@@ -161,3 +161,83 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(v["level"], "INFO");
     assert!(v["fields"]["message"].as_str().is_some(), "{first}");
 }
+
+#[test]
+fn admin_lists_streams_and_kicks_a_publisher() {
+    let _g = media_lock();
+    let token = "admin-token-for-tests-0123";
+    let srv = TestServer::start(&format!("[server]\nadmin_token = \"{token}\"\n"));
+    let mut p = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            seconds: 30.0,
+            ..Default::default()
+        },
+    );
+    srv.wait_segments("alice", "source", 1, 30 * SECS);
+    let call = |method: &str, path: &str, auth: Option<&str>| -> (u16, String) {
+        let mut req = ureq::request(method, &srv.url(path));
+        if let Some(t) = auth {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        match req.call() {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    };
+    assert_eq!(call("GET", "/api/admin/streams", None).0, 401);
+    assert_eq!(
+        call("GET", "/api/admin/streams", Some("wrong-token")).0,
+        401
+    );
+    assert_eq!(
+        call(
+            "POST",
+            "/api/admin/channels/alice/kick",
+            Some("wrong-token")
+        )
+        .0,
+        401
+    );
+    let (status, body) = call("GET", "/api/admin/streams", Some(token));
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let s = &v[0];
+    assert_eq!(s["channel"], "alice");
+    assert!(s["publisher"]
+        .as_str()
+        .expect("publisher")
+        .starts_with("127.0.0.1:"));
+    assert_eq!(s["video"]["width"], 320);
+    assert_eq!(s["video"]["height"], 180);
+    assert!(s["video"]["codec"]
+        .as_str()
+        .expect("codec")
+        .starts_with("avc1."));
+    assert_eq!(s["audio"]["codec"], "mp4a.40.2");
+    assert!(s["uptime_seconds"].as_f64().expect("uptime") > 0.0);
+    assert!(s["bitrate_bps"].as_u64().expect("bitrate") > 0);
+    assert_eq!(s["renditions"][0]["name"], "source");
+    assert!(!body.contains(ALICE_KEY));
+
+    let (status, body) = call("POST", "/api/admin/channels/alice/kick", Some(token));
+    assert_eq!((status, body.as_str()), (200, "{\"kicked\":true}"));
+    wait_for(10 * SECS, "the kicked encoder to stop", || {
+        (!p.running()).then_some(())
+    });
+    wait_for(10 * SECS, "ENDLIST after the kick", || {
+        srv.get("/hls/alice/source/index.m3u8")
+            .1
+            .contains("#EXT-X-ENDLIST")
+            .then_some(())
+    });
+    assert_eq!(srv.json("/api/channels/alice")["live"], false);
+    assert_eq!(
+        call("POST", "/api/admin/channels/nobody/kick", Some(token)).0,
+        404
+    );
+    let (_, body) = call("GET", "/api/admin/streams", Some(token));
+    assert_eq!(body, "[]");
+    p.stop();
+}

@@ -355,17 +355,7 @@ impl Segmenter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::aac::AacConfig;
-    use crate::proto::avc::{tests::record, AvcConfig};
-
-    fn info() -> StreamInfo {
-        StreamInfo {
-            video: Some(Arc::new(AvcConfig::parse(record()).expect("avc"))),
-            audio: Some(Arc::new(
-                AacConfig::parse(Bytes::from_static(&[0x12, 0x10])).expect("aac"),
-            )),
-        }
-    }
+    use crate::proto::media::tests::info;
 
     fn video(dts: i64, key: bool) -> MediaPacket {
         MediaPacket {

@@ -10,8 +10,12 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
+use serde::Serialize;
+
 use super::{json_error, Body};
+use crate::bus::Bus;
 use crate::config::Secret;
+use crate::hls::{HlsStore, RenditionSummary};
 
 /// Why an admin request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -97,4 +101,70 @@ mod tests {
         assert_eq!(AdminDenied::Wrong.response().status(), 401);
         assert_eq!(AdminDenied::Disabled.response().status(), 404);
     }
+}
+
+/// One live stream as `GET /api/admin/streams` shows it.
+#[derive(Debug, Serialize)]
+pub struct StreamView {
+    pub channel: String,
+    /// The publisher's address (the encoder, or the proxy in front of it).
+    pub publisher: String,
+    pub started_at: String,
+    pub uptime_seconds: f64,
+    pub video: Option<VideoView>,
+    pub audio: Option<AudioView>,
+    /// Average bitrate of the source rendition over the playlist window.
+    pub bitrate_bps: u64,
+    pub bytes_in: u64,
+    pub renditions: Vec<RenditionSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VideoView {
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AudioView {
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u8,
+}
+
+/// Every live stream with its publisher and codecs.
+pub fn streams(bus: &Bus, store: &HlsStore) -> Vec<StreamView> {
+    let now = chrono::Utc::now();
+    bus.all()
+        .iter()
+        .filter_map(|ch| {
+            let p = ch.publisher()?;
+            let info = ch.info();
+            let name = ch.name.to_string();
+            let renditions = store.renditions(&name);
+            let source = renditions.iter().find(|r| r.name == crate::hls::SOURCE);
+            Some(StreamView {
+                publisher: p.addr.to_string(),
+                started_at: p.live_since.to_rfc3339(),
+                uptime_seconds: (now - p.live_since).num_milliseconds() as f64 / 1000.0,
+                video: info.video.as_ref().map(|v| VideoView {
+                    codec: v.codec_string(),
+                    width: v.width,
+                    height: v.height,
+                    frame_rate: source.and_then(|s| s.frame_rate).or(v.fps),
+                }),
+                audio: info.audio.as_ref().map(|a| AudioView {
+                    codec: a.codec_string(),
+                    sample_rate: a.sample_rate,
+                    channels: a.channels,
+                }),
+                bitrate_bps: source.map(|s| s.average_bandwidth).unwrap_or(0),
+                bytes_in: ch.stats.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+                renditions,
+                channel: name,
+            })
+        })
+        .collect()
 }

@@ -356,17 +356,7 @@ fn traf(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::avc::tests::record;
-    use std::sync::Arc;
-
-    fn info() -> StreamInfo {
-        StreamInfo {
-            video: Some(Arc::new(AvcConfig::parse(record()).expect("avc"))),
-            audio: Some(Arc::new(
-                AacConfig::parse(Bytes::from_static(&[0x12, 0x10])).expect("aac"),
-            )),
-        }
-    }
+    use crate::proto::media::tests::info;
 
     /// Walks top-level boxes: (type, size).
     fn boxes(data: &[u8]) -> Vec<(String, usize)> {

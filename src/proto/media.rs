@@ -48,3 +48,19 @@ impl StreamInfo {
         parts.join(",")
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::proto::avc::tests::record;
+
+    /// The codec configuration of fixtures/testsrc-320x180.flv (H.264 320x180, AAC-LC).
+    pub fn info() -> StreamInfo {
+        StreamInfo {
+            video: Some(Arc::new(AvcConfig::parse(record()).expect("avc"))),
+            audio: Some(Arc::new(
+                AacConfig::parse(Bytes::from_static(&[0x12, 0x10])).expect("aac"),
+            )),
+        }
+    }
+}

@@ -46,10 +46,19 @@ impl TestServer {
     }
 
     pub fn start_with(extra: &str, env: &[(&str, &str)]) -> TestServer {
+        Self::start_full("", extra, env)
+    }
+
+    /// Starts with `http_keys` added to the `[http]` table.
+    pub fn start_with_http(http_keys: &str) -> TestServer {
+        Self::start_full(http_keys, "", &[])
+    }
+
+    fn start_full(http_keys: &str, extra: &str, env: &[(&str, &str)]) -> TestServer {
         let dir = temp_dir("srv");
         let cfg = dir.join("onair.toml");
         let text = format!(
-            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{extra}\n\
+            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}{extra}\n\
 [[channels]]\nname = \"alice\"\nkey = \"{ALICE_KEY}\"\ntitle = \"Alice's debate\"\n\
 [[channels]]\nname = \"bob\"\nkey = \"{BOB_KEY}\"\n"
         );
