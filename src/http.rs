@@ -362,6 +362,7 @@ impl HttpState {
                     bus: self.bus.clone(),
                     store: self.store.clone(),
                     announce: self.announce.clone(),
+                    chat: self.chat.clone(),
                 });
                 bytes_response(
                     StatusCode::OK,

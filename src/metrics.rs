@@ -68,6 +68,7 @@ pub struct Sources {
     pub bus: Arc<Bus>,
     pub store: Arc<HlsStore>,
     pub announce: Arc<AnnounceStats>,
+    pub chat: Arc<crate::chat::Chat>,
 }
 
 /// Renders every metric.
@@ -95,6 +96,13 @@ pub fn render(src: &Sources) -> String {
             counter!("onair_hls_segments_total", &labels).absolute(r.segments);
             gauge!("onair_rendition_bandwidth_bps", &labels).set(r.average_bandwidth as f64);
         }
+    }
+    for c in src.chat.stats() {
+        let name = c.channel;
+        gauge!("onair_viewers", "channel" => name.clone()).set(c.viewers as f64);
+        gauge!("onair_chat_subscribers", "channel" => name.clone()).set(c.subscribers as f64);
+        counter!("onair_chat_messages_total", "channel" => name.clone()).absolute(c.messages);
+        counter!("onair_chat_slow_disconnects_total", "channel" => name).absolute(c.lagged);
     }
     for t in &src.announce.targets {
         use std::sync::atomic::Ordering::Relaxed;
