@@ -363,6 +363,7 @@ impl HttpState {
                     store: self.store.clone(),
                     announce: self.announce.clone(),
                     chat: self.chat.clone(),
+                    transcoder: self.transcoder.clone(),
                 });
                 bytes_response(
                     StatusCode::OK,

@@ -132,6 +132,24 @@ impl Transcoder {
             .unwrap_or_default()
     }
 
+    /// Each rendition of a channel's live stream with how far its encoder is behind (the age of
+    /// the oldest frame waiting for it) and whether it is shed; the decoder's lag as `decode`.
+    pub fn lags(&self, channel: &str) -> Vec<(String, Duration, bool)> {
+        let streams = self.streams();
+        let Some(s) = streams.get(channel) else {
+            return Vec::new();
+        };
+        let mut out = vec![("decode".to_string(), s.decoder.lag(), false)];
+        out.extend(s.slots.iter().map(|sl| {
+            (
+                sl.plan.name.clone(),
+                sl.job.lag(),
+                !sl.active.load(Ordering::Acquire),
+            )
+        }));
+        out
+    }
+
     /// Starts the channel's routing task.
     pub fn start_channel(
         self: &Arc<Self>,
