@@ -111,6 +111,8 @@ pub struct RtmpConfig {
     pub no_media_timeout_seconds: u64,
     /// Largest chunk size a client may announce, in bytes.
     pub max_chunk_size: u32,
+    /// Largest RTMP message a client may declare, in bytes (a keyframe must fit).
+    pub max_message_bytes: u32,
 }
 
 impl Default for RtmpConfig {
@@ -122,6 +124,7 @@ impl Default for RtmpConfig {
             handshake_timeout_seconds: 10,
             no_media_timeout_seconds: 10,
             max_chunk_size: 1 << 20,
+            max_message_bytes: 8 << 20,
         }
     }
 }
@@ -554,6 +557,13 @@ impl Config {
                 "rtmp.max_chunk_size",
                 self.rtmp.max_chunk_size.to_string(),
                 "128 to 16777216",
+            ));
+        }
+        if !(64 << 10..=0xff_ffff).contains(&self.rtmp.max_message_bytes) {
+            return Err(invalid(
+                "rtmp.max_message_bytes",
+                self.rtmp.max_message_bytes.to_string(),
+                "65536 to 16777215",
             ));
         }
         positive("http.max_connections", self.http.max_connections as f64)?;

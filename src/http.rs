@@ -347,6 +347,10 @@ impl HttpState {
         let method = &parts.method;
         let path = parts.uri.path();
         let query = parts.uri.query();
+        let range = parts
+            .headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok());
         let head = method == Method::HEAD;
         let forwarded: Vec<&str> = parts
             .headers
@@ -386,12 +390,7 @@ impl HttpState {
             },
             Route::Segment(c, r, s) => match serve::media_object(&self.store, c, r, s).await {
                 Ok((data, content_type)) => {
-                    let mut resp = bytes_response(StatusCode::OK, content_type, data);
-                    resp.headers_mut().insert(
-                        header::CACHE_CONTROL,
-                        HeaderValue::from_static("public, max-age=30, immutable"),
-                    );
-                    self.hls(c, ip, resp)
+                    self.hls(c, ip, segment_response(data, content_type, range))
                 }
                 Err(e) => hls_error(e),
             },
@@ -673,6 +672,99 @@ pub fn html_escape(s: &str) -> String {
     out
 }
 
+/// What a `Range` header asks of a body of a given length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// No header, another unit, several ranges or bad syntax: the whole body (RFC 9110 allows
+    /// ignoring such a header).
+    Full,
+    /// Bytes `first..=last`.
+    Part { first: u64, last: u64 },
+    /// 416: nothing of the body is in the range.
+    Unsatisfiable,
+}
+
+/// Parses a single-range `Range: bytes=...` header against a body of `len` bytes.
+pub fn byte_range(header: Option<&str>, len: u64) -> ByteRange {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return ByteRange::Full;
+    };
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return ByteRange::Full;
+    };
+    // Numbers too large for u64 saturate: a first byte beyond any length is unsatisfiable.
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    let (a, b) = (a.trim(), b.trim());
+    match (digits(a), digits(b), b.is_empty()) {
+        // bytes=-N: the last N bytes.
+        (false, true, _) if a.is_empty() => match b.parse::<u64>().unwrap_or(u64::MAX) {
+            0 => ByteRange::Unsatisfiable,
+            _ if len == 0 => ByteRange::Unsatisfiable,
+            n => ByteRange::Part {
+                first: len.saturating_sub(n),
+                last: len - 1,
+            },
+        },
+        // bytes=A- and bytes=A-B
+        (true, bb, empty) if bb || empty => {
+            let first: u64 = a.parse().unwrap_or(u64::MAX);
+            let last: u64 = if empty {
+                u64::MAX
+            } else {
+                b.parse().unwrap_or(u64::MAX)
+            };
+            if last < first {
+                ByteRange::Full
+            } else if first >= len {
+                ByteRange::Unsatisfiable
+            } else {
+                ByteRange::Part {
+                    first,
+                    last: last.min(len - 1),
+                }
+            }
+        }
+        _ => ByteRange::Full,
+    }
+}
+
+/// A segment, whole or the part a `Range` header asks for.
+fn segment_response(
+    data: Bytes,
+    content_type: &'static str,
+    range: Option<&str>,
+) -> Response<Body> {
+    let len = data.len() as u64;
+    let mut resp = match byte_range(range, len) {
+        ByteRange::Full => bytes_response(StatusCode::OK, content_type, data),
+        ByteRange::Part { first, last } => {
+            let mut r = bytes_response(
+                StatusCode::PARTIAL_CONTENT,
+                content_type,
+                data.slice(first as usize..=last as usize),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r
+        }
+        ByteRange::Unsatisfiable => {
+            let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "text/plain", "");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=30, immutable"),
+    );
+    resp
+}
+
 fn playlist(r: Result<Bytes, ServeError>) -> Response<Body> {
     match r {
         Ok(b) => {
@@ -831,10 +923,26 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
+    let mut last_full_log: Option<std::time::Instant> = None;
+    let header_timeout = cfg.header_timeout_seconds;
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = cancel.cancelled() => break,
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // At the limit nothing is accepted: new connections wait in the listen backlog.
+                // Said at most once a second (the peers are not known before accept).
+                if last_full_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    warn!(
+                        limit = cfg.max_connections,
+                        "http.max_connections reached: new connections wait in the listen backlog"
+                    );
+                    last_full_log = Some(std::time::Instant::now());
+                }
+                tokio::select! {
+                    p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    _ = cancel.cancelled() => break,
+                }
+            }
         };
         let (sock, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -886,7 +994,7 @@ pub async fn serve(
                 }
             };
             if let Err(e) = result {
-                debug!(%peer, error = %e, "http connection ended with an error");
+                log_connection_error(peer, &*e, header_timeout);
             }
             drop(permit);
         });
@@ -895,6 +1003,43 @@ pub async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(3)) => debug!("http connections still open at shutdown; closing them"),
+    }
+}
+
+/// Logs why a connection was refused (a limit, not HTTP), at most once a second: a flood of
+/// slow or broken clients must not become a flood of log lines. Other errors (the peer went
+/// away) are debug.
+fn log_connection_error(
+    peer: SocketAddr,
+    e: &(dyn std::error::Error + Send + Sync + 'static),
+    header_timeout: u64,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_LOG_SECOND: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    let Some(h) = e.downcast_ref::<hyper::Error>() else {
+        debug!(%peer, error = %e, "http connection ended with an error");
+        return;
+    };
+    if !(h.is_timeout() || h.is_parse() || h.is_parse_too_large()) {
+        debug!(%peer, error = %e, "http connection ended with an error");
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if LAST_LOG_SECOND.swap(now, Ordering::Relaxed) == now {
+        UNLOGGED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let also = UNLOGGED.swap(0, Ordering::Relaxed);
+    if h.is_timeout() {
+        warn!(%peer, also_refused = also, "http connection closed: request headers not received within http.header_timeout_seconds ({header_timeout} s)");
+    } else if h.is_parse_too_large() {
+        warn!(%peer, also_refused = also, "http request refused: headers larger than 64 KiB");
+    } else {
+        warn!(%peer, also_refused = also, error = %e, "http request refused: not valid HTTP");
     }
 }
 
@@ -1051,6 +1196,34 @@ mod tests {
         ];
         for (m, p, want) in cases {
             assert_eq!(route(&m, p), want, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn byte_ranges() {
+        use ByteRange::*;
+        let part = |first, last| Part { first, last };
+        let cases: Vec<(Option<&str>, u64, ByteRange)> = vec![
+            (None, 100, Full),
+            (Some("bytes=0-9"), 100, part(0, 9)),
+            (Some("bytes=90-"), 100, part(90, 99)),
+            (Some("bytes=90-1000"), 100, part(90, 99)),
+            (Some("bytes=-10"), 100, part(90, 99)),
+            (Some("bytes=-1000"), 100, part(0, 99)),
+            (Some("bytes=100-"), 100, Unsatisfiable),
+            (Some("bytes=-0"), 100, Unsatisfiable),
+            (Some("bytes=0-"), 0, Unsatisfiable),
+            (Some("bytes=9-0"), 100, Full),
+            (Some("bytes=0-1,5-6"), 100, Full),
+            (Some("items=0-1"), 100, Full),
+            (Some("bytes=x-1"), 100, Full),
+            (Some("bytes=-"), 100, Full),
+            (Some("bytes=99999999999999999999-"), 100, Unsatisfiable),
+            (Some("bytes=-99999999999999999999"), 100, part(0, 99)),
+            (Some("bytes=18446744073709551615-"), 100, Unsatisfiable),
+        ];
+        for (h, len, want) in cases {
+            assert_eq!(byte_range(h, len), want, "{h:?} of {len}");
         }
     }
 

@@ -14,6 +14,8 @@ pub mod announce;
 pub mod bus;
 pub mod chat;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hls;
 pub mod http;
 pub mod ingest;
@@ -267,15 +269,17 @@ impl Server {
 
     /// Stops accepting, ends every live stream (playlists get ENDLIST), drains HTTP.
     pub async fn shutdown(self, limit: Duration) {
+        // One deadline for everything, so the whole shutdown stays within `limit`.
+        let deadline = tokio::time::Instant::now() + limit;
         self.cancel.cancel();
         self.tracker.close();
-        if tokio::time::timeout(limit, self.tracker.wait())
+        if tokio::time::timeout_at(deadline, self.tracker.wait())
             .await
             .is_err()
         {
             warn!("some tasks did not stop in time");
         }
-        let _ = tokio::time::timeout(limit, self.http_task).await;
+        let _ = tokio::time::timeout_at(deadline, self.http_task).await;
     }
 }
 

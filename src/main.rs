@@ -133,6 +133,7 @@ fn serve(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             _ = server.shutdown(Duration::from_secs(4)) => {}
             _ = signals.next() => {
                 tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
             }
         }
         tracing::info!("stopped");

@@ -92,6 +92,10 @@ struct OpenSegment {
     part: OpenPart,
 }
 
+/// Longest segment, whatever the keyframes: a publisher that stops sending keyframes must not
+/// grow an open segment without bound. Generous, so long encoder GOPs still cut on keyframes.
+pub const MAX_SEGMENT_SECONDS: i64 = 30;
+
 pub struct Segmenter {
     container: Container,
     target: i64,
@@ -198,7 +202,9 @@ impl Segmenter {
                 self.begin(pkt.dts);
             }
             Some(open) => {
-                if starts_segment && pkt.dts - open.start >= self.target {
+                let age = pkt.dts - open.start;
+                let forced = age >= (MAX_SEGMENT_SECONDS * TIMESCALE).max(4 * self.target);
+                if (starts_segment && age >= self.target) || forced {
                     step.part = self.close_part(pkt.dts);
                     step.segment = self.close(pkt.dts);
                     self.begin(pkt.dts);
@@ -398,6 +404,23 @@ mod tests {
         let segs = run(&mut s, 301, 150);
         assert_eq!(segs.len(), 2);
         assert_eq!(segs[0].duration, 450_000);
+    }
+
+    #[test]
+    fn no_keyframes_still_cut_at_the_maximum() {
+        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
+        s.set_info(info());
+        // One keyframe, then 100 s of frames without another.
+        let segs = run(&mut s, 3000, 100_000);
+        assert_eq!(
+            segs.len(),
+            3,
+            "{:?}",
+            segs.iter().map(|s| s.duration).collect::<Vec<_>>()
+        );
+        assert!(segs
+            .iter()
+            .all(|s| s.duration == MAX_SEGMENT_SECONDS * TIMESCALE));
     }
 
     #[test]

@@ -7,5 +7,6 @@ pub mod flv;
 pub mod fmp4;
 pub mod media;
 pub mod playlist;
+pub mod rtmp;
 pub mod timestamps;
 pub mod ts;

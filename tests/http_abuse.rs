@@ -1,0 +1,251 @@
+//! Abuse of the public HTTP port: slow headers, too many connections, huge headers, odd paths,
+//! and the byte ranges and HEAD requests that players and caches send for segments. Raw TCP
+//! where a client library would tidy the request up.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::rtmp::{fixture_tags, RtmpClient};
+use common::*;
+
+const SECS: Duration = Duration::from_secs(1);
+
+/// Sends raw request bytes (the caller adds `Connection: close`); returns the status and the
+/// whole response, or None if the server closed without answering.
+fn raw(addr: &str, request: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(10 * SECS)).expect("timeout");
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text))
+}
+
+fn get_raw(addr: &str, path: &str) -> Option<(u16, String)> {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// Whether the server closes a connection within `within` (EOF or reset).
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = [0u8; 1024];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn slow_headers_time_out_while_others_are_served() {
+    let srv = TestServer::start_with("", &[("ONAIR__HTTP__HEADER_TIMEOUT_SECONDS", "1")]);
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(&srv.http).expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .expect("write");
+        slow.push(s);
+    }
+    assert_eq!(srv.get("/healthz").0, 200);
+    let t = Instant::now();
+    for s in &mut slow {
+        assert!(closed_within(s, 5 * SECS), "slow client kept open");
+    }
+    assert!(t.elapsed() < 4 * SECS, "took {:?}", t.elapsed());
+    assert_eq!(srv.get("/healthz").0, 200);
+    srv.wait_log(
+        "request headers not received within http.header_timeout_seconds (1 s)",
+        5 * SECS,
+    );
+    assert!(srv.logs().contains("peer=127.0.0.1:"), "{}", srv.logs());
+    // Twenty at once: logged once (or twice across a second boundary), with a count.
+    let lines = srv.logs().matches("http.header_timeout_seconds").count();
+    assert!(lines <= 3, "{lines} lines for one burst");
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_and_are_logged() {
+    let srv = TestServer::start_with(
+        "",
+        &[
+            ("ONAIR__HTTP__MAX_CONNECTIONS", "8"),
+            ("ONAIR__HTTP__HEADER_TIMEOUT_SECONDS", "30"),
+        ],
+    );
+    // Eight connections that say nothing hold every slot.
+    let holders: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(&srv.http).expect("connect"))
+        .collect();
+    srv.wait_log("http.max_connections reached", 5 * SECS);
+    // A ninth is not served while they hold the slots...
+    let mut late = TcpStream::connect(&srv.http).expect("connect (backlog)");
+    late.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    late.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut buf = [0u8; 256];
+    assert!(late.read(&mut buf).is_err(), "served beyond the limit");
+    // ...and is served once they go.
+    drop(holders);
+    late.set_read_timeout(Some(5 * SECS)).expect("timeout");
+    let mut out = Vec::new();
+    let _ = late.read_to_end(&mut out);
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+#[test]
+fn huge_headers_are_refused() {
+    let srv = TestServer::start("");
+    let mut req = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".to_vec();
+    for i in 0..2000 {
+        req.extend_from_slice(format!("X-Junk-{i}: {}\r\n", "a".repeat(60)).as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    // Closed without an answer is a refusal too.
+    if let Some((status, _)) = raw(&srv.http, &req) {
+        assert_eq!(status, 431);
+    }
+    let one = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(200_000)
+    );
+    if let Some((status, _)) = raw(&srv.http, one.as_bytes()) {
+        assert_eq!(status, 431);
+    }
+    assert_eq!(srv.get("/healthz").0, 200);
+    srv.wait_log("http request refused: headers larger than 64 KiB", 5 * SECS);
+}
+
+#[test]
+fn odd_paths_are_not_found() {
+    let srv = TestServer::start("");
+    let long = format!("/hls/{}/source/index.m3u8", "a".repeat(5000));
+    let cases = [
+        "/hls/../etc/passwd",
+        "/hls/alice/../../etc/passwd",
+        "/hls/alice/source/..%2f..%2fonair.toml",
+        "/hls/alice%2fsource/index.m3u8",
+        "/hls/alice/source/%2e%2e/index.m3u8",
+        "/hls/alice/source/1.ts%00.m3u8",
+        "/%5c%5c..%5cetc",
+        "/watch/alice/../../../../etc/passwd",
+        "//healthz",
+        long.as_str(),
+    ];
+    for path in cases {
+        let (status, text) =
+            get_raw(&srv.http, path).unwrap_or_else(|| panic!("{path}: no answer"));
+        assert!(status == 404 || status == 400, "{path}: {status}");
+        assert!(!text.contains("[[channels]]"), "{path}");
+    }
+    // A request line longer than any buffer: refused, the server carries on.
+    let huge = format!("/{}", "x".repeat(100_000));
+    if let Some((status, _)) = get_raw(&srv.http, &huge) {
+        assert!([404, 414, 431, 400].contains(&status), "{status}");
+    }
+    // Not HTTP at all.
+    let _ = raw(&srv.http, &noise(4096, 5));
+    let _ = raw(&srv.http, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+    assert_eq!(srv.get("/healthz").0, 200);
+}
+
+#[test]
+fn segments_answer_ranges_and_head() {
+    let _g = media_lock();
+    let srv = TestServer::start("");
+    let mut alice = RtmpClient::publisher(&srv.rtmp, ALICE_KEY);
+    alice
+        .send_tags(&fixture_tags("testsrc-320x180.flv"), 0)
+        .expect("send");
+    let p = srv.wait_segments("alice", "source", 1, 15 * SECS);
+    let uri = format!("/hls/alice/source/{}", segments(&p)[0].0);
+    let (status, whole) = srv.get_bytes(&uri);
+    assert_eq!(status, 200);
+    let len = whole.len();
+    assert!(len > 1000);
+
+    let req = |method: &str, range: Option<&str>| {
+        let mut r = format!("{method} {uri} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        if let Some(range) = range {
+            r.push_str(&format!("Range: {range}\r\n"));
+        }
+        r.push_str("\r\n");
+        let mut s = TcpStream::connect(&srv.http).expect("connect");
+        s.set_read_timeout(Some(10 * SECS)).expect("timeout");
+        s.write_all(r.as_bytes()).expect("write");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let split = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("headers");
+        let head = String::from_utf8_lossy(&out[..split]).to_lowercase();
+        let body = out[split + 4..].to_vec();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        (status, head, body)
+    };
+    let (s, h, b) = req("GET", None);
+    assert_eq!((s, b.len()), (200, len));
+    assert!(h.contains("accept-ranges: bytes"), "{h}");
+
+    let (s, h, b) = req("GET", Some("bytes=0-99"));
+    assert_eq!(s, 206, "{h}");
+    assert!(
+        h.contains(&format!("content-range: bytes 0-99/{len}")),
+        "{h}"
+    );
+    assert_eq!(b, whole[..100]);
+
+    let (s, h, b) = req("GET", Some("bytes=-188"));
+    assert_eq!(s, 206, "{h}");
+    assert_eq!(b, whole[len - 188..]);
+
+    let (s, h, b) = req("GET", Some(&format!("bytes={}-", len - 10)));
+    assert_eq!(s, 206, "{h}");
+    assert_eq!(b, whole[len - 10..]);
+
+    let (s, h, _) = req("GET", Some(&format!("bytes={len}-")));
+    assert_eq!(s, 416, "{h}");
+    assert!(h.contains(&format!("content-range: bytes */{len}")), "{h}");
+
+    // Several ranges or another unit: the whole segment.
+    let (s, _, b) = req("GET", Some("bytes=0-1,5-9"));
+    assert_eq!((s, b.len()), (200, len));
+
+    let (s, h, b) = req("HEAD", None);
+    assert_eq!(s, 200);
+    assert!(h.contains(&format!("content-length: {len}")), "{h}");
+    assert!(b.is_empty());
+
+    let (s, h, b) = req("HEAD", Some("bytes=0-99"));
+    assert_eq!(s, 206, "{h}");
+    assert!(h.contains("content-length: 100"), "{h}");
+    assert!(b.is_empty());
+
+    // Playlists ignore ranges (they change every segment).
+    let (status, _) = srv.get("/hls/alice/source/index.m3u8");
+    assert_eq!(status, 200);
+}
