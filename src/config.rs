@@ -189,12 +189,25 @@ impl Default for HlsConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TranscodeConfig {
     /// Worker threads; 0 means one per core.
     pub workers: usize,
+    /// How far (seconds of wall clock) a rendition may fall behind its input before the pool
+    /// sheds renditions instead of stalling.
+    pub max_lag_seconds: f64,
     pub ladder: Vec<RenditionConfig>,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            max_lag_seconds: 3.0,
+            ladder: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -586,6 +599,20 @@ impl Config {
                 "0.1 up to hls.segment_seconds",
             ));
         }
+        if !(0.5..=60.0).contains(&self.transcode.max_lag_seconds) {
+            return Err(invalid(
+                "transcode.max_lag_seconds",
+                self.transcode.max_lag_seconds.to_string(),
+                "0.5 to 60",
+            ));
+        }
+        if self.transcode.workers > 256 {
+            return Err(invalid(
+                "transcode.workers",
+                self.transcode.workers.to_string(),
+                "0 (one per core) to 256",
+            ));
+        }
         let mut seen_names = std::collections::HashSet::new();
         for (i, r) in self.transcode.ladder.iter().enumerate() {
             if !is_name(&r.name) || r.name == "source" || !seen_names.insert(r.name.clone()) {
@@ -633,6 +660,25 @@ impl Config {
                     format!("{:?}", r.preset),
                     "an x264 preset: ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow",
                 ));
+            }
+            if let Some(fps) = r.max_fps {
+                if !(1.0..=240.0).contains(&fps) {
+                    return Err(invalid(
+                        format!("transcode.ladder[{i}].max_fps"),
+                        fps.to_string(),
+                        "1 to 240",
+                    ));
+                }
+            }
+            if let Some(p) = &r.profile {
+                // Profiles every browser's hardware decoder handles (no 4:2:2, no 10-bit).
+                if !["baseline", "main", "high"].contains(&p.as_str()) {
+                    return Err(invalid(
+                        format!("transcode.ladder[{i}].profile"),
+                        format!("{p:?}"),
+                        "baseline, main or high",
+                    ));
+                }
             }
         }
         let mut names = std::collections::HashSet::new();
@@ -931,6 +977,18 @@ mod tests {
             ),
             ("[rtmp]\nlisten = \"nowhere\"\n", "rtmp.listen"),
             ("[bogus]\nx = 1\n", "bogus"),
+            (
+                "[transcode]\nmax_lag_seconds = 0\n",
+                "transcode.max_lag_seconds",
+            ),
+            (
+                "[[transcode.ladder]]\nname = \"a\"\nheight = 360\nvideo_kbps = 800\naudio_kbps = 64\nprofile = \"high10\"\n",
+                "transcode.ladder[0].profile",
+            ),
+            (
+                "[[transcode.ladder]]\nname = \"a\"\nheight = 360\nvideo_kbps = 800\naudio_kbps = 64\nmax_fps = 0\n",
+                "transcode.ladder[0].max_fps",
+            ),
         ];
         for (text, key) in cases {
             let f = file(text);

@@ -241,6 +241,7 @@ pub fn http_route(data: &[u8]) {
             chat,
             admin_token: crate::config::Secret::new("fuzz-admin-token"),
             trusted_proxies: Vec::new(),
+            transcoder: None,
         })
     });
     let Some((&m, rest)) = data.split_first() else {

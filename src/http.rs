@@ -275,6 +275,8 @@ pub struct HttpState {
     pub admin_token: Secret,
     /// `chat.trusted_proxies`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
+    /// `None` when the ladder is empty (passthrough only).
+    pub transcoder: Option<Arc<crate::transcode::Transcoder>>,
 }
 
 /// One channel as `/api/channels` shows it.
@@ -287,6 +289,8 @@ pub struct ChannelView {
     pub started_at: Option<String>,
     pub playlist: Option<String>,
     pub details: Vec<RenditionSummary>,
+    /// Ladder renditions the transcoder has shed because the pool could not keep real time.
+    pub degraded: Vec<String>,
 }
 
 /// `POST /api/channels/{c}/chat`
@@ -325,6 +329,11 @@ impl HttpState {
             started_at: publisher.map(|p| p.live_since.to_rfc3339()),
             playlist: (!details.is_empty()).then(|| format!("/hls/{name}/master.m3u8")),
             details,
+            degraded: self
+                .transcoder
+                .as_ref()
+                .map(|t| t.degraded(name))
+                .unwrap_or_default(),
         })
     }
 
@@ -357,6 +366,8 @@ impl HttpState {
                     bus: self.bus.clone(),
                     store: self.store.clone(),
                     announce: self.announce.clone(),
+                    chat: self.chat.clone(),
+                    transcoder: self.transcoder.clone(),
                 });
                 bytes_response(
                     StatusCode::OK,

@@ -2,10 +2,11 @@
 //! HLS served from memory.
 //!
 //! The media path runs one way: `ingest` (RTMP connections) publishes on the `bus`; `hls`
-//! segments each channel into the in-memory store; `http` serves it. Lifecycle events (live,
-//! offline) flow from the bus to whoever subscribes: `announce` posts go-lives to X, Mastodon,
-//! Bluesky and webhooks; `chat` turns them into `live`/`offline` events for viewers and carries
-//! their messages. `proto` holds the pure protocol code
+//! segments each channel into the in-memory store as the `source` rendition, and `transcode`
+//! adds the adaptive ladder's renditions next to it (on its own worker threads); `http` serves
+//! it. Lifecycle events (live, offline) flow from the bus to whoever subscribes: `announce`
+//! posts go-lives to X, Mastodon, Bluesky and webhooks; `chat` turns them into `live`/`offline`
+//! events for viewers and carries their messages. `proto` holds the pure protocol code
 //! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on.
 //! [`Server::start`] wires them together; `main.rs` adds the command line and signals.
 
@@ -20,6 +21,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod proto;
+pub mod transcode;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,7 +31,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::bus::{Bus, ChannelName};
 use crate::chat::Chat;
@@ -37,6 +39,7 @@ use crate::config::Config;
 use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
 use crate::ingest::{IngestShared, KeyTable};
+use crate::transcode::Transcoder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -70,6 +73,8 @@ pub struct Server {
     cfg: Mutex<Config>,
     /// Cancels one channel's tasks when the channel is removed by a reload.
     channel_tasks: Mutex<HashMap<String, CancellationToken>>,
+    /// `None` when the ladder is empty or libx264 is missing (source renditions only).
+    transcoder: Option<Arc<transcode::Transcoder>>,
 }
 
 /// What a reload changed.
@@ -96,6 +101,21 @@ impl Server {
         }));
         // Subscribes to lifecycle events before ingest can publish anything.
         let announce = announce::start(&cfg, &bus, &tracker, cancel.child_token())?;
+        // Without a transcoder (no libx264 in this FFmpeg, no threads) the server still serves
+        // every stream as its source rendition: say so loudly and carry on.
+        let transcoder = match Transcoder::start(
+            cfg.transcode.clone(),
+            &cfg.hls,
+            store.clone(),
+            &tracker,
+            cancel.child_token(),
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                error!(error = %e, "transcoding disabled: serving source renditions only");
+                None
+            }
+        };
 
         let rtmp = bind("RTMP", cfg.rtmp.listen).await?;
         let http = bind("HTTP", cfg.http.listen).await?;
@@ -127,6 +147,7 @@ impl Server {
             chat: chat.clone(),
             admin_token: cfg.server.admin_token.clone(),
             trusted_proxies: cfg.chat.trusted_proxies.clone(),
+            transcoder: transcoder.clone(),
         });
         let tls = http::tls_config(&cfg.http)?;
         let http_task = tokio::spawn(http::serve(
@@ -151,6 +172,7 @@ impl Server {
             ingest,
             channel_tasks: Mutex::new(HashMap::new()),
             cfg: Mutex::new(cfg.clone()),
+            transcoder,
         };
         for ch in &cfg.channels {
             server.start_channel(&cfg, &ch.name);
@@ -162,6 +184,11 @@ impl Server {
     fn start_channel(&self, cfg: &Config, name: &str) {
         let (channel, _) = self.bus.ensure(&ChannelName::new(name));
         let token = self.cancel.child_token();
+        // Both subscribe to the channel's media here, before this returns, so nothing a
+        // publisher sends can slip past them.
+        if let Some(t) = &self.transcoder {
+            t.start_channel(channel.clone(), &self.tracker, token.clone());
+        }
         hls::start_channel(
             channel,
             self.store.clone(),

@@ -31,7 +31,13 @@ struct Recorder {
 fn recorder() -> &'static Recorder {
     static RECORDER: OnceLock<Recorder> = OnceLock::new();
     RECORDER.get_or_init(|| {
+        // Gauges are set at scrape time: one that was not set for a minute belongs to a stream
+        // or rendition that is gone, and is dropped rather than shown with a stale value.
         let builder = PrometheusBuilder::new()
+            .idle_timeout(
+                metrics_util::MetricKindMask::GAUGE,
+                Some(Duration::from_secs(60)),
+            )
             .set_buckets_for_metric(
                 Matcher::Full("onair_http_request_duration_seconds".into()),
                 &LATENCY_BUCKETS,
@@ -68,6 +74,8 @@ pub struct Sources {
     pub bus: Arc<Bus>,
     pub store: Arc<HlsStore>,
     pub announce: Arc<AnnounceStats>,
+    pub chat: Arc<crate::chat::Chat>,
+    pub transcoder: Option<Arc<crate::transcode::Transcoder>>,
 }
 
 /// Renders every metric.
@@ -95,6 +103,20 @@ pub fn render(src: &Sources) -> String {
             counter!("onair_hls_segments_total", &labels).absolute(r.segments);
             gauge!("onair_rendition_bandwidth_bps", &labels).set(r.average_bandwidth as f64);
         }
+        if let Some(t) = &src.transcoder {
+            for (rendition, lag, shed) in t.lags(&name) {
+                let labels = [("channel", name.clone()), ("rendition", rendition)];
+                gauge!("onair_transcode_lag_seconds", &labels).set(lag.as_secs_f64());
+                gauge!("onair_transcode_shed", &labels).set(if shed { 1.0 } else { 0.0 });
+            }
+        }
+    }
+    for c in src.chat.stats() {
+        let name = c.channel;
+        gauge!("onair_viewers", "channel" => name.clone()).set(c.viewers as f64);
+        gauge!("onair_chat_subscribers", "channel" => name.clone()).set(c.subscribers as f64);
+        counter!("onair_chat_messages_total", "channel" => name.clone()).absolute(c.messages);
+        counter!("onair_chat_slow_disconnects_total", "channel" => name).absolute(c.lagged);
     }
     for t in &src.announce.targets {
         use std::sync::atomic::Ordering::Relaxed;

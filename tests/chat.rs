@@ -283,6 +283,17 @@ fn messages_reach_subscribers_and_resume_replays_what_was_missed() {
     assert!(by_query.contains("\"second\""), "{by_query}");
     assert!(!by_query.contains("hello, world"), "{by_query}");
 
+    // Operators see the chat in /metrics.
+    let (status, metrics) = srv.get("/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "onair_chat_messages_total{channel=\"alice\"} 2",
+        "onair_chat_subscribers{channel=\"alice\"}",
+        "onair_viewers{channel=\"alice\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+
     assert_eq!(Sse::open(&srv, "nobody", None).status, 404);
     assert_eq!(post_chat(&srv, "nobody", "ann", "x").status, 404);
 }

@@ -159,3 +159,65 @@ fn low_latency_playlists_parts_and_blocking_reload() {
     let (ok, err) = ffmpeg_decode(&srv.url("/hls/alice/master.m3u8"), &["-t", "2"]);
     assert!(ok, "{err}");
 }
+
+/// Part lines (`DURATION`, `URI`) per segment number in a media playlist.
+fn parts_by_msn(p: &str) -> std::collections::BTreeMap<u64, Vec<String>> {
+    let mut out: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    for l in p.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
+        let uri = attr(l, "URI").expect("URI");
+        let msn: u64 = uri
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .expect("msn");
+        let dur = attr(l, "DURATION").expect("DURATION").to_string();
+        out.entry(msn).or_default().push(dur);
+    }
+    out
+}
+
+#[test]
+fn abr_renditions_carry_aligned_parts_and_rendition_reports() {
+    let _g = media_lock();
+    let srv = TestServer::start(
+        "[hls]\ncontainer = \"fmp4\"\n[transcode]\nworkers = 1\n\
+         [[transcode.ladder]]\nname = \"144p\"\nheight = 144\nvideo_kbps = 200\naudio_kbps = 64\npreset = \"ultrafast\"\n",
+    );
+    let _p = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            seconds: 14.0,
+            ..Default::default()
+        },
+    );
+    srv.wait_segments("alice", "144p", 3, 40 * SECS);
+    let source = srv.get("/hls/alice/source/index.m3u8").1;
+    let low = srv.get("/hls/alice/144p/index.m3u8").1;
+    assert!(
+        source.contains("#EXT-X-RENDITION-REPORT:URI=\"../144p/index.m3u8\",LAST-MSN="),
+        "{source}"
+    );
+    assert!(
+        low.contains("#EXT-X-RENDITION-REPORT:URI=\"../source/index.m3u8\",LAST-MSN="),
+        "{low}"
+    );
+    // Complete segments listed in both carry the same parts (same count, same durations).
+    let (a, b) = (parts_by_msn(&source), parts_by_msn(&low));
+    let mut compared = 0;
+    for (msn, durs) in &b {
+        let complete = |p: &str| p.contains(&format!("\n{msn}.m4s\n"));
+        if complete(&source) && complete(&low) {
+            assert_eq!(a.get(msn), Some(durs), "parts of segment {msn} differ");
+            compared += 1;
+        }
+    }
+    assert!(
+        compared >= 1,
+        "no complete segment with parts in both:\n{source}\n{low}"
+    );
+    let master = srv.get("/hls/alice/master.m3u8").1;
+    assert!(
+        master.contains("144p/index.m3u8") && master.contains("RESOLUTION=256x144"),
+        "{master}"
+    );
+}

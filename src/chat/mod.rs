@@ -21,6 +21,7 @@ mod sse;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -141,6 +142,10 @@ pub struct ChatChannel {
     /// Cancelled when the channel is removed (config reload) or the server stops: its event
     /// streams end.
     closed: CancellationToken,
+    /// Messages accepted, for metrics.
+    messages: AtomicU64,
+    /// Subscribers disconnected for falling behind, for metrics.
+    lagged: AtomicU64,
 }
 
 impl ChatChannel {
@@ -267,6 +272,8 @@ impl Chat {
                 }),
                 hls_seen: Mutex::new(HashMap::new()),
                 closed: self.shutdown.child_token(),
+                messages: AtomicU64::new(0),
+                lagged: AtomicU64::new(0),
             })
         });
         Some(ch.clone())
@@ -356,6 +363,7 @@ impl Chat {
             Some(Some((nick_key, addr))),
         );
         debug_assert_eq!(got, id);
+        ch.messages.fetch_add(1, Ordering::Relaxed);
         Ok(msg)
     }
 
@@ -445,6 +453,25 @@ impl Chat {
         self.channel(channel)
             .map(|c| c.viewers(Instant::now()))
             .unwrap_or(0)
+    }
+
+    /// Per-channel figures for `/metrics`.
+    pub fn stats(&self) -> Vec<ChatStats> {
+        let now = Instant::now();
+        self.all()
+            .iter()
+            .map(|ch| {
+                // Own statement: the guard must be gone before `viewers` takes the lock again.
+                let subscribers = ch.lock().subscribers as u64;
+                ChatStats {
+                    channel: ch.name.to_string(),
+                    subscribers,
+                    viewers: ch.viewers(now),
+                    messages: ch.messages.load(Ordering::Relaxed),
+                    lagged: ch.lagged.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
     }
 
     /// Deletes a message: it leaves the history and subscribers get a `delete` event.
@@ -576,10 +603,28 @@ impl Chat {
     }
 }
 
+/// One channel's chat figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatStats {
+    pub channel: String,
+    pub subscribers: u64,
+    pub viewers: u64,
+    pub messages: u64,
+    /// Subscribers disconnected for falling more than [`EVENT_BUFFER`] events behind.
+    pub lagged: u64,
+}
+
 /// Keeps the subscriber counts right: dropped with the response body.
 pub struct SubscriberGuard {
     channel: Arc<ChatChannel>,
     addr: IpAddr,
+}
+
+impl SubscriberGuard {
+    /// Counts a disconnection for falling behind.
+    pub(super) fn lagged(&self) {
+        self.channel.lagged.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for SubscriberGuard {
@@ -832,5 +877,8 @@ mod tests {
             }
         }
         assert!(got <= EVENT_BUFFER, "{got}");
+        let st = chat.stats();
+        let alice = st.iter().find(|c| c.channel == "alice").unwrap();
+        assert_eq!((alice.lagged, alice.messages), (1, total as u64));
     }
 }

@@ -31,7 +31,7 @@ pub struct SseBody {
     keepalive: Interval,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     done: bool,
-    _guard: SubscriberGuard,
+    guard: SubscriberGuard,
 }
 
 impl SseBody {
@@ -50,7 +50,7 @@ impl SseBody {
             keepalive,
             shutdown: Box::pin(shutdown.cancelled_owned()),
             done: false,
-            _guard: guard,
+            guard,
         }
     }
 }
@@ -80,6 +80,7 @@ impl Body for SseBody {
                 // Too slow: end the stream. The browser reconnects with Last-Event-ID and
                 // replays from the history; the others never waited for this one.
                 debug!(missed = n, "chat subscriber too slow; disconnecting");
+                this.guard.lagged();
                 this.done = true;
                 return Poll::Ready(None);
             }

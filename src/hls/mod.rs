@@ -131,7 +131,7 @@ impl RenditionWriter {
         let seq = self
             .store
             .push_segment(&self.channel, &self.rendition, self.order, &seg, pdt);
-        debug!(channel = %self.channel, rendition = %self.rendition, seq, seconds, bytes = seg.data.len(), "segment");
+        debug!(channel = %self.channel, rendition = %self.rendition, seq, start = seg.start, seconds, bytes = seg.data.len(), "segment");
     }
 }
 

@@ -53,6 +53,8 @@ struct StoredPart {
 #[derive(Debug, Clone)]
 struct Stored {
     listed: ListedSegment,
+    /// First DTS (90 kHz), to line up a rendition that joins late with the source.
+    start: i64,
     data: Bytes,
     bits_per_second: u64,
     parts: Vec<StoredPart>,
@@ -307,9 +309,39 @@ impl HlsStore {
         let ts = self.cfg.container == Container::Ts;
         let mut map = self.write();
         let ch = self.rendition_mut(&mut map, channel, rendition, order);
+        // Transcoded renditions number their segments after the source's: the segment that
+        // starts at the same time as a source segment takes its sequence number, so that
+        // MEDIA-SEQUENCE n is the same moment in every rendition even after a rendition was
+        // shed and restored, or restarted with a new publisher and lost a partial segment.
+        let aligned = if order > 0 {
+            ch.renditions
+                .values()
+                .filter(|r| r.order == 0)
+                // Newest first: a new publisher's timeline may start over at the same times.
+                .flat_map(|r| r.segments.iter().rev())
+                .find(|s| s.start == seg.start)
+                .map(|s| s.listed.sequence)
+        } else {
+            None
+        };
         let Some(r) = ch.renditions.get_mut(rendition) else {
             return 0;
         };
+        let mut discontinuity = seg.discontinuity && !r.segments.is_empty();
+        if let Some(n) = aligned.filter(|n| *n > r.next_sequence) {
+            // A jump: a playlist's sequence numbers are contiguous, so what is listed goes,
+            // and the discontinuity before this segment now lies before the window. Parts
+            // already listed for the old number go too.
+            let gone = r
+                .segments
+                .drain(..)
+                .filter(|s| s.listed.discontinuity)
+                .count() as u64;
+            r.dropped_discontinuities += gone + discontinuity as u64;
+            discontinuity = false;
+            r.next_sequence = n;
+            r.pending.clear();
+        }
         let sequence = r.next_sequence;
         r.next_sequence += 1;
         r.ended = false;
@@ -325,12 +357,13 @@ impl HlsStore {
             listed: ListedSegment {
                 sequence,
                 seconds,
-                discontinuity: seg.discontinuity && sequence > 0,
+                discontinuity,
                 program_date_time,
                 uri: format!("{sequence}.{}", if ts { "ts" } else { "m4s" }),
                 map: map_uri.filter(|_| new_map),
                 parts: Vec::new(),
             },
+            start: seg.start,
             data: seg.data.clone(),
             bits_per_second,
             parts,
@@ -376,11 +409,14 @@ impl HlsStore {
         sequence
     }
 
-    /// Marks every rendition of a channel ended (ENDLIST).
+    /// Marks the channel's source rendition ended (ENDLIST). Transcoded renditions (order > 0)
+    /// still have frames in their encoders when the source ends: the transcoder ends each with
+    /// [`HlsStore::end_rendition`] after its last segment, so that no player sees ENDLIST
+    /// before the end.
     pub fn end(&self, channel: &str) {
         let mut map = self.write();
         if let Some(ch) = map.get_mut(channel) {
-            for r in ch.renditions.values_mut() {
+            for r in ch.renditions.values_mut().filter(|r| r.order == 0) {
                 r.ended = true;
                 r.pending.clear();
             }
@@ -388,6 +424,22 @@ impl HlsStore {
             for r in ch.renditions.values() {
                 r.notify();
             }
+        }
+    }
+
+    /// Marks one rendition ended (a transcoded rendition that finished after the source).
+    pub fn end_rendition(&self, channel: &str, rendition: &str) {
+        let mut map = self.write();
+        let Some(ch) = map.get_mut(channel) else {
+            return;
+        };
+        if let Some(r) = ch.renditions.get_mut(rendition) {
+            r.ended = true;
+            r.pending.clear();
+        }
+        self.render_channel(ch);
+        if let Some(r) = ch.renditions.get(rendition) {
+            r.notify();
         }
     }
 
@@ -650,6 +702,63 @@ fn render_master(ch: &mut ChannelHls) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::media::StreamInfo;
+
+    fn seg(start_s: i64, discontinuity: bool) -> Segment {
+        Segment {
+            start: start_s * TIMESCALE,
+            duration: 2 * TIMESCALE,
+            data: Bytes::from_static(b"x"),
+            discontinuity,
+            video_frames: 0,
+            info: StreamInfo::default(),
+            init_id: 0,
+        }
+    }
+
+    #[test]
+    fn transcoded_renditions_take_the_source_sequence_numbers() {
+        let store = HlsStore::new(StoreConfig {
+            window: 6,
+            segment_seconds: 2.0,
+            container: Container::Ts,
+            part_seconds: 0.333,
+        });
+        let now = Utc::now();
+        for t in [0, 2, 4] {
+            store.push_segment("c", "source", 0, &seg(t, false), now);
+        }
+        // A rendition that joins late starts at the source's number for the same start.
+        assert_eq!(store.push_segment("c", "360p", 1, &seg(4, false), now), 2);
+        for t in [6, 8, 10] {
+            store.push_segment("c", "source", 0, &seg(t, false), now);
+        }
+        assert_eq!(store.push_segment("c", "360p", 1, &seg(6, false), now), 3);
+        // It lost the segment at 8 s (shed, or a restart): it jumps to 5, dropping what it
+        // listed (the window must stay contiguous) and counting the discontinuity as passed.
+        assert_eq!(store.push_segment("c", "360p", 1, &seg(10, true), now), 5);
+        let p = String::from_utf8(
+            store
+                .media_playlist("c", "360p")
+                .expect("playlist")
+                .to_vec(),
+        )
+        .expect("utf8");
+        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:5"), "{p}");
+        assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{p}");
+        assert!(!p.contains("3.ts"), "{p}");
+        assert_eq!(
+            store.segment("c", "360p", "5.ts").ok(),
+            Some(Bytes::from_static(b"x"))
+        );
+        // Without a matching source segment the numbering just continues.
+        assert_eq!(store.push_segment("c", "360p", 1, &seg(13, false), now), 6);
+        // The source itself is never renumbered.
+        assert_eq!(
+            store.push_segment("c", "source", 0, &seg(12, false), now),
+            6
+        );
+    }
 
     #[test]
     fn media_names() {

@@ -1,5 +1,6 @@
 //! H.264 as it arrives in FLV: the AVCDecoderConfigurationRecord (ISO 14496-15 5.2.4.1) and
-//! length-prefixed access units, plus the conversion to Annex B that MPEG-TS needs.
+//! length-prefixed access units, plus the conversion to Annex B that MPEG-TS needs, and back:
+//! encoders (libx264 in the transcoder) write Annex B, the bus carries length-prefixed units.
 //!
 //! SPS fields (resolution, frame rate) are read with the `h264-reader` crate: exp-Golomb parsing
 //! with scaling lists and VUI is easy to get subtly wrong by hand.
@@ -189,6 +190,93 @@ pub fn to_annex_b(
     Ok(())
 }
 
+/// Iterates the NAL units of an Annex B byte stream (start codes `00 00 01` or `00 00 00 01`).
+///
+/// Hand-written because it is a dozen lines: a NAL unit runs from the end of one start code to
+/// the next; trailing zero bytes belong to the next (4-byte) start code, since a NAL unit always
+/// ends with its stop bit.
+pub fn annex_b_nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let find_start = |from: usize| -> Option<usize> {
+        data.get(from..)?
+            .windows(3)
+            .position(|w| w == [0, 0, 1])
+            .map(|p| from + p)
+    };
+    let mut next = find_start(0).map(|p| p + 3);
+    std::iter::from_fn(move || loop {
+        let begin = next?;
+        let end = find_start(begin);
+        next = end.map(|p| p + 3);
+        let mut nal = &data[begin..end.unwrap_or(data.len())];
+        while let [rest @ .., 0] = nal {
+            nal = rest;
+        }
+        if !nal.is_empty() {
+            return Some(nal);
+        }
+    })
+}
+
+/// An encoder's Annex B access unit as the bus wants it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AvccUnit {
+    /// 4-byte length-prefixed NAL units, without parameter sets and delimiters (the SPS/PPS go
+    /// into the [`AvcConfig`]; the MPEG-TS muxer puts them back in band on keyframes).
+    pub data: Vec<u8>,
+    pub sps: Vec<Bytes>,
+    pub pps: Vec<Bytes>,
+}
+
+/// Converts an Annex B access unit to 4-byte length-prefixed form, taking out the parameter
+/// sets (types 7 and 8) and access unit delimiters (type 9).
+pub fn annex_b_to_avcc(data: &[u8]) -> AvccUnit {
+    let mut out = AvccUnit {
+        data: Vec::with_capacity(data.len() + 16),
+        ..Default::default()
+    };
+    for nal in annex_b_nal_units(data) {
+        match nal_type(nal) {
+            7 => out.sps.push(Bytes::copy_from_slice(nal)),
+            8 => out.pps.push(Bytes::copy_from_slice(nal)),
+            9 => {}
+            _ => {
+                out.data.put_u32(nal.len() as u32);
+                out.data.put_slice(nal);
+            }
+        }
+    }
+    out
+}
+
+impl AvcConfig {
+    /// Builds the configuration record for parameter sets (as an encoder emits them), with
+    /// 4-byte NAL lengths. The High-profile extension fields (chroma format, bit depth) are left
+    /// out: ISO 14496-15 made them optional for readers, and neither ffmpeg nor browsers need
+    /// them for 8-bit 4:2:0.
+    pub fn from_parameter_sets(sps: &[Bytes], pps: &[Bytes]) -> Result<AvcConfig, AvcError> {
+        let first = sps.first().ok_or(AvcError::NoParameterSets)?;
+        if pps.is_empty() {
+            return Err(AvcError::NoParameterSets);
+        }
+        if first.len() < 4 {
+            return Err(AvcError::Short { len: first.len() });
+        }
+        let mut r = Vec::with_capacity(16 + first.len());
+        r.extend_from_slice(&[1, first[1], first[2], first[3], 0xff]);
+        r.push(0xe0 | (sps.len().min(31) as u8));
+        for s in sps.iter().take(31) {
+            r.put_u16(s.len() as u16);
+            r.put_slice(s);
+        }
+        r.push(pps.len().min(255) as u8);
+        for p in pps.iter().take(255) {
+            r.put_u16(p.len() as u16);
+            r.put_slice(p);
+        }
+        AvcConfig::parse(Bytes::from(r))
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -261,6 +349,60 @@ pub(crate) mod tests {
         assert_eq!(
             to_annex_b(&[0, 0, 0, 9, 0x41], &c, false, &mut out),
             Err(AvcError::NalOverrun { len: 9 })
+        );
+    }
+
+    #[test]
+    fn annex_b_splits_on_three_and_four_byte_start_codes() {
+        let data = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 0, 1, 0x65, 0x88, 0x00, 0x03,
+        ];
+        let nals: Vec<&[u8]> = annex_b_nal_units(&data).collect();
+        assert_eq!(
+            nals,
+            vec![
+                &[0x09, 0xf0][..],
+                &[0x67, 0x42][..],
+                &[0x65, 0x88, 0x00, 0x03][..]
+            ]
+        );
+        assert_eq!(annex_b_nal_units(&[]).count(), 0);
+        assert_eq!(annex_b_nal_units(&[0, 0, 0, 0]).count(), 0);
+        assert_eq!(annex_b_nal_units(&[0x65, 1, 2]).count(), 0, "no start code");
+        assert_eq!(annex_b_nal_units(&[0, 0, 1]).count(), 0, "empty unit");
+    }
+
+    #[test]
+    fn annex_b_to_avcc_moves_parameter_sets_out_and_round_trips() {
+        let c = AvcConfig::parse(record()).expect("parses");
+        // What to_annex_b writes for a keyframe: AUD, SPS, PPS, IDR slice.
+        let au = [0, 0, 0, 3, 0x65, 0xaa, 0xbb];
+        let mut annex_b = Vec::new();
+        to_annex_b(&au, &c, true, &mut annex_b).expect("converts");
+        let unit = annex_b_to_avcc(&annex_b);
+        assert_eq!(unit.data, au.to_vec());
+        assert_eq!(unit.sps, c.sps);
+        assert_eq!(unit.pps, c.pps);
+
+        let rebuilt = AvcConfig::from_parameter_sets(&unit.sps, &unit.pps).expect("builds");
+        assert_eq!(&rebuilt.record[..], RECORD_320X180);
+        assert_eq!(rebuilt, c);
+    }
+
+    #[test]
+    fn config_from_parameter_sets_needs_both() {
+        let c = AvcConfig::parse(record()).expect("parses");
+        assert_eq!(
+            AvcConfig::from_parameter_sets(&c.sps, &[]),
+            Err(AvcError::NoParameterSets)
+        );
+        assert_eq!(
+            AvcConfig::from_parameter_sets(&[], &c.pps),
+            Err(AvcError::NoParameterSets)
+        );
+        assert_eq!(
+            AvcConfig::from_parameter_sets(&[Bytes::from_static(&[0x67, 1])], &c.pps),
+            Err(AvcError::Short { len: 2 })
         );
     }
 }
