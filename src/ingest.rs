@@ -32,7 +32,7 @@ use tracing::{debug, info, instrument, warn};
 use crate::bus::{Bus, ChannelName, ChannelStats, Publication};
 use crate::config::{ChannelConfig, RtmpConfig};
 use crate::proto::aac::AacConfig;
-use crate::proto::avc::AvcConfig;
+use crate::proto::avc::{self, AvcConfig};
 use crate::proto::flv::{self, AudioTag, FlvError, VideoTag};
 use crate::proto::media::{MediaPacket, StreamInfo, Track};
 use crate::proto::rtmp::{
@@ -633,6 +633,8 @@ pub struct MediaState {
     warned_video: bool,
     warned_audio: bool,
     warned_early: bool,
+    /// The encoder sends Annex B frames (no configuration record): convert each one.
+    annex_b: bool,
 }
 
 impl MediaState {
@@ -666,9 +668,31 @@ impl MediaState {
                 data,
             }) => {
                 if self.info.video.is_none() {
-                    self.warn_early(p);
-                    return;
+                    match AvcConfig::from_access_unit(&data).filter(|_| keyframe) {
+                        Some((cfg, annex_b)) => {
+                            self.annex_b = annex_b;
+                            info!(
+                                channel = %p.channel_name(),
+                                width = cfg.width,
+                                height = cfg.height,
+                                codec = %cfg.codec_string(),
+                                "video configuration taken from the keyframe's SPS/PPS (the encoder sent no sequence header)"
+                            );
+                            self.info.video = Some(Arc::new(cfg));
+                            p.set_info(self.info.clone());
+                        }
+                        None => {
+                            self.warn_early(p);
+                            return;
+                        }
+                    }
                 }
+                // The bus carries length-prefixed units; an encoder that sent Annex B is converted.
+                let data = if self.annex_b {
+                    Bytes::from(avc::annex_b_to_avcc(&data).data)
+                } else {
+                    data
+                };
                 let (dts, pts, repair) = self.timestamps.map(Track::Video, ts, composition_ms);
                 self.log_repair(p, repair);
                 stats

@@ -265,3 +265,47 @@ fn sigterm_ends_playlists_and_exits_quickly() {
     assert!(took < 5 * SECS, "shutdown took {took:?}");
     assert!(srv.logs().contains("stopped"));
 }
+
+#[test]
+fn an_encoder_without_a_sequence_header_still_gets_its_video_served() {
+    let _g = media_lock();
+    let srv = TestServer::start("");
+    // ffmpeg's tee muxer does not ask x264 for global headers: the FLV stream then carries no
+    // AVC sequence header, only SPS/PPS inside the keyframes.
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x180:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "5", "-map", "0:v", "-map", "1:a"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "60",
+        ])
+        .args(["-c:a", "aac", "-f", "tee"])
+        .arg(format!("[f=flv]{}", srv.rtmp_url(ALICE_KEY)))
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = srv.wait_segments("alice", "source", 2, 30 * SECS);
+    // The first segment may hold only the audio that came before the first keyframe.
+    let listed = segments(&p);
+    let last = &listed.last().expect("segments").0;
+    let streams = ffprobe_bytes(&srv.get_bytes(&format!("/hls/alice/source/{last}")).1);
+    assert!(
+        streams
+            .iter()
+            .any(|s| s.codec_name == "h264" && s.height == Some(180)),
+        "{streams:?}"
+    );
+    srv.wait_log("taken from the keyframe's SPS/PPS", 5 * SECS);
+}

@@ -253,6 +253,34 @@ impl AvcConfig {
     /// 4-byte NAL lengths. The High-profile extension fields (chroma format, bit depth) are left
     /// out: ISO 14496-15 made them optional for readers, and neither ffmpeg nor browsers need
     /// them for 8-bit 4:2:0.
+    /// The configuration from the SPS and PPS carried inside a keyframe, for encoders that
+    /// send no usable AVC sequence header (ffmpeg's tee muxer without global headers, some
+    /// hardware encoders). Such a keyframe is 4-byte length-prefixed, or Annex B with start
+    /// codes (what ffmpeg's FLV muxer passes through when it has no configuration record): the
+    /// flag says which, so that the caller converts the stream's frames. `None` when the unit
+    /// has no usable SPS/PPS pair.
+    pub fn from_access_unit(data: &Bytes) -> Option<(AvcConfig, bool)> {
+        let mut sps = Vec::new();
+        let mut pps = Vec::new();
+        let length_prefixed = nal_units(data, 4).all(|n| n.is_ok());
+        if length_prefixed {
+            for nal in nal_units(data, 4).flatten() {
+                match nal_type(nal) {
+                    7 => sps.push(data.slice_ref(nal)),
+                    8 => pps.push(data.slice_ref(nal)),
+                    _ => {}
+                }
+            }
+            if let Ok(cfg) = Self::from_parameter_sets(&sps, &pps) {
+                return Some((cfg, false));
+            }
+        }
+        let unit = annex_b_to_avcc(data);
+        Self::from_parameter_sets(&unit.sps, &unit.pps)
+            .ok()
+            .map(|cfg| (cfg, true))
+    }
+
     pub fn from_parameter_sets(sps: &[Bytes], pps: &[Bytes]) -> Result<AvcConfig, AvcError> {
         let first = sps.first().ok_or(AvcError::NoParameterSets)?;
         if pps.is_empty() {
@@ -326,6 +354,34 @@ pub(crate) mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn configuration_from_in_band_parameter_sets() {
+        let rec = record();
+        let (sps, pps) = (&rec[8..31], &rec[34..38]);
+        let mut au = Vec::new();
+        for nal in [sps, pps, &[0x65, 0x88, 0x80][..]] {
+            au.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            au.extend_from_slice(nal);
+        }
+        let (cfg, annex_b) = AvcConfig::from_access_unit(&Bytes::from(au)).expect("in-band config");
+        assert!(!annex_b);
+        assert_eq!((cfg.width, cfg.height), (320, 180));
+        assert_eq!(cfg.codec_string(), "avc1.42c00d");
+        let mut annex = Vec::new();
+        for nal in [sps, pps, &[0x65, 0x88, 0x80][..]] {
+            annex.extend_from_slice(&[0, 0, 0, 1]);
+            annex.extend_from_slice(nal);
+        }
+        let (cfg, annex_b) =
+            AvcConfig::from_access_unit(&Bytes::from(annex)).expect("Annex B config");
+        assert!(annex_b);
+        assert_eq!((cfg.width, cfg.height), (320, 180));
+        assert!(
+            AvcConfig::from_access_unit(&Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88])).is_none()
+        );
+        assert!(AvcConfig::from_access_unit(&Bytes::from_static(&[0, 0, 0, 9, 0x67])).is_none());
     }
 
     #[test]
