@@ -46,34 +46,23 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => match Config::load(config.as_deref()) {
-            Ok(cfg) => {
+        Command::CheckConfig { config } => match load_or_report(config.as_deref()) {
+            Some(cfg) => {
                 print!("{}", cfg.to_redacted_toml());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("onair: invalid configuration: {e}");
-                ExitCode::from(2)
-            }
+            None => ExitCode::from(2),
         },
         Command::AnnounceTest { config, target } => {
-            let cfg = match Config::load(config.as_deref()) {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    eprintln!("onair: invalid configuration: {e}");
-                    return ExitCode::from(2);
-                }
+            let Some(cfg) = load_or_report(config.as_deref()) else {
+                return ExitCode::from(2);
             };
             init_logs(&cfg);
             announce_test(cfg, target.as_deref())
         }
         Command::Serve { config } => {
-            let cfg = match Config::load(config.as_deref()) {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    eprintln!("onair: invalid configuration: {e}");
-                    return ExitCode::from(2);
-                }
+            let Some(cfg) = load_or_report(config.as_deref()) else {
+                return ExitCode::from(2);
             };
             init_logs(&cfg);
             match serve(cfg, config) {
@@ -85,6 +74,13 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Loads the configuration, or says on stderr what is wrong with it (exit code 2 follows).
+fn load_or_report(path: Option<&std::path::Path>) -> Option<Config> {
+    Config::load(path)
+        .map_err(|e| eprintln!("onair: invalid configuration: {e}"))
+        .ok()
 }
 
 fn init_logs(cfg: &Config) {
