@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{push, PushOpts, TestServer, ALICE_KEY, BOB_KEY};
+use common::{onair, push, PushOpts, TestServer, ALICE_KEY, BOB_KEY};
 use onair::announce::{self, AnnounceStats};
 use onair::bus::{Bus, ChannelName, Publication};
 use onair::config::{ChannelConfig, Config, Secret, WebhookConfig};
@@ -623,20 +623,6 @@ fn end_to_end_ffmpeg_push_is_announced_once_per_go_live() {
         assert!(!logs.contains(secret), "a secret is in the logs:\n{logs}");
     }
     assert!(logs.contains("announcement posted"), "{logs}");
-}
-
-fn onair(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onair"));
-    cmd.args(args).env("RUST_LOG", "warn");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run onair");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
