@@ -9,7 +9,6 @@ mod common;
 mod stand_in;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
