@@ -186,6 +186,18 @@ impl ChatChannel {
         id
     }
 
+    /// Tells every subscriber that message `id` is gone (kept in the history so that a
+    /// resuming client learns it too).
+    fn publish_delete(&self, st: &mut ChannelState, history_len: usize, id: u64) {
+        self.publish(
+            st,
+            history_len,
+            "delete",
+            &serde_json::json!({ "id": id }),
+            Some(None),
+        );
+    }
+
     /// Viewers: per address, the number of event streams open from it, or 1 if it only plays
     /// HLS. A player and the chat on one page count once; two tabs behind one NAT count twice.
     fn viewers(&self, now: Instant) -> u64 {
@@ -484,13 +496,7 @@ impl Chat {
             .position(|h| h.id == id && h.author.is_some())
             .ok_or(ChatError::NoSuchMessage { id })?;
         st.history.remove(pos);
-        ch.publish(
-            &mut st,
-            self.cfg.history,
-            "delete",
-            &serde_json::json!({ "id": id }),
-            Some(None),
-        );
+        ch.publish_delete(&mut st, self.cfg.history, id);
         info!(channel = %ch.name, id, "chat message deleted");
         Ok(())
     }
@@ -516,13 +522,7 @@ impl Chat {
         };
         st.history.retain(|h| !doomed.contains(&h.id));
         for id in &doomed {
-            ch.publish(
-                &mut st,
-                self.cfg.history,
-                "delete",
-                &serde_json::json!({ "id": id }),
-                Some(None),
-            );
+            ch.publish_delete(&mut st, self.cfg.history, *id);
         }
         // Addresses are personal data: debug level only.
         debug!(channel = %ch.name, ?target, deleted = doomed.len(), "chat ban");
