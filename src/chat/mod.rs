@@ -44,8 +44,12 @@ pub const EVENT_BUFFER: usize = 256;
 pub const HLS_VIEWER_WINDOW: Duration = Duration::from_secs(10);
 /// How often viewer counts are recomputed and pushed.
 pub const VIEWERS_INTERVAL: Duration = Duration::from_secs(2);
-/// Keep-alive comment interval on idle event streams (proxies close silent connections).
+/// Keep-alive comment interval on event streams (proxies close silent connections). One
+/// comment through each channel's ring, not a timer per subscriber.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const KEEPALIVE: Bytes = Bytes::from_static(b": keep-alive\n\n");
+/// Sent through a channel's ring when it closes: never a frame (frames are never empty).
+const END_OF_STREAM: Bytes = Bytes::new();
 /// The address bucket is this many times looser than the address + nick bucket: it only stops
 /// one address from dodging the limit by changing nick, while people behind one NAT still chat.
 const ADDRESS_BUCKET_FACTOR: f64 = 4.0;
@@ -126,6 +130,9 @@ struct ChannelState {
     banned_addresses: HashSet<IpAddr>,
     /// The last count pushed as a `viewers` event.
     viewers_pushed: u64,
+    /// The channel was removed or the server is stopping: its event streams have been told
+    /// to end, and new ones end after their snapshot.
+    closed: bool,
 }
 
 /// One channel's chat.
@@ -139,9 +146,6 @@ pub struct ChatChannel {
     /// HLS players by address and when they last asked for something. Separate from `state`
     /// because every playlist and segment request touches it.
     hls_seen: Mutex<HashMap<IpAddr, Instant>>,
-    /// Cancelled when the channel is removed (config reload) or the server stops: its event
-    /// streams end.
-    closed: CancellationToken,
     /// Messages accepted, for metrics.
     messages: AtomicU64,
     /// Subscribers disconnected for falling behind, for metrics.
@@ -184,6 +188,17 @@ impl ChatChannel {
         // No receivers is not an error: nobody is watching.
         let _ = self.events.send(frame);
         id
+    }
+
+    /// Ends every event stream of the channel, now and to come: one [`END_OF_STREAM`] through
+    /// the ring rather than a cancellation future per subscriber, which would cost each of
+    /// them memory and a lock on every wake-up.
+    fn close(&self) {
+        let mut st = self.lock();
+        if !st.closed {
+            st.closed = true;
+            let _ = self.events.send(END_OF_STREAM);
+        }
     }
 
     /// Tells every subscriber that message `id` is gone (kept in the history so that a
@@ -281,9 +296,9 @@ impl Chat {
                     banned_nicks: HashSet::new(),
                     banned_addresses: HashSet::new(),
                     viewers_pushed: 0,
+                    closed: false,
                 }),
                 hls_seen: Mutex::new(HashMap::new()),
-                closed: self.shutdown.child_token(),
                 messages: AtomicU64::new(0),
                 lagged: AtomicU64::new(0),
             })
@@ -300,7 +315,7 @@ impl Chat {
         map.retain(|name, ch| {
             let keep = self.bus.get(name.as_str()).is_some();
             if !keep {
-                ch.closed.cancel();
+                ch.close();
             }
             keep
         });
@@ -438,8 +453,10 @@ impl Chat {
                 ),
             };
             pending.push_back(state);
-            // Subscribing under the lock: every event after the snapshot reaches this receiver.
-            (ch.events.subscribe(), st.last_id)
+            // Subscribing under the lock: every event after the snapshot reaches this receiver,
+            // and so does the end of the stream if the channel closes later.
+            let closed = st.closed || self.shutdown.is_cancelled();
+            ((!closed).then(|| ch.events.subscribe()), st.last_id)
         };
         pending.push_back(sse_frame(
             snapshot_id,
@@ -450,7 +467,7 @@ impl Chat {
             channel: ch.clone(),
             addr,
         };
-        Ok(SseBody::new(pending, rx, ch.closed.clone(), guard))
+        Ok(SseBody::new(pending, rx, guard))
     }
 
     /// Records an HLS request from `addr` (a player) for the viewer count.
@@ -574,7 +591,7 @@ impl Chat {
     }
 
     /// Pushes changed viewer counts and forgets idle rate-limit state.
-    fn housekeeping(&self) {
+    fn housekeeping(&self, keepalive: bool) {
         let now = Instant::now();
         let rate = self.cfg.rate_per_second;
         let burst = self.cfg.burst as f64;
@@ -582,6 +599,9 @@ impl Chat {
             ch.lock_hls()
                 .retain(|_, t| now.saturating_duration_since(*t) < HLS_VIEWER_WINDOW);
             let viewers = ch.viewers(now);
+            if keepalive && ch.events.receiver_count() > 0 {
+                let _ = ch.events.send(KEEPALIVE);
+            }
             let mut st = ch.lock();
             if viewers != st.viewers_pushed {
                 st.viewers_pushed = viewers;
@@ -674,14 +694,33 @@ async fn lifecycle_task(
     }
 }
 
+/// Viewer counts and rate-limit upkeep every [`VIEWERS_INTERVAL`], keep-alive comments every
+/// [`KEEPALIVE_INTERVAL`]; at shutdown, ends every event stream.
 async fn housekeeping_task(chat: Arc<Chat>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(VIEWERS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_keepalive = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tick.tick() => chat.housekeeping(),
-            _ = cancel.cancelled() => return,
+            now = tick.tick() => {
+                let keepalive = now.duration_since(last_keepalive) >= KEEPALIVE_INTERVAL;
+                if keepalive {
+                    last_keepalive = now;
+                }
+                chat.housekeeping(keepalive);
+            }
+            _ = cancel.cancelled() => break,
         }
+    }
+    let channels: Vec<_> = chat
+        .channels
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    for ch in channels {
+        ch.close();
     }
 }
 
@@ -715,6 +754,62 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The next data frame, or `None` when the stream ended.
+    async fn next_frame(body: &mut SseBody) -> Option<String> {
+        loop {
+            let f = tokio::time::timeout(Duration::from_secs(60), body.frame())
+                .await
+                .expect("frame or end in time")?
+                .expect("infallible");
+            if let Ok(d) = f.into_data() {
+                return Some(String::from_utf8_lossy(&d).into_owned());
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keepalives_come_through_the_ring_and_shutdown_ends_every_stream() {
+        let bus = Bus::new();
+        bus.ensure(&ChannelName::new("alice"));
+        let cancel = CancellationToken::new();
+        let chat = Chat::start(
+            ChatConfig::default(),
+            bus.clone(),
+            &TaskTracker::new(),
+            cancel.clone(),
+        );
+        let start = tokio::time::Instant::now();
+        let mut body = chat.subscribe("alice", ip("10.0.0.1"), None).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let f = next_frame(&mut body).await.expect("stream open");
+            if f == ": keep-alive\n\n" {
+                break;
+            }
+            seen.push(f);
+        }
+        let waited = start.elapsed();
+        assert!(
+            waited >= KEEPALIVE_INTERVAL && waited <= KEEPALIVE_INTERVAL + VIEWERS_INTERVAL,
+            "keep-alive after {waited:?}"
+        );
+        assert!(seen[0].starts_with("retry:"), "{seen:?}");
+        // Stopping ends the open stream, and one opened afterwards ends after its snapshot.
+        cancel.cancel();
+        while let Some(f) = next_frame(&mut body).await {
+            assert!(
+                f.starts_with(": keep-alive") || f.contains("event: viewers"),
+                "{f}"
+            );
+        }
+        let mut late = chat.subscribe("alice", ip("10.0.0.2"), None).unwrap();
+        let mut n = 0;
+        while next_frame(&mut late).await.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3, "retry, state and viewers, then the end");
     }
 
     #[tokio::test]

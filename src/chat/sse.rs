@@ -1,35 +1,32 @@
 //! The event-stream response body: first the replayed history and the current state, then every
-//! new event of the channel as it is broadcast, with a keep-alive comment when idle.
+//! new event of the channel as it is broadcast, and the channel's keep-alive comments.
 //!
 //! Hand-written as an `http_body::Body` (rather than a task per subscriber feeding a channel)
-//! so a subscriber costs one broadcast receiver and one timer, no extra task and no extra
-//! buffer: with 10,000 subscribers that is what keeps memory per subscriber low.
+//! so a subscriber costs one broadcast receiver: no extra task, timer or buffer. Keep-alive
+//! comments and the end of the stream come through the channel's ring like the events; with
+//! 10,000 subscribers that is what keeps memory and the cost of a wake-up low.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::broadcast;
-use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::Stream;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::debug;
 
-use super::{SubscriberGuard, KEEPALIVE_INTERVAL};
+use super::SubscriberGuard;
 
 /// A subscriber's `text/event-stream` body. Dropping it (the client went away, or hyper gave up
 /// on it) unregisters the subscriber.
 pub struct SseBody {
     pending: VecDeque<Bytes>,
-    rx: BroadcastStream<Bytes>,
-    keepalive: Interval,
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// `None` when the channel was already closed: the body ends after `pending`.
+    rx: Option<BroadcastStream<Bytes>>,
     done: bool,
     guard: SubscriberGuard,
 }
@@ -37,18 +34,12 @@ pub struct SseBody {
 impl SseBody {
     pub(super) fn new(
         pending: VecDeque<Bytes>,
-        rx: broadcast::Receiver<Bytes>,
-        shutdown: CancellationToken,
+        rx: Option<broadcast::Receiver<Bytes>>,
         guard: SubscriberGuard,
     ) -> Self {
-        let mut keepalive =
-            tokio::time::interval_at(Instant::now() + KEEPALIVE_INTERVAL, KEEPALIVE_INTERVAL);
-        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
             pending,
-            rx: BroadcastStream::new(rx),
-            keepalive,
-            shutdown: Box::pin(shutdown.cancelled_owned()),
+            rx: rx.map(BroadcastStream::new),
             done: false,
             guard,
         }
@@ -70,32 +61,27 @@ impl Body for SseBody {
         if let Some(b) = this.pending.pop_front() {
             return Poll::Ready(Some(Ok(Frame::data(b))));
         }
-        if this.shutdown.as_mut().poll(cx).is_ready() {
+        let Some(rx) = this.rx.as_mut() else {
             this.done = true;
             return Poll::Ready(None);
-        }
-        match Pin::new(&mut this.rx).poll_next(cx) {
-            Poll::Ready(Some(Ok(b))) => return Poll::Ready(Some(Ok(Frame::data(b)))),
+        };
+        match Pin::new(rx).poll_next(cx) {
+            // Events and keep-alive comments; the empty end-of-stream marker ends it.
+            Poll::Ready(Some(Ok(b))) if !b.is_empty() => Poll::Ready(Some(Ok(Frame::data(b)))),
             Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(n)))) => {
                 // Too slow: end the stream. The browser reconnects with Last-Event-ID and
                 // replays from the history; the others never waited for this one.
                 debug!(missed = n, "chat subscriber too slow; disconnecting");
                 this.guard.lagged();
                 this.done = true;
-                return Poll::Ready(None);
+                Poll::Ready(None)
             }
-            Poll::Ready(None) => {
+            Poll::Ready(_) => {
                 this.done = true;
-                return Poll::Ready(None);
+                Poll::Ready(None)
             }
-            Poll::Pending => {}
+            Poll::Pending => Poll::Pending,
         }
-        if this.keepalive.poll_tick(cx).is_ready() {
-            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
-                b": keep-alive\n\n",
-            )))));
-        }
-        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
