@@ -131,6 +131,21 @@ impl Sse {
         self.next_where(10 * SECS, name, |e| e.event == name)
     }
 
+    /// Whether the stream ends within `d` (events before the end are skipped).
+    fn ends_within(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        loop {
+            match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(Some(_)) => {}
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Every event that arrives within `d`.
     fn drain_for(&self, d: Duration) -> Vec<Event> {
         let deadline = Instant::now() + d;
@@ -397,9 +412,23 @@ fn admin_routes_need_the_token_and_moderate() {
     );
 
     // Ban by address; X-Forwarded-For counts because 127.0.0.1 is a trusted proxy here.
+    // The banned address's open event stream ends, a new one is refused, and the stream of
+    // the address next door goes on.
     let via = |ip: &'static str| [("X-Forwarded-For", ip)];
+    let troll = Sse::open_with(&srv, "alice", None, &via("198.51.100.7"));
+    let neighbour = Sse::open_with(&srv, "alice", None, &via("198.51.100.8"));
+    troll.next_event("viewers");
+    neighbour.next_event("viewers");
     let a = admin(&srv, "POST", bans, Some(json!({"address": "198.51.100.7"})));
     assert_eq!(a.status, 200, "{:?}", a.body);
+    assert!(
+        troll.ends_within(10 * SECS),
+        "banned address's stream ended"
+    );
+    assert_eq!(
+        Sse::open_with(&srv, "alice", None, &via("198.51.100.7")).status,
+        403
+    );
     let chat = "/api/channels/alice/chat";
     let msg = json!({"nick": "newnick", "text": "hi"}).to_string();
     assert_eq!(
@@ -410,6 +439,9 @@ fn admin_routes_need_the_token_and_moderate() {
         request(&srv, "POST", chat, Some(&msg), &via("198.51.100.8")).status,
         202
     );
+    neighbour.next_where(10 * SECS, "the neighbour's message", |e| {
+        e.event == "chat" && e.json()["nick"] == "newnick"
+    });
 
     // Deleting a message: subscribers get `delete`; new subscribers no longer see it.
     let victim = post_chat(&srv, "alice", "ann", "regrettable");

@@ -48,8 +48,18 @@ pub const VIEWERS_INTERVAL: Duration = Duration::from_secs(2);
 /// comment through each channel's ring, not a timer per subscriber.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 const KEEPALIVE: Bytes = Bytes::from_static(b": keep-alive\n\n");
-/// Sent through a channel's ring when it closes: never a frame (frames are never empty).
-const END_OF_STREAM: Bytes = Bytes::new();
+
+/// What goes through a channel's ring to its subscribers. Control items ride with the events
+/// so that a subscriber needs nothing else to wait on (no timer, no cancellation future).
+#[derive(Clone, Debug)]
+enum Ring {
+    /// Bytes to send as they are: an event or a keep-alive comment.
+    Frame(Bytes),
+    /// The subscribers from this address end their streams (an address ban).
+    Kick(IpAddr),
+    /// Every stream ends: the channel was removed or the server is stopping.
+    End,
+}
 /// The address bucket is this many times looser than the address + nick bucket: it only stops
 /// one address from dodging the limit by changing nick, while people behind one NAT still chat.
 const ADDRESS_BUCKET_FACTOR: f64 = 4.0;
@@ -138,7 +148,7 @@ struct ChannelState {
 /// One channel's chat.
 pub struct ChatChannel {
     name: ChannelName,
-    events: broadcast::Sender<Bytes>,
+    events: broadcast::Sender<Ring>,
     /// A std mutex: every critical section is short and synchronous (no `.await` inside), and
     /// `broadcast::Sender::send` never blocks, so holding it while sending is fine; sending
     /// under the lock is what keeps ids, history and the broadcast in the same order.
@@ -186,18 +196,18 @@ impl ChatChannel {
             }
         }
         // No receivers is not an error: nobody is watching.
-        let _ = self.events.send(frame);
+        let _ = self.events.send(Ring::Frame(frame));
         id
     }
 
-    /// Ends every event stream of the channel, now and to come: one [`END_OF_STREAM`] through
+    /// Ends every event stream of the channel, now and to come: one [`Ring::End`] through
     /// the ring rather than a cancellation future per subscriber, which would cost each of
     /// them memory and a lock on every wake-up.
     fn close(&self) {
         let mut st = self.lock();
         if !st.closed {
             st.closed = true;
-            let _ = self.events.send(END_OF_STREAM);
+            let _ = self.events.send(Ring::End);
         }
     }
 
@@ -416,6 +426,9 @@ impl Chat {
             if from_addr >= self.cfg.max_subscribers_per_address {
                 return Err(ChatError::AddressFull);
             }
+            if st.banned_addresses.contains(&addr) {
+                return Err(ChatError::Banned);
+            }
             st.subscribers += 1;
             *st.subscribers_by_address.entry(addr).or_insert(0) += 1;
             // A client that claims an id we never issued (another server, a clock step back)
@@ -534,9 +547,15 @@ impl Chat {
             .map(|h| h.id)
             .collect();
         match target {
-            BanTarget::Nick(n) => st.banned_nicks.insert(n.trim().to_lowercase()),
-            BanTarget::Address(a) => st.banned_addresses.insert(*a),
-        };
+            BanTarget::Nick(n) => {
+                st.banned_nicks.insert(n.trim().to_lowercase());
+            }
+            BanTarget::Address(a) => {
+                st.banned_addresses.insert(*a);
+                // Its open event streams end; new ones are refused while the ban lasts.
+                let _ = ch.events.send(Ring::Kick(*a));
+            }
+        }
         st.history.retain(|h| !doomed.contains(&h.id));
         for id in &doomed {
             ch.publish_delete(&mut st, self.cfg.history, *id);
@@ -600,7 +619,7 @@ impl Chat {
                 .retain(|_, t| now.saturating_duration_since(*t) < HLS_VIEWER_WINDOW);
             let viewers = ch.viewers(now);
             if keepalive && ch.events.receiver_count() > 0 {
-                let _ = ch.events.send(KEEPALIVE);
+                let _ = ch.events.send(Ring::Frame(KEEPALIVE));
             }
             let mut st = ch.lock();
             if viewers != st.viewers_pushed {
@@ -885,8 +904,30 @@ mod tests {
             chat.unban("alice", &BanTarget::Nick("Troll".into())),
             Ok(true)
         );
+        // An address ban ends that address's event streams (and only those) and refuses new
+        // ones while it lasts.
+        let mut troll_stream = chat.subscribe("alice", b, None).unwrap();
+        let mut other_stream = chat.subscribe("alice", ip("10.0.0.9"), None).unwrap();
         chat.ban("alice", &BanTarget::Address(b)).unwrap();
         assert_eq!(chat.post("alice", b, "other", "x"), Err(ChatError::Banned));
+        // Ends after its snapshot and whatever was already on its way (a timeout fails).
+        while next_frame(&mut troll_stream).await.is_some() {}
+        assert!(matches!(
+            chat.subscribe("alice", b, None),
+            Err(ChatError::Banned)
+        ));
+        let m = chat
+            .post("alice", ip("10.0.0.9"), "fay", "still here")
+            .unwrap();
+        let want = format!("id: {}\nevent: chat", m.id);
+        while !next_frame(&mut other_stream)
+            .await
+            .expect("still open")
+            .contains(&want)
+        {}
+        drop(troll_stream);
+        let alice = chat.stats().into_iter().find(|s| s.channel == "alice");
+        assert_eq!(alice.map(|s| s.subscribers), Some(1));
 
         chat.set_slow_mode("alice", 30).unwrap();
         let c = ip("10.0.0.3");

@@ -19,14 +19,14 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::Stream;
 use tracing::debug;
 
-use super::SubscriberGuard;
+use super::{Ring, SubscriberGuard};
 
 /// A subscriber's `text/event-stream` body. Dropping it (the client went away, or hyper gave up
 /// on it) unregisters the subscriber.
 pub struct SseBody {
     pending: VecDeque<Bytes>,
     /// `None` when the channel was already closed: the body ends after `pending`.
-    rx: Option<BroadcastStream<Bytes>>,
+    rx: Option<BroadcastStream<Ring>>,
     done: bool,
     guard: SubscriberGuard,
 }
@@ -34,7 +34,7 @@ pub struct SseBody {
 impl SseBody {
     pub(super) fn new(
         pending: VecDeque<Bytes>,
-        rx: Option<broadcast::Receiver<Bytes>>,
+        rx: Option<broadcast::Receiver<Ring>>,
         guard: SubscriberGuard,
     ) -> Self {
         Self {
@@ -65,22 +65,25 @@ impl Body for SseBody {
             this.done = true;
             return Poll::Ready(None);
         };
-        match Pin::new(rx).poll_next(cx) {
-            // Events and keep-alive comments; the empty end-of-stream marker ends it.
-            Poll::Ready(Some(Ok(b))) if !b.is_empty() => Poll::Ready(Some(Ok(Frame::data(b)))),
-            Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(n)))) => {
-                // Too slow: end the stream. The browser reconnects with Last-Event-ID and
-                // replays from the history; the others never waited for this one.
-                debug!(missed = n, "chat subscriber too slow; disconnecting");
-                this.guard.lagged();
-                this.done = true;
-                Poll::Ready(None)
+        loop {
+            match Pin::new(&mut *rx).poll_next(cx) {
+                Poll::Ready(Some(Ok(Ring::Frame(b)))) => {
+                    return Poll::Ready(Some(Ok(Frame::data(b))))
+                }
+                // Another address's ban: not for this stream.
+                Poll::Ready(Some(Ok(Ring::Kick(a)))) if a != this.guard.addr => continue,
+                Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(n)))) => {
+                    // Too slow: end the stream. The browser reconnects with Last-Event-ID and
+                    // replays from the history; the others never waited for this one.
+                    debug!(missed = n, "chat subscriber too slow; disconnecting");
+                    this.guard.lagged();
+                }
+                // This address banned, the channel closed, or the ring gone.
+                Poll::Ready(_) => {}
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(_) => {
-                this.done = true;
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
+            this.done = true;
+            return Poll::Ready(None);
         }
     }
 
