@@ -166,8 +166,12 @@ fn main() {
     let m: usize = args[4].parse().expect("MESSAGES");
     let interval = Duration::from_millis(args[5].parse().expect("INTERVAL_MS"));
     let pid: u32 = args[6].parse().expect("SERVER_PID");
+    let threads: usize = std::env::var("CHAT_LOAD_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()
         .expect("runtime");
