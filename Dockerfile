@@ -18,7 +18,8 @@ RUN apt-get update -qq \
 COPY --from=build /src/target/release/onair /usr/local/bin/onair
 COPY config/default.toml /etc/onair/onair.toml
 USER onair
-EXPOSE 1935 8080
+# 1936: RTMPS, when rtmp.tls_listen is set.
+EXPOSE 1935 1936 8080
 HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
 ENTRYPOINT ["/usr/local/bin/onair"]
 CMD ["serve", "--config", "/etc/onair/onair.toml"]

@@ -113,6 +113,24 @@ pub struct RtmpConfig {
     pub max_chunk_size: u32,
     /// Largest RTMP message a client may declare, in bytes (a keyframe must fit).
     pub max_message_bytes: u32,
+    /// RTMPS (RTMP over TLS) listener, e.g. `"0.0.0.0:1936"`; off when absent.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for RTMPS; empty: `http.tls_cert`.
+    pub tls_cert: String,
+    /// PEM private key for `rtmp.tls_cert`; empty: `http.tls_key`.
+    pub tls_key: String,
+}
+
+impl RtmpConfig {
+    /// The certificate and key files RTMPS uses, with the section that names them: its own,
+    /// or else the HTTP server's.
+    pub fn tls_files<'a>(&'a self, http: &'a HttpConfig) -> (&'static str, &'a str, &'a str) {
+        if self.tls_cert.is_empty() {
+            ("http", &http.tls_cert, &http.tls_key)
+        } else {
+            ("rtmp", &self.tls_cert, &self.tls_key)
+        }
+    }
 }
 
 impl Default for RtmpConfig {
@@ -125,6 +143,9 @@ impl Default for RtmpConfig {
             no_media_timeout_seconds: 10,
             max_chunk_size: 1 << 20,
             max_message_bytes: 8 << 20,
+            tls_listen: None,
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -577,6 +598,29 @@ impl Config {
                 format!("{:?}", self.http.tls_key),
                 "set together with http.tls_cert (both PEM file paths), or both empty",
             ));
+        }
+        if self.rtmp.tls_cert.is_empty() != self.rtmp.tls_key.is_empty() {
+            return Err(invalid(
+                "rtmp.tls_key",
+                format!("{:?}", self.rtmp.tls_key),
+                "set together with rtmp.tls_cert (both PEM file paths), or both empty",
+            ));
+        }
+        if let Some(addr) = self.rtmp.tls_listen {
+            if self.rtmp.tls_files(&self.http).1.is_empty() {
+                return Err(invalid(
+                    "rtmp.tls_listen",
+                    addr.to_string(),
+                    "only with a certificate: rtmp.tls_cert and rtmp.tls_key, or http.tls_cert and http.tls_key",
+                ));
+            }
+            if addr.port() != 0 && (addr == self.rtmp.listen || addr == self.http.listen) {
+                return Err(invalid(
+                    "rtmp.tls_listen",
+                    addr.to_string(),
+                    "an address other than rtmp.listen and http.listen",
+                ));
+            }
         }
         if !(0.5..=30.0).contains(&self.hls.segment_seconds) {
             return Err(invalid(

@@ -33,6 +33,7 @@ use crate::chat::{BanTarget, Chat, ChatError};
 use crate::config::{is_name, HttpConfig, Secret};
 use crate::hls::serve::{self, PlaylistQuery, ServeError};
 use crate::hls::{HlsStore, RenditionSummary};
+use crate::tls::TlsError;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -859,46 +860,15 @@ fn finish(mut resp: Response<Body>, head: bool) -> Response<Body> {
     resp
 }
 
-/// Why TLS could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("cannot read http.tls_cert {path}: {reason}")]
-    Cert { path: String, reason: String },
-    #[error("cannot read http.tls_key {path}: {reason}")]
-    Key { path: String, reason: String },
-    #[error("http.tls_cert and http.tls_key do not make a usable pair: {0}")]
-    Pair(String),
-}
-
 /// TLS settings from the configured PEM files, offering HTTP/2 and HTTP/1.1 by ALPN; `None`
 /// when no certificate is configured (plain HTTP, where HTTP/2 is still offered as h2c).
 pub fn tls_config(
     cfg: &HttpConfig,
 ) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, TlsError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     if cfg.tls_cert.is_empty() {
         return Ok(None);
     }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cfg.tls_cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::Cert {
-            path: cfg.tls_cert.clone(),
-            reason: e.to_string(),
-        })?;
-    let key = PrivateKeyDer::from_pem_file(&cfg.tls_key).map_err(|e| TlsError::Key {
-        path: cfg.tls_key.clone(),
-        reason: e.to_string(),
-    })?;
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Pair(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Pair(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(config)))
+    crate::tls::server_config("http", &cfg.tls_cert, &cfg.tls_key, &[b"h2", b"http/1.1"]).map(Some)
 }
 
 /// Serves HTTP until `cancel`, then drains open connections gracefully.

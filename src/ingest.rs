@@ -21,10 +21,11 @@ use rml_rtmp::sessions::{
     ServerSessionResult, StreamMetadata,
 };
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
@@ -114,7 +115,24 @@ pub struct IngestShared {
     /// Replaced on reload; read once per publish.
     pub keys: RwLock<Arc<KeyTable>>,
     pub bus: Arc<Bus>,
+    /// `rtmp.max_connections`, shared by the RTMP and RTMPS listeners.
+    pub connections: Arc<Semaphore>,
 }
+
+impl IngestShared {
+    pub fn new(cfg: RtmpConfig, keys: KeyTable, bus: Arc<Bus>) -> Self {
+        Self {
+            connections: Arc::new(Semaphore::new(cfg.max_connections)),
+            cfg,
+            keys: RwLock::new(Arc::new(keys)),
+            bus,
+        }
+    }
+}
+
+/// A publisher's byte stream: a TCP socket, or TLS over one (RTMPS).
+trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
 
 /// What the protocol core reports to the connection that drives it.
 #[derive(Debug)]
@@ -342,14 +360,16 @@ impl IngestCore {
     }
 }
 
-/// Accepts RTMP connections until `cancel`.
+/// Accepts RTMP connections until `cancel`; with `tls`, RTMPS: the TLS handshake first, then
+/// the same RTMP.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shared: Arc<IngestShared>,
     tracker: TaskTracker,
     cancel: CancellationToken,
 ) {
-    let limit = Arc::new(Semaphore::new(shared.cfg.max_connections));
+    let scheme = if tls.is_some() { "rtmps" } else { "rtmp" };
     // Refusals at the connection limit are logged at most once a second (a flood must not
     // become a flood of log lines), with the count of those not logged.
     let mut refused_unlogged = 0u64;
@@ -359,17 +379,17 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    warn!(error = %e, "rtmp accept failed");
+                    warn!(error = %e, "{scheme} accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = cancel.cancelled() => return,
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             refused_unlogged += 1;
             if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                warn!(%peer, limit = shared.cfg.max_connections, also_refused = refused_unlogged - 1, "rtmp connection refused: rtmp.max_connections reached");
+                warn!(%peer, limit = shared.cfg.max_connections, also_refused = refused_unlogged - 1, "{scheme} connection refused: rtmp.max_connections reached");
                 refused_unlogged = 0;
                 last_refusal_log = Some(Instant::now());
             }
@@ -379,14 +399,30 @@ pub async fn serve(
         let _ = sock.set_nodelay(true);
         let shared = shared.clone();
         let cancel = cancel.clone();
+        let tls = tls.clone();
         tracker.spawn(async move {
-            let mut conn = IngestConnection::new(sock, peer, shared);
+            let hs = Duration::from_secs(shared.cfg.handshake_timeout_seconds);
+            let stream: Box<dyn ByteStream> = match tls {
+                None => Box::new(sock),
+                Some(acceptor) => match tokio::time::timeout(hs, acceptor.accept(sock)).await {
+                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Err(e)) => {
+                        warn!(%peer, error = %e, "rtmps connection refused: TLS handshake failed (plain RTMP sent to the RTMPS port?)");
+                        return;
+                    }
+                    Err(_) => {
+                        warn!(%peer, "rtmps connection closed: no TLS handshake within rtmp.handshake_timeout_seconds ({} s)", hs.as_secs());
+                        return;
+                    }
+                },
+            };
+            let mut conn = IngestConnection::new(stream, peer, shared);
             match conn.run(&cancel).await {
-                Ok(how) => debug!(%peer, ?how, "rtmp connection closed"),
+                Ok(how) => debug!(%peer, ?how, "{scheme} connection closed"),
                 Err(e) if e.is_refusal() => {
-                    warn!(%peer, channel = %conn.channel_name(), error = %e, "rtmp connection closed")
+                    warn!(%peer, channel = %conn.channel_name(), error = %e, "{scheme} connection closed")
                 }
-                Err(e) => info!(%peer, error = %e, "rtmp connection closed"),
+                Err(e) => info!(%peer, error = %e, "{scheme} connection closed"),
             }
             drop(permit);
         });
@@ -395,7 +431,7 @@ pub async fn serve(
 
 /// One RTMP connection: owns the socket, the protocol core and the publication.
 struct IngestConnection {
-    sock: TcpStream,
+    sock: Box<dyn ByteStream>,
     peer: SocketAddr,
     shared: Arc<IngestShared>,
     core: IngestCore,
@@ -409,7 +445,7 @@ struct IngestConnection {
 }
 
 impl IngestConnection {
-    fn new(sock: TcpStream, peer: SocketAddr, shared: Arc<IngestShared>) -> Self {
+    fn new(sock: Box<dyn ByteStream>, peer: SocketAddr, shared: Arc<IngestShared>) -> Self {
         let core = IngestCore::new(IngestCore::limits(&shared.cfg));
         Self {
             sock,

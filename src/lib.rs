@@ -21,11 +21,12 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod proto;
+pub mod tls;
 pub mod transcode;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -52,12 +53,14 @@ pub enum StartError {
     #[error(transparent)]
     Announce(#[from] announce::AnnounceError),
     #[error(transparent)]
-    Tls(#[from] http::TlsError),
+    Tls(#[from] tls::TlsError),
 }
 
 /// A running server.
 pub struct Server {
     pub rtmp_addr: SocketAddr,
+    /// The RTMPS listener's address, when `rtmp.tls_listen` is set.
+    pub rtmps_addr: Option<SocketAddr>,
     pub http_addr: SocketAddr,
     pub bus: Arc<Bus>,
     pub store: Arc<HlsStore>,
@@ -121,18 +124,39 @@ impl Server {
         let http = bind("HTTP", cfg.http.listen).await?;
         let rtmp_addr = rtmp.local_addr().unwrap_or(cfg.rtmp.listen);
         let http_addr = http.local_addr().unwrap_or(cfg.http.listen);
+        let rtmps = match cfg.rtmp.tls_listen {
+            Some(addr) => {
+                let (section, cert, key) = cfg.rtmp.tls_files(&cfg.http);
+                let tls = tls::server_config(section, cert, key, &[])?;
+                let listener = bind("RTMPS", addr).await?;
+                let bound = listener.local_addr().unwrap_or(addr);
+                Some((listener, tokio_rustls::TlsAcceptor::from(tls), bound))
+            }
+            None => None,
+        };
+        let rtmps_addr = rtmps.as_ref().map(|(_, _, a)| *a);
 
-        let ingest = Arc::new(IngestShared {
-            cfg: cfg.rtmp.clone(),
-            keys: RwLock::new(Arc::new(KeyTable::new(&cfg.channels))),
-            bus: bus.clone(),
-        });
+        let ingest = Arc::new(IngestShared::new(
+            cfg.rtmp.clone(),
+            KeyTable::new(&cfg.channels),
+            bus.clone(),
+        ));
         tracker.spawn(ingest::serve(
             rtmp,
+            None,
             ingest.clone(),
             tracker.clone(),
             cancel.child_token(),
         ));
+        if let Some((listener, acceptor, _)) = rtmps {
+            tracker.spawn(ingest::serve(
+                listener,
+                Some(acceptor),
+                ingest.clone(),
+                tracker.clone(),
+                cancel.child_token(),
+            ));
+        }
         let chat = Chat::start(
             cfg.chat.clone(),
             bus.clone(),
@@ -157,9 +181,10 @@ impl Server {
             tls,
             cancel.child_token(),
         ));
-        info!(rtmp = %rtmp_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");
+        info!(rtmp = %rtmp_addr, rtmps = ?rtmps_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");
         let server = Server {
             rtmp_addr,
+            rtmps_addr,
             http_addr,
             bus,
             store,

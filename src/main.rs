@@ -107,8 +107,12 @@ fn serve(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         let mut signals = Signals::install().context("installing signal handlers")?;
         let server = onair::Server::start(cfg).await?;
         // A plain line on stdout for scripts and tests that need the bound addresses.
+        let rtmps = server
+            .rtmps_addr
+            .map(|a| format!(" rtmps={a}"))
+            .unwrap_or_default();
         println!(
-            "onair listening rtmp={} http={}",
+            "onair listening rtmp={} http={}{rtmps}",
             server.rtmp_addr, server.http_addr
         );
         loop {

@@ -229,13 +229,7 @@ fn gstreamer_rtmp2sink_is_served_too() {
     let first = &segments(&p)[0].0;
     let data = srv.get_bytes(&format!("/hls/bob/source/{first}")).1;
     let streams = ffprobe_bytes(&data);
-    assert!(
-        streams
-            .iter()
-            .any(|s| s.codec_name == "h264" && s.height == Some(180)),
-        "{streams:?}"
-    );
-    assert!(streams.iter().any(|s| s.codec_name == "aac"), "{streams:?}");
+    assert_test_pattern(&streams);
     // rtmp2sink closes the socket without deleteStream: the publish must still end.
     wait_for(40 * SECS, "gstreamer to finish", || {
         child.try_wait().ok().flatten()

@@ -42,30 +42,7 @@ fn h2c_on_the_plain_listener() {
 fn tls_with_http2_by_alpn() {
     let _g = media_lock();
     let dir = temp_dir("tls");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl")
-        .status
-        .success();
-    assert!(ok, "openssl could not make a certificate");
+    let (cert, key) = self_signed_cert(&dir);
     let extra = format!(
         "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
         cert.display(),

@@ -6,7 +6,7 @@
 pub mod rtmp;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -26,6 +26,8 @@ pub struct TestServer {
     child: Child,
     pub rtmp: String,
     pub http: String,
+    /// The RTMPS listener, when the config sets `rtmp.tls_listen`.
+    pub rtmps: Option<String>,
     logs: Arc<Mutex<String>>,
     dir: PathBuf,
     /// The config file the server was started with.
@@ -100,7 +102,11 @@ impl TestServer {
                 .find_map(|w| w.strip_prefix(&format!("{name}=")).map(String::from))
                 .unwrap_or_else(|| panic!("no {name}= in {first:?}"))
         };
+        let rtmps = first
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("rtmps=").map(String::from));
         TestServer {
+            rtmps,
             rtmp: field("rtmp"),
             http: field("http"),
             child,
@@ -144,6 +150,14 @@ impl TestServer {
 
     pub fn rtmp_url(&self, key: &str) -> String {
         format!("rtmp://{}/live/{key}", self.rtmp)
+    }
+
+    pub fn rtmps_url(&self, key: &str) -> String {
+        let addr = self
+            .rtmps
+            .as_deref()
+            .expect("no rtmps= in the address line");
+        format!("rtmps://{addr}/live/{key}")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -225,6 +239,35 @@ impl Drop for TestServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A self-signed certificate for 127.0.0.1 made by openssl in `dir`: (cert.pem, key.pem).
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl")
+        .status
+        .success();
+    assert!(ok, "openssl could not make a certificate");
+    (cert, key)
 }
 
 /// Polls `f` until it returns Some, or panics after `within`.
@@ -371,6 +414,17 @@ impl Drop for Push {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Asserts that `streams` are the default test push: H.264 at 320x180 and AAC.
+pub fn assert_test_pattern(streams: &[ProbedStream]) {
+    assert!(
+        streams
+            .iter()
+            .any(|s| s.codec_name == "h264" && s.width == Some(320) && s.height == Some(180)),
+        "{streams:?}"
+    );
+    assert!(streams.iter().any(|s| s.codec_name == "aac"), "{streams:?}");
 }
 
 /// ffprobe's view of a media file's streams: (codec_type, codec_name, width, height, start_time).
