@@ -33,7 +33,7 @@ use crate::chat::{BanTarget, Chat, ChatError};
 use crate::config::{is_name, HttpConfig, Secret};
 use crate::hls::serve::{self, PlaylistQuery, ServeError};
 use crate::hls::{HlsStore, RenditionSummary};
-use crate::tls::TlsError;
+use crate::tls::{CertSlot, TlsError};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -862,13 +862,11 @@ fn finish(mut resp: Response<Body>, head: bool) -> Response<Body> {
 
 /// TLS settings from the configured PEM files, offering HTTP/2 and HTTP/1.1 by ALPN; `None`
 /// when no certificate is configured (plain HTTP, where HTTP/2 is still offered as h2c).
-pub fn tls_config(
-    cfg: &HttpConfig,
-) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, TlsError> {
+pub fn tls_config(cfg: &HttpConfig) -> Result<Option<CertSlot>, TlsError> {
     if cfg.tls_cert.is_empty() {
         return Ok(None);
     }
-    crate::tls::server_config("http", &cfg.tls_cert, &cfg.tls_key, &[b"h2", b"http/1.1"]).map(Some)
+    CertSlot::load("http", &cfg.tls_cert, &cfg.tls_key, &[b"h2", b"http/1.1"]).map(Some)
 }
 
 /// Serves HTTP until `cancel`, then drains open connections gracefully.
@@ -876,12 +874,11 @@ pub async fn serve(
     listener: TcpListener,
     state: Arc<HttpState>,
     cfg: HttpConfig,
-    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    tls: Option<CertSlot>,
     cancel: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let protocols = Arc::new(Protocols::new(cfg.header_timeout_seconds));
     let mut last_full_log: Option<std::time::Instant> = None;
     loop {
@@ -927,7 +924,7 @@ pub async fn serve(
         });
         let protocols = protocols.clone();
         let watcher = graceful.watcher();
-        let tls = tls.clone();
+        let tls = tls.as_ref().map(CertSlot::acceptor);
         tokio::spawn(async move {
             // The opening (sniff or TLS handshake) is boxed as well: a task is sized for the
             // largest state it can hold, and this one lives as long as its connection.

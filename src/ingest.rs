@@ -25,7 +25,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
@@ -40,6 +39,7 @@ use crate::proto::rtmp::{
     frame_message, session_preamble, ChunkError, ChunkLimits, ChunkReader, RtmpMessage,
 };
 use crate::proto::timestamps::{Repair, TimestampRepair};
+use crate::tls::CertSlot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -364,7 +364,7 @@ impl IngestCore {
 /// the same RTMP.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<CertSlot>,
     shared: Arc<IngestShared>,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -399,7 +399,7 @@ pub async fn serve(
         let _ = sock.set_nodelay(true);
         let shared = shared.clone();
         let cancel = cancel.clone();
-        let tls = tls.clone();
+        let tls = tls.as_ref().map(CertSlot::acceptor);
         tracker.spawn(async move {
             let hs = Duration::from_secs(shared.cfg.handshake_timeout_seconds);
             let stream: Box<dyn ByteStream> = match tls {

@@ -61,6 +61,8 @@ pub struct Server {
     pub rtmp_addr: SocketAddr,
     /// The RTMPS listener's address, when `rtmp.tls_listen` is set.
     pub rtmps_addr: Option<SocketAddr>,
+    /// The TLS listeners' certificates, read again on reload.
+    certificates: Vec<tls::CertSlot>,
     pub http_addr: SocketAddr,
     pub bus: Arc<Bus>,
     pub store: Arc<HlsStore>,
@@ -88,6 +90,10 @@ pub struct ReloadReport {
     pub rekeyed: Vec<String>,
     /// Sections that differ but only take effect at restart.
     pub needs_restart: Vec<&'static str>,
+    /// Certificates read again (by section: `http`, `rtmp`); new connections use them.
+    pub certificates_reloaded: Vec<&'static str>,
+    /// Certificates that could not be read again: the previous one stays in use.
+    pub certificate_errors: Vec<String>,
 }
 
 impl Server {
@@ -127,10 +133,10 @@ impl Server {
         let rtmps = match cfg.rtmp.tls_listen {
             Some(addr) => {
                 let (section, cert, key) = cfg.rtmp.tls_files(&cfg.http);
-                let tls = tls::server_config(section, cert, key, &[])?;
+                let tls = tls::CertSlot::load(section, cert, key, &[])?;
                 let listener = bind("RTMPS", addr).await?;
                 let bound = listener.local_addr().unwrap_or(addr);
-                Some((listener, tokio_rustls::TlsAcceptor::from(tls), bound))
+                Some((listener, tls, bound))
             }
             None => None,
         };
@@ -148,10 +154,12 @@ impl Server {
             tracker.clone(),
             cancel.child_token(),
         ));
-        if let Some((listener, acceptor, _)) = rtmps {
+        let mut certificates = Vec::new();
+        if let Some((listener, slot, _)) = rtmps {
+            certificates.push(slot.clone());
             tracker.spawn(ingest::serve(
                 listener,
-                Some(acceptor),
+                Some(slot),
                 ingest.clone(),
                 tracker.clone(),
                 cancel.child_token(),
@@ -174,6 +182,7 @@ impl Server {
             transcoder: transcoder.clone(),
         });
         let tls = http::tls_config(&cfg.http)?;
+        certificates.extend(tls.clone());
         let http_task = tokio::spawn(http::serve(
             http,
             state,
@@ -185,6 +194,7 @@ impl Server {
         let server = Server {
             rtmp_addr,
             rtmps_addr,
+            certificates,
             http_addr,
             bus,
             store,
@@ -277,6 +287,16 @@ impl Server {
                 report.needs_restart.push(section);
             }
         }
+        // Renewed certificates (same files, new contents) take effect now.
+        for slot in &self.certificates {
+            match slot.reload() {
+                Ok(()) => report.certificates_reloaded.push(slot.section()),
+                Err(e) => {
+                    warn!(error = %e, "certificate not reloaded: the previous one stays in use");
+                    report.certificate_errors.push(e.to_string());
+                }
+            }
+        }
         // Compared with PartialEq, not Debug: Debug hides the secrets, whose change counts too.
         if old.announce != new.announce {
             report.needs_restart.push("announce");
@@ -286,6 +306,7 @@ impl Server {
             removed = ?report.removed,
             rekeyed = ?report.rekeyed,
             needs_restart = ?report.needs_restart,
+            certificates = ?report.certificates_reloaded,
             "configuration reloaded"
         );
         *lock(&self.cfg) = new;

@@ -1,11 +1,12 @@
 //! TLS server settings from PEM files (rustls with the ring provider), shared by HTTPS and
 //! RTMPS.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
 
 /// A certificate or key that cannot be used; names the config key and the file.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +36,7 @@ pub fn server_config(
     section: &'static str,
     cert: &str,
     key: &str,
-    alpn: &[&[u8]],
+    alpn: &[&'static [u8]],
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -62,4 +63,52 @@ pub fn server_config(
         .map_err(pair)?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// A listener's certificate, read again on reload: each new connection takes the current one,
+/// open connections keep theirs. Renewed certificates (certbot rewrites the files in place)
+/// then need a SIGHUP, not a restart that would cut every stream.
+#[derive(Clone)]
+pub struct CertSlot {
+    section: &'static str,
+    cert: String,
+    key: String,
+    alpn: Vec<&'static [u8]>,
+    current: Arc<RwLock<Arc<ServerConfig>>>,
+}
+
+impl CertSlot {
+    pub fn load(
+        section: &'static str,
+        cert: &str,
+        key: &str,
+        alpn: &[&'static [u8]],
+    ) -> Result<Self, TlsError> {
+        let config = server_config(section, cert, key, alpn)?;
+        Ok(Self {
+            section,
+            cert: cert.to_string(),
+            key: key.to_string(),
+            alpn: alpn.to_vec(),
+            current: Arc::new(RwLock::new(config)),
+        })
+    }
+
+    /// The config section the files come from (`http` or `rtmp`).
+    pub fn section(&self) -> &'static str {
+        self.section
+    }
+
+    /// An acceptor with the current certificate.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        let config = self.current.read().unwrap_or_else(|e| e.into_inner());
+        TlsAcceptor::from(config.clone())
+    }
+
+    /// Reads the files again; on an error the current certificate stays in use.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let config = server_config(self.section, &self.cert, &self.key, &self.alpn)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
+        Ok(())
+    }
 }

@@ -6,6 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -79,4 +80,68 @@ fn ffmpeg_publishes_over_rtmps_and_plain_rtmp_there_is_refused() {
     assert_test_pattern(&streams);
     let (_, channels) = srv.get("/api/channels");
     assert!(channels.contains("\"live\":true"), "{channels}");
+}
+
+/// The SHA-256 fingerprint of a PEM certificate file, or of the one a TLS server presents.
+fn fingerprint(source: &str) -> String {
+    let pem = if source.ends_with(".pem") {
+        std::fs::read(source).expect("certificate file")
+    } else {
+        Command::new("openssl")
+            .args(["s_client", "-connect", source])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .expect("openssl s_client")
+            .stdout
+    };
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl x509");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&pem)
+        .expect("write");
+    let out = child.wait_with_output().expect("openssl x509");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn renewed_certificates_are_served_after_a_reload_and_a_bad_one_is_not() {
+    let dir = temp_dir("renew");
+    let (cert, key) = self_signed_cert(&dir);
+    let cert = cert.display().to_string();
+    // RTMPS without its own certificate uses the HTTP server's.
+    let srv = TestServer::start_full(
+        &format!("tls_cert = \"{cert}\"\ntls_key = \"{}\"\n", key.display()),
+        "",
+        &[("ONAIR__RTMP__TLS_LISTEN", "127.0.0.1:0")],
+    );
+    let rtmps = srv.rtmps.clone().expect("rtmps= in the address line");
+    let first = fingerprint(&cert);
+    assert!(first.contains("Fingerprint"), "{first}");
+    assert_eq!(fingerprint(&srv.http), first);
+    assert_eq!(fingerprint(&rtmps), first);
+
+    // Renewed in place, as certbot does, then SIGHUP: new connections get the new one.
+    self_signed_cert(&dir);
+    let second = fingerprint(&cert);
+    assert_ne!(second, first);
+    srv.signal("HUP");
+    wait_for(10 * SECS, "the renewed certificate on both ports", || {
+        (fingerprint(&srv.http) == second && fingerprint(&rtmps) == second).then_some(())
+    });
+
+    // A broken file is refused with a warning and the last good certificate stays.
+    std::fs::write(&cert, "not a certificate").expect("write");
+    srv.signal("HUP");
+    srv.wait_log("certificate not reloaded", 10 * SECS);
+    assert_eq!(fingerprint(&srv.http), second);
+    assert_eq!(fingerprint(&rtmps), second);
 }

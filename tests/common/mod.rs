@@ -58,7 +58,8 @@ impl TestServer {
         Self::start_full(http_keys, "", &[])
     }
 
-    fn start_full(http_keys: &str, extra: &str, env: &[(&str, &str)]) -> TestServer {
+    /// `http_keys` go in the `[http]` table, `extra` after it; `env` is added to the server's.
+    pub fn start_full(http_keys: &str, extra: &str, env: &[(&str, &str)]) -> TestServer {
         let dir = temp_dir("srv");
         let cfg = dir.join("onair.toml");
         let text = format!(
