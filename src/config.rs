@@ -279,6 +279,8 @@ pub struct ChatConfig {
     pub max_subscribers_per_address: usize,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub blocked_words: Vec<String>,
+    /// JSON file that keeps bans across restarts; empty: bans live in memory only.
+    pub bans_file: String,
 }
 
 impl Default for ChatConfig {
@@ -294,6 +296,7 @@ impl Default for ChatConfig {
             max_subscribers_per_address: 20,
             trusted_proxies: Vec::new(),
             blocked_words: Vec::new(),
+            bans_file: String::new(),
         }
     }
 }

@@ -188,7 +188,9 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     };
     let allowed = match r {
         Route::ChatPost(_) => method == Method::POST,
-        Route::AdminBans(_) => method == Method::POST || method == Method::DELETE,
+        Route::AdminBans(_) => {
+            method == Method::GET || method == Method::POST || method == Method::DELETE
+        }
         Route::AdminDeleteMessage(..) => method == Method::DELETE,
         Route::AdminSlowMode(_) => method == Method::PUT,
         Route::AdminKick(_) => method == Method::POST,
@@ -434,6 +436,10 @@ impl HttpState {
             }
             Route::AdminBans(c) => match admin::authorize(&parts.headers, &self.admin_token) {
                 Err(denied) => denied.response(),
+                Ok(()) if method == Method::GET => match self.chat.bans(c) {
+                    Ok(bans) => json(StatusCode::OK, &bans),
+                    Err(e) => chat_error(&e),
+                },
                 Ok(()) => match read_json::<BanBody, B>(body).await {
                     Ok(b) => self.ban(c, method == Method::POST, b),
                     Err(r) => r,

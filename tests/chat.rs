@@ -628,3 +628,54 @@ fn event_streams_end_when_their_channel_is_removed_and_at_shutdown() {
     assert!(status.success(), "{status:?}");
     assert!(took < 5 * SECS, "shutdown took {took:?}");
 }
+
+#[test]
+fn bans_survive_a_restart_with_a_bans_file() {
+    let dir = temp_dir("bans");
+    let file = dir.join("bans.json");
+    let config = format!(
+        "[server]\nadmin_token = \"{TOKEN}\"\n[chat]\ntrusted_proxies = [\"127.0.0.1\"]\n\
+         bans_file = \"{}\"\n",
+        file.display()
+    );
+    let bans = "/api/admin/channels/alice/bans";
+    let via = [("X-Forwarded-For", "198.51.100.7")];
+    let msg = json!({"nick": "someone", "text": "hi"}).to_string();
+    {
+        let srv = TestServer::start(&config);
+        let listed = admin(&srv, "GET", bans, None);
+        assert_eq!(listed.status, 200);
+        assert_eq!(listed.body, json!({"nicks": [], "addresses": []}));
+        assert_eq!(
+            admin(&srv, "POST", bans, Some(json!({"nick": "Troll"}))).status,
+            200
+        );
+        assert_eq!(
+            admin(&srv, "POST", bans, Some(json!({"address": "198.51.100.7"}))).status,
+            200
+        );
+        assert_eq!(
+            admin(&srv, "GET", bans, None).body,
+            json!({"nicks": ["troll"], "addresses": ["198.51.100.7"]})
+        );
+        assert_eq!(request(&srv, "GET", bans, None, &[]).status, 401);
+    }
+    // A new process reads them back.
+    let srv = TestServer::start(&config);
+    assert_eq!(post_chat(&srv, "alice", "TROLL", "back again").status, 403);
+    let chat = "/api/channels/alice/chat";
+    assert_eq!(request(&srv, "POST", chat, Some(&msg), &via).status, 403);
+    assert_eq!(post_chat(&srv, "alice", "ann", "hello").status, 202);
+    // Lifting one is saved too.
+    assert_eq!(
+        admin(&srv, "DELETE", bans, Some(json!({"nick": "troll"}))).status,
+        200
+    );
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("bans file")).expect("json");
+    assert_eq!(
+        saved,
+        json!({"alice": {"nicks": [], "addresses": ["198.51.100.7"]}})
+    );
+    assert_eq!(post_chat(&srv, "alice", "troll", "sorry").status, 202);
+}

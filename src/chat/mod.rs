@@ -16,10 +16,11 @@
 //! creation time in microseconds, so they keep growing across restarts and a client resuming
 //! after a restart is not told it is ahead.
 
+pub mod bans;
 pub mod moderation;
 mod sse;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,10 +32,11 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, instrument};
+use tracing::{debug, error, info, instrument};
 
 use crate::bus::{Bus, ChannelName, Lifecycle};
 use crate::config::ChatConfig;
+use bans::{BanFile, BanMap, Bans};
 use moderation::{clean_nick, clean_text, Invalid, TokenBucket};
 pub use sse::SseBody;
 
@@ -136,8 +138,7 @@ struct ChannelState {
     address_buckets: HashMap<IpAddr, TokenBucket>,
     last_post: HashMap<IpAddr, Instant>,
     slow_mode: Duration,
-    banned_nicks: HashSet<String>,
-    banned_addresses: HashSet<IpAddr>,
+    bans: Bans,
     /// The last count pushed as a `viewers` event.
     viewers_pushed: u64,
     /// The channel was removed or the server is stopping: its event streams have been told
@@ -242,6 +243,11 @@ impl ChatChannel {
     }
 }
 
+/// Locks a std mutex, ignoring poisoning (the data are plain values).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Renders one server-sent event. serde_json escapes line breaks, so `data` is one line.
 fn sse_frame(id: u64, event: &str, data: &serde_json::Value) -> Bytes {
     Bytes::from(format!("id: {id}\nevent: {event}\ndata: {data}\n\n"))
@@ -258,6 +264,10 @@ pub struct Chat {
     /// Channels are created on first use for names the bus knows. Std mutex, short sections.
     channels: Mutex<BTreeMap<ChannelName, Arc<ChatChannel>>>,
     shutdown: CancellationToken,
+    /// `chat.bans_file`; the mutex orders the saves.
+    ban_file: Option<Mutex<BanFile>>,
+    /// Saved bans of channels not in use yet (or removed by a reload).
+    saved_bans: Mutex<BanMap>,
 }
 
 impl Chat {
@@ -268,11 +278,15 @@ impl Chat {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> Arc<Chat> {
+        let ban_file = (!cfg.bans_file.is_empty()).then(|| BanFile::new(&cfg.bans_file));
+        let saved_bans = ban_file.as_ref().map(BanFile::load).unwrap_or_default();
         let chat = Arc::new(Chat {
             cfg,
             bus: bus.clone(),
             channels: Mutex::new(BTreeMap::new()),
             shutdown: cancel.clone(),
+            ban_file: ban_file.map(Mutex::new),
+            saved_bans: Mutex::new(saved_bans),
         });
         tracker.spawn(lifecycle_task(
             chat.clone(),
@@ -303,8 +317,10 @@ impl Chat {
                     address_buckets: HashMap::new(),
                     last_post: HashMap::new(),
                     slow_mode: Duration::from_secs(self.cfg.slow_mode_seconds),
-                    banned_nicks: HashSet::new(),
-                    banned_addresses: HashSet::new(),
+                    // Saved bans of this channel move in when it is first used.
+                    bans: lock(&self.saved_bans)
+                        .remove(bus.name.as_str())
+                        .unwrap_or_default(),
                     viewers_pushed: 0,
                     closed: false,
                 }),
@@ -326,6 +342,11 @@ impl Chat {
             let keep = self.bus.get(name.as_str()).is_some();
             if !keep {
                 ch.close();
+                // Kept for the file, and for the channel if it comes back.
+                let bans = ch.lock().bans.clone();
+                if !bans.is_empty() {
+                    lock(&self.saved_bans).insert(name.to_string(), bans);
+                }
             }
             keep
         });
@@ -348,7 +369,7 @@ impl Chat {
         let rate = self.cfg.rate_per_second;
         let burst = self.cfg.burst as f64;
         let mut st = ch.lock();
-        if st.banned_nicks.contains(&nick_key) || st.banned_addresses.contains(&addr) {
+        if st.bans.nicks.contains(&nick_key) || st.bans.addresses.contains(&addr) {
             return Err(ChatError::Banned);
         }
         if !st.slow_mode.is_zero() {
@@ -426,7 +447,7 @@ impl Chat {
             if from_addr >= self.cfg.max_subscribers_per_address {
                 return Err(ChatError::AddressFull);
             }
-            if st.banned_addresses.contains(&addr) {
+            if st.bans.addresses.contains(&addr) {
                 return Err(ChatError::Banned);
             }
             st.subscribers += 1;
@@ -548,10 +569,10 @@ impl Chat {
             .collect();
         match target {
             BanTarget::Nick(n) => {
-                st.banned_nicks.insert(n.trim().to_lowercase());
+                st.bans.nicks.insert(n.trim().to_lowercase());
             }
             BanTarget::Address(a) => {
-                st.banned_addresses.insert(*a);
+                st.bans.addresses.insert(*a);
                 // Its open event streams end; new ones are refused while the ban lasts.
                 let _ = ch.events.send(Ring::Kick(*a));
             }
@@ -563,17 +584,55 @@ impl Chat {
         // Addresses are personal data: debug level only.
         debug!(channel = %ch.name, ?target, deleted = doomed.len(), "chat ban");
         info!(channel = %ch.name, deleted = doomed.len(), "chat ban added");
+        drop(st);
+        self.save_bans();
         Ok(doomed.len())
+    }
+
+    /// A channel's bans.
+    pub fn bans(&self, channel: &str) -> Result<Bans, ChatError> {
+        let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
+        let bans = ch.lock().bans.clone();
+        Ok(bans)
+    }
+
+    /// Writes every channel's bans to `chat.bans_file`, if set. A failed write is logged; the
+    /// bans stay in force in memory.
+    fn save_bans(&self) {
+        let Some(file) = &self.ban_file else { return };
+        // One save at a time, each from a consistent view: channels (so none is created
+        // meanwhile, moving its bans out of `saved_bans`), then each channel, then the rest.
+        let file = lock(file);
+        let mut all = BanMap::new();
+        {
+            let map = lock(&self.channels);
+            for (name, ch) in map.iter() {
+                all.insert(name.to_string(), ch.lock().bans.clone());
+            }
+            for (name, b) in lock(&self.saved_bans).iter() {
+                all.entry(name.clone()).or_insert_with(|| b.clone());
+            }
+        }
+        if let Err(e) = file.save(&all) {
+            error!(error = %e, "chat bans could not be saved to chat.bans_file; they hold until restart");
+        }
     }
 
     /// Lifts a ban; false if there was none.
     pub fn unban(&self, channel: &str, target: &BanTarget) -> Result<bool, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
-        let mut st = ch.lock();
-        Ok(match target {
-            BanTarget::Nick(n) => st.banned_nicks.remove(&n.trim().to_lowercase()),
-            BanTarget::Address(a) => st.banned_addresses.remove(a),
-        })
+        let lifted = {
+            let mut st = ch.lock();
+            match target {
+                BanTarget::Nick(n) => st.bans.nicks.remove(&n.trim().to_lowercase()),
+                BanTarget::Address(a) => st.bans.addresses.remove(a),
+            }
+        };
+        if lifted {
+            info!(channel = %ch.name, "chat ban lifted");
+            self.save_bans();
+        }
+        Ok(lifted)
     }
 
     /// Sets slow mode (0 turns it off).
