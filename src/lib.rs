@@ -171,7 +171,7 @@ impl Server {
             &tracker,
             cancel.child_token(),
         );
-        metrics::init();
+        metrics::init(&tracker, cancel.child_token());
         let state = Arc::new(HttpState {
             announce: announce.stats.clone(),
             store: store.clone(),

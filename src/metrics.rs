@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::announce::AnnounceStats;
 use crate::bus::Bus;
@@ -55,9 +57,26 @@ fn recorder() -> &'static Recorder {
     })
 }
 
-/// Installs the recorder; call once at start so uptime counts from then.
-pub fn init() {
-    let _ = recorder();
+/// How often histogram samples are folded into their buckets. The exporter keeps every raw
+/// sample until then (or until a scrape): without this upkeep a server that nobody scrapes grew
+/// by ~18 bytes per HTTP request (24 MB after 1.35 million requests; the soak's heap grew 4.6
+/// MiB/hour, found with heaptrack).
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Installs the recorder (call at start, so uptime counts from then) and runs its upkeep
+/// until `cancel`.
+pub fn init(tracker: &TaskTracker, cancel: CancellationToken) {
+    let rec = recorder();
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => rec.handle.run_upkeep(),
+                _ = cancel.cancelled() => return,
+            }
+        }
+    });
 }
 
 /// Records one HTTP request.

@@ -241,3 +241,56 @@ fn admin_lists_streams_and_kicks_a_publisher() {
     assert_eq!(body, "[]");
     p.stop();
 }
+
+/// Sends `n` requests for /healthz over one pipelined keep-alive connection and waits for every
+/// answer.
+fn hammer_healthz(addr: &str, n: usize) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let batch = 200;
+    let req = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n".repeat(batch);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut done = 0;
+    while done < n {
+        s.write_all(req.as_bytes()).expect("write");
+        // Each answer ends with its 3-byte body "ok\n"; count the status lines.
+        let mut seen = 0;
+        let mut tail: Vec<u8> = Vec::new();
+        while seen < batch {
+            let k = s.read(&mut buf).expect("read");
+            assert!(k > 0, "server closed the connection");
+            tail.extend_from_slice(&buf[..k]);
+            seen += tail.windows(9).filter(|w| *w == b"HTTP/1.1 ").count();
+            // Keep the last 8 bytes: a status line may straddle two reads.
+            let keep = tail.len().min(8);
+            tail.drain(..tail.len() - keep);
+        }
+        done += batch;
+    }
+}
+
+/// The Prometheus exporter keeps every histogram sample until it is folded into buckets: a
+/// server that is never scraped must not grow with its request count (it did, by ~18 bytes
+/// a request, until the recorder got a periodic upkeep).
+#[test]
+fn memory_stays_flat_over_many_requests_without_scrapes() {
+    let srv = TestServer::start("");
+    // Warm up to the steady state (allocator arenas, one upkeep interval's worth of samples).
+    hammer_healthz(&srv.http, 100_000);
+    let before = srv.rss_kib();
+    hammer_healthz(&srv.http, 400_000);
+    // Unbounded, 400,000 samples kept ~7 MB; folded every second, at most about a second's
+    // worth is held at once (~1 MB at this rate).
+    let limit = before + 3_000;
+    let after = wait_for(
+        Duration::from_secs(5),
+        "RSS back near its steady state",
+        || {
+            let now = srv.rss_kib();
+            (now < limit).then_some(now)
+        },
+    );
+    eprintln!("RSS {before} KiB before, {after} KiB after 400,000 more requests");
+}
