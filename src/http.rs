@@ -1277,6 +1277,11 @@ mod tests {
             (
                 get.clone(),
                 "/api/admin/channels/alice/bans",
+                Route::AdminBans("alice"),
+            ),
+            (
+                Method::PUT,
+                "/api/admin/channels/alice/bans",
                 Route::MethodNotAllowed,
             ),
             (
