@@ -268,20 +268,12 @@ fn an_encoder_without_a_sequence_header_still_gets_its_video_served() {
     // AVC sequence header, only SPS/PPS inside the keyframes.
     let out = std::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=320x180:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", "5", "-map", "0:v", "-map", "1:a"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "60",
-        ])
-        .args(["-c:a", "aac", "-f", "tee"])
+        .args(test_pattern_args(&PushOpts {
+            seconds: 5.0,
+            ..Default::default()
+        }))
+        // The tee muxer picks no streams by itself.
+        .args(["-map", "0:v", "-map", "1:a", "-f", "tee"])
         .arg(format!("[f=flv]{}", srv.rtmp_url(ALICE_KEY)))
         .output()
         .expect("ffmpeg");

@@ -42,41 +42,19 @@ fn wait_ended(srv: &TestServer, channel: &str, rendition: &str, within: Duration
 
 /// Encodes `seconds` of test pattern at `size` (30 fps, 2 s GOP, AAC) into an FLV file, as
 /// fast as the machine allows, so that pushes can replay it without encoding in real time.
-fn make_source(size: &str, seconds: f64) -> std::path::PathBuf {
+fn make_source(size: &'static str, seconds: f64) -> std::path::PathBuf {
     let dir = temp_dir("src");
     let path = dir.join("source.flv");
+    let opts = PushOpts {
+        seconds,
+        size,
+        video_kbps: 1500,
+        ..Default::default()
+    };
     let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg(format!("testsrc=size={size}:rate=30"))
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args([
-            "-g",
-            "60",
-            "-keyint_min",
-            "60",
-            "-sc_threshold",
-            "0",
-            "-b:v",
-            "1500k",
-        ])
-        .args(["-c:a", "aac", "-b:a", "64k", "-ac", "2", "-f", "flv"])
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(test_pattern_args(&opts))
+        .args(["-f", "flv"])
         .arg(&path)
         .output()
         .expect("ffmpeg");

@@ -242,6 +242,25 @@ impl Drop for TestServer {
     }
 }
 
+/// Whether the peer closes `s` within `within` (EOF or an error; data read meanwhile is
+/// skipped).
+pub fn closed_by_peer(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
 /// A self-signed certificate for 127.0.0.1 made by openssl in `dir`: (cert.pem, key.pem).
 pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -329,6 +348,7 @@ pub struct PushOpts {
     pub gop: u32,
     pub audio: bool,
     pub video: bool,
+    pub video_kbps: u32,
 }
 
 impl Default for PushOpts {
@@ -340,25 +360,28 @@ impl Default for PushOpts {
             gop: 60,
             audio: true,
             video: true,
+            video_kbps: 400,
         }
     }
 }
 
-pub fn push(url: &str, opts: PushOpts) -> Push {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"]);
-    let t = format!("{}", opts.seconds);
+/// ffmpeg arguments for `opts`' test pattern (lavfi testsrc and a sine tone) encoded as OBS
+/// would (x264 with a fixed GOP, AAC), up to but not including the output.
+pub fn test_pattern_args(opts: &PushOpts) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut add = |xs: &[&str]| a.extend(xs.iter().map(|x| x.to_string()));
     if opts.video {
-        cmd.args(["-f", "lavfi", "-i"])
-            .arg(format!("testsrc=size={}:rate={}", opts.size, opts.fps));
+        let src = format!("testsrc=size={}:rate={}", opts.size, opts.fps);
+        add(&["-f", "lavfi", "-i", &src]);
     }
     if opts.audio {
-        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]);
+        add(&["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]);
     }
-    cmd.args(["-t", &t]);
+    add(&["-t", &opts.seconds.to_string()]);
     if opts.video {
         let g = opts.gop.to_string();
-        cmd.args([
+        let rate = format!("{}k", opts.video_kbps);
+        add(&[
             "-c:v",
             "libx264",
             "-preset",
@@ -374,13 +397,20 @@ pub fn push(url: &str, opts: PushOpts) -> Push {
             "-sc_threshold",
             "0",
             "-b:v",
-            "400k",
+            &rate,
         ]);
     }
     if opts.audio {
-        cmd.args(["-c:a", "aac", "-b:a", "64k", "-ac", "2"]);
+        add(&["-c:a", "aac", "-b:a", "64k", "-ac", "2"]);
     }
-    cmd.args(["-flvflags", "no_duration_filesize", "-f", "flv", url])
+    a
+}
+
+pub fn push(url: &str, opts: PushOpts) -> Push {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(test_pattern_args(&opts))
+        .args(["-flvflags", "no_duration_filesize", "-f", "flv", url])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     Push {

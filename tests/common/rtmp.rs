@@ -205,20 +205,7 @@ impl RtmpClient {
 
     /// Whether the server closed the connection (reads until EOF or an error, within `within`).
     pub fn closed_by_server(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        let _ = self.sock.set_read_timeout(Some(Duration::from_millis(200)));
-        let mut buf = [0u8; 4096];
-        while Instant::now() < deadline {
-            match self.sock.read(&mut buf) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut => {}
-                Err(_) => return true,
-            }
-        }
-        false
+        super::closed_by_peer(&mut self.sock, within)
     }
 }
 
