@@ -266,21 +266,16 @@ fn an_encoder_without_a_sequence_header_still_gets_its_video_served() {
     let srv = TestServer::start("");
     // ffmpeg's tee muxer does not ask x264 for global headers: the FLV stream then carries no
     // AVC sequence header, only SPS/PPS inside the keyframes.
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-        .args(test_pattern_args(&PushOpts {
-            seconds: 5.0,
-            ..Default::default()
-        }))
-        // The tee muxer picks no streams by itself.
-        .args(["-map", "0:v", "-map", "1:a", "-f", "tee"])
-        .arg(format!("[f=flv]{}", srv.rtmp_url(ALICE_KEY)))
-        .output()
-        .expect("ffmpeg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+            .args(test_pattern_args(&PushOpts {
+                seconds: 5.0,
+                ..Default::default()
+            }))
+            // The tee muxer picks no streams by itself.
+            .args(["-map", "0:v", "-map", "1:a", "-f", "tee"])
+            .arg(format!("[f=flv]{}", srv.rtmp_url(ALICE_KEY))),
     );
     let p = srv.wait_segments("alice", "source", 2, 30 * SECS);
     // The first segment may hold only the audio that came before the first keyframe.

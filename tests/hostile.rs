@@ -291,10 +291,7 @@ fn a_new_sps_with_another_resolution_starts_a_discontinuity() {
 fn a_publisher_that_stops_sending_is_disconnected() {
     let _g = media_lock();
     let (srv, _bob) = server_with_bob(&[("ONAIR__RTMP__NO_MEDIA_TIMEOUT_SECONDS", "1")]);
-    let mut alice = RtmpClient::publisher(&srv.rtmp, ALICE_KEY);
-    alice
-        .send_tags(&fixture_tags("testsrc-320x180.flv"), 0)
-        .expect("send");
+    let mut alice = RtmpClient::publishing_fixture(&srv.rtmp, ALICE_KEY);
     // Then silence, with the socket open.
     assert!(alice.closed_by_server(10 * SECS), "silent publisher kept");
     srv.wait_log("no media for 1 s (rtmp.no_media_timeout_seconds)", 5 * SECS);

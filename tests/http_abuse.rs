@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::rtmp::{fixture_tags, RtmpClient};
+use common::rtmp::RtmpClient;
 use common::*;
 
 const SECS: Duration = Duration::from_secs(1);
@@ -154,10 +154,7 @@ fn odd_paths_are_not_found() {
 fn segments_answer_ranges_and_head() {
     let _g = media_lock();
     let srv = TestServer::start("");
-    let mut alice = RtmpClient::publisher(&srv.rtmp, ALICE_KEY);
-    alice
-        .send_tags(&fixture_tags("testsrc-320x180.flv"), 0)
-        .expect("send");
+    let _alice = RtmpClient::publishing_fixture(&srv.rtmp, ALICE_KEY);
     let p = srv.wait_segments("alice", "source", 1, 15 * SECS);
     let uri = format!("/hls/alice/source/{}", segments(&p)[0].0);
     let (status, whole) = srv.get_bytes(&uri);

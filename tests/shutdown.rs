@@ -83,10 +83,7 @@ fn shutdown_ends_live_playlists_with_endlist_and_stops_accepting() {
 fn sigterm_exits_within_5_s_with_clients_connected() {
     let _g = media_lock();
     let mut srv = TestServer::start("");
-    let mut alice = RtmpClient::publisher(&srv.rtmp, ALICE_KEY);
-    alice
-        .send_tags(&fixture_tags("testsrc-320x180.flv"), 0)
-        .expect("send");
+    let mut alice = RtmpClient::publishing_fixture(&srv.rtmp, ALICE_KEY);
     srv.wait_segments("alice", "source", 1, 15 * SECS);
     let mut keepalive = TcpStream::connect(&srv.http).expect("connect");
     keepalive
@@ -139,10 +136,7 @@ fn sigterm_exits_within_5_s_with_clients_connected() {
 fn a_second_signal_exits_at_once() {
     let _g = media_lock();
     let mut srv = TestServer::start("");
-    let mut alice = RtmpClient::publisher(&srv.rtmp, ALICE_KEY);
-    alice
-        .send_tags(&fixture_tags("testsrc-320x180.flv"), 0)
-        .expect("send");
+    let _alice = RtmpClient::publishing_fixture(&srv.rtmp, ALICE_KEY);
     srv.wait_segments("alice", "source", 1, 15 * SECS);
     // A client stuck mid-headers keeps the HTTP drain busy for its full allowance.
     let mut stuck = TcpStream::connect(&srv.http).expect("connect");

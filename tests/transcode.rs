@@ -51,17 +51,12 @@ fn make_source(size: &'static str, seconds: f64) -> std::path::PathBuf {
         video_kbps: 1500,
         ..Default::default()
     };
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
-        .args(test_pattern_args(&opts))
-        .args(["-f", "flv"])
-        .arg(&path)
-        .output()
-        .expect("ffmpeg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+            .args(test_pattern_args(&opts))
+            .args(["-f", "flv"])
+            .arg(&path),
     );
     path
 }

@@ -406,6 +406,16 @@ pub fn test_pattern_args(opts: &PushOpts) -> Vec<String> {
     a
 }
 
+/// Runs `cmd` (ffmpeg, openssl, ...) to completion; panics with its stderr if it fails.
+pub fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn push(url: &str, opts: PushOpts) -> Push {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])

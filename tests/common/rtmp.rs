@@ -97,6 +97,15 @@ impl RtmpClient {
         Ok(())
     }
 
+    /// Connects, publishes on `key` and sends the 320x180 test fixture (whole, no pacing);
+    /// the connection stays open.
+    pub fn publishing_fixture(addr: &str, key: &str) -> RtmpClient {
+        let mut c = RtmpClient::publisher(addr, key);
+        c.send_tags(&fixture_tags("testsrc-320x180.flv"), 0)
+            .expect("send");
+        c
+    }
+
     /// Connects and publishes on `key`.
     pub fn publisher(addr: &str, key: &str) -> RtmpClient {
         let mut c = RtmpClient::connect(addr).expect("rtmp connect");
