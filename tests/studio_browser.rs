@@ -1,0 +1,117 @@
+//! Going live from the browser: Debian's headless Chromium with a fake camera opens the studio
+//! page (`tests/browser/studio.mjs`), enters the stream key, presses Go live (WHIP), and a
+//! second page watches and chats with it; End broadcast ends the stream. Then ffprobe/ffmpeg
+//! read what the server made of it: H.264 + AAC at the size chosen in the page, for both codec
+//! paths (the browser forced to send H.264, passed through, and VP8, converted).
+//! Screenshots land in `tests/artifacts/`. Needs node, `npm install` (playwright-core) and
+//! /usr/bin/chromium; scripts/test installs them.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// What the page run reported.
+struct Run {
+    srv: TestServer,
+    report: serde_json::Value,
+}
+
+/// Starts a server, runs the studio script with `codec` and `size`, and returns the finished
+/// server (playlists linger after the end) with the script's report. `relay`: the server
+/// advertises 127.0.0.2 in its ICE candidates and the script relays that to the real socket.
+fn run_studio(codec: &str, size: u32, relay: bool) -> Run {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("node_modules/playwright-core").exists(),
+        "run `npm install` first (scripts/test does)"
+    );
+    let udp = free_udp_port();
+    let public = if relay { "\"127.0.0.2\"" } else { "" };
+    let srv = TestServer::start(&format!(
+        "[webrtc]\nlisten = \"127.0.0.1:{udp}\"\npublic_addresses = [{public}]\n"
+    ));
+    let artifacts = root.join("tests/artifacts").join(codec);
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let mut cmd = Command::new("node");
+    cmd.arg(root.join("tests/browser/studio.mjs"))
+        .arg(format!("http://{}", srv.http))
+        .arg(codec)
+        .arg(size.to_string())
+        .arg(&artifacts)
+        .current_dir(root)
+        .stderr(Stdio::inherit());
+    if relay {
+        cmd.arg(format!("127.0.0.2:{udp},127.0.0.1:{udp}"));
+    }
+    let out = cmd.output().expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("STUDIO OK"),
+        "studio page test failed:\n{stdout}\nserver logs:\n{}",
+        srv.logs()
+    );
+    let report = stdout
+        .lines()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .expect("report line");
+    Run { srv, report }
+}
+
+/// A UDP port free right now on 127.0.0.1 (the WebRTC socket's port must be known before the
+/// server starts, so the relay can listen on the same port at another loopback address).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free UDP port")
+}
+
+/// The finished broadcast as a player reads it: ENDLIST, h264 at `size` and AAC, decodable.
+fn assert_broadcast(run: &Run, width: u64, height: u64) {
+    let srv = &run.srv;
+    let (status, media) = srv.get("/hls/alice/source/index.m3u8");
+    assert_eq!(status, 200, "{media}");
+    assert!(media.contains("#EXT-X-ENDLIST"), "{media}");
+    assert!(count_segments(&media) >= 2, "{media}");
+    let playlist = srv.url("/hls/alice/source/index.m3u8");
+    let streams = ffprobe_url(&playlist);
+    assert!(
+        streams
+            .iter()
+            .any(|s| s.codec_name == "h264" && s.width == Some(width) && s.height == Some(height)),
+        "want h264 {width}x{height}: {streams:?}"
+    );
+    assert!(streams.iter().any(|s| s.codec_name == "aac"), "{streams:?}");
+    let (ok, err) = ffmpeg_decode(&playlist, &[]);
+    assert!(ok, "the broadcast does not decode: {err}");
+    // The key reached the server only in headers: never in a log line.
+    assert!(!srv.logs().contains(ALICE_KEY), "stream key in the logs");
+}
+
+#[test]
+fn studio_goes_live_with_h264_passthrough() {
+    let _g = media_lock();
+    let run = run_studio("h264", 360, false);
+    assert!(
+        run.report["status"].as_str().unwrap_or("").contains("H.264"),
+        "{}",
+        run.report
+    );
+    assert_broadcast(&run, 640, 360);
+}
+
+#[test]
+fn studio_goes_live_with_vp8_converted_and_reconnects_after_a_drop() {
+    let _g = media_lock();
+    let run = run_studio("vp8", 360, true);
+    assert!(
+        run.report["status"].as_str().unwrap_or("").contains("VP8"),
+        "{}",
+        run.report
+    );
+    assert_eq!(run.report["reconnected"], true, "{}", run.report);
+    assert_broadcast(&run, 640, 360);
+}
