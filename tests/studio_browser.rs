@@ -96,7 +96,10 @@ fn studio_goes_live_with_h264_passthrough() {
     let _g = media_lock();
     let run = run_studio("h264", 360, false);
     assert!(
-        run.report["status"].as_str().unwrap_or("").contains("H.264"),
+        run.report["status"]
+            .as_str()
+            .unwrap_or("")
+            .contains("H.264"),
         "{}",
         run.report
     );

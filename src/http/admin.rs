@@ -1,10 +1,16 @@
 //! Admin authorization: `Authorization: Bearer {server.admin_token}`, compared in constant time.
-//! Every `/api/admin/` handler calls [`authorize`] first and answers with
+//! Every `/api/admin/` handler calls [`authorize`] (server-wide routes) or
+//! [`authorize_channel`] (`/api/admin/channels/{channel}/...`) first and answers with
 //! [`AdminDenied::response`] when it fails.
 //!
-//! No token configured means the admin API is off: 404 with a JSON reason (the routes do not
-//! exist), so a default install cannot be administered by guessing an empty token. A missing or
-//! wrong token is 401 with `WWW-Authenticate: Bearer`.
+//! Channel-scoped routes also take that channel's stream key as the token (the studio page
+//! moderates with it): looked up in the ingest key table, in constant time; another channel's
+//! key is 403 there, and no key opens a server-wide route.
+//!
+//! No token configured means the server-wide admin API is off: 404 with a JSON reason (the
+//! routes do not exist), so a default install cannot be administered by guessing an empty
+//! token; channel-scoped routes still take the channel's key. A missing or wrong token is 401
+//! with `WWW-Authenticate: Bearer`.
 
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
@@ -16,6 +22,7 @@ use super::{json_error, Body};
 use crate::bus::Bus;
 use crate::config::Secret;
 use crate::hls::{HlsStore, RenditionSummary};
+use crate::ingest::KeyTable;
 
 /// Why an admin request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -26,12 +33,15 @@ pub enum AdminDenied {
     Missing,
     #[error("wrong bearer token")]
     Wrong,
+    #[error("this stream key is for another channel")]
+    OtherChannel,
 }
 
 impl AdminDenied {
     pub fn response(self) -> Response<Body> {
         match self {
             AdminDenied::Disabled => json_error(StatusCode::NOT_FOUND, &self.to_string()),
+            AdminDenied::OtherChannel => json_error(StatusCode::FORBIDDEN, &self.to_string()),
             AdminDenied::Missing | AdminDenied::Wrong => {
                 let mut r = json_error(StatusCode::UNAUTHORIZED, &self.to_string());
                 r.headers_mut().insert(
@@ -44,25 +54,64 @@ impl AdminDenied {
     }
 }
 
-/// Checks the request's bearer token against the configured one.
-pub fn authorize(headers: &HeaderMap, token: &Secret) -> Result<(), AdminDenied> {
-    if token.is_empty() {
-        return Err(AdminDenied::Disabled);
-    }
-    let given = headers
+/// The token of an `Authorization: Bearer ...` header, if there is a non-empty one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, rest) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         })
-        .ok_or(AdminDenied::Missing)?;
+        .filter(|t| !t.is_empty())
+}
+
+/// `given` equals the configured admin token (never when none is configured).
+fn is_admin_token(given: &str, token: &Secret) -> bool {
     // `ct_eq` on slices of different lengths returns false at once: that reveals the token's
     // length, not its content, which is the usual trade-off.
-    if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+    !token.is_empty() && bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()))
+}
+
+/// Checks the request's bearer token against the configured one (server-wide routes).
+pub fn authorize(headers: &HeaderMap, token: &Secret) -> Result<(), AdminDenied> {
+    if token.is_empty() {
+        return Err(AdminDenied::Disabled);
+    }
+    let given = bearer(headers).ok_or(AdminDenied::Missing)?;
+    if is_admin_token(given, token) {
         Ok(())
     } else {
         Err(AdminDenied::Wrong)
+    }
+}
+
+/// Who a channel-scoped admin request acts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// `server.admin_token`.
+    Admin,
+    /// The channel's own stream key.
+    ChannelKey,
+}
+
+/// Checks the bearer token of a request to `/api/admin/channels/{channel}/...`: the admin
+/// token, or `channel`'s stream key.
+pub fn authorize_channel(
+    headers: &HeaderMap,
+    token: &Secret,
+    keys: &KeyTable,
+    channel: &str,
+) -> Result<Grant, AdminDenied> {
+    let given = bearer(headers).ok_or(AdminDenied::Missing)?;
+    // Both comparisons always run, so the time taken says nothing about which one matched.
+    let admin = is_admin_token(given, token);
+    let owner = keys.lookup(given);
+    match (admin, owner) {
+        (true, _) => Ok(Grant::Admin),
+        (false, Some(c)) if c.as_str() == channel => Ok(Grant::ChannelKey),
+        (false, Some(_)) => Err(AdminDenied::OtherChannel),
+        (false, None) => Err(AdminDenied::Wrong),
     }
 }
 
@@ -100,6 +149,58 @@ mod tests {
         );
         assert_eq!(AdminDenied::Wrong.response().status(), 401);
         assert_eq!(AdminDenied::Disabled.response().status(), 404);
+        assert_eq!(AdminDenied::OtherChannel.response().status(), 403);
+    }
+
+    #[test]
+    fn channel_routes_take_the_channel_key() {
+        let channels: Vec<crate::config::ChannelConfig> = ["alice", "bob"]
+            .iter()
+            .map(|n| {
+                // From JSON, as the config file would give it (fields added later default).
+                serde_json::from_value(
+                    serde_json::json!({"name": n, "key": format!("{n}-key-123456")}),
+                )
+                .unwrap()
+            })
+            .collect();
+        let keys = KeyTable::new(&channels);
+        let admin = Secret::new("admin-token");
+        let off = Secret::default();
+        let cases = [
+            (&admin, Some("Bearer admin-token"), Ok(Grant::Admin)),
+            (
+                &admin,
+                Some("Bearer alice-key-123456"),
+                Ok(Grant::ChannelKey),
+            ),
+            (&off, Some("Bearer alice-key-123456"), Ok(Grant::ChannelKey)),
+            (
+                &admin,
+                Some("Bearer bob-key-123456"),
+                Err(AdminDenied::OtherChannel),
+            ),
+            (
+                &admin,
+                Some("Bearer alice-key-12345"),
+                Err(AdminDenied::Wrong),
+            ),
+            (&off, Some("Bearer "), Err(AdminDenied::Missing)),
+            (&off, None, Err(AdminDenied::Missing)),
+            (&off, Some("Bearer anything"), Err(AdminDenied::Wrong)),
+        ];
+        for (token, auth, want) in cases {
+            assert_eq!(
+                authorize_channel(&headers(auth), token, &keys, "alice"),
+                want,
+                "{auth:?}"
+            );
+        }
+        // A channel key opens no server-wide route.
+        assert_eq!(
+            authorize(&headers(Some("Bearer alice-key-123456")), &admin),
+            Err(AdminDenied::Wrong)
+        );
     }
 }
 
