@@ -767,7 +767,7 @@ impl Drop for SubscriberGuard {
         let mut st = self.channel.lock();
         st.subscribers = st.subscribers.saturating_sub(1);
         let addr = self.addr;
-        let mut release = |map: &mut HashMap<IpAddr, usize>| {
+        let release = |map: &mut HashMap<IpAddr, usize>| {
             if let Some(n) = map.get_mut(&addr) {
                 *n -= 1;
                 if *n == 0 {
