@@ -1,9 +1,10 @@
 // The chat panel with moderation: messages from the channel's event stream, each with Delete
 // and Ban buttons, a send box (the broadcaster chats too), slow mode and the list of bans.
 // Moderation uses the channel-scoped admin routes on the studio's credential (auth.admin).
-// Text from viewers is only ever inserted with textContent.
+// The list and posting are the watch page's (chat-list.js); text from viewers is only ever
+// inserted with textContent.
 
-const MAX_MESSAGES = 500;
+import { createChatList, postChat } from './chat-list.js';
 
 export function mountChat(root, ctx) {
   const { channel, events, auth, signals } = ctx;
@@ -23,8 +24,6 @@ export function mountChat(root, ctx) {
   const banAddress = $('ban-address');
   const modStatus = $('mod-status');
 
-  const shown = new Map(); // message id -> <li>
-
   function say(text) { modStatus.textContent = text; }
 
   function button(label, aria, onClick) {
@@ -37,54 +36,17 @@ export function mountChat(root, ctx) {
     return b;
   }
 
-  function atBottom() {
-    return list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  }
-
-  function remove(id) {
-    const li = shown.get(id);
-    if (!li) return;
-    // Keyboard users keep their place: focus moves to the next message's first button.
-    if (li.contains(document.activeElement)) {
-      const next = li.nextElementSibling || li.previousElementSibling;
-      const target = next && next.querySelector('button');
-      (target || list).focus();
-    }
-    li.remove();
-    shown.delete(id);
-  }
-
-  function add(m) {
-    if (shown.has(m.id)) return;
-    const stick = atBottom();
-    const li = document.createElement('li');
-    li.dataset.id = String(m.id);
-    const time = document.createElement('time');
-    time.dateTime = m.ts;
-    const d = new Date(m.ts);
-    time.textContent = Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    const nick = document.createElement('span');
-    nick.className = 'nick';
-    nick.textContent = m.nick;
-    const text = document.createElement('span');
-    text.className = 'text';
-    text.textContent = m.text;
-    const actions = document.createElement('span');
-    actions.className = 'msg-actions';
-    actions.append(
-      button('Delete', 'Delete message from ' + m.nick, () => del(m)),
-      button('Ban', 'Ban ' + m.nick, () => banNick(m.nick)),
-    );
-    li.append(time, ' ', nick, ' ', text, actions);
-    list.append(li);
-    shown.set(m.id, li);
-    while (list.children.length > MAX_MESSAGES) {
-      const first = list.firstElementChild;
-      shown.delete(Number(first.dataset.id));
-      first.remove();
-    }
-    if (stick) list.scrollTop = list.scrollHeight;
-  }
+  const chat = createChatList(list, {
+    decorate(li, m) {
+      const actions = document.createElement('span');
+      actions.className = 'msg-actions';
+      actions.append(
+        button('Delete', 'Delete message from ' + m.nick, () => del(m)),
+        button('Ban', 'Ban ' + m.nick, () => banNick(m.nick)),
+      );
+      li.append(actions);
+    },
+  });
 
   function needKey() {
     if (auth.ready()) return false;
@@ -98,7 +60,7 @@ export function mountChat(root, ctx) {
     const r = await auth.admin('chat/' + m.id, { method: 'DELETE' });
     // Removed from the list by the `delete` event every page gets; a message already gone
     // (404) is removed here.
-    if (r.ok || r.status === 404) { remove(m.id); say(''); } else say('Not deleted: ' + r.error);
+    if (r.ok || r.status === 404) { chat.remove(m.id); say(''); } else say('Not deleted: ' + r.error);
   }
 
   async function banNick(nick) {
@@ -178,8 +140,8 @@ export function mountChat(root, ctx) {
     if (e.detail.state === 'live') { loadSlowMode(); if (bansBox.open) loadBans(); }
   });
 
-  events.on('chat', add);
-  events.on('delete', (d) => remove(d.id));
+  events.on('chat', chat.add);
+  events.on('delete', (d) => chat.remove(d.id));
   events.onState((s) => { connEl.textContent = s === 'open' ? '' : '(reconnecting…)'; });
 
   let cooldown = null;
@@ -190,24 +152,13 @@ export function mountChat(root, ctx) {
     if (!nick) { nickEl.focus(); return; }
     if (!text) { textEl.focus(); return; }
     sendStatus.textContent = '';
-    try {
-      const r = await fetch('/api/channels/' + encodeURIComponent(channel) + '/chat', {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ nick, text }),
-      });
-      if (r.status === 202) { textEl.value = ''; textEl.focus(); return; }
-      let why = 'could not send (' + r.status + ')';
-      try { const j = await r.json(); if (j.error) why = j.error; } catch (err) { /* keep */ }
-      sendStatus.textContent = why;
-      const retry = Number(r.headers.get('Retry-After'));
-      if (r.status === 429 && retry > 0) {
-        sendBtn.disabled = true;
-        clearTimeout(cooldown);
-        cooldown = setTimeout(() => { sendBtn.disabled = false; }, Math.min(retry, 60) * 1000);
-      }
-    } catch (err) {
-      sendStatus.textContent = 'network error: not sent';
+    const r = await postChat(channel, { nick, text });
+    if (r.ok) { textEl.value = ''; textEl.focus(); return; }
+    sendStatus.textContent = r.error;
+    if (r.retryAfter) {
+      sendBtn.disabled = true;
+      clearTimeout(cooldown);
+      cooldown = setTimeout(() => { sendBtn.disabled = false; }, r.retryAfter * 1000);
     }
   });
 }

@@ -1,7 +1,8 @@
 // The watch page: HLS player (hls.js, or the browser's own HLS where Media Source Extensions are
 // missing), quality menu, live badge, viewer count and chat over server-sent events.
-// Chat text is only ever inserted with textContent: never as HTML.
-'use strict';
+// Chat text is only ever inserted with textContent: never as HTML (chat-list.js).
+import { createChatList, postChat } from './chat-list.js';
+
 (function () {
   const channel = document.body.dataset.channel;
   const $ = (id) => document.getElementById(id);
@@ -20,7 +21,6 @@
   const connEl = $('chat-conn');
 
   const master = '/hls/' + encodeURIComponent(channel) + '/master.m3u8';
-  const MAX_MESSAGES = 500;
 
   // ---------- player ----------
   let live = null; // unknown until the event stream says
@@ -151,41 +151,11 @@
   }
 
   // ---------- chat ----------
-  const shown = new Map(); // message id -> <li>
+  const chat = createChatList(messages);
   let lastId = null;
   let es = null;
   let reconnectTimer = null;
   let backoff = 1000;
-
-  function atBottom() {
-    return messages.scrollHeight - messages.scrollTop - messages.clientHeight < 40;
-  }
-
-  function addMessage(m) {
-    if (shown.has(m.id)) return;
-    const stick = atBottom();
-    const li = document.createElement('li');
-    li.dataset.id = String(m.id);
-    const time = document.createElement('time');
-    time.dateTime = m.ts;
-    const d = new Date(m.ts);
-    time.textContent = isNaN(d) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    const nick = document.createElement('span');
-    nick.className = 'nick';
-    nick.textContent = m.nick;
-    const text = document.createElement('span');
-    text.className = 'text';
-    text.textContent = m.text;
-    li.append(time, ' ', nick, ' ', text);
-    messages.append(li);
-    shown.set(m.id, li);
-    while (messages.children.length > MAX_MESSAGES) {
-      const first = messages.firstElementChild;
-      shown.delete(Number(first.dataset.id));
-      first.remove();
-    }
-    if (stick) messages.scrollTop = messages.scrollHeight;
-  }
 
   function parse(ev) {
     if (ev.lastEventId) lastId = ev.lastEventId;
@@ -201,12 +171,8 @@
     if (lastId) url += '?last_event_id=' + encodeURIComponent(lastId);
     es = new EventSource(url);
     es.onopen = () => { connEl.textContent = ''; backoff = 1000; };
-    es.addEventListener('chat', (ev) => { const m = parse(ev); if (m) addMessage(m); });
-    es.addEventListener('delete', (ev) => {
-      const d = parse(ev);
-      const li = d && shown.get(d.id);
-      if (li) { li.remove(); shown.delete(d.id); }
-    });
+    es.addEventListener('chat', (ev) => { const m = parse(ev); if (m) chat.add(m); });
+    es.addEventListener('delete', (ev) => { const d = parse(ev); if (d) chat.remove(d.id); });
     es.addEventListener('live', (ev) => { parse(ev); setLive(true); });
     es.addEventListener('offline', (ev) => { parse(ev); setLive(false); });
     es.addEventListener('viewers', (ev) => {
@@ -242,25 +208,14 @@
     if (!text) { textEl.focus(); return; }
     try { localStorage.setItem('onair.nick', nick); } catch (err) { /* private mode */ }
     sendStatus.textContent = '';
-    try {
-      const r = await fetch('/api/channels/' + encodeURIComponent(channel) + '/chat', {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ nick, text }),
-      });
-      if (r.status === 202) {
-        textEl.value = '';
-        textEl.focus();
-        return;
-      }
-      let reason = 'could not send (' + r.status + ')';
-      try { const j = await r.json(); if (j.error) reason = j.error; } catch (err) { /* keep */ }
-      sendStatus.textContent = reason;
-      const retry = Number(r.headers.get('Retry-After'));
-      if (r.status === 429 && retry > 0) coolDown(Math.min(retry, 60));
-    } catch (err) {
-      sendStatus.textContent = 'network error: not sent';
+    const r = await postChat(channel, { nick, text });
+    if (r.ok) {
+      textEl.value = '';
+      textEl.focus();
+      return;
     }
+    sendStatus.textContent = r.error;
+    if (r.retryAfter) coolDown(r.retryAfter);
   });
 
   connect();
