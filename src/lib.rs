@@ -1,10 +1,11 @@
 //! onair: a self-hosted live-streaming server. Broadcasters push RTMP; viewers play adaptive
 //! HLS served from memory.
 //!
-//! The media path runs one way: `ingest` (RTMP connections) publishes on the `bus`; `hls`
-//! segments each channel into the in-memory store as the `source` rendition, and `transcode`
-//! adds the adaptive ladder's renditions next to it (on its own worker threads); `http` serves
-//! it. Lifecycle events (live, offline) flow from the bus to whoever subscribes: `announce`
+//! The media path runs one way: `ingest` (one module per protocol, all ending in
+//! `ingest::Ingest::publish` and a protocol-neutral `ingest::media::MediaFeed`) publishes on the
+//! `bus`; `hls` segments each channel into the in-memory store as the `source` rendition, and
+//! `transcode` adds the adaptive ladder's renditions next to it (on its own worker threads);
+//! `http` (a pure router, then one module per surface) serves it. Lifecycle events (live, offline) flow from the bus to whoever subscribes: `announce`
 //! posts go-lives to X, Mastodon, Bluesky and webhooks; `chat` turns them into `live`/`offline`
 //! events for viewers and carries their messages. `proto` holds the pure protocol code
 //! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on.

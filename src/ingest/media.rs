@@ -137,16 +137,20 @@ impl<S: MediaSink> MediaFeed<S> {
     /// told when it differs from the one in force.
     pub fn set_video_config(&mut self, cfg: AvcConfig) {
         if self.info.video.as_deref() != Some(&cfg) {
-            info!(
-                channel = %self.sink.channel_name(),
-                width = cfg.width,
-                height = cfg.height,
-                codec = %cfg.codec_string(),
-                "video configuration"
-            );
-            self.info.video = Some(Arc::new(cfg));
-            self.sink.set_info(self.info.clone());
+            self.adopt_video(cfg, "video configuration");
         }
+    }
+
+    fn adopt_video(&mut self, cfg: AvcConfig, what: &'static str) {
+        info!(
+            channel = %self.sink.channel_name(),
+            width = cfg.width,
+            height = cfg.height,
+            codec = %cfg.codec_string(),
+            "{what}"
+        );
+        self.info.video = Some(Arc::new(cfg));
+        self.sink.set_info(self.info.clone());
     }
 
     /// The AAC configuration (AudioSpecificConfig). Consumers are told when it differs.
@@ -177,15 +181,7 @@ impl<S: MediaSink> MediaFeed<S> {
             match AvcConfig::from_access_unit(&data).filter(|_| keyframe) {
                 Some((cfg, annex_b)) => {
                     self.annex_b = annex_b;
-                    info!(
-                        channel = %self.sink.channel_name(),
-                        width = cfg.width,
-                        height = cfg.height,
-                        codec = %cfg.codec_string(),
-                        "video configuration taken from the keyframe's SPS/PPS (the encoder sent no sequence header)"
-                    );
-                    self.info.video = Some(Arc::new(cfg));
-                    self.sink.set_info(self.info.clone());
+                    self.adopt_video(cfg, "video configuration taken from the keyframe's SPS/PPS (the encoder sent no sequence header)");
                 }
                 None => {
                     self.warn_early();
@@ -199,19 +195,7 @@ impl<S: MediaSink> MediaFeed<S> {
         } else {
             data
         };
-        let (dts, pts, repair) = self.timestamps.map_ticks(Track::Video, dts, composition);
-        self.log_repair(repair);
-        self.sink
-            .stats()
-            .video_frames
-            .fetch_add(1, Ordering::Relaxed);
-        self.sink.send_packet(MediaPacket {
-            track: Track::Video,
-            dts,
-            pts,
-            keyframe,
-            data,
-        });
+        self.send(Track::Video, dts, composition, keyframe, data);
     }
 
     /// One raw AAC frame (no ADTS header) with its timestamp in ticks of the feed's clock.
@@ -221,17 +205,24 @@ impl<S: MediaSink> MediaFeed<S> {
             self.warn_early();
             return;
         }
-        let (dts, pts, repair) = self.timestamps.map_ticks(Track::Audio, dts, 0);
+        self.send(Track::Audio, dts, 0, true, data);
+    }
+
+    /// Repairs the timestamps, counts the frame and sends it on.
+    fn send(&mut self, track: Track, dts: u64, composition: i64, keyframe: bool, data: Bytes) {
+        let (dts, pts, repair) = self.timestamps.map_ticks(track, dts, composition);
         self.log_repair(repair);
-        self.sink
-            .stats()
-            .audio_frames
-            .fetch_add(1, Ordering::Relaxed);
+        let stats = self.sink.stats();
+        let frames = match track {
+            Track::Video => &stats.video_frames,
+            Track::Audio => &stats.audio_frames,
+        };
+        frames.fetch_add(1, Ordering::Relaxed);
         self.sink.send_packet(MediaPacket {
-            track: Track::Audio,
+            track,
             dts,
             pts,
-            keyframe: true,
+            keyframe,
             data,
         });
     }
