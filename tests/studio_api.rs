@@ -141,6 +141,8 @@ fn channel_admin_routes_take_that_channels_key() {
         "{:?}",
         a.body
     );
+    let a = bearer(&srv, ALICE_KEY, "PUT", slow, Some(json!({"seconds": 0})));
+    assert_eq!(a.status, 200, "{:?}", a.body);
     let a = bearer(
         &srv,
         ALICE_KEY,
