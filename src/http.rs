@@ -441,7 +441,7 @@ impl HttpState {
                     Err(e) => chat_error(&e),
                 },
                 Ok(()) => match read_json::<BanBody, B>(body).await {
-                    Ok(b) => self.ban(c, method == Method::POST, b),
+                    Ok(b) => self.ban(c, method == Method::POST, b).await,
                     Err(r) => r,
                 },
             },
@@ -531,7 +531,7 @@ impl HttpState {
         resp
     }
 
-    fn ban(&self, channel: &str, add: bool, b: BanBody) -> Response<Body> {
+    async fn ban(&self, channel: &str, add: bool, b: BanBody) -> Response<Body> {
         let target = match (b.nick, b.address) {
             (Some(n), None) if !n.trim().is_empty() => BanTarget::Nick(n.trim().to_string()),
             (None, Some(a)) => match parse_forwarded_ip(&a) {
@@ -550,7 +550,7 @@ impl HttpState {
             BanTarget::Address(a) => serde_json::json!({ "address": a.to_string() }),
         };
         if add {
-            match self.chat.ban(channel, &target) {
+            match self.chat.ban(channel, &target).await {
                 Ok(deleted) => json(
                     StatusCode::OK,
                     &serde_json::json!({ "banned": shown, "deleted_messages": deleted }),
@@ -558,7 +558,7 @@ impl HttpState {
                 Err(e) => chat_error(&e),
             }
         } else {
-            match self.chat.unban(channel, &target) {
+            match self.chat.unban(channel, &target).await {
                 Ok(true) => json(StatusCode::OK, &serde_json::json!({ "unbanned": shown })),
                 Ok(false) => json_error(StatusCode::NOT_FOUND, "not banned"),
                 Err(e) => chat_error(&e),
@@ -633,6 +633,7 @@ fn chat_error(e: &ChatError) -> Response<Body> {
         }
         ChatError::AddressFull => (StatusCode::TOO_MANY_REQUESTS, Some(10)),
         ChatError::ChannelFull => (StatusCode::SERVICE_UNAVAILABLE, Some(10)),
+        ChatError::Unsaved => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
     };
     let mut r = match retry {
         Some(s) => json(

@@ -7,13 +7,16 @@
 //! it. Lifecycle events (live, offline) flow from the bus to whoever subscribes: `announce`
 //! posts go-lives to X, Mastodon, Bluesky and webhooks; `chat` turns them into `live`/`offline`
 //! events for viewers and carries their messages. `proto` holds the pure protocol code
-//! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on.
+//! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on. `db` is the
+//! embedded SQLite database (`{storage.data_dir}/onair.sqlite3`) for what outlives the process,
+//! with its own thread; `chat` keeps its bans there.
 //! [`Server::start`] wires them together; `main.rs` adds the command line and signals.
 
 pub mod announce;
 pub mod bus;
 pub mod chat;
 pub mod config;
+pub mod db;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hls;
@@ -54,6 +57,8 @@ pub enum StartError {
     Announce(#[from] announce::AnnounceError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
 }
 
 /// A running server.
@@ -67,6 +72,8 @@ pub struct Server {
     pub bus: Arc<Bus>,
     pub store: Arc<HlsStore>,
     pub chat: Arc<Chat>,
+    /// The database (`{storage.data_dir}/onair.sqlite3`).
+    pub db: db::Db,
     /// Per-target announcement counters (attempts, successes, failures, dropped).
     pub announce: Arc<announce::AnnounceStats>,
     announcer: announce::AnnounceHandle,
@@ -101,6 +108,9 @@ impl Server {
     pub async fn start(cfg: Config) -> Result<Server, StartError> {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        // First: an unusable data_dir or a database from a newer version stops the start
+        // before anything listens.
+        let db = db::Db::open(&cfg.storage).await?;
         let bus = Bus::new();
         let store = Arc::new(HlsStore::new(StoreConfig {
             window: cfg.hls.playlist_window,
@@ -168,9 +178,11 @@ impl Server {
         let chat = Chat::start(
             cfg.chat.clone(),
             bus.clone(),
+            db.clone(),
             &tracker,
             cancel.child_token(),
-        );
+        )
+        .await?;
         metrics::init(&tracker, cancel.child_token());
         let state = Arc::new(HttpState {
             announce: announce.stats.clone(),
@@ -199,6 +211,7 @@ impl Server {
             bus,
             store,
             chat,
+            db,
             announce: announce.stats.clone(),
             announcer: announce,
             cancel,
@@ -280,6 +293,11 @@ impl Server {
                 "transcode",
                 format!("{:?}", old.transcode),
                 format!("{:?}", new.transcode),
+            ),
+            (
+                "storage",
+                format!("{:?}", old.storage),
+                format!("{:?}", new.storage),
             ),
         ];
         for (section, before, after) in sections {
