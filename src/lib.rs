@@ -344,6 +344,13 @@ impl Server {
             warn!("some tasks did not stop in time");
         }
         let _ = tokio::time::timeout_at(deadline, self.http_task).await;
+        // Last: everything that writes has stopped (or run out of time).
+        if tokio::time::timeout_at(deadline, self.db.close())
+            .await
+            .is_err()
+        {
+            warn!("the database did not close in time; its WAL is folded in at the next start");
+        }
     }
 }
 

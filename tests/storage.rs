@@ -64,6 +64,8 @@ fn bans_survive_a_restart_through_the_database() {
         let (status, _) = srv.terminate();
         assert!(status.success(), "{status:?}");
     }
+    // A clean stop leaves one self-contained file.
+    assert!(!data.join("onair.sqlite3-wal").exists());
     let (integrity, versions) = check_database(&data);
     assert_eq!(integrity, "ok");
     assert!(!versions.is_empty(), "migrations recorded");

@@ -113,10 +113,16 @@ pub enum DbError {
     Closed,
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// What the database thread is asked to do.
+enum Job {
+    Run(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Close the connection and end the thread, then answer (see [`Db::close`]).
+    Close(oneshot::Sender<()>),
+}
 
-/// A handle on the database thread; clones share it. The thread ends when the last clone
-/// is dropped, closing the connection (which checkpoints the WAL into the main file).
+/// A handle on the database thread; clones share it. The thread ends at [`Db::close`] or
+/// when the last clone is dropped, closing the connection (which copies the WAL into the main
+/// file and removes the `-wal` and `-shm` files).
 #[derive(Clone)]
 pub struct Db {
     jobs: mpsc::Sender<Job>,
@@ -179,15 +185,32 @@ impl Db {
                         return;
                     }
                 };
+                let mut closed = None;
                 while let Some(job) = rx.blocking_recv() {
-                    // A panicking request must not take the database away from the others;
-                    // an open transaction of the panicked closure rolls back when dropped.
-                    if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
-                        error!(path = %shown, "a database request panicked; carrying on");
+                    match job {
+                        // A panicking request must not take the database away from the
+                        // others; an open transaction of the panicked closure rolls back when
+                        // dropped.
+                        Job::Run(job) => {
+                            if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn)))
+                                .is_err()
+                            {
+                                error!(path = %shown, "a database request panicked; carrying on");
+                            }
+                        }
+                        Job::Close(done) => {
+                            closed = Some(done);
+                            break;
+                        }
                     }
                 }
+                // Requests sent after the close get `Closed`.
+                rx.close();
                 if let Err((_, e)) = conn.close() {
                     error!(path = %shown, error = %e, "closing the database");
+                }
+                if let Some(done) = closed {
+                    let _ = done.send(());
                 }
             })
             .map_err(DbError::Thread)?;
@@ -212,12 +235,22 @@ impl Db {
         T: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let job = Job::Run(Box::new(move |conn| {
             // The caller may have stopped waiting; the work is done all the same.
             let _ = tx.send(f(conn));
-        });
+        }));
         self.jobs.send(job).await.map_err(|_| DbError::Closed)?;
         rx.await.map_err(|_| DbError::Closed)?
+    }
+
+    /// Finishes the requests already queued, closes the connection and waits for that; later
+    /// requests (from any clone) fail with [`DbError::Closed`]. Called once the server has
+    /// stopped everything that writes, so that a clean stop leaves one self-contained file.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Job::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Runs `f` in one `IMMEDIATE` transaction, committed (and fsynced) before the result
@@ -361,5 +394,33 @@ mod tests {
         let r: Result<(), DbError> = db.call(|_| panic!("on purpose")).await;
         assert!(matches!(r, Err(DbError::Closed)), "{r:?}");
         assert!(!db.call(|c| imports::done(c, "half")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn close_folds_the_wal_in_and_refuses_later_requests() {
+        let dir = temp_dir("close");
+        let db = Db::open(&StorageConfig {
+            data_dir: dir.clone(),
+        })
+        .await
+        .unwrap();
+        db.write(|tx| imports::record(tx, "x", "y", 1))
+            .await
+            .unwrap();
+        let wal = dir.join(format!("{FILE_NAME}-wal"));
+        assert!(wal.exists(), "WAL in use");
+        let other = db.clone();
+        db.close().await;
+        assert!(!wal.exists(), "WAL folded into the main file");
+        let r = other.call(|c| imports::done(c, "x")).await;
+        assert!(matches!(r, Err(DbError::Closed)), "{r:?}");
+        let reopened = Db::open(&StorageConfig {
+            data_dir: dir.clone(),
+        })
+        .await
+        .unwrap();
+        assert!(reopened.call(|c| imports::done(c, "x")).await.unwrap());
+        drop(reopened);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
