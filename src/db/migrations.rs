@@ -16,7 +16,8 @@
 //!
 //! SQL conventions: `STRICT` tables; times as RFC 3339 UTC text (`db::now()`) in `*_at`
 //! columns; channel names as text (channels live in the config, not here); foreign keys are
-//! on, so reference rows of our own tables with `REFERENCES ... ON DELETE CASCADE`.
+//! on, so reference rows of our own tables with `REFERENCES ... ON DELETE CASCADE`. Secrets
+//! (session tokens, provider tokens) never go in clear text: store a hash, or encrypt them.
 
 use std::path::Path;
 
