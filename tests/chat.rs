@@ -7,33 +7,13 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use common::http::*;
+use common::api::{admin, post_chat, request, ADMIN_TOKEN};
+use common::sse::*;
 use common::*;
 use serde_json::{json, Value};
 
 const SECS: Duration = Duration::from_secs(1);
-const TOKEN: &str = "test-admin-token-0123456789";
-
-fn post_chat(srv: &TestServer, channel: &str, nick: &str, text: &str) -> Answer {
-    request(
-        srv,
-        "POST",
-        &format!("/api/channels/{channel}/chat"),
-        Some(&json!({"nick": nick, "text": text}).to_string()),
-        &[],
-    )
-}
-
-fn admin(srv: &TestServer, method: &str, path: &str, body: Option<Value>) -> Answer {
-    let auth = format!("Bearer {TOKEN}");
-    request(
-        srv,
-        method,
-        path,
-        body.map(|b| b.to_string()).as_deref(),
-        &[("Authorization", &auth)],
-    )
-}
+const TOKEN: &str = ADMIN_TOKEN;
 
 #[test]
 fn messages_reach_subscribers_and_resume_replays_what_was_missed() {

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::http::*;
+use common::api::{request, Answer};
+use common::sse::*;
 use common::*;
 use serde_json::{json, Value};
 

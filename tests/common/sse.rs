@@ -1,5 +1,5 @@
-//! HTTP clients for black-box tests: a request helper that returns status, a few headers and
-//! the JSON body, and an event-stream reader that parses server-sent events as EventSource does.
+//! The event stream as a browser's EventSource reads it: a subscriber whose thread parses
+//! server-sent events into a channel, with waits that have deadlines.
 
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
@@ -169,44 +169,5 @@ impl Sse {
             out.push(e);
         }
         out
-    }
-}
-
-pub struct Answer {
-    pub status: u16,
-    pub retry_after: Option<String>,
-    pub www_authenticate: Option<String>,
-    pub body: Value,
-}
-
-pub fn request(
-    srv: &TestServer,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    headers: &[(&str, &str)],
-) -> Answer {
-    let mut req = ureq::request(method, &srv.url(path)).timeout(10 * SECS);
-    for (k, v) in headers {
-        req = req.set(k, v);
-    }
-    let r = match body {
-        Some(b) => req.set("Content-Type", "application/json").send_string(b),
-        None => req.call(),
-    };
-    let resp = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {path}: {e}"),
-    };
-    let status = resp.status();
-    let retry_after = resp.header("retry-after").map(String::from);
-    let www_authenticate = resp.header("www-authenticate").map(String::from);
-    let text = resp.into_string().unwrap_or_default();
-    Answer {
-        status,
-        retry_after,
-        www_authenticate,
-        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
     }
 }
