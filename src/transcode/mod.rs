@@ -16,6 +16,7 @@
 
 pub mod admission;
 pub mod audio;
+pub mod convert;
 pub mod ladder;
 pub mod output;
 pub mod pool;
