@@ -242,6 +242,7 @@ pub fn http_route(data: &[u8]) {
             admin_token: crate::config::Secret::new("fuzz-admin-token"),
             trusted_proxies: Vec::new(),
             transcoder: None,
+            whip: None,
         })
     });
     let Some((&m, rest)) = data.split_first() else {

@@ -5,6 +5,7 @@
 //! stream is a streaming body ([`crate::chat::SseBody`]).
 
 pub mod admin;
+pub mod whip;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -115,6 +116,12 @@ pub enum Route<'a> {
     Asset(usize),
     Healthz,
     Metrics,
+    /// `POST /whip/{c}`: a WHIP offer.
+    WhipPublish(&'a str),
+    /// `PATCH`/`DELETE /whip/{c}/{session}`
+    WhipSession(&'a str, &'a str),
+    /// `OPTIONS` on a WHIP URL (true: a session's).
+    WhipOptions(bool),
     /// CORS preflight for any path.
     Preflight,
     NotFound,
@@ -140,6 +147,7 @@ impl Route<'_> {
             }
             Route::AdminStreams | Route::AdminKick(_) => "admin_streams",
             Route::Asset(_) => "asset",
+            Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => "whip",
             Route::Preflight => "preflight",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
@@ -150,14 +158,18 @@ impl Route<'_> {
 /// Maps a method and path to a route. Names must be `[A-Za-z0-9_-]{1,64}`; anything else
 /// (encoded characters, dots, empty segments) is not found.
 pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
-    if method == Method::OPTIONS {
-        return Route::Preflight;
-    }
     let parts: Vec<&str> = match path.strip_prefix('/') {
         Some("") => Vec::new(),
         Some(rest) => rest.split('/').collect(),
         None => return Route::NotFound,
     };
+    if method == Method::OPTIONS {
+        return match parts.as_slice() {
+            ["whip", c] if is_name(c) => Route::WhipOptions(false),
+            ["whip", c, _] if is_name(c) => Route::WhipOptions(true),
+            _ => Route::Preflight,
+        };
+    }
     let r = match parts.as_slice() {
         [] => Route::Index,
         ["healthz"] => Route::Healthz,
@@ -180,6 +192,8 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         ["api", "admin", "channels", c, "slow-mode"] if is_name(c) => Route::AdminSlowMode(c),
         ["api", "admin", "streams"] => Route::AdminStreams,
         ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
+        ["whip", c] if is_name(c) => Route::WhipPublish(c),
+        ["whip", c, s] if is_name(c) => Route::WhipSession(c, s),
         ["assets", name] => match ASSETS.iter().position(|a| a.name == *name) {
             Some(i) => Route::Asset(i),
             None => return Route::NotFound,
@@ -194,6 +208,8 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         Route::AdminDeleteMessage(..) => method == Method::DELETE,
         Route::AdminSlowMode(_) => method == Method::PUT,
         Route::AdminKick(_) => method == Method::POST,
+        Route::WhipPublish(_) => method == Method::POST,
+        Route::WhipSession(..) => method == Method::PATCH || method == Method::DELETE,
         _ => method == Method::GET || method == Method::HEAD,
     };
     if allowed {
@@ -279,6 +295,8 @@ pub struct HttpState {
     pub trusted_proxies: Vec<IpAddr>,
     /// `None` when the ladder is empty (passthrough only).
     pub transcoder: Option<Arc<crate::transcode::Transcoder>>,
+    /// WHIP ingest; `None` when it could not start.
+    pub whip: Option<Arc<crate::ingest::whip::WhipIngest>>,
 }
 
 /// One channel as `/api/channels` shows it.
@@ -497,6 +515,15 @@ impl HttpState {
             Route::Watch(c) => match self.bus.get(c) {
                 Some(_) => html(StatusCode::OK, watch_page(c)),
                 None => not_found(),
+            },
+            Route::WhipOptions(session) => whip::options(session),
+            Route::WhipPublish(c) => match &self.whip {
+                Some(w) => whip::publish(w, c, &parts.headers, body, ip).await,
+                None => json_error(StatusCode::SERVICE_UNAVAILABLE, "WHIP is not running"),
+            },
+            Route::WhipSession(c, s) => match &self.whip {
+                Some(w) => whip::session(w, method, c, s, &parts.headers, body, ip).await,
+                None => json_error(StatusCode::SERVICE_UNAVAILABLE, "WHIP is not running"),
             },
             Route::Preflight => {
                 let mut r = text(StatusCode::NO_CONTENT, "text/plain", "");

@@ -10,6 +10,8 @@
 //! message size and buffered bytes. Every refusal is one log line naming the peer and the limit,
 //! never the stream key.
 
+pub mod whip;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

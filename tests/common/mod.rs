@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod rtmp;
+pub mod whip;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ pub struct TestServer {
     pub http: String,
     /// The RTMPS listener, when the config sets `rtmp.tls_listen`.
     pub rtmps: Option<String>,
+    /// The WebRTC (WHIP) UDP address.
+    pub webrtc: Option<String>,
     logs: Arc<Mutex<String>>,
     dir: PathBuf,
     /// The config file the server was started with.
@@ -63,7 +66,8 @@ impl TestServer {
         let dir = temp_dir("srv");
         let cfg = dir.join("onair.toml");
         let text = format!(
-            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}{extra}\n\
+            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
+[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}{extra}\n\
 [[channels]]\nname = \"alice\"\nkey = \"{ALICE_KEY}\"\ntitle = \"Alice's debate\"\n\
 [[channels]]\nname = \"bob\"\nkey = \"{BOB_KEY}\"\n"
         );
@@ -106,8 +110,12 @@ impl TestServer {
         let rtmps = first
             .split_whitespace()
             .find_map(|w| w.strip_prefix("rtmps=").map(String::from));
+        let webrtc = first
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("webrtc=").map(String::from));
         TestServer {
             rtmps,
+            webrtc,
             rtmp: field("rtmp"),
             http: field("http"),
             child,
