@@ -178,14 +178,14 @@ impl Server {
         let whip = match pool {
             Some(pool) => Some(
                 ingest::whip::WhipIngest::start(
-                &cfg,
-                ingest.clone(),
-                bus.clone(),
-                pool,
-                &tracker,
-                cancel.child_token(),
-            )
-            .await?,
+                    &cfg,
+                    ingest.clone(),
+                    bus.clone(),
+                    pool,
+                    &tracker,
+                    cancel.child_token(),
+                )
+                .await?,
             ),
             None => {
                 error!("WHIP ingest disabled: no worker threads for browser codecs");
@@ -306,6 +306,11 @@ impl Server {
             ("rtmp", format!("{:?}", old.rtmp), format!("{:?}", new.rtmp)),
             ("http", format!("{:?}", old.http), format!("{:?}", new.http)),
             ("hls", format!("{:?}", old.hls), format!("{:?}", new.hls)),
+            (
+                "webrtc",
+                format!("{:?}", old.webrtc),
+                format!("{:?}", new.webrtc),
+            ),
             (
                 "transcode",
                 format!("{:?}", old.transcode),

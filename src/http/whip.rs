@@ -226,11 +226,17 @@ mod tests {
     fn bearer_tokens() {
         let mut h = HeaderMap::new();
         assert_eq!(bearer(&h), None);
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer  k1 "));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer  k1 "),
+        );
         assert_eq!(bearer(&h), Some("k1"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer k2"));
         assert_eq!(bearer(&h), Some("k2"));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic a2V5"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic a2V5"),
+        );
         assert_eq!(bearer(&h), None);
     }
 

@@ -95,7 +95,8 @@ unsafe impl Send for OpusToAac {}
 impl OpusToAac {
     /// An AAC encoder at `kbps` behind an Opus decoder.
     pub fn new(kbps: u32) -> Result<Self, TranscodeError> {
-        let codec = ffmpeg::decoder::find(ffmpeg::codec::Id::OPUS).ok_or(missing("opus decoder"))?;
+        let codec =
+            ffmpeg::decoder::find(ffmpeg::codec::Id::OPUS).ok_or(missing("opus decoder"))?;
         let mut ctx = ffmpeg::codec::Context::new_with_codec(codec);
         set_extradata(&mut ctx, &opus_head())?;
         ctx.set_threading(threading::Config::count(1));
@@ -210,7 +211,11 @@ impl OpusToAac {
             frame.set_channels(CHANNELS as u16);
             frame.set_rate(OPUS_RATE as u32);
             for (c, ch) in self.fifo.iter_mut().enumerate() {
-                for (dst, src) in frame.plane_mut::<f32>(c).iter_mut().zip(ch.drain(..AAC_FRAME)) {
+                for (dst, src) in frame
+                    .plane_mut::<f32>(c)
+                    .iter_mut()
+                    .zip(ch.drain(..AAC_FRAME))
+                {
                     *dst = src;
                 }
             }
@@ -371,7 +376,11 @@ impl VideoToH264 {
             if dec.receive_frame(&mut self.decoded).is_err() {
                 break;
             }
-            let pts = self.decoded.timestamp().or(self.decoded.pts()).unwrap_or(pts);
+            let pts = self
+                .decoded
+                .timestamp()
+                .or(self.decoded.pts())
+                .unwrap_or(pts);
             self.encode(pts, &mut out)?;
         }
         Ok(out)
@@ -412,8 +421,11 @@ impl VideoToH264 {
             self.scaler = None;
             self.next_key = None;
         }
-        let needs_scaling = (self.decoded.format(), self.decoded.width(), self.decoded.height())
-            != (Pixel::YUV420P, w, h);
+        let needs_scaling = (
+            self.decoded.format(),
+            self.decoded.width(),
+            self.decoded.height(),
+        ) != (Pixel::YUV420P, w, h);
         let mut frame = if needs_scaling {
             if self.scaler.is_none() {
                 self.scaler = Some(
@@ -460,13 +472,18 @@ impl VideoToH264 {
             return;
         };
         let last = &mut self.last_config;
-        drain_h264(enc, &mut self.packet, "converted video", |config, packet| {
-            let config = config.filter(|c| last.as_ref() != Some(c));
-            if let Some(c) = &config {
-                *last = Some(c.clone());
-            }
-            out.push(H264Frame { config, packet });
-        });
+        drain_h264(
+            enc,
+            &mut self.packet,
+            "converted video",
+            |config, packet| {
+                let config = config.filter(|c| last.as_ref() != Some(c));
+                if let Some(c) = &config {
+                    *last = Some(c.clone());
+                }
+                out.push(H264Frame { config, packet });
+            },
+        );
     }
 
     fn drain_encoder(&mut self, out: &mut Vec<H264Frame>) {
@@ -492,8 +509,7 @@ mod tests {
     /// Opus packets of a 440 Hz tone (48 kHz stereo, 20 ms each), made by ffmpeg's encoder.
     fn opus_packets(frames: usize) -> Vec<Vec<u8>> {
         ffmpeg::init().expect("ffmpeg");
-        let codec = ffmpeg::encoder::find_by_name("libopus")
-            .expect("libopus encoder");
+        let codec = ffmpeg::encoder::find_by_name("libopus").expect("libopus encoder");
         let ctx = ffmpeg::codec::Context::new_with_codec(codec);
         let mut enc = ctx.encoder().audio().expect("audio");
         enc.set_rate(48_000);
@@ -626,6 +642,9 @@ mod tests {
         // IDRs at 0, 1 s, 2 s, then at the resize (2.5 s) and 1 s after it.
         assert_eq!(keys, vec![0, 90_000, 180_000, 225_000, 315_000]);
         assert_eq!(out.len(), 115);
-        assert!(out[0].config.is_some(), "the first frame carries its config");
+        assert!(
+            out[0].config.is_some(),
+            "the first frame carries its config"
+        );
     }
 }

@@ -41,14 +41,33 @@ pub fn media_file(tag: &str, seconds: u32, video: Option<&str>, audio: Option<&s
         .args(["-hide_banner", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
         .args(["-bf", "0", "-g", "30", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "libopus", "-b:a", "64k", "-frame_duration", "20", "-ac", "2"])
+        .args([
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "64k",
+            "-frame_duration",
+            "20",
+            "-ac",
+            "2",
+        ])
         .args(["-f", "mpegts"])
         .arg(&path)
         .status()
         .expect("ffmpeg");
-    assert!(status.success(), "ffmpeg could not make the WHIP test media");
+    assert!(
+        status.success(),
+        "ffmpeg could not make the WHIP test media"
+    );
     path
 }
 
@@ -438,7 +457,9 @@ impl Runner {
                 Ok(Output::Transmit(t)) => {
                     let _ = self.socket.send_to(&t.contents, t.destination);
                 }
-                Ok(Output::Event(Event::Connected)) => self.connected.store(true, Ordering::Release),
+                Ok(Output::Event(Event::Connected)) => {
+                    self.connected.store(true, Ordering::Release)
+                }
                 Ok(Output::Event(Event::IceConnectionStateChange(
                     IceConnectionState::Disconnected,
                 ))) => return None,

@@ -268,7 +268,14 @@ impl MediaRouter {
         job.send(AudioMsg::Opus(d.data.clone(), pts), Instant::now());
     }
 
-    fn video_frame(&mut self, feed: &Arc<Feed>, codec: Codec, d: &MediaData, pts: i64, now: Instant) {
+    fn video_frame(
+        &mut self,
+        feed: &Arc<Feed>,
+        codec: Codec,
+        d: &MediaData,
+        pts: i64,
+        now: Instant,
+    ) {
         if matches!(self.video, VideoPath::Unknown) {
             self.video = match codec {
                 Codec::H264 => VideoPath::Passthrough,
@@ -313,7 +320,10 @@ impl MediaRouter {
                     job.send(VideoMsg::Resync, Instant::now());
                     self.want_keyframe = true;
                 }
-                job.send(VideoMsg::Frame(d.data.clone(), pts, keyframe), Instant::now());
+                job.send(
+                    VideoMsg::Frame(d.data.clone(), pts, keyframe),
+                    Instant::now(),
+                );
             }
             VideoPath::Unknown | VideoPath::Refused => {}
         }
@@ -326,7 +336,9 @@ impl MediaRouter {
             match AvcConfig::from_parameter_sets(&unit.sps, &unit.pps) {
                 // A new size (the browser adapts to bandwidth) is a new configuration.
                 Ok(cfg) => feed.video_config(cfg),
-                Err(e) => warn!(channel = %self.channel, error = %e, "unusable H.264 parameter sets"),
+                Err(e) => {
+                    warn!(channel = %self.channel, error = %e, "unusable H.264 parameter sets")
+                }
             }
         }
         if !feed.has_video_config() || unit.data.is_empty() {

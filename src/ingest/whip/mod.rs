@@ -40,8 +40,8 @@ use crate::proto::sdp::{self, SdpError, VideoCodec};
 use crate::transcode::convert::H264Settings;
 use crate::transcode::pool::Pool;
 use media::{MediaRouter, MediaSettings};
-pub use session::SessionId;
 use session::Session;
+pub use session::SessionId;
 use udp::Command;
 
 #[derive(Debug, thiserror::Error)]
@@ -356,7 +356,12 @@ impl WhipIngest {
             .sdp_api()
             .accept_offer(parsed)
             .map_err(|e| rejected(e.to_string()))?;
-        let media = MediaRouter::new(bus.name.as_str(), self.media.clone(), self.pool.clone(), now);
+        let media = MediaRouter::new(
+            bus.name.as_str(),
+            self.media.clone(),
+            self.pool.clone(),
+            now,
+        );
         let session = Session::new(
             id,
             bus.clone(),

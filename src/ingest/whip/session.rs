@@ -56,9 +56,13 @@ pub enum Ended {
     /// ICE disconnected or DTLS closed: the peer left.
     PeerLeft,
     /// No media for `rtmp.no_media_timeout_seconds`.
-    Idle { seconds: u64 },
+    Idle {
+        seconds: u64,
+    },
     /// DTLS not up within `rtmp.handshake_timeout_seconds`.
-    HandshakeTimeout { seconds: u64 },
+    HandshakeTimeout {
+        seconds: u64,
+    },
     /// Another publish took the channel, or an admin kicked it.
     Replaced,
     /// str0m refused the peer's input.
@@ -72,7 +76,10 @@ impl fmt::Display for Ended {
             Ended::Deleted => f.write_str("ended by DELETE"),
             Ended::PeerLeft => f.write_str("the peer left"),
             Ended::Idle { seconds } => {
-                write!(f, "no media for {seconds} s (rtmp.no_media_timeout_seconds)")
+                write!(
+                    f,
+                    "no media for {seconds} s (rtmp.no_media_timeout_seconds)"
+                )
             }
             Ended::HandshakeTimeout { seconds } => write!(
                 f,

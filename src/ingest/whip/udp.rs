@@ -50,7 +50,10 @@ struct Dropped {
 impl Dropped {
     fn note(&mut self, now: Instant) -> Option<u64> {
         self.unlogged += 1;
-        if self.last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
             return None;
         }
         self.last = Some(now);
@@ -161,9 +164,15 @@ impl Driver {
         };
         let Some(session) = id.and_then(|id| self.sessions.get_mut(&id)) else {
             let (what, counter) = if is_stun {
-                ("STUN for no session (unknown ufrag)", &mut self.unknown_stun)
+                (
+                    "STUN for no session (unknown ufrag)",
+                    &mut self.unknown_stun,
+                )
             } else {
-                ("datagram from an address with no session", &mut self.garbage)
+                (
+                    "datagram from an address with no session",
+                    &mut self.garbage,
+                )
             };
             if let Some(also) = counter.note(now) {
                 warn!(peer = %source, also_dropped = also, "WebRTC port: {what} dropped");
