@@ -7,7 +7,7 @@ mod stand_in;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::whip::{header, media_file, post, request, WhipClient, WhipOpts};
+use common::whip::{header, media_file, post, publish, request, WhipOpts};
 use common::*;
 use stand_in::StandIn;
 
@@ -144,7 +144,7 @@ fn obs_shaped_publish_plays_as_h264_and_aac_and_delete_ends_it() {
     let srv = server();
     let mut o = opts(30.0);
     o.trickle = true;
-    let client = WhipClient::publish(&srv, "alice", ALICE_KEY, o).expect("201");
+    let client = publish(&srv, "alice", ALICE_KEY, o).expect("201");
     assert!(
         client.location.starts_with("/whip/alice/"),
         "{}",
@@ -177,7 +177,7 @@ fn obs_shaped_publish_plays_as_h264_and_aac_and_delete_ends_it() {
 fn a_peer_that_vanishes_ends_its_publish_within_the_timeout() {
     let _m = media_lock();
     let srv = server();
-    let client = WhipClient::publish(&srv, "alice", ALICE_KEY, opts(60.0)).expect("201");
+    let client = publish(&srv, "alice", ALICE_KEY, opts(60.0)).expect("201");
     client.wait_connected(Duration::from_secs(10));
     srv.wait_segments("alice", "source", 1, Duration::from_secs(20));
     let t = std::time::Instant::now();
@@ -225,7 +225,7 @@ fn an_offer_that_never_connects_is_dropped_after_the_handshake_timeout() {
 fn garbage_on_the_udp_port_does_not_disturb_a_live_channel() {
     let _m = media_lock();
     let srv = server();
-    let client = WhipClient::publish(&srv, "bob", BOB_KEY, opts(40.0)).expect("201");
+    let client = publish(&srv, "bob", BOB_KEY, opts(40.0)).expect("201");
     client.wait_connected(Duration::from_secs(10));
     let before = srv.wait_segments("bob", "source", 1, Duration::from_secs(20));
     let port = srv.webrtc.clone().expect("webrtc= in the address line");
@@ -287,14 +287,14 @@ fn takeovers_both_ways_keep_the_playlists_and_announce_once() {
     let media_seq =
         |p: &str| tag_value(p, "#EXT-X-MEDIA-SEQUENCE:").and_then(|v| v.parse::<u64>().ok());
     // WHIP goes live: announced once.
-    let first = WhipClient::publish(&srv, "alice", ALICE_KEY, opts(60.0)).expect("201");
+    let first = publish(&srv, "alice", ALICE_KEY, opts(60.0)).expect("201");
     first.wait_connected(Duration::from_secs(10));
     srv.wait_segments("alice", "source", 2, Duration::from_secs(20));
     hook.wait_accepted_blocking(1, Duration::from_secs(5));
     let seq0 = media_seq(&playlist(&srv)).expect("media sequence");
 
     // WHIP -> WHIP: the new session takes over, the old one is closed by the server.
-    let second = WhipClient::publish(&srv, "alice", ALICE_KEY, opts(60.0)).expect("201");
+    let second = publish(&srv, "alice", ALICE_KEY, opts(60.0)).expect("201");
     second.wait_connected(Duration::from_secs(10));
     srv.wait_log("WHIP publish replaced", Duration::from_secs(5));
     wait_for(Duration::from_secs(10), "first client closed", || {
@@ -331,7 +331,7 @@ fn takeovers_both_ways_keep_the_playlists_and_announce_once() {
     );
 
     // RTMP -> WHIP: ffmpeg's connection is closed.
-    let third = WhipClient::publish(&srv, "alice", ALICE_KEY, opts(60.0)).expect("201");
+    let third = publish(&srv, "alice", ALICE_KEY, opts(60.0)).expect("201");
     third.wait_connected(Duration::from_secs(10));
     wait_for(Duration::from_secs(10), "ffmpeg disconnected", || {
         (!rtmp.running()).then_some(())
@@ -474,7 +474,7 @@ fn audio_and_video_stay_in_sync_after_a_minute() {
     // Sanity: the source itself is in sync.
     let (v, a) = flash_and_beep_onsets(&media);
     assert!(v.len() >= 4 && a.len() >= 4, "source onsets {v:?} {a:?}");
-    let client = WhipClient::publish(
+    let client = publish(
         &srv,
         "alice",
         ALICE_KEY,

@@ -1,12 +1,14 @@
 // Publishes from headless Chromium over WHIP for a while, then ends with DELETE; prints JSON:
-// { post, stats, delete }. Usage: node tests/browser/whip.mjs BASE CHANNEL KEY CODEC WIDTH HEIGHT SECONDS
+// { post, stats, delete }. With `clock` the source is a canvas drawing the wall clock
+// (scripts/bench-whip's glass-to-glass measurement) instead of the fake camera.
+// Usage: node tests/browser/whip.mjs BASE CHANNEL KEY CODEC WIDTH HEIGHT SECONDS [clock]
 import { launch, goLive } from '../../scripts/whip/publish.mjs';
 
-const [base, channel, key, codec, width, height, seconds] = process.argv.slice(2);
+const [base, channel, key, codec, width, height, seconds, clock] = process.argv.slice(2);
 const browser = await launch();
 try {
   const { page, result } = await goLive(browser, base, {
-    channel, key, codec, width: Number(width), height: Number(height),
+    channel, key, codec, width: Number(width), height: Number(height), clock: clock === 'clock',
   });
   if (result.status !== 201) {
     console.log(JSON.stringify({ post: result }));

@@ -5,6 +5,7 @@
 
 pub mod rtmp;
 pub mod whip;
+pub mod whip_client;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
