@@ -16,7 +16,9 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::{info, warn};
 
-use super::{bytes_response, json_error, Body};
+use super::request::{Req, RequestBody};
+use super::response::{bytes_response, json_error};
+use super::{Body, HttpState, Route};
 use crate::ingest::whip::{SessionId, WhipError, WhipIngest};
 use crate::proto::sdp::{SdpError, MAX_OFFER_BYTES};
 
@@ -78,11 +80,7 @@ fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
 }
 
 /// Reads a body of at most [`MAX_OFFER_BYTES`] as text.
-async fn read_text<B>(body: B) -> Result<String, WhipError>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+async fn read_text(body: RequestBody) -> Result<String, WhipError> {
     match Limited::new(body, MAX_OFFER_BYTES).collect().await {
         Ok(c) => String::from_utf8(c.to_bytes().to_vec()).map_err(|_| {
             WhipError::Offer(SdpError::Malformed {
@@ -113,8 +111,21 @@ fn unsupported(want: &str) -> Response<Body> {
     )
 }
 
+/// The WHIP routes.
+pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<Body> {
+    let Some(whip) = &state.whip else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "WHIP is not running");
+    };
+    match route {
+        Route::WhipOptions(session) => options(session),
+        Route::WhipPublish(c) => publish(whip, c, req).await,
+        Route::WhipSession(c, s) => session(whip, c, s, req).await,
+        _ => super::response::not_found(),
+    }
+}
+
 /// `OPTIONS` on an endpoint or session URL.
-pub fn options(session: bool) -> Response<Body> {
+fn options(session: bool) -> Response<Body> {
     let mut r = bytes_response(StatusCode::NO_CONTENT, "text/plain", Bytes::new());
     let h = r.headers_mut();
     let methods = if session {
@@ -143,21 +154,12 @@ pub fn options(session: bool) -> Response<Body> {
 }
 
 /// `POST /whip/{channel}`.
-pub async fn publish<B>(
-    whip: &WhipIngest,
-    channel: &str,
-    headers: &HeaderMap,
-    body: B,
-    ip: IpAddr,
-) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+async fn publish(whip: &WhipIngest, channel: &str, req: Req) -> Response<Body> {
+    let (headers, ip) = (&req.parts.headers, req.ip);
     if !content_type_is(headers, SDP) {
         return with_cors(unsupported(SDP));
     }
-    let offer = match read_text(body).await {
+    let offer = match read_text(req.body).await {
         Ok(o) => o,
         Err(e) => return with_cors(refusal(&e, "offer", channel, ip)),
     };
@@ -180,19 +182,8 @@ where
 }
 
 /// `PATCH` and `DELETE` on `/whip/{channel}/{session}`.
-pub async fn session<B>(
-    whip: &WhipIngest,
-    method: &Method,
-    channel: &str,
-    session: &str,
-    headers: &HeaderMap,
-    body: B,
-    ip: IpAddr,
-) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+async fn session(whip: &WhipIngest, channel: &str, session: &str, req: Req) -> Response<Body> {
+    let (method, headers, ip) = (&req.parts.method, &req.parts.headers, req.ip);
     let Some(id) = SessionId::parse(session) else {
         return with_cors(refusal(&WhipError::NoSession, "request", channel, ip));
     };
@@ -207,7 +198,7 @@ where
             return with_cors(unsupported(SDP_FRAG));
         }
         let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
-        match read_text(body).await {
+        match read_text(req.body).await {
             Ok(frag) => whip
                 .patch(channel, id, key, if_match, &frag)
                 .await

@@ -173,7 +173,7 @@ impl OpusToAac {
         };
         let gap = at - write_at;
         let mut skip = 0;
-        if gap > MAX_GAP_SAMPLES || gap < -MAX_GAP_SAMPLES {
+        if !(-MAX_GAP_SAMPLES..=MAX_GAP_SAMPLES).contains(&gap) {
             // A restart of the input's timeline: start again from this frame.
             for ch in &mut self.fifo {
                 ch.clear();
@@ -369,10 +369,7 @@ impl VideoToH264 {
             debug!(error = %e, "video decoder refused a packet");
             return Ok(out);
         }
-        loop {
-            let Some(dec) = self.decoder.as_mut() else {
-                break;
-            };
+        while let Some(dec) = self.decoder.as_mut() {
             if dec.receive_frame(&mut self.decoded).is_err() {
                 break;
             }

@@ -2,6 +2,8 @@
 //! in MPEG-TS), HTTP requests against a [`TestServer`], and the str0m client
 //! ([`whip_client`]) publishing to one.
 
+#![allow(unused_imports)]
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;

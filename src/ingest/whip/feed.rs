@@ -1,134 +1,135 @@
-//! Where a WHIP session's media meets the bus: the session's [`Publication`], the codec
-//! configuration as it is known (video and audio are learnt separately, from different
-//! threads: passthrough video on the socket task, converted video and audio on pool threads),
-//! per-track monotonic timestamps, the channel's counters, and an [`Interleaver`] that puts
-//! audio behind the video it plays with (conversion delays differ per track).
+//! Where a WHIP session's media meets the protocol-neutral [`MediaFeed`]: one feed per
+//! publication, shared (behind a mutex) by the producers of one session, which run on
+//! different threads: passthrough video on the socket task, converted video and audio on pool
+//! threads. Between the feed and the [`Publication`] sits an [`Interleaver`], which puts audio
+//! behind the video it plays with (conversion delays differ per track).
+//!
+//! Timestamps come from [`crate::proto::rtpclock::RtpClock`] already on one 90 kHz timeline;
+//! the feed's repair (on a 90 kHz clock that never wraps) keeps each track monotonic.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tracing::info;
-
-use crate::bus::Publication;
+use crate::bus::{ChannelStats, Publication};
+use crate::ingest::media::{Clock, MediaFeed, MediaSink, VideoFrame};
 use crate::proto::aac::AacConfig;
 use crate::proto::avc::AvcConfig;
 use crate::proto::media::{MediaPacket, StreamInfo, Track};
 use crate::transcode::output::Interleaver;
 
-#[derive(Default)]
-struct FeedState {
-    info: StreamInfo,
-    interleave: Interleaver,
-    last_video: Option<i64>,
-    last_audio: Option<i64>,
-    out: Vec<MediaPacket>,
+/// The feed's clock: 90 kHz, as [`crate::proto::rtpclock::RtpClock`] places frames.
+const CLOCK: Clock = Clock {
+    rate: 90_000,
+    wrap_bits: 62,
+};
+/// Added to timeline ticks so that the first frames (AAC priming starts a little before zero)
+/// are never negative on the feed's unsigned clock.
+const BASE: i64 = 1 << 40;
+
+/// The publication behind an interleaver.
+pub struct InterleavedSink {
+    publication: Publication,
+    /// Std mutex, always taken inside the feed's: a packet's bookkeeping, never an await.
+    order: Mutex<(Interleaver, Vec<MediaPacket>)>,
 }
 
-/// A live WHIP publication, shared by the session and its conversion jobs.
+impl InterleavedSink {
+    fn flush(&self) {
+        let mut o = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        let (inter, out) = &mut *o;
+        inter.flush(out);
+        for p in out.drain(..) {
+            self.publication.send_packet(p);
+        }
+    }
+}
+
+impl MediaSink for InterleavedSink {
+    fn channel_name(&self) -> &str {
+        self.publication.channel().name.as_str()
+    }
+    fn stats(&self) -> &ChannelStats {
+        &self.publication.channel().stats
+    }
+    fn set_info(&self, info: StreamInfo) {
+        self.publication.set_info(info)
+    }
+    fn send_packet(&self, pkt: MediaPacket) {
+        let mut o = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        let (inter, out) = &mut *o;
+        match pkt.track {
+            Track::Video => inter.video(pkt, out),
+            Track::Audio => inter.audio(pkt, out),
+        }
+        for p in out.drain(..) {
+            self.publication.send_packet(p);
+        }
+    }
+}
+
+/// A live WHIP publication, shared by the session and its conversion jobs. Dropping the last
+/// holder drops the publication (the stream ends unless another publish took over).
 pub struct Feed {
-    publication: Publication,
-    /// Std mutex: held for a packet's bookkeeping and a broadcast send, never across an await.
-    state: Mutex<FeedState>,
+    /// Std mutex: held for one frame's repair and broadcast send, never across an await.
+    feed: Mutex<MediaFeed<InterleavedSink>>,
 }
 
 impl Feed {
     pub fn new(publication: Publication) -> Arc<Feed> {
-        Arc::new(Feed {
+        let sink = InterleavedSink {
             publication,
-            state: Mutex::new(FeedState::default()),
+            order: Mutex::new((Interleaver::default(), Vec::new())),
+        };
+        Arc::new(Feed {
+            feed: Mutex::new(MediaFeed::new(sink, CLOCK)),
         })
     }
 
-    pub fn publication(&self) -> &Publication {
-        &self.publication
-    }
-
-    fn lock(&self) -> MutexGuard<'_, FeedState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn channel(&self) -> &str {
-        self.publication.channel().name.as_str()
+    fn lock(&self) -> MutexGuard<'_, MediaFeed<InterleavedSink>> {
+        self.feed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A video configuration (SPS/PPS); consumers hear of it only when it changed.
     pub fn video_config(&self, cfg: AvcConfig) {
-        let mut st = self.lock();
-        if st.info.video.as_deref() == Some(&cfg) {
-            return;
-        }
-        info!(
-            channel = %self.channel(),
-            width = cfg.width,
-            height = cfg.height,
-            codec = %cfg.codec_string(),
-            "video configuration"
-        );
-        st.info.video = Some(Arc::new(cfg));
-        self.publication.set_info(st.info.clone());
+        self.lock().set_video_config(cfg);
     }
 
     pub fn audio_config(&self, cfg: AacConfig) {
-        let mut st = self.lock();
-        if st.info.audio.as_deref() == Some(&cfg) {
-            return;
-        }
-        info!(
-            channel = %self.channel(),
-            sample_rate = cfg.sample_rate,
-            channels = cfg.channels,
-            "audio configuration"
-        );
-        st.info.audio = Some(Arc::new(cfg));
-        self.publication.set_info(st.info.clone());
+        self.lock().set_audio_config(cfg);
     }
 
     /// Whether a video configuration is known (frames before it are useless to consumers).
     pub fn has_video_config(&self) -> bool {
-        self.lock().info.video.is_some()
+        self.lock().info().video.is_some()
     }
 
-    /// One packet (DTS = PTS: WebRTC video has no B-frames, the converters emit none). Its
-    /// timestamp is moved forward if it would go back on its track.
-    pub fn send(&self, mut pkt: MediaPacket) {
-        let stats = &self.publication.channel().stats;
-        stats
-            .bytes_in
-            .fetch_add(pkt.data.len() as u64, Ordering::Relaxed);
-        let mut st = self.lock();
-        let st = &mut *st;
-        let last = match pkt.track {
-            Track::Video => &mut st.last_video,
-            Track::Audio => &mut st.last_audio,
-        };
-        let min = last.map(|l| l + if pkt.track == Track::Video { 1 } else { 0 });
-        if let Some(min) = min.filter(|m| pkt.dts < *m) {
-            pkt.pts += min - pkt.dts;
-            pkt.dts = min;
-        }
-        *last = Some(pkt.dts);
+    /// Bytes that arrived from the peer (counted in the channel's `bytes_in`).
+    pub fn received(&self, bytes: usize) {
+        self.lock().received(bytes);
+    }
+
+    /// One packet on the session's 90 kHz timeline (DTS = PTS: WebRTC video has no B-frames,
+    /// the converters emit none); video is length-prefixed.
+    pub fn send(&self, pkt: MediaPacket) {
+        let dts = (pkt.dts + BASE).max(0) as u64;
+        let mut f = self.lock();
         match pkt.track {
-            Track::Video => {
-                stats.video_frames.fetch_add(1, Ordering::Relaxed);
-                st.interleave.video(pkt, &mut st.out);
-            }
-            Track::Audio => {
-                stats.audio_frames.fetch_add(1, Ordering::Relaxed);
-                st.interleave.audio(pkt, &mut st.out);
-            }
+            Track::Video => f.video(VideoFrame {
+                data: pkt.data,
+                keyframe: pkt.keyframe,
+                dts,
+                composition: pkt.pts - pkt.dts,
+            }),
+            Track::Audio => f.audio(pkt.data, dts),
         }
-        for p in st.out.drain(..) {
-            self.publication.send_packet(p);
-        }
+    }
+
+    /// A frame in a codec onair does not take.
+    pub fn unsupported(&self, track: Track, reason: &str) {
+        self.lock().unsupported(track, &reason);
     }
 
     /// The end: audio still held for interleaving goes out.
     pub fn flush(&self) {
-        let mut st = self.lock();
-        let st = &mut *st;
-        st.interleave.flush(&mut st.out);
-        for p in st.out.drain(..) {
-            self.publication.send_packet(p);
-        }
+        self.lock().sink().flush();
     }
 }

@@ -179,7 +179,6 @@ pub struct MediaRouter {
     last_keyframe: Option<Instant>,
     last_request: Option<Instant>,
     want_keyframe: bool,
-    warned_audio: bool,
     /// When the last frame arrived (the no-media timeout).
     pub last_media: Instant,
 }
@@ -198,7 +197,6 @@ impl MediaRouter {
             last_keyframe: None,
             last_request: None,
             want_keyframe: true,
-            warned_audio: false,
             last_media: now,
         }
     }
@@ -220,16 +218,14 @@ impl MediaRouter {
         let Some(feed) = self.feed.clone() else {
             return;
         };
+        feed.received(d.data.len());
         let codec = d.params.spec().codec;
         let track = if codec == Codec::Opus {
             Track::Audio
         } else if codec.is_video() {
             Track::Video
         } else {
-            if !self.warned_audio {
-                self.warned_audio = true;
-                warn!(channel = %self.channel, ?codec, "audio that is not Opus ignored");
-            }
+            feed.unsupported(Track::Audio, &format!("{codec:?} audio over WHIP"));
             return;
         };
         let report = d.last_sender_info.map(|sr| SenderClock {

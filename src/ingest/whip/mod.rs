@@ -34,8 +34,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::bus::Bus;
+use crate::config::Secret;
 use crate::config::{Config, WebrtcConfig};
-use crate::ingest::IngestShared;
+use crate::ingest::Ingest;
 use crate::proto::sdp::{self, SdpError, VideoCodec};
 use crate::transcode::convert::H264Settings;
 use crate::transcode::pool::Pool;
@@ -109,7 +110,7 @@ pub struct WhipIngest {
     pub candidates: Vec<SocketAddr>,
     crypto: Arc<CryptoProvider>,
     cert: DtlsCert,
-    ingest: Arc<IngestShared>,
+    ingest: Arc<Ingest>,
     bus: Arc<Bus>,
     pool: Arc<Pool>,
     media: MediaSettings,
@@ -142,7 +143,7 @@ impl WhipIngest {
     /// Binds `webrtc.listen`, makes the DTLS certificate and starts the socket task.
     pub async fn start(
         cfg: &Config,
-        ingest: Arc<IngestShared>,
+        ingest: Arc<Ingest>,
         bus: Arc<Bus>,
         pool: Arc<Pool>,
         tracker: &TaskTracker,
@@ -234,16 +235,10 @@ impl WhipIngest {
 
     /// Checks that `bearer` is `channel`'s stream key (404 before 401: an unknown channel).
     fn authorize(&self, channel: &str, bearer: Option<&str>) -> Result<(), WhipError> {
-        let keys = self
-            .ingest
-            .keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         if self.bus.get(channel).is_none() {
             return Err(WhipError::NoChannel);
         }
-        match bearer.and_then(|k| keys.lookup(k)) {
+        match bearer.and_then(|k| self.ingest.lookup(k)) {
             Some(c) if c.as_str() == channel => Ok(()),
             _ => Err(WhipError::Unauthorized),
         }
@@ -285,7 +280,9 @@ impl WhipIngest {
                 },
             );
         }
-        let answer = self.answer(id, &bus, offer, &summary, ip);
+        // Checked above; kept until DTLS is up, when the session publishes with it.
+        let key = Secret::new(bearer.unwrap_or_default());
+        let answer = self.answer(id, &bus, key, offer, &summary, ip);
         if answer.is_err() {
             self.forget(id);
         }
@@ -320,6 +317,7 @@ impl WhipIngest {
         &self,
         id: SessionId,
         bus: &Arc<crate::bus::ChannelBus>,
+        key: Secret,
         offer: &str,
         summary: &sdp::OfferSummary,
         ip: IpAddr,
@@ -365,6 +363,10 @@ impl WhipIngest {
         let session = Session::new(
             id,
             bus.clone(),
+            session::Publisher {
+                ingest: self.ingest.clone(),
+                key,
+            },
             ip,
             rtc,
             ufrag,

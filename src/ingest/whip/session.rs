@@ -19,6 +19,15 @@ use tracing::{debug, info, warn};
 use super::feed::Feed;
 use super::media::MediaRouter;
 use crate::bus::ChannelBus;
+use crate::config::Secret;
+use crate::ingest::{Ingest, Protocol};
+
+/// What a session needs to publish once DTLS is up: the shared publish, and the stream key
+/// the offer carried (checked then; kept in memory only until the publish).
+pub struct Publisher {
+    pub ingest: Arc<Ingest>,
+    pub key: Secret,
+}
 
 /// A session's id: the last part of its resource URL (128 random bits, hex).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +105,7 @@ impl fmt::Display for Ended {
 pub struct Session {
     pub id: SessionId,
     pub bus: Arc<ChannelBus>,
+    publisher: Option<Publisher>,
     pub peer_ip: IpAddr,
     pub rtc: Rtc,
     /// Our ICE ufrag (STUN from the peer names it).
@@ -115,9 +125,11 @@ pub struct Session {
 }
 
 impl Session {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: SessionId,
         bus: Arc<ChannelBus>,
+        publisher: Publisher,
         peer_ip: IpAddr,
         rtc: Rtc,
         ufrag: String,
@@ -128,6 +140,7 @@ impl Session {
         Self {
             id,
             bus,
+            publisher: Some(publisher),
             peer_ip,
             rtc,
             ufrag,
@@ -237,10 +250,8 @@ impl Session {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.ended.get_or_insert(Ended::PeerLeft);
             }
-            Event::MediaAdded(m) => {
-                if m.kind == MediaKind::Video && self.video_mid.is_none() {
-                    self.video_mid = Some(m.mid);
-                }
+            Event::MediaAdded(m) if m.kind == MediaKind::Video && self.video_mid.is_none() => {
+                self.video_mid = Some(m.mid);
             }
             Event::MediaData(d) => self.media.frame(&d, now),
             Event::Closed => {
@@ -260,7 +271,23 @@ impl Session {
             .first()
             .copied()
             .unwrap_or(SocketAddr::new(self.peer_ip, 0));
-        let publication = self.bus.begin_publish(addr);
+        let Some(p) = self.publisher.take() else {
+            return;
+        };
+        // The shared publish: takes over whatever is live on the channel (any protocol).
+        let publication =
+            match p
+                .ingest
+                .publish_to(self.bus.name.as_str(), p.key.expose(), Protocol::Whip, addr)
+            {
+                Ok(publication) => publication,
+                Err(_) => {
+                    // Logged by the publish (the key was rotated or the channel removed since
+                    // the offer).
+                    self.ended = Some(Ended::Failed);
+                    return;
+                }
+            };
         self.cancel = Some(publication.cancelled().clone());
         info!(
             channel = %self.channel(),
