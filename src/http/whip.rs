@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::{info, warn};
 
 use super::request::{Req, RequestBody};
-use super::response::{bytes_response, json_error};
+use super::response::{bytes_response, json_error, preflight_for};
 use super::{Body, HttpState, Route};
 use crate::ingest::whip::{SessionId, WhipError, WhipIngest};
 use crate::proto::sdp::{SdpError, MAX_OFFER_BYTES};
@@ -126,25 +126,13 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
 
 /// `OPTIONS` on an endpoint or session URL.
 fn options(session: bool) -> Response<Body> {
-    let mut r = bytes_response(StatusCode::NO_CONTENT, "text/plain", Bytes::new());
-    let h = r.headers_mut();
     let methods = if session {
         "PATCH, DELETE, OPTIONS"
     } else {
         "POST, OPTIONS"
     };
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static(methods),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Authorization, Content-Type, If-Match"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
+    let mut r = preflight_for(methods, "Authorization, Content-Type, If-Match");
+    let h = r.headers_mut();
     if !session {
         h.insert("accept-post", HeaderValue::from_static(SDP));
     } else {

@@ -23,6 +23,7 @@ use ffmpeg::ChannelLayout;
 use ffmpeg_next as ffmpeg;
 use tracing::debug;
 
+use super::audio::open_aac;
 use super::ladder::{level_for, RenditionPlan};
 use super::video::{drain_h264, open_x264, set_extradata};
 use super::TranscodeError;
@@ -104,20 +105,13 @@ impl OpusToAac {
         dec.set_packet_time_base(ffmpeg::Rational::new(1, OPUS_RATE as i32));
         let decoder = dec.audio().map_err(err("opus decoder"))?;
 
-        let codec = ffmpeg::encoder::find(ffmpeg::codec::Id::AAC).ok_or(missing("aac encoder"))?;
-        let ctx = ffmpeg::codec::Context::new_with_codec(codec);
-        let mut enc = ctx.encoder().audio().map_err(err("aac encoder"))?;
-        enc.set_rate(OPUS_RATE as i32);
-        enc.set_channel_layout(ChannelLayout::STEREO);
-        enc.set_channels(CHANNELS as i32);
-        enc.set_format(ffmpeg::format::Sample::F32(
-            ffmpeg::format::sample::Type::Planar,
-        ));
-        enc.set_bit_rate(kbps as usize * 1000);
-        enc.set_time_base(ffmpeg::Rational::new(1, OPUS_RATE as i32));
-        let mut opts = ffmpeg::Dictionary::new();
-        opts.set("threads", "1");
-        let encoder = enc.open_with(opts).map_err(err("aac encoder"))?;
+        let encoder = open_aac(
+            OPUS_RATE as i32,
+            ChannelLayout::STEREO,
+            CHANNELS as i32,
+            kbps,
+            ffmpeg::Rational::new(1, OPUS_RATE as i32),
+        )?;
         // AAC-LC (2), 48 kHz (index 3), two channels.
         let config = AacConfig::parse(Bytes::from_static(&[0x11, 0x90])).map_err(|e| {
             TranscodeError::Codec {
