@@ -1096,6 +1096,16 @@ mod tests {
                 "channels[0].key",
             ),
             ("[rtmp]\nlisten = \"nowhere\"\n", "rtmp.listen"),
+            ("[webrtc]\nmax_sessions = 0\n", "webrtc.max_sessions"),
+            (
+                "[webrtc]\npublic_addresses = [\"0.0.0.0\"]\n",
+                "webrtc.public_addresses",
+            ),
+            (
+                "[webrtc]\nconvert_preset = \"turbo\"\n",
+                "webrtc.convert_preset",
+            ),
+            ("[webrtc]\naudio_kbps = 4\n", "webrtc.audio_kbps"),
             ("[bogus]\nx = 1\n", "bogus"),
             (
                 "[transcode]\nmax_lag_seconds = 0\n",
