@@ -329,10 +329,7 @@ fn takeovers_both_ways_keep_the_playlists_and_announce_once() {
         second.finished().then_some(())
     });
     let after_rtmp = srv.wait_segments("alice", "source", 2, Duration::from_secs(20));
-    assert!(
-        media_seq(&after_rtmp).expect("seq") >= seq0,
-        "the playlist went on"
-    );
+    assert!(media_seq(&after_rtmp) >= seq0, "the playlist went on");
 
     // RTMP -> WHIP: ffmpeg's connection is closed.
     let third = publish(&srv, "alice", ALICE_KEY, opts(60.0)).expect("201");
