@@ -259,6 +259,7 @@ pub fn http_route(data: &[u8]) {
             public_url: "http://localhost:8080".into(),
             trusted_proxies: Vec::new(),
             transcoder: None,
+            whip: None,
         })
     });
     let Some((&m, rest)) = data.split_first() else {

@@ -59,12 +59,16 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
+    Webrtc(#[from] ingest::whip::WhipStartError),
+    #[error(transparent)]
     Db(#[from] db::DbError),
 }
 
 /// A running server.
 pub struct Server {
     pub rtmp_addr: SocketAddr,
+    /// The WebRTC (WHIP) UDP address, when WHIP started.
+    pub webrtc_addr: Option<SocketAddr>,
     /// The RTMPS listener's address, when `rtmp.tls_listen` is set.
     pub rtmps_addr: Option<SocketAddr>,
     /// The TLS listeners' certificates, read again on reload.
@@ -177,6 +181,30 @@ impl Server {
                 cancel.child_token(),
             ));
         }
+        // Browser-codec conversion runs on the transcode pool, or on a pool of its own when
+        // the ladder is empty.
+        let pool = match &transcoder {
+            Some(t) => Some(t.pool()),
+            None => transcode::conversion_pool(&cfg.transcode),
+        };
+        let whip = match pool {
+            Some(pool) => Some(
+                ingest::whip::WhipIngest::start(
+                    &cfg,
+                    ingest.clone(),
+                    bus.clone(),
+                    pool,
+                    &tracker,
+                    cancel.child_token(),
+                )
+                .await?,
+            ),
+            None => {
+                error!("WHIP ingest disabled: no worker threads for browser codecs");
+                None
+            }
+        };
+        let webrtc_addr = whip.as_ref().map(|w| w.addr);
         let chat = Chat::start(
             cfg.chat.clone(),
             bus.clone(),
@@ -196,6 +224,7 @@ impl Server {
             public_url: cfg.server.public_url.clone(),
             trusted_proxies: cfg.chat.trusted_proxies.clone(),
             transcoder: transcoder.clone(),
+            whip,
         });
         let tls = http::tls_config(&cfg.http)?;
         certificates.extend(tls.clone());
@@ -206,9 +235,10 @@ impl Server {
             tls,
             cancel.child_token(),
         ));
-        info!(rtmp = %rtmp_addr, rtmps = ?rtmps_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");
+        info!(rtmp = %rtmp_addr, rtmps = ?rtmps_addr, http = %http_addr, webrtc = ?webrtc_addr, channels = cfg.channels.len(), "onair ready");
         let server = Server {
             rtmp_addr,
+            webrtc_addr,
             rtmps_addr,
             certificates,
             http_addr,
@@ -292,6 +322,11 @@ impl Server {
             ("rtmp", format!("{:?}", old.rtmp), format!("{:?}", new.rtmp)),
             ("http", format!("{:?}", old.http), format!("{:?}", new.http)),
             ("hls", format!("{:?}", old.hls), format!("{:?}", new.hls)),
+            (
+                "webrtc",
+                format!("{:?}", old.webrtc),
+                format!("{:?}", new.webrtc),
+            ),
             (
                 "transcode",
                 format!("{:?}", old.transcode),

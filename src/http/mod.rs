@@ -3,7 +3,8 @@
 //! and [`HttpState::handle`], which routes each request ([`router::route`], pure) to the
 //! surface that answers it. One module per surface: [`hls`] (playlists, segments), [`api`]
 //! (JSON channels, health, metrics), [`chat`] (posts, event streams), [`pages`] (pages and
-//! embedded assets), [`admin`]; each has `handle(state, route, req)`. What every surface
+//! embedded assets), [`admin`], [`whip`] (WebRTC ingest); each has
+//! `handle(state, route, req)`. What every surface
 //! shares: [`request`] (client address, query, JSON bodies) and [`response`] (every response
 //! helper). A new surface is one more module, its routes in `router.rs`, and one line in the
 //! dispatch below. `lib.rs` builds the [`HttpState`] and starts [`serve`].
@@ -16,6 +17,7 @@ pub mod pages;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod whip;
 
 pub use router::{route, Route};
 
@@ -64,6 +66,8 @@ pub struct HttpState {
     pub trusted_proxies: Vec<IpAddr>,
     /// `None` when the ladder is empty (passthrough only).
     pub transcoder: Option<Arc<crate::transcode::Transcoder>>,
+    /// WHIP ingest; `None` when it is not running.
+    pub whip: Option<Arc<crate::ingest::whip::WhipIngest>>,
 }
 
 impl HttpState {
@@ -95,6 +99,9 @@ impl HttpState {
             | Route::AdminKick(_) => admin::handle(self, route, req).await,
             Route::Index | Route::Watch(_) | Route::Studio(_) | Route::Asset(_) => {
                 pages::handle(self, route, req).await
+            }
+            Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => {
+                whip::handle(self, route, req).await
             }
             Route::Preflight => response::preflight(),
             Route::MethodNotAllowed => {

@@ -40,6 +40,13 @@ pub enum Route<'a> {
     Healthz,
     Metrics,
     /// CORS preflight for any path.
+    /// `POST /whip/{c}`: a WHIP offer.
+    WhipPublish(&'a str),
+    /// `PATCH`/`DELETE /whip/{c}/{session}`
+    WhipSession(&'a str, &'a str),
+    /// `OPTIONS` on a WHIP URL (true: a session's).
+    WhipOptions(bool),
+    /// CORS preflight for any path.
     Preflight,
     NotFound,
     MethodNotAllowed,
@@ -65,6 +72,7 @@ impl Route<'_> {
             }
             Route::AdminStreams | Route::AdminKick(_) => "admin_streams",
             Route::Asset(_) => "asset",
+            Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => "whip",
             Route::Preflight => "preflight",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
@@ -75,14 +83,18 @@ impl Route<'_> {
 /// Maps a method and path to a route. Names must be `[A-Za-z0-9_-]{1,64}`; anything else
 /// (encoded characters, dots, empty segments) is not found.
 pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
-    if method == Method::OPTIONS {
-        return Route::Preflight;
-    }
     let parts: Vec<&str> = match path.strip_prefix('/') {
         Some("") => Vec::new(),
         Some(rest) => rest.split('/').collect(),
         None => return Route::NotFound,
     };
+    if method == Method::OPTIONS {
+        return match parts.as_slice() {
+            ["whip", c] if is_name(c) => Route::WhipOptions(false),
+            ["whip", c, _] if is_name(c) => Route::WhipOptions(true),
+            _ => Route::Preflight,
+        };
+    }
     let r = match parts.as_slice() {
         [] => Route::Index,
         ["healthz"] => Route::Healthz,
@@ -106,6 +118,8 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         ["api", "admin", "channels", c, "slow-mode"] if is_name(c) => Route::AdminSlowMode(c),
         ["api", "admin", "streams"] => Route::AdminStreams,
         ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
+        ["whip", c] if is_name(c) => Route::WhipPublish(c),
+        ["whip", c, s] if is_name(c) => Route::WhipSession(c, s),
         ["assets", name] => match ASSETS.iter().position(|a| a.name == *name) {
             Some(i) => Route::Asset(i),
             None => return Route::NotFound,
@@ -120,6 +134,8 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         Route::AdminDeleteMessage(..) => method == Method::DELETE,
         Route::AdminSlowMode(_) => method == Method::GET || method == Method::PUT,
         Route::AdminKick(_) => method == Method::POST,
+        Route::WhipPublish(_) => method == Method::POST,
+        Route::WhipSession(..) => method == Method::PATCH || method == Method::DELETE,
         _ => method == Method::GET || method == Method::HEAD,
     };
     if allowed {
@@ -178,6 +194,26 @@ mod tests {
             (get.clone(), "/api/channels", Route::Channels),
             (get.clone(), "/api/channels/alice", Route::Channel("alice")),
             (Method::OPTIONS, "/anything", Route::Preflight),
+            (Method::OPTIONS, "/whip/alice", Route::WhipOptions(false)),
+            (
+                Method::OPTIONS,
+                "/whip/alice/0123",
+                Route::WhipOptions(true),
+            ),
+            (Method::POST, "/whip/alice", Route::WhipPublish("alice")),
+            (get.clone(), "/whip/alice", Route::MethodNotAllowed),
+            (
+                Method::PATCH,
+                "/whip/alice/ab12",
+                Route::WhipSession("alice", "ab12"),
+            ),
+            (
+                Method::DELETE,
+                "/whip/alice/ab12",
+                Route::WhipSession("alice", "ab12"),
+            ),
+            (Method::POST, "/whip/alice/ab12", Route::MethodNotAllowed),
+            (Method::POST, "/whip/../x", Route::NotFound),
             (
                 Method::POST,
                 "/hls/alice/master.m3u8",

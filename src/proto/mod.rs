@@ -8,5 +8,8 @@ pub mod fmp4;
 pub mod media;
 pub mod playlist;
 pub mod rtmp;
+pub mod rtpclock;
+pub mod sdp;
+pub mod stun;
 pub mod timestamps;
 pub mod ts;

@@ -6,6 +6,8 @@
 pub mod api;
 pub mod rtmp;
 pub mod sse;
+pub mod whip;
+pub mod whip_client;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,8 @@ pub struct TestServer {
     pub http: String,
     /// The RTMPS listener, when the config sets `rtmp.tls_listen`.
     pub rtmps: Option<String>,
+    /// The WebRTC (WHIP) UDP address.
+    pub webrtc: Option<String>,
     logs: Arc<Mutex<String>>,
     dir: PathBuf,
     /// The config file the server was started with.
@@ -86,7 +90,8 @@ impl TestServer {
         let data_dir = data_dir.unwrap_or_else(|| dir.join("data"));
         let storage = format!("[storage]\ndata_dir = \"{}\"\n", data_dir.display());
         let text = format!(
-            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}{extra}\n{storage}\
+            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
+[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}{extra}\n{storage}\
 [[channels]]\nname = \"alice\"\nkey = \"{ALICE_KEY}\"\ntitle = \"Alice's debate\"\n\
 [[channels]]\nname = \"bob\"\nkey = \"{BOB_KEY}\"\n"
         );
@@ -129,8 +134,12 @@ impl TestServer {
         let rtmps = first
             .split_whitespace()
             .find_map(|w| w.strip_prefix("rtmps=").map(String::from));
+        let webrtc = first
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("webrtc=").map(String::from));
         TestServer {
             rtmps,
+            webrtc,
             rtmp: field("rtmp"),
             http: field("http"),
             child,
