@@ -68,6 +68,7 @@ export function mountBroadcast(root, ctx) {
       describe(s).then((d) => { if (s === session && root.dataset.state === 'live') statusEl.textContent = 'You are live' + d + '.'; });
     } else if (state === 'disconnected') {
       warn('Connection to the server lost: waiting for it to come back…');
+      setState('unstable', 'Connection unstable.');
       clearTimeout(lostTimer);
       lostTimer = setTimeout(() => restart(s), LOST_GRACE_MS);
     } else if (state === 'failed') {

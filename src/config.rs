@@ -562,6 +562,7 @@ impl Config {
                 .list_separator(",")
                 .with_list_parse_key("chat.trusted_proxies")
                 .with_list_parse_key("chat.blocked_words")
+                .with_list_parse_key("webrtc.public_addresses")
                 .source(Some(env_map)),
         );
         let mut cfg: Config = builder.build()?.try_deserialize()?;
@@ -1101,11 +1102,21 @@ mod tests {
             vec![
                 ("ONAIR__HTTP__LISTEN".into(), "127.0.0.1:9000".into()),
                 ("ONAIR__HLS__SEGMENT_SECONDS".into(), "4".into()),
+                (
+                    "ONAIR__WEBRTC__PUBLIC_ADDRESSES".into(),
+                    "203.0.113.7,2001:db8::1".into(),
+                ),
             ],
         )
         .expect("loads");
         assert_eq!(cfg.http.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(cfg.hls.segment_seconds, 4.0);
+        // A container sets the address browsers reach from its environment.
+        let want: Vec<std::net::IpAddr> = vec![
+            "203.0.113.7".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        ];
+        assert_eq!(cfg.webrtc.public_addresses, want);
     }
 
     #[test]

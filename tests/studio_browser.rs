@@ -21,18 +21,22 @@ struct Run {
 
 /// Starts a server, runs the studio script with `codec` and `size`, and returns the finished
 /// server (playlists linger after the end) with the script's report. `relay`: the server
-/// advertises 127.0.0.2 in its ICE candidates and the script relays that to the real socket.
+/// advertises 127.0.0.2 in its ICE candidates and the script relays that to the real socket
+/// (which it can cut, as a network drop would).
 fn run_studio(codec: &str, size: u32, relay: bool) -> Run {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     assert!(
         root.join("node_modules/playwright-core").exists(),
         "run `npm install` first (scripts/test does)"
     );
-    let udp = free_udp_port();
-    let public = if relay { "\"127.0.0.2\"" } else { "" };
-    let srv = TestServer::start(&format!(
-        "[webrtc]\nlisten = \"127.0.0.1:{udp}\"\npublic_addresses = [{public}]\n"
-    ));
+    // With the relay, ICE candidates name 127.0.0.2 (the relay, on the same port), which
+    // forwards to the real socket on 127.0.0.1.
+    let env: &[(&str, &str)] = if relay {
+        &[("ONAIR__WEBRTC__PUBLIC_ADDRESSES", "127.0.0.2")]
+    } else {
+        &[]
+    };
+    let srv = TestServer::start_with("", env);
     let artifacts = root.join("tests/artifacts").join(codec);
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
     let mut cmd = Command::new("node");
@@ -44,7 +48,9 @@ fn run_studio(codec: &str, size: u32, relay: bool) -> Run {
         .current_dir(root)
         .stderr(Stdio::inherit());
     if relay {
-        cmd.arg(format!("127.0.0.2:{udp},127.0.0.1:{udp}"));
+        let udp = srv.webrtc.clone().expect("webrtc= on the address line");
+        let port = udp.rsplit(':').next().expect("port");
+        cmd.arg(format!("127.0.0.2:{port},{udp}"));
     }
     let out = cmd.output().expect("node");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -60,15 +66,6 @@ fn run_studio(codec: &str, size: u32, relay: bool) -> Run {
     Run { srv, report }
 }
 
-/// A UDP port free right now on 127.0.0.1 (the WebRTC socket's port must be known before the
-/// server starts, so the relay can listen on the same port at another loopback address).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free UDP port")
-}
-
 /// The finished broadcast as a player reads it: ENDLIST, h264 at `size` and AAC, decodable.
 fn assert_broadcast(run: &Run, width: u64, height: u64) {
     let srv = &run.srv;
@@ -76,6 +73,14 @@ fn assert_broadcast(run: &Run, width: u64, height: u64) {
     assert_eq!(status, 200, "{media}");
     assert!(media.contains("#EXT-X-ENDLIST"), "{media}");
     assert!(count_segments(&media) >= 2, "{media}");
+    // Media time follows the clock: the playlist cannot hold more media than the broadcast
+    // lasted (from Go live to End broadcast, plus the last segment still being cut).
+    let listed: f64 = segments(&media).iter().map(|(_, d)| d).sum();
+    let lasted = run.report["live_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+    assert!(
+        listed <= lasted * 1.2 + 3.0,
+        "{listed:.1} s of media from a {lasted:.1} s broadcast:\n{media}"
+    );
     let playlist = srv.url("/hls/alice/source/index.m3u8");
     let streams = ffprobe_url(&playlist);
     assert!(

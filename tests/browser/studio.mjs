@@ -116,6 +116,7 @@ try {
   await studio.keyboard.type(STREAM_KEY);
   if (codec === 'vp8') await studio.keyboard.press('Enter');
   else await studio.getByRole('button', { name: 'Go live' }).click();
+  const wentLive = Date.now();
   await studio.waitForFunction(() => /You are live/.test(document.getElementById('broadcast-status').textContent), null, { timeout: 30000 });
   await studio.waitForFunction(() => /\(/.test(document.getElementById('broadcast-status').textContent), null, { timeout: 5000 }).catch(() => {});
   const status = await text(studio, '#broadcast-status');
@@ -209,6 +210,7 @@ try {
   }
 
   // End broadcast: the playlist ends and both pages hear `offline`.
+  const liveMs = Date.now() - wentLive;
   await studio.getByRole('button', { name: 'End broadcast' }).click();
   await studio.waitForFunction(() => /Broadcast ended/.test(document.getElementById('broadcast-status').textContent), null, { timeout: 10000 });
   await watch.waitForFunction(() => document.getElementById('live-badge').textContent === 'OFFLINE', null, { timeout: 15000 });
@@ -221,7 +223,7 @@ try {
   if (!(await studio.getByRole('button', { name: 'Go live' }).isEnabled())) fail('Go live not enabled again');
   if (pageErrors.length) fail('page errors: ' + pageErrors.join('; '));
   if (relay) relay.close();
-  console.log(JSON.stringify({ status, played, reconnected }));
+  console.log(JSON.stringify({ status, played, reconnected, live_ms: liveMs }));
   console.log('STUDIO OK');
 } catch (e) {
   console.error('STUDIO FAILED:', e && e.stack ? e.stack : e);
