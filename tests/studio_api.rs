@@ -5,23 +5,12 @@
 
 mod common;
 
-use common::api::{request, Answer};
+use common::api::{bearer, request};
 use common::sse::*;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const TOKEN: &str = "studio-admin-token-0123456789";
-
-fn bearer(srv: &TestServer, key: &str, method: &str, path: &str, body: Option<Value>) -> Answer {
-    let auth = format!("Bearer {key}");
-    request(
-        srv,
-        method,
-        path,
-        body.map(|b| b.to_string()).as_deref(),
-        &[("Authorization", &auth)],
-    )
-}
 
 fn post_chat(srv: &TestServer, nick: &str, text: &str) -> u64 {
     let a = request(
