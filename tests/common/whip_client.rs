@@ -409,7 +409,8 @@ impl Runner {
                 }
                 Ok(Output::Event(Event::IceConnectionStateChange(
                     IceConnectionState::Disconnected,
-                ))) => return None,
+                )))
+                | Ok(Output::Event(Event::Closed)) => return None,
                 Ok(Output::Event(_)) => {}
                 Err(_) => return None,
             }
