@@ -191,10 +191,16 @@ fn a_peer_that_vanishes_ends_its_publish_within_the_timeout() {
 }
 
 #[test]
-fn an_offer_that_never_connects_is_dropped_after_the_handshake_timeout() {
-    let srv = TestServer::start_with("", &[("ONAIR__RTMP__HANDSHAKE_TIMEOUT_SECONDS", "2")]);
+fn an_offer_that_never_connects_is_dropped_after_the_handshake_timeout_and_frees_its_slot() {
+    let srv = TestServer::start_with(
+        "",
+        &[
+            ("ONAIR__RTMP__HANDSHAKE_TIMEOUT_SECONDS", "2"),
+            ("ONAIR__WEBRTC__MAX_SESSIONS_PER_ADDRESS", "1"),
+        ],
+    );
     // A real offer, then silence: no STUN, no DTLS.
-    let offer = {
+    let offer = || {
         let mut rtc = str0m::RtcConfig::new().build(std::time::Instant::now());
         let mut api = rtc.sdp_api();
         api.add_media(
@@ -211,14 +217,33 @@ fn an_offer_that_never_connects_is_dropped_after_the_handshake_timeout() {
         "/whip/alice",
         Some(ALICE_KEY),
         "application/sdp",
-        &offer,
+        &offer(),
     );
     assert_eq!(s, 201, "{b}");
+    // One session per address (webrtc.max_sessions_per_address = 1).
+    let (s, h, b) = post(
+        &srv,
+        "/whip/bob",
+        Some(BOB_KEY),
+        "application/sdp",
+        &offer(),
+    );
+    assert_eq!(s, 429, "{b}");
+    assert!(header(&h, "retry-after").is_some());
     srv.wait_log(
         "WHIP session ended before it went live",
         Duration::from_secs(6),
     );
     assert_eq!(srv.json("/api/channels/alice")["live"], false);
+    // The slot is free again.
+    let (s, _, b) = post(
+        &srv,
+        "/whip/bob",
+        Some(BOB_KEY),
+        "application/sdp",
+        &offer(),
+    );
+    assert_eq!(s, 201, "{b}");
 }
 
 #[test]

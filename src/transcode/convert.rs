@@ -394,6 +394,7 @@ impl VideoToH264 {
             level: level_for(width, height, self.settings.fps, kbps + kbps / 10, true),
             max_fps: None,
             fps: self.settings.fps,
+            zerolatency: true,
         }
     }
 

@@ -131,6 +131,9 @@ pub(super) fn open_x264(p: &RenditionPlan) -> Result<ffmpeg::encoder::Video, Tra
     enc.set_frame_rate(Some(fps));
     let mut opts = ffmpeg::Dictionary::new();
     opts.set("preset", &p.preset);
+    if p.zerolatency {
+        opts.set("tune", "zerolatency");
+    }
     opts.set("profile", &p.profile);
     opts.set("level", p.level);
     opts.set("b", &format!("{}k", p.video_kbps));

@@ -162,7 +162,15 @@ impl WhipClient {
         // As OBS offers it: one H.264 payload type without fmtp, which means packetization-mode 0
         // and the baseline fallback profile (RFC 6184); FU-A is still what it sends.
         if video_codec == Codec::Vp8 {
-            config = config.enable_vp8(true);
+            // One payload type, no RTX, as libdatachannel offers it.
+            config.codec_config().add_config(
+                96.into(),
+                None,
+                Codec::Vp8,
+                str0m::media::Frequency::NINETY_KHZ,
+                None,
+                Default::default(),
+            );
         } else {
             config
                 .codec_config()
@@ -409,7 +417,8 @@ impl Runner {
                 }
                 Ok(Output::Event(Event::IceConnectionStateChange(
                     IceConnectionState::Disconnected,
-                ))) => return None,
+                )))
+                | Ok(Output::Event(Event::Closed)) => return None,
                 Ok(Output::Event(_)) => {}
                 Err(_) => return None,
             }

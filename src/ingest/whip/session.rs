@@ -326,13 +326,25 @@ impl Session {
     pub fn close(&mut self, socket: &UdpSocket) {
         let why = self.ended.unwrap_or(Ended::Shutdown);
         let _ = self.rtc.close();
-        for _ in 0..16 {
+        // Drain the close (RTCP BYE, DTLS close_notify) so that the peer learns at once; time
+        // is moved to each deadline str0m names, as this session gets no more input.
+        let mut now = Instant::now();
+        for _ in 0..32 {
+            if !self.rtc.is_alive() {
+                break;
+            }
             match self.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
                     let _ = socket.try_send_to(&t.contents, t.destination);
                 }
                 Ok(Output::Event(_)) => {}
-                _ => break,
+                Ok(Output::Timeout(t)) => {
+                    now = now.max(t);
+                    if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
             }
         }
         let was_live = self.media.is_publishing();
