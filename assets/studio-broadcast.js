@@ -71,7 +71,7 @@ export function mountBroadcast(root, ctx) {
       setState('unstable', 'Connection unstable.');
       clearTimeout(lostTimer);
       lostTimer = setTimeout(() => restart(s), LOST_GRACE_MS);
-    } else if (state === 'failed') {
+    } else if (state === 'failed' || state === 'ended') {
       restart(s);
     }
   }

@@ -68,7 +68,8 @@ export class WhipSession {
   /**
    * endpoint: `/whip/{channel}`; headers(extra): adds the credential; stream: the MediaStream;
    * codec: `auto` | `h264` | `vp8`; kbps: video bitrate; onState(state): the connection's state
-   * (`connecting`, `connected`, `disconnected`, `failed`, `closed`).
+   * (`connecting`, `connected`, `disconnected`, `failed`, `closed`), or `ended` when the server
+   * closed it on purpose.
    */
   constructor({ endpoint, headers, stream, codec, kbps, onState }) {
     this.endpoint = new URL(endpoint, location.href).href;
@@ -139,6 +140,14 @@ export class WhipSession {
     // Ended while the POST was on its way: end the session it made, too.
     if (this.closed) return this.stop();
     await this.pc.setRemoteDescription({ type: 'answer', sdp });
+    // The server ends a session on purpose (another publisher took over, an admin kicked it)
+    // with a DTLS close_notify: say so at once rather than when ICE times out.
+    const t = this.video.sender.transport;
+    if (t && 'onstatechange' in t) {
+      t.addEventListener('statechange', () => {
+        if (t.state === 'closed' && !this.closed) this.onState('ended');
+      });
+    }
     await this.tune();
   }
 

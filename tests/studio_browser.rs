@@ -22,8 +22,8 @@ struct Run {
 /// Starts a server, runs the studio script with `codec` and `size`, and returns the finished
 /// server (playlists linger after the end) with the script's report. `relay`: the server
 /// advertises 127.0.0.2 in its ICE candidates and the script relays that to the real socket
-/// (which it can cut, as a network drop would).
-fn run_studio(codec: &str, size: u32, relay: bool) -> Run {
+/// (which it can cut, as a network drop would). `takeover`: a second studio page takes over.
+fn run_studio(codec: &str, size: u32, relay: bool, takeover: bool) -> Run {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     assert!(
         root.join("node_modules/playwright-core").exists(),
@@ -47,7 +47,9 @@ fn run_studio(codec: &str, size: u32, relay: bool) -> Run {
         .arg(&artifacts)
         .current_dir(root)
         .stderr(Stdio::inherit());
-    if relay {
+    if takeover {
+        cmd.arg("takeover");
+    } else if relay {
         let udp = srv.webrtc.clone().expect("webrtc= on the address line");
         let port = udp.rsplit(':').next().expect("port");
         cmd.arg(format!("127.0.0.2:{port},{udp}"));
@@ -97,9 +99,9 @@ fn assert_broadcast(run: &Run, width: u64, height: u64) {
 }
 
 #[test]
-fn studio_goes_live_with_h264_passthrough() {
+fn studio_goes_live_with_h264_passthrough_and_yields_to_a_takeover() {
     let _g = media_lock();
-    let run = run_studio("h264", 360, false);
+    let run = run_studio("h264", 360, false, true);
     assert!(
         run.report["status"]
             .as_str()
@@ -108,13 +110,14 @@ fn studio_goes_live_with_h264_passthrough() {
         "{}",
         run.report
     );
+    assert_eq!(run.report["took_over"], true, "{}", run.report);
     assert_broadcast(&run, 640, 360);
 }
 
 #[test]
 fn studio_goes_live_with_vp8_converted_and_reconnects_after_a_drop() {
     let _g = media_lock();
-    let run = run_studio("vp8", 360, true);
+    let run = run_studio("vp8", 360, true, false);
     assert!(
         run.report["status"].as_str().unwrap_or("").contains("VP8"),
         "{}",

@@ -2,17 +2,21 @@
 // microphone, driven by playwright-core, goes live from /studio/alice over WHIP; a second page
 // plays /watch/alice and chats with the studio, which deletes the message; End broadcast ends
 // the stream (ENDLIST, `offline`). Usage:
-//   node tests/browser/studio.mjs <base-url> <codec: h264|vp8> <size: 360|720|1080> <artifact-dir> [relay]
-// With `relay`, the server's WebRTC address is reached through a UDP relay (see
-// tests/studio_browser.rs) that this script cuts, to check the connection warning and the
-// automatic reconnect. Prints one JSON line (what the page reported) and "STUDIO OK".
+//   node tests/browser/studio.mjs <base-url> <codec: h264|vp8> <size: 360|720|1080> <artifact-dir> [takeover | FROM,TO]
+// With FROM,TO (host:port each), the server's WebRTC address FROM is reached through a UDP
+// relay to TO that this script cuts, to check the connection warning and the automatic
+// reconnect. With `takeover`, a second studio page goes live on the same channel. Prints one
+// JSON line (what the page reported) and "STUDIO OK".
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dgram from 'node:dgram';
 
-const [base, codec, size, artifacts, relaySpec] = process.argv.slice(2);
+const [base, codec, size, artifacts, extra] = process.argv.slice(2);
+// `takeover`, or `FROM,TO` for the relay.
+const takeover = extra === 'takeover';
+const relaySpec = extra && extra !== 'takeover' ? extra : null;
 if (!base || !codec || !size || !artifacts) {
   console.error('usage: studio.mjs <base-url> <h264|vp8> <360|720|1080> <artifact-dir> [relay FROM_HOST:PORT TO_HOST:PORT]');
   process.exit(2);
@@ -209,10 +213,37 @@ try {
     reconnected = true;
   }
 
+  // A second studio (the broadcaster's phone) goes live on the same channel: it takes over,
+  // and the first page says so and stays off instead of fighting back.
+  let publisher = studio;
+  let tookOver = false;
+  if (takeover) {
+    const second = await open('/studio/alice');
+    await second.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 20000 });
+    await second.getByLabel('Stream key', { exact: true }).fill(STREAM_KEY);
+    await second.getByRole('button', { name: 'Go live' }).click();
+    await second.waitForFunction(() => document.querySelector('.stage').dataset.state === 'live', null, { timeout: 30000 });
+    await studio.waitForFunction(() => document.querySelector('.stage').dataset.state === 'idle', null, { timeout: 20000 });
+    log('first studio:', await text(studio, '#broadcast-status'));
+    if (!/another encoder took over/.test(await text(studio, '#broadcast-status'))) fail('the replaced studio does not say why it stopped');
+    const end = Date.now() + 6000;
+    while (Date.now() < end) {
+      const states = [await studio.evaluate(() => document.querySelector('.stage').dataset.state),
+        await second.evaluate(() => document.querySelector('.stage').dataset.state)];
+      if (states[0] !== 'idle' || states[1] !== 'live') fail('the two studios fight over the channel: ' + states);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const before = await watch.evaluate(() => document.getElementById('video').currentTime);
+    await watch.waitForFunction((t) => document.getElementById('video').currentTime > t + 1, before, { timeout: 45000 });
+    log('taken over by the second studio; the first stays off; viewers still play');
+    publisher = second;
+    tookOver = true;
+  }
+
   // End broadcast: the playlist ends and both pages hear `offline`.
   const liveMs = Date.now() - wentLive;
-  await studio.getByRole('button', { name: 'End broadcast' }).click();
-  await studio.waitForFunction(() => /Broadcast ended/.test(document.getElementById('broadcast-status').textContent), null, { timeout: 10000 });
+  await publisher.getByRole('button', { name: 'End broadcast' }).click();
+  await publisher.waitForFunction(() => /Broadcast ended/.test(document.getElementById('broadcast-status').textContent), null, { timeout: 10000 });
   await watch.waitForFunction(() => document.getElementById('live-badge').textContent === 'OFFLINE', null, { timeout: 15000 });
   await studio.waitForFunction(() => document.getElementById('live-badge').textContent === 'OFFLINE', null, { timeout: 15000 });
   await until('ENDLIST', 15000, async () => {
@@ -220,10 +251,10 @@ try {
     return r.status === 200 && (await r.text()).includes('#EXT-X-ENDLIST');
   });
   log('ended: ENDLIST and offline');
-  if (!(await studio.getByRole('button', { name: 'Go live' }).isEnabled())) fail('Go live not enabled again');
+  if (!(await publisher.getByRole('button', { name: 'Go live' }).isEnabled())) fail('Go live not enabled again');
   if (pageErrors.length) fail('page errors: ' + pageErrors.join('; '));
   if (relay) relay.close();
-  console.log(JSON.stringify({ status, played, reconnected, live_ms: liveMs }));
+  console.log(JSON.stringify({ status, played, reconnected, took_over: tookOver, live_ms: liveMs }));
   console.log('STUDIO OK');
 } catch (e) {
   console.error('STUDIO FAILED:', e && e.stack ? e.stack : e);
