@@ -2,12 +2,15 @@
 //! page (`tests/browser/studio.mjs`), enters the stream key, presses Go live (WHIP), and a
 //! second page watches and chats with it; End broadcast ends the stream. Then ffprobe/ffmpeg
 //! read what the server made of it: H.264 + AAC at the size chosen in the page, for both codec
-//! paths (the browser forced to send H.264, passed through, and VP8, converted).
+//! paths (the browser forced to send H.264, passed through, and VP8, converted). Another encoder
+//! takes over in each run (a second studio page; an ffmpeg RTMP push) and the replaced page
+//! must say so and stay off.
 //! Screenshots land in `tests/artifacts/`. Needs node, `npm install` (playwright-core) and
 //! /usr/bin/chromium; scripts/test installs them.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -19,11 +22,21 @@ struct Run {
     report: serde_json::Value,
 }
 
+/// Who takes the channel over from the studio.
+#[derive(Clone, Copy)]
+enum Takeover {
+    /// A second studio page, which then ends the broadcast.
+    Studio,
+    /// An ffmpeg RTMP push, started when the script asks; the studio then takes the channel
+    /// back and ends the broadcast.
+    Rtmp,
+}
+
 /// Starts a server, runs the studio script with `codec` and `size`, and returns the finished
 /// server (playlists linger after the end) with the script's report. `relay`: the server
 /// advertises 127.0.0.2 in its ICE candidates and the script relays that to the real socket
-/// (which it can cut, as a network drop would). `takeover`: a second studio page takes over.
-fn run_studio(codec: &str, size: u32, relay: bool, takeover: bool) -> Run {
+/// (which it can cut, as a network drop would).
+fn run_studio(codec: &str, size: u32, relay: bool, takeover: Takeover) -> Run {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     assert!(
         root.join("node_modules/playwright-core").exists(),
@@ -45,19 +58,39 @@ fn run_studio(codec: &str, size: u32, relay: bool, takeover: bool) -> Run {
         .arg(codec)
         .arg(size.to_string())
         .arg(&artifacts)
+        .arg(match takeover {
+            Takeover::Studio => "takeover=studio",
+            Takeover::Rtmp => "takeover=rtmp",
+        })
         .current_dir(root)
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    if takeover {
-        cmd.arg("takeover");
-    } else if relay {
+    if relay {
         let udp = srv.webrtc.clone().expect("webrtc= on the address line");
         let port = udp.rsplit(':').next().expect("port");
-        cmd.arg(format!("127.0.0.2:{port},{udp}"));
+        cmd.arg(format!("relay=127.0.0.2:{port},{udp}"));
     }
-    let out = cmd.output().expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut node = cmd.spawn().expect("node");
+    let mut stdout = String::new();
+    // Held until the script ends (Drop stops ffmpeg on every path).
+    let mut rtmp: Option<Push> = None;
+    let lines = BufReader::new(node.stdout.take().expect("stdout")).lines();
+    for line in lines.map_while(Result::ok) {
+        if line == "RTMP TAKEOVER" {
+            let opts = PushOpts {
+                seconds: 120.0,
+                size: "640x360",
+                ..PushOpts::default()
+            };
+            rtmp = Some(push(&srv.rtmp_url(ALICE_KEY), opts));
+        }
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let status = node.wait().expect("node");
+    drop(rtmp);
     assert!(
-        out.status.success() && stdout.contains("STUDIO OK"),
+        status.success() && stdout.contains("STUDIO OK"),
         "studio page test failed:\n{stdout}\nserver logs:\n{}",
         srv.logs()
     );
@@ -101,7 +134,7 @@ fn assert_broadcast(run: &Run, width: u64, height: u64) {
 #[test]
 fn studio_goes_live_with_h264_passthrough_and_yields_to_a_takeover() {
     let _g = media_lock();
-    let run = run_studio("h264", 360, false, true);
+    let run = run_studio("h264", 360, false, Takeover::Studio);
     assert!(
         run.report["status"]
             .as_str()
@@ -110,19 +143,20 @@ fn studio_goes_live_with_h264_passthrough_and_yields_to_a_takeover() {
         "{}",
         run.report
     );
-    assert_eq!(run.report["took_over"], true, "{}", run.report);
+    assert_eq!(run.report["took_over"], "studio", "{}", run.report);
     assert_broadcast(&run, 640, 360);
 }
 
 #[test]
-fn studio_goes_live_with_vp8_converted_and_reconnects_after_a_drop() {
+fn studio_goes_live_with_vp8_converted_reconnects_after_a_drop_and_yields_to_rtmp() {
     let _g = media_lock();
-    let run = run_studio("vp8", 360, true, false);
+    let run = run_studio("vp8", 360, true, Takeover::Rtmp);
     assert!(
         run.report["status"].as_str().unwrap_or("").contains("VP8"),
         "{}",
         run.report
     );
     assert_eq!(run.report["reconnected"], true, "{}", run.report);
+    assert_eq!(run.report["took_over"], "rtmp", "{}", run.report);
     assert_broadcast(&run, 640, 360);
 }

@@ -2,45 +2,33 @@
 // microphone, driven by playwright-core, goes live from /studio/alice over WHIP; a second page
 // plays /watch/alice and chats with the studio, which deletes the message; End broadcast ends
 // the stream (ENDLIST, `offline`). Usage:
-//   node tests/browser/studio.mjs <base-url> <codec: h264|vp8> <size: 360|720|1080> <artifact-dir> [takeover | FROM,TO]
-// With FROM,TO (host:port each), the server's WebRTC address FROM is reached through a UDP
-// relay to TO that this script cuts, to check the connection warning and the automatic
-// reconnect. With `takeover`, a second studio page goes live on the same channel. Prints one
-// JSON line (what the page reported) and "STUDIO OK".
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+//   node tests/browser/studio.mjs <base-url> <codec: h264|vp8> <size: 360|720|1080> <artifact-dir>
+//        [relay=FROM,TO] [takeover=studio|rtmp]
+// With relay=FROM,TO (host:port each), the server's WebRTC address FROM is reached through a
+// UDP relay to TO that this script cuts, to check the connection warning and the automatic
+// reconnect. takeover=studio: a second studio page goes live on the same channel and ends the
+// broadcast. takeover=rtmp: the script prints "RTMP TAKEOVER" and the caller starts an RTMP
+// push on the channel; once the studio has yielded to it, the studio goes live again (taking
+// the channel back) and ends the broadcast. Either way the replaced studio must say so and stay
+// off. Prints one JSON line (what the page reported) and "STUDIO OK".
 import dgram from 'node:dgram';
+import { join } from 'node:path';
+import {
+  checkKeyboard, checkNames, discontinuities, fail, launchStudioBrowser, log, screenshots,
+  stageState, text, until, waitForPreview, waitLive,
+} from './studio-lib.mjs';
 
-const [base, codec, size, artifacts, extra] = process.argv.slice(2);
-// `takeover`, or `FROM,TO` for the relay.
-const takeover = extra === 'takeover';
-const relaySpec = extra && extra !== 'takeover' ? extra : null;
-if (!base || !codec || !size || !artifacts) {
-  console.error('usage: studio.mjs <base-url> <h264|vp8> <360|720|1080> <artifact-dir> [relay FROM_HOST:PORT TO_HOST:PORT]');
+const [base, codec, size, artifacts, ...rest] = process.argv.slice(2);
+const opts = Object.fromEntries(rest.map((a) => a.split(/=(.*)/s).slice(0, 2)));
+const relaySpec = opts.relay || null;
+const takeover = opts.takeover || null;
+if (!base || !codec || !size || !artifacts || ![null, 'studio', 'rtmp'].includes(takeover)) {
+  console.error('usage: studio.mjs <base-url> <h264|vp8> <360|720|1080> <artifact-dir> [relay=FROM,TO] [takeover=studio|rtmp]');
   process.exit(2);
 }
-const log = (...a) => console.error('[studio]', ...a);
 const STREAM_KEY = 'alice-secret-key-123';
-const profile = mkdtempSync(join(tmpdir(), 'onair-chromium-'));
-let context;
+let browser;
 let failed = false;
-
-function fail(msg) {
-  throw new Error(msg);
-}
-
-/** Polls `f` (async, truthy when done) until `ms` passed. */
-async function until(what, ms, f) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) fail('timed out waiting for ' + what);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 /**
  * A UDP relay between the browser and the server's WebRTC socket that can be cut: `from` is
@@ -71,8 +59,6 @@ function startRelay(from, to) {
   })));
 }
 
-const text = (p, sel) => p.evaluate((s) => document.querySelector(s).textContent, sel);
-
 try {
   let relay = null;
   if (relaySpec) {
@@ -80,36 +66,17 @@ try {
     relay = await startRelay(from, to);
     log('UDP relay', from, '->', to);
   }
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-    viewport: { width: 1280, height: 800 },
-  });
-  const pageErrors = [];
-  const open = async (path) => {
-    const p = await context.newPage();
-    p.on('pageerror', (e) => pageErrors.push(String(e)));
-    p.on('console', (m) => { if (m.type() === 'error') log('console error:', m.text()); });
-    await p.goto(base + path);
-    return p;
-  };
+  browser = await launchStudioBrowser(base);
+  const { open, pageErrors } = browser;
 
   // The studio: the camera opens at once (the fake device), its lists are filled.
   const studio = await open('/studio/alice');
-  await studio.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 20000 });
+  await waitForPreview(studio);
   const cameras = await studio.$$eval('#camera option', (os) => os.map((o) => o.textContent));
   log('cameras:', JSON.stringify(cameras));
   if (cameras.length === 0 || cameras.includes('None found')) fail('no camera listed');
-  for (const label of ['Stream key', 'Camera', 'Microphone']) {
-    if ((await studio.getByLabel(label, { exact: true }).count()) !== 1) fail('no single control labelled ' + label);
-  }
-  if ((await studio.getByLabel('Stream key', { exact: true }).getAttribute('type')) !== 'password') fail('Stream key is not a password field');
+  await checkNames(studio);
+  log('tab order:', (await checkKeyboard(studio)).join(' → '));
 
   // Choose the size and the codec, enter the key by keyboard and go live with Enter (the
   // VP8 run) or the button (the H.264 run).
@@ -121,9 +88,7 @@ try {
   if (codec === 'vp8') await studio.keyboard.press('Enter');
   else await studio.getByRole('button', { name: 'Go live' }).click();
   const wentLive = Date.now();
-  await studio.waitForFunction(() => /You are live/.test(document.getElementById('broadcast-status').textContent), null, { timeout: 30000 });
-  await studio.waitForFunction(() => /\(/.test(document.getElementById('broadcast-status').textContent), null, { timeout: 5000 }).catch(() => {});
-  const status = await text(studio, '#broadcast-status');
+  const status = await waitLive(studio);
   log('studio says:', status);
   const wantCodec = codec === 'vp8' ? 'VP8' : 'H.264';
   if (!status.includes(wantCodec)) fail('the browser does not send ' + wantCodec + ': ' + status);
@@ -160,13 +125,7 @@ try {
   const inStudio = (t) => [...document.querySelectorAll('#messages .text')].some((e) => e.textContent === t);
   await studio.waitForFunction(inStudio, hello, { timeout: 10000 });
   log('message seen in the studio');
-  await studio.setViewportSize({ width: 1280, height: 800 });
-  await studio.screenshot({ path: join(artifacts, 'studio-live.png') });
-  await studio.setViewportSize({ width: 390, height: 844 });
-  const overflow = await studio.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  if (overflow > 1) fail('studio overflows a phone-sized screen by ' + overflow + 'px');
-  await studio.screenshot({ path: join(artifacts, 'studio-phone.png'), fullPage: true });
-  await studio.setViewportSize({ width: 1280, height: 800 });
+  await screenshots(studio, artifacts, 'studio-live');
 
   // The studio deletes it (by keyboard: focus the button, Enter); it leaves the watch page.
   await studio.getByRole('button', { name: 'Delete message from viewer1' }).focus();
@@ -203,7 +162,7 @@ try {
     await studio.waitForFunction(() => !document.getElementById('conn-warning').hidden, null, { timeout: 30000 });
     log('warning:', await text(studio, '#conn-warning'));
     await studio.screenshot({ path: join(artifacts, 'studio-reconnecting.png') });
-    await studio.waitForFunction(() => document.querySelector('.stage').dataset.state === 'reconnecting', null, { timeout: 30000 });
+    await until('reconnecting state', 30000, async () => (await stageState(studio)) === 'reconnecting');
     relay.restore();
     await studio.waitForFunction(() => document.querySelector('.stage').dataset.state === 'live'
       && document.getElementById('conn-warning').hidden, null, { timeout: 45000 });
@@ -213,31 +172,47 @@ try {
     reconnected = true;
   }
 
-  // A second studio (the broadcaster's phone) goes live on the same channel: it takes over,
-  // and the first page says so and stays off instead of fighting back.
+  // Another encoder takes the channel: a second studio (the broadcaster's phone), or an RTMP
+  // push (OBS). The first page says so and stays off instead of fighting back.
   let publisher = studio;
-  let tookOver = false;
+  let tookOver = null;
   if (takeover) {
-    const second = await open('/studio/alice');
-    await second.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 20000 });
-    await second.getByLabel('Stream key', { exact: true }).fill(STREAM_KEY);
-    await second.getByRole('button', { name: 'Go live' }).click();
-    await second.waitForFunction(() => document.querySelector('.stage').dataset.state === 'live', null, { timeout: 30000 });
-    await studio.waitForFunction(() => document.querySelector('.stage').dataset.state === 'idle', null, { timeout: 20000 });
-    log('first studio:', await text(studio, '#broadcast-status'));
-    if (!/another encoder took over/.test(await text(studio, '#broadcast-status'))) fail('the replaced studio does not say why it stopped');
+    let second = null;
+    if (takeover === 'studio') {
+      second = await open('/studio/alice');
+      await waitForPreview(second);
+      await second.getByLabel('Stream key', { exact: true }).fill(STREAM_KEY);
+      await second.getByRole('button', { name: 'Go live' }).click();
+      await waitLive(second);
+    } else {
+      console.log('RTMP TAKEOVER');
+    }
+    await studio.waitForFunction(() => document.querySelector('.stage').dataset.state === 'idle', null, { timeout: 30000 });
+    const why = await text(studio, '#broadcast-status');
+    log('first studio:', why);
+    if (!/another encoder took over/.test(why)) fail('the replaced studio does not say why it stopped: ' + why);
+    if (!(await studio.getByRole('button', { name: 'Go live' }).isEnabled())) fail('Go live not enabled on the replaced studio');
     const end = Date.now() + 6000;
     while (Date.now() < end) {
-      const states = [await studio.evaluate(() => document.querySelector('.stage').dataset.state),
-        await second.evaluate(() => document.querySelector('.stage').dataset.state)];
-      if (states[0] !== 'idle' || states[1] !== 'live') fail('the two studios fight over the channel: ' + states);
+      const states = [await stageState(studio), second ? await stageState(second) : 'live'];
+      if (states[0] !== 'idle' || states[1] !== 'live') fail('the studios fight over the channel: ' + states);
       await new Promise((r) => setTimeout(r, 250));
     }
     const before = await watch.evaluate(() => document.getElementById('video').currentTime);
     await watch.waitForFunction((t) => document.getElementById('video').currentTime > t + 1, before, { timeout: 45000 });
-    log('taken over by the second studio; the first stays off; viewers still play');
-    publisher = second;
-    tookOver = true;
+    log('taken over by', takeover, '; the first studio stays off; viewers still play');
+    if (second) {
+      publisher = second;
+    } else {
+      // The broadcaster takes the channel back from the browser (WHIP takes over RTMP): one
+      // more discontinuity in the same playlist.
+      const playlist = async () => (await fetch(base + '/hls/alice/source/index.m3u8')).text();
+      const breaks = discontinuities(await playlist());
+      await studio.getByRole('button', { name: 'Go live' }).click();
+      log('back from RTMP:', await waitLive(studio));
+      await until('the studio\'s stream back in the playlist', 30000, async () => discontinuities(await playlist()) > breaks);
+    }
+    tookOver = takeover;
   }
 
   // End broadcast: the playlist ends and both pages hear `offline`.
@@ -260,7 +235,6 @@ try {
   console.error('STUDIO FAILED:', e && e.stack ? e.stack : e);
   failed = true;
 } finally {
-  if (context) await context.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
+  if (browser) await browser.close();
 }
 process.exit(failed ? 1 : 0);
