@@ -45,9 +45,9 @@ impl MediaSink for SegmentingSink {
     fn send_packet(&self, pkt: MediaPacket) {
         let mut s = self.segmenter.lock().unwrap_or_else(|e| e.into_inner());
         if pkt.track == Track::Video {
-            if let Some(cfg) = s.info().video.clone() {
+            if let Some(cfg) = s.info().video.as_ref().and_then(|v| v.as_avc()) {
                 let mut out = Vec::new();
-                let _ = avc::to_annex_b(&pkt.data, &cfg, pkt.keyframe, &mut out);
+                let _ = avc::to_annex_b(&pkt.data, cfg, pkt.keyframe, &mut out);
             }
         }
         let _ = s.push(&pkt);

@@ -34,7 +34,7 @@ use crate::config::{ChannelConfig, RtmpConfig};
 use crate::proto::aac::AacConfig;
 use crate::proto::avc::{self, AvcConfig};
 use crate::proto::flv::{self, AudioTag, FlvError, VideoTag};
-use crate::proto::media::{MediaPacket, StreamInfo, Track};
+use crate::proto::media::{AudioCodec, MediaPacket, StreamInfo, Track, VideoCodec, VideoConfig};
 use crate::proto::rtmp::{
     frame_message, session_preamble, ChunkError, ChunkLimits, ChunkReader, RtmpMessage,
 };
@@ -679,14 +679,18 @@ impl MediaState {
         stats
             .bytes_in
             .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        match flv::parse_video(data) {
-            Ok(VideoTag::AvcSequenceHeader(record)) => match AvcConfig::parse(record) {
+        match flv::parse_video(data, None).map(|t| t.tag) {
+            Ok(VideoTag::SequenceHeader {
+                codec: VideoCodec::Avc,
+                record,
+            }) => match AvcConfig::parse(record) {
                 Ok(cfg) => {
+                    let cfg = VideoConfig::Avc(cfg);
                     if self.info.video.as_deref() != Some(&cfg) {
                         info!(
                             channel = %p.channel_name(),
-                            width = cfg.width,
-                            height = cfg.height,
+                            width = cfg.width(),
+                            height = cfg.height(),
                             codec = %cfg.codec_string(),
                             "video configuration"
                         );
@@ -698,7 +702,8 @@ impl MediaState {
                     warn!(channel = %p.channel_name(), error = %e, "bad H.264 configuration ignored")
                 }
             },
-            Ok(VideoTag::AvcFrame {
+            Ok(VideoTag::Frame {
+                codec: VideoCodec::Avc,
                 keyframe,
                 composition_ms,
                 data,
@@ -714,7 +719,7 @@ impl MediaState {
                                 codec = %cfg.codec_string(),
                                 "video configuration taken from the keyframe's SPS/PPS (the encoder sent no sequence header)"
                             );
-                            self.info.video = Some(Arc::new(cfg));
+                            self.info.video = Some(Arc::new(VideoConfig::Avc(cfg)));
                             p.set_info(self.info.clone());
                         }
                         None => {
@@ -743,6 +748,14 @@ impl MediaState {
                 });
             }
             Ok(VideoTag::Ignore) => {}
+            Ok(VideoTag::SequenceHeader { codec, .. } | VideoTag::Frame { codec, .. }) => self
+                .warn_codec(
+                    p,
+                    Track::Video,
+                    FlvError::UnsupportedVideo {
+                        codec: codec.name().into(),
+                    },
+                ),
             Err(e) => self.warn_codec(p, Track::Video, e),
         }
     }
@@ -752,8 +765,11 @@ impl MediaState {
         stats
             .bytes_in
             .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        match flv::parse_audio(data) {
-            Ok(AudioTag::AacSequenceHeader(asc)) => match AacConfig::parse(asc) {
+        match flv::parse_audio(data, None).map(|t| t.tag) {
+            Ok(AudioTag::SequenceHeader {
+                codec: AudioCodec::Aac,
+                config: asc,
+            }) => match AacConfig::parse(asc) {
                 Ok(cfg) => {
                     if self.info.audio.as_deref() != Some(&cfg) {
                         info!(
@@ -770,7 +786,10 @@ impl MediaState {
                     warn!(channel = %p.channel_name(), error = %e, "bad AAC configuration ignored")
                 }
             },
-            Ok(AudioTag::AacFrame(frame)) => {
+            Ok(AudioTag::Frame {
+                codec: AudioCodec::Aac,
+                data: frame,
+            }) => {
                 if self.info.audio.is_none() {
                     self.warn_early(p);
                     return;
@@ -788,6 +807,15 @@ impl MediaState {
                     data: frame,
                 });
             }
+            Ok(AudioTag::Ignore) => {}
+            Ok(AudioTag::SequenceHeader { codec, .. } | AudioTag::Frame { codec, .. }) => self
+                .warn_codec(
+                    p,
+                    Track::Audio,
+                    FlvError::UnsupportedAudio {
+                        codec: codec.name().into(),
+                    },
+                ),
             Err(e) => self.warn_codec(p, Track::Audio, e),
         }
     }

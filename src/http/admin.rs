@@ -151,9 +151,9 @@ pub fn streams(bus: &Bus, store: &HlsStore) -> Vec<StreamView> {
                 uptime_seconds: (now - p.live_since).num_milliseconds() as f64 / 1000.0,
                 video: info.video.as_ref().map(|v| VideoView {
                     codec: v.codec_string(),
-                    width: v.width,
-                    height: v.height,
-                    frame_rate: source.and_then(|s| s.frame_rate).or(v.fps),
+                    width: v.width(),
+                    height: v.height(),
+                    frame_rate: source.and_then(|s| s.frame_rate).or(v.fps()),
                 }),
                 audio: info.audio.as_ref().map(|a| AudioView {
                     codec: a.codec_string(),

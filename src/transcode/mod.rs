@@ -224,7 +224,7 @@ impl Transcoder {
                         let rate = info
                             .video
                             .as_ref()
-                            .and_then(|v| v.fps)
+                            .and_then(|v| v.fps())
                             .or_else(|| fps.estimate());
                         if let Some(rate) = rate {
                             pipe = self.build(&name, &info, rate);
@@ -281,14 +281,14 @@ impl Transcoder {
     /// Plans and starts a stream's jobs; `None` when no rendition applies.
     fn build(&self, channel: &str, info: &StreamInfo, fps: f64) -> Option<Pipeline> {
         let video = info.video.clone()?;
-        let (plans, skipped) = ladder::plan(&self.cfg.ladder, video.width, video.height, fps);
+        let (plans, skipped) = ladder::plan(&self.cfg.ladder, video.width(), video.height(), fps);
         // Renditions a previous stream had but this one does not get must not stay listed.
         for name in &skipped {
             self.store.remove_rendition(channel, name);
         }
         if plans.is_empty() {
             info!(
-                source = format!("{}x{}", video.width, video.height),
+                source = format!("{}x{}", video.width(), video.height()),
                 "source is smaller than every rendition; passthrough only"
             );
             return None;
@@ -320,7 +320,7 @@ impl Transcoder {
         }
         let decoder_stats = Arc::new(JobStats::default());
         let decoder = self.pool.job(VideoDecoder::new(
-            video.record.clone(),
+            video.clone(),
             slots.clone(),
             decoder_stats,
         ));
@@ -334,7 +334,7 @@ impl Transcoder {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         info!(
-            source = format!("{}x{}", video.width, video.height),
+            source = format!("{}x{}", video.width(), video.height()),
             renditions = ?slots.iter().map(|s| format!("{}:{}x{}", s.plan.name, s.plan.width, s.plan.height)).collect::<Vec<_>>(),
             skipped = ?skipped,
             "transcoding"
