@@ -279,3 +279,116 @@ pub fn http_route(data: &[u8]) {
     let resp = rt.block_on(state.handle(req, peer));
     let _ = resp.status();
 }
+
+/// Reads records `[flags, track, len(2), body(len)]` and runs each body through the Enhanced
+/// RTMP tag parser (flags bit 0: audio; bit 1: read `track` from multitrack messages), the
+/// configuration record parsers (HEVC, AV1, H.264, AAC), and for coded frames the conversions
+/// a segment needs (Annex B for MPEG-TS, OBU filtering) and the fMP4 writer. A record with
+/// flags bit 2 is also read as a `connect` command and an rml_rtmp `_result` packet to amend.
+pub fn ertmp_tags(data: &[u8]) {
+    use crate::proto::media::{AudioCodec, VideoCodec, VideoConfig};
+    use crate::proto::{aac, av1, ertmp, flv, fmp4, hevc, ts};
+    let bytes = Bytes::copy_from_slice(data);
+    let mut info = StreamInfo::default();
+    let mut samples = Vec::new();
+    let mut pos = 0usize;
+    while let Some(h) = data.get(pos..pos + 4) {
+        let (flags, track) = (h[0], h[1]);
+        let len = u16::from_be_bytes([h[2], h[3]]) as usize;
+        let end = (pos + 4 + len).min(data.len());
+        let body = bytes.slice(pos + 4..end);
+        pos = end;
+        let want = (flags & 2 != 0).then_some(track);
+        if flags & 4 != 0 {
+            let _ = ertmp::connect::ClientCaps::from_connect_message(&body);
+            let _ = ertmp::connect::amend_connect_result(
+                &body,
+                1 + track as usize,
+                ertmp::connect::server_caps(),
+            );
+        }
+        if flags & 1 != 0 {
+            if let Ok(t) = flv::parse_audio(&body, want) {
+                match t.tag {
+                    flv::AudioTag::SequenceHeader {
+                        codec: AudioCodec::Aac,
+                        config,
+                    } => {
+                        if let Ok(c) = aac::AacConfig::parse(config) {
+                            info.audio = Some(Arc::new(c));
+                        }
+                    }
+                    flv::AudioTag::Frame { data, .. } => samples.push(MediaPacket {
+                        track: Track::Audio,
+                        dts: samples.len() as i64 * 1000,
+                        pts: samples.len() as i64 * 1000,
+                        keyframe: true,
+                        data,
+                    }),
+                    _ => {}
+                }
+            }
+            continue;
+        }
+        match flv::parse_video(&body, want).map(|t| t.tag) {
+            Ok(flv::VideoTag::SequenceHeader { codec, record }) => {
+                let config = match codec {
+                    VideoCodec::Avc => avc::AvcConfig::parse(record).ok().map(VideoConfig::from),
+                    VideoCodec::Hevc => hevc::HevcConfig::parse(record).ok().map(VideoConfig::from),
+                    VideoCodec::Av1 => av1::Av1Config::parse(record).ok().map(VideoConfig::from),
+                };
+                if let Some(c) = config {
+                    info.video = Some(Arc::new(c));
+                }
+            }
+            Ok(flv::VideoTag::Frame {
+                codec,
+                keyframe,
+                data,
+                composition_ms,
+            }) => {
+                let data = match codec {
+                    VideoCodec::Av1 => {
+                        let _ =
+                            av1::sequence_header(&data).map(av1::Av1Config::from_sequence_header);
+                        av1::strip_delimiters(&data).unwrap_or(data)
+                    }
+                    _ => data,
+                };
+                if let Some(v) = info.video.clone() {
+                    let mut m = ts::TsMuxer::new(Some(v.codec()), info.audio.is_some());
+                    let mut out = Vec::new();
+                    m.write_tables(&mut out);
+                    let _ = m.write_video(&mut out, &v, 0, composition_ms as i64, keyframe, &data);
+                    if let VideoConfig::Hevc(c) = &*v {
+                        let _ = hevc::has_irap(&data, c.nal_length_size);
+                    }
+                }
+                let t = samples.len() as i64 * 3000;
+                samples.push(MediaPacket {
+                    track: Track::Video,
+                    dts: t,
+                    pts: t + composition_ms as i64 * 90,
+                    keyframe,
+                    data,
+                });
+            }
+            _ => {}
+        }
+    }
+    if info.video.is_some() || info.audio.is_some() {
+        let _ = fmp4::init_segment(&info);
+        let samples: Vec<fmp4::Sample> = samples
+            .into_iter()
+            .map(|p| fmp4::Sample {
+                track: p.track,
+                dts: p.dts,
+                pts: p.pts,
+                keyframe: p.keyframe,
+                data: p.data,
+            })
+            .collect();
+        let mut out = Vec::new();
+        fmp4::fragment(1, &info, &samples, samples.len() as i64 * 3000, &mut out);
+    }
+}

@@ -9,12 +9,15 @@
 //! CodedFramesX (composition time zero), SequenceEnd, Metadata (AMF, skipped). Audio is alike
 //! with sound format 9, FourCC `mp4a` or `Opus`.
 //!
+//! The `connect` side (what the client declares, what the server answers) is in [`connect`].
+//!
 //! From a multitrack message one track is read (the caller's, or the first); the others are
 //! skipped without parsing and reported, so that the caller can say so once. Everything is
 //! bounds-checked: a malformed message is an error for that message only.
 
+pub mod connect;
+
 use bytes::Bytes;
-use rml_amf0::Amf0Value;
 
 use super::flv::{si24, AudioTag, FlvError, Tagged, VideoTag};
 use super::media::{AudioCodec, VideoCodec};
@@ -305,101 +308,11 @@ pub fn parse_audio(data: &Bytes, want: Option<u8>) -> Result<Tagged<AudioTag>, F
     })
 }
 
-/// What a client says it can do in `connect` (E-RTMP v1 `fourCcList`, v2
-/// `videoFourCcInfoMap` / `audioFourCcInfoMap` / `capsEx`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientCaps {
-    /// FourCCs the client listed, from whichever property it used.
-    pub fourccs: Vec<String>,
-    pub caps_ex: Option<u32>,
-}
-
-impl ClientCaps {
-    /// Reads the properties of a connect command object.
-    pub fn from_command_object(object: &Amf0Value) -> ClientCaps {
-        let mut caps = ClientCaps::default();
-        let Amf0Value::Object(props) = object else {
-            return caps;
-        };
-        if let Some(Amf0Value::StrictArray(list)) = props.get("fourCcList") {
-            for v in list {
-                if let Amf0Value::Utf8String(s) = v {
-                    caps.fourccs.push(s.clone());
-                }
-            }
-        }
-        for key in ["videoFourCcInfoMap", "audioFourCcInfoMap"] {
-            if let Some(Amf0Value::Object(map)) = props.get(key) {
-                let mut names: Vec<&String> = map.keys().collect();
-                names.sort();
-                for k in names {
-                    if !caps.fourccs.contains(k) {
-                        caps.fourccs.push(k.clone());
-                    }
-                }
-            }
-        }
-        if let Some(Amf0Value::Number(n)) = props.get("capsEx") {
-            caps.caps_ex = Some(*n as u32);
-        }
-        caps
-    }
-
-    /// Whether the client speaks Enhanced RTMP at all.
-    pub fn enhanced(&self) -> bool {
-        !self.fourccs.is_empty() || self.caps_ex.is_some()
-    }
-}
-
-/// FourCcInfoMask of E-RTMP v2.
-const CAN_DECODE: f64 = 1.0;
-const CAN_FORWARD: f64 = 4.0;
-/// CapsExMask: onair reads multitrack messages (one track of each kind) and ModEx packets.
-const CAPS_EX_MULTITRACK: u32 = 0x02;
-const CAPS_EX_MOD_EX: u32 = 0x04;
-
-/// The properties a server adds to its `connect` `_result` command object to state its E-RTMP
-/// support, in both forms: `fourCcList` (v1) and the v2 info maps with `capsEx`.
-pub fn server_caps() -> Vec<(String, Amf0Value)> {
-    let list = VIDEO_FOURCCS
-        .iter()
-        .chain(AUDIO_FOURCCS.iter())
-        .map(|f| Amf0Value::Utf8String(f.to_string()))
-        .collect();
-    let map = |fourccs: &[&str], flags: &dyn Fn(&str) -> f64| {
-        Amf0Value::Object(
-            fourccs
-                .iter()
-                .map(|f| (f.to_string(), Amf0Value::Number(flags(f))))
-                .collect(),
-        )
-    };
-    // Video is passed through (forward) and decoded for the ladder; Opus is decoded to AAC.
-    let video = map(&VIDEO_FOURCCS, &|_| CAN_DECODE + CAN_FORWARD);
-    let audio = map(&AUDIO_FOURCCS, &|f| {
-        if f == "Opus" {
-            CAN_DECODE
-        } else {
-            CAN_DECODE + CAN_FORWARD
-        }
-    });
-    vec![
-        ("fourCcList".into(), Amf0Value::StrictArray(list)),
-        ("videoFourCcInfoMap".into(), video),
-        ("audioFourCcInfoMap".into(), audio),
-        (
-            "capsEx".into(),
-            Amf0Value::Number((CAPS_EX_MULTITRACK | CAPS_EX_MOD_EX) as f64),
-        ),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proto::flv::tests::fixture;
     use crate::proto::flv::{file_tags, parse_audio as audio_tag, parse_video as video_tag};
-    use std::collections::HashMap;
 
     fn video(bytes: &[u8]) -> Result<VideoTag, FlvError> {
         video_tag(&Bytes::copy_from_slice(bytes), None).map(|t| t.tag)
@@ -638,48 +551,5 @@ mod tests {
             assert_eq!(keyframes, 2, "{name}: a keyframe a second");
             assert!(audio_frames > 40, "{name}: {audio_frames}");
         }
-    }
-
-    #[test]
-    fn client_caps_in_both_forms() {
-        let mut v1 = HashMap::new();
-        v1.insert("app".to_string(), Amf0Value::Utf8String("live".into()));
-        v1.insert(
-            "fourCcList".to_string(),
-            Amf0Value::StrictArray(vec![
-                Amf0Value::Utf8String("av01".into()),
-                Amf0Value::Utf8String("hvc1".into()),
-            ]),
-        );
-        let caps = ClientCaps::from_command_object(&Amf0Value::Object(v1));
-        assert_eq!(caps.fourccs, vec!["av01", "hvc1"]);
-        assert!(caps.enhanced());
-
-        let mut map = HashMap::new();
-        map.insert("hvc1".to_string(), Amf0Value::Number(7.0));
-        let mut v2 = HashMap::new();
-        v2.insert("videoFourCcInfoMap".to_string(), Amf0Value::Object(map));
-        v2.insert("capsEx".to_string(), Amf0Value::Number(2.0));
-        let caps = ClientCaps::from_command_object(&Amf0Value::Object(v2));
-        assert_eq!(caps.fourccs, vec!["hvc1"]);
-        assert_eq!(caps.caps_ex, Some(2));
-
-        let legacy = ClientCaps::from_command_object(&Amf0Value::Object(HashMap::new()));
-        assert!(!legacy.enhanced());
-        assert!(!ClientCaps::from_command_object(&Amf0Value::Null).enhanced());
-    }
-
-    #[test]
-    fn server_caps_state_both_forms() {
-        let caps: HashMap<String, Amf0Value> = server_caps().into_iter().collect();
-        let Some(Amf0Value::StrictArray(list)) = caps.get("fourCcList") else {
-            panic!("fourCcList");
-        };
-        assert_eq!(list.len(), 5);
-        let Some(Amf0Value::Object(video)) = caps.get("videoFourCcInfoMap") else {
-            panic!("videoFourCcInfoMap");
-        };
-        assert_eq!(video.get("hvc1"), Some(&Amf0Value::Number(5.0)));
-        assert_eq!(caps.get("capsEx"), Some(&Amf0Value::Number(6.0)));
     }
 }
