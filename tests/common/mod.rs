@@ -3,6 +3,7 @@
 //! Everything polls with a deadline; nothing sleeps for a fixed time to "let things settle".
 #![allow(dead_code)]
 
+pub mod ertmp;
 pub mod rtmp;
 
 use std::io::{BufRead, BufReader, Read, Write};
