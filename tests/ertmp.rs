@@ -71,10 +71,7 @@ fn first_segment(srv: &TestServer, rendition: &str) -> Vec<u8> {
         assert_eq!(s, 200, "init segment");
         out.extend_from_slice(&init);
     }
-    let (name, _) = segments(&playlist)
-        .into_iter()
-        .next()
-        .expect("a segment");
+    let (name, _) = segments(&playlist).into_iter().next().expect("a segment");
     let (s, seg) = srv.get_bytes(&format!("/hls/alice/{rendition}/{name}"));
     assert_eq!(s, 200, "segment {name}");
     out.extend_from_slice(&seg);
@@ -130,15 +127,17 @@ fn check_source_and_ladder(srv: &TestServer, codec_name: &str, codecs_prefix: &s
     let source = first_segment(srv, "source");
     let streams = ffprobe_bytes(&source);
     assert!(
-        streams.iter().any(|s| s.codec_name == codec_name
-            && s.width == Some(320)
-            && s.height == Some(180)),
+        streams
+            .iter()
+            .any(|s| s.codec_name == codec_name && s.width == Some(320) && s.height == Some(180)),
         "source rendition: {streams:?}"
     );
     let low = first_segment(srv, "low");
     let streams = ffprobe_bytes(&low);
     assert!(
-        streams.iter().any(|s| s.codec_name == "h264" && s.height == Some(144)),
+        streams
+            .iter()
+            .any(|s| s.codec_name == "h264" && s.height == Some(144)),
         "ladder rendition: {streams:?}"
     );
     assert!(streams.iter().any(|s| s.codec_name == "aac"), "{streams:?}");
@@ -207,13 +206,26 @@ fn hevc_main10_codecs_and_an_8_bit_ladder() {
     let codecs = check_source_and_ladder(&srv, "hevc", "hvc1.2.4.L");
     let (profile, level) = profile_level(&first_segment(&srv, "source"));
     assert_eq!(profile, "Main 10");
-    assert!(codecs.starts_with(&format!("hvc1.2.4.L{level}.")), "{codecs}");
+    assert!(
+        codecs.starts_with(&format!("hvc1.2.4.L{level}.")),
+        "{codecs}"
+    );
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=pix_fmt", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=pix_fmt",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(srv.url("/hls/alice/low/index.m3u8"))
         .output()
         .expect("ffprobe");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().next(), Some("yuv420p"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().next(),
+        Some("yuv420p")
+    );
 }
 
 /// AV1 over Enhanced RTMP with fMP4: `av01` source (ffprobe decodes it with libdav1d) with
@@ -252,7 +264,9 @@ fn hevc_in_mpeg_ts() {
     assert_eq!(source[0], 0x47, "MPEG-TS");
     let streams = ffprobe_bytes(&source);
     assert!(
-        streams.iter().any(|s| s.codec_name == "hevc" && s.height == Some(180)),
+        streams
+            .iter()
+            .any(|s| s.codec_name == "hevc" && s.height == Some(180)),
         "{streams:?}"
     );
     assert!(streams.iter().any(|s| s.codec_name == "aac"), "{streams:?}");

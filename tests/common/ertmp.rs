@@ -14,7 +14,10 @@ pub fn ffmpeg9() -> PathBuf {
     }
     let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
     let out = Command::new(python)
-        .args(["-c", "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"])
+        .args([
+            "-c",
+            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+        ])
         .output()
         .unwrap_or_else(|e| {
             panic!("{python}: {e}: run scripts/setup --test (it makes .venv with imageio-ffmpeg)")
@@ -70,7 +73,12 @@ impl EnhancedPush {
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
         let mut add = |xs: &[&str]| a.extend(xs.iter().map(|x| x.to_string()));
-        add(&["-f", "lavfi", "-i", &format!("testsrc=size={}:rate=30", self.size)]);
+        add(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc=size={}:rate=30", self.size),
+        ]);
         if self.audio != Audio::None {
             add(&["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
         }

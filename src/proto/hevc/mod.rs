@@ -4,13 +4,14 @@
 //! string of ISO/IEC 14496-15 Annex E (`hvc1.1.6.L93.B0`).
 //!
 //! The record is read here (a fixed header and arrays of NAL units, sliced without copying);
-//! the SPS, whose VUI sits behind short-term reference picture sets and scaling lists, is read
-//! with the `scuffle-h265` crate for the picture size and frame rate.
+//! the SPS in [`sps`] for the picture size and frame rate.
+
+pub mod sps;
 
 use bytes::{BufMut, Bytes};
-use scuffle_h265::SpsNALUnit;
 
 use super::nal::{self, NalError, NalSyntax};
+pub use sps::SpsInfo;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HevcError {
@@ -241,41 +242,9 @@ impl HevcConfig {
     }
 }
 
-/// What the SPS says about the picture.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpsInfo {
-    pub width: u32,
-    pub height: u32,
-    pub fps: Option<f64>,
-    pub chroma_format_idc: u8,
-    pub bit_depth_luma: u8,
-    pub bit_depth_chroma: u8,
-    pub temporal_layers: u8,
-    pub temporal_id_nested: bool,
-}
-
 /// Reads an SPS NAL unit (with its two header bytes).
 pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, HevcError> {
-    let sps = SpsNALUnit::parse(nal).map_err(|e| HevcError::Sps {
-        reason: e.to_string(),
-    })?;
-    let rbsp = &sps.rbsp;
-    let fps = rbsp
-        .vui_parameters
-        .as_ref()
-        .and_then(|v| v.vui_timing_info.as_ref())
-        .map(|t| t.time_scale.get() as f64 / t.num_units_in_tick.get() as f64)
-        .filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0);
-    Ok(SpsInfo {
-        width: u32::try_from(rbsp.cropped_width()).unwrap_or(0),
-        height: u32::try_from(rbsp.cropped_height()).unwrap_or(0),
-        fps,
-        chroma_format_idc: rbsp.chroma_format_idc,
-        bit_depth_luma: rbsp.bit_depth_y(),
-        bit_depth_chroma: rbsp.bit_depth_c(),
-        temporal_layers: rbsp.sps_max_sub_layers_minus1 + 1,
-        temporal_id_nested: rbsp.sps_temporal_id_nesting_flag,
-    })
+    sps::parse(nal).map_err(|e| HevcError::Sps { reason: e.0 })
 }
 
 /// Whether a length-prefixed access unit holds an IRAP picture.
