@@ -189,10 +189,6 @@ pub fn annex_b_to_avcc(data: &[u8]) -> AvccUnit {
 }
 
 impl AvcConfig {
-    /// Builds the configuration record for parameter sets (as an encoder emits them), with
-    /// 4-byte NAL lengths. The High-profile extension fields (chroma format, bit depth) are left
-    /// out: ISO 14496-15 made them optional for readers, and neither ffmpeg nor browsers need
-    /// them for 8-bit 4:2:0.
     /// The configuration from the SPS and PPS carried inside a keyframe, for encoders that
     /// send no usable AVC sequence header (ffmpeg's tee muxer without global headers, some
     /// hardware encoders). Such a keyframe is 4-byte length-prefixed, or Annex B with start
@@ -200,27 +196,15 @@ impl AvcConfig {
     /// flag says which, so that the caller converts the stream's frames. `None` when the unit
     /// has no usable SPS/PPS pair.
     pub fn from_access_unit(data: &Bytes) -> Option<(AvcConfig, bool)> {
-        let mut sps = Vec::new();
-        let mut pps = Vec::new();
-        let length_prefixed = nal_units(data, 4).all(|n| n.is_ok());
-        if length_prefixed {
-            for nal in nal_units(data, 4).flatten() {
-                match nal_type(nal) {
-                    7 => sps.push(data.slice_ref(nal)),
-                    8 => pps.push(data.slice_ref(nal)),
-                    _ => {}
-                }
-            }
-            if let Ok(cfg) = Self::from_parameter_sets(&sps, &pps) {
-                return Some((cfg, false));
-            }
-        }
-        let unit = annex_b_to_avcc(data);
-        Self::from_parameter_sets(&unit.sps, &unit.pps)
-            .ok()
-            .map(|cfg| (cfg, true))
+        nal::config_from_access_unit(&SYNTAX, data, |sets| {
+            Self::from_parameter_sets(&nal::sets_of(sets, 7), &nal::sets_of(sets, 8)).ok()
+        })
     }
 
+    /// Builds the configuration record for parameter sets (as an encoder emits them), with
+    /// 4-byte NAL lengths. The High-profile extension fields (chroma format, bit depth) are left
+    /// out: ISO 14496-15 made them optional for readers, and neither ffmpeg nor browsers need
+    /// them for 8-bit 4:2:0.
     pub fn from_parameter_sets(sps: &[Bytes], pps: &[Bytes]) -> Result<AvcConfig, AvcError> {
         let first = sps.first().ok_or(AvcError::NoParameterSets)?;
         if pps.is_empty() {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::aac::AacConfig;
-use super::av1::Av1Config;
-use super::avc::AvcConfig;
-use super::hevc::HevcConfig;
+use super::av1::{self, Av1Config, Av1Error};
+use super::avc::{self, AvcConfig, AvcError};
+use super::hevc::{self, HevcConfig, HevcError};
+use super::nal::{self, NalSyntax};
 
 /// 90 kHz, the MPEG timescale used everywhere inside onair.
 pub const TIMESCALE: i64 = 90_000;
@@ -54,6 +55,17 @@ impl AudioCodec {
     }
 }
 
+/// Why a configuration record was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VideoConfigError {
+    #[error("H.264: {0}")]
+    Avc(#[from] AvcError),
+    #[error("HEVC: {0}")]
+    Hevc(#[from] HevcError),
+    #[error("AV1: {0}")]
+    Av1(#[from] Av1Error),
+}
+
 /// The decoder configuration of a video stream, whichever codec it is in.
 #[derive(Debug, Clone, PartialEq)]
 pub enum VideoConfig {
@@ -63,6 +75,49 @@ pub enum VideoConfig {
 }
 
 impl VideoConfig {
+    /// Parses a configuration record (an FLV / Enhanced RTMP sequence start, an fMP4 box).
+    pub fn from_record(codec: VideoCodec, record: Bytes) -> Result<VideoConfig, VideoConfigError> {
+        Ok(match codec {
+            VideoCodec::Avc => VideoConfig::Avc(AvcConfig::parse(record)?),
+            VideoCodec::Hevc => VideoConfig::Hevc(HevcConfig::parse(record)?),
+            VideoCodec::Av1 => VideoConfig::Av1(Av1Config::parse(record)?),
+        })
+    }
+
+    /// The configuration a keyframe carries in band, for streams that send no record: H.264
+    /// SPS/PPS, HEVC VPS/SPS/PPS (length-prefixed or Annex B: the flag is true for Annex B), an
+    /// AV1 sequence header OBU.
+    pub fn from_access_unit(codec: VideoCodec, data: &Bytes) -> Option<(VideoConfig, bool)> {
+        match codec {
+            VideoCodec::Avc => AvcConfig::from_access_unit(data).map(|(c, a)| (c.into(), a)),
+            VideoCodec::Hevc => HevcConfig::from_access_unit(data).map(|(c, a)| (c.into(), a)),
+            VideoCodec::Av1 => av1::sequence_header(data)
+                .and_then(|s| Av1Config::from_sequence_header(s).ok())
+                .map(|c| (c.into(), false)),
+        }
+    }
+
+    /// How the codec frames NAL units (H.264, HEVC); `None` for AV1 (OBUs).
+    pub fn nal_syntax(codec: VideoCodec) -> Option<&'static NalSyntax> {
+        match codec {
+            VideoCodec::Avc => Some(&avc::SYNTAX),
+            VideoCodec::Hevc => Some(&hevc::SYNTAX),
+            VideoCodec::Av1 => None,
+        }
+    }
+
+    /// An access unit in the form the bus carries: Annex B H.264/HEVC converted to 4-byte
+    /// length prefixes (when `annex_b`), AV1 without temporal delimiters.
+    pub fn to_bus_form(codec: VideoCodec, data: Bytes, annex_b: bool) -> Bytes {
+        match Self::nal_syntax(codec) {
+            Some(syntax) if annex_b => {
+                Bytes::from(nal::annex_b_to_length_prefixed(syntax, &data).data)
+            }
+            Some(_) => data,
+            None => av1::strip_delimiters(&data).unwrap_or(data),
+        }
+    }
+
     pub fn codec(&self) -> VideoCodec {
         match self {
             VideoConfig::Avc(_) => VideoCodec::Avc,

@@ -147,6 +147,38 @@ pub fn annex_b_to_length_prefixed(syntax: &NalSyntax, data: &[u8]) -> LengthPref
     out
 }
 
+/// The configuration a keyframe carries in band, for streams without a configuration record:
+/// the unit is read as 4-byte length-prefixed, then as Annex B, and each form's parameter sets
+/// (with their NAL types) go to `build`. The flag is true for Annex B, so that the caller
+/// converts the stream's frames.
+pub fn config_from_access_unit<T>(
+    syntax: &NalSyntax,
+    data: &Bytes,
+    build: impl Fn(&[(u8, Bytes)]) -> Option<T>,
+) -> Option<(T, bool)> {
+    if nal_units(data, 4).all(|n| n.is_ok()) {
+        let sets: Vec<(u8, Bytes)> = nal_units(data, 4)
+            .flatten()
+            .map(|n| ((syntax.nal_type)(n), n))
+            .filter(|(t, _)| syntax.parameter_sets.contains(t))
+            .map(|(t, n)| (t, data.slice_ref(n)))
+            .collect();
+        if let Some(c) = build(&sets) {
+            return Some((c, false));
+        }
+    }
+    let unit = annex_b_to_length_prefixed(syntax, data);
+    build(&unit.parameter_sets).map(|c| (c, true))
+}
+
+/// The parameter sets of one NAL type from [`config_from_access_unit`]'s list.
+pub fn sets_of(sets: &[(u8, Bytes)], nal_type: u8) -> Vec<Bytes> {
+    sets.iter()
+        .filter(|(t, _)| *t == nal_type)
+        .map(|(_, b)| b.clone())
+        .collect()
+}
+
 /// Removes emulation prevention bytes (`00 00 03` → `00 00`) from the start of a NAL unit's
 /// payload, up to `limit` output bytes: enough to read fixed-position header fields.
 pub fn unescape_prefix(nal: &[u8], limit: usize) -> Vec<u8> {

@@ -204,6 +204,20 @@ impl HevcConfig {
         HevcConfig::parse(Bytes::from(r))
     }
 
+    /// The configuration from the VPS, SPS and PPS carried inside a keyframe (MPEG-TS, or an
+    /// encoder that sends no sequence start), length-prefixed or Annex B: see
+    /// [`crate::proto::avc::AvcConfig::from_access_unit`].
+    pub fn from_access_unit(data: &Bytes) -> Option<(HevcConfig, bool)> {
+        nal::config_from_access_unit(&SYNTAX, data, |sets| {
+            Self::from_parameter_sets(
+                &nal::sets_of(sets, NAL_VPS),
+                &nal::sets_of(sets, NAL_SPS),
+                &nal::sets_of(sets, NAL_PPS),
+            )
+            .ok()
+        })
+    }
+
     /// The `CODECS` value (ISO/IEC 14496-15 E.3): `hvc1.` profile space and idc, the
     /// compatibility flags in reverse bit order (hex), tier and level, then the constraint
     /// bytes in hex with trailing zero bytes left out.
@@ -354,6 +368,21 @@ pub(crate) mod tests {
             HevcConfig::from_parameter_sets(&[], &rebuilt.sps, &rebuilt.pps),
             Err(HevcError::NoParameterSets)
         );
+    }
+
+    #[test]
+    fn configuration_from_an_annex_b_keyframe() {
+        let c = HevcConfig::parse(Bytes::from_static(MAIN10)).expect("parses");
+        let mut annex_b = Vec::new();
+        to_annex_b(&[0, 0, 0, 3, 19 << 1, 0x01, 0xaa], &c, true, &mut annex_b).expect("converts");
+        let (cfg, is_annex_b) =
+            HevcConfig::from_access_unit(&Bytes::from(annex_b.clone())).expect("in band");
+        assert!(is_annex_b);
+        assert_eq!(cfg.codec_string(), "hvc1.2.4.L60.90");
+        let unit = nal::annex_b_to_length_prefixed(&SYNTAX, &annex_b);
+        assert_eq!(unit.data, vec![0, 0, 0, 3, 19 << 1, 0x01, 0xaa]);
+        assert_eq!(unit.parameter_sets.len(), 3);
+        assert!(HevcConfig::from_access_unit(&Bytes::from_static(&[0, 0, 0, 2, 38, 1])).is_none());
     }
 
     #[test]
