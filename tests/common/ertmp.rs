@@ -131,7 +131,7 @@ impl EnhancedPush {
             .args(self.args())
             .args([
                 "-rtmp_enhanced_codecs",
-                "hvc1,av01,Opus,mp4a",
+                "hvc1,av01",
                 "-flvflags",
                 "no_duration_filesize",
                 "-f",
