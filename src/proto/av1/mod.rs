@@ -4,11 +4,11 @@
 //! Annex A (`av01.0.08M.08`).
 //!
 //! The record's 4-byte header and the OBU framing are read here; the sequence header OBU
-//! (picture size, timing info) with the `scuffle-av1` crate.
+//! (picture size, timing info) in [`seq`].
+
+pub mod seq;
 
 use bytes::{BufMut, Bytes};
-use scuffle_av1::seq::SequenceHeaderObu;
-use scuffle_av1::ObuHeader;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Av1Error {
@@ -70,49 +70,34 @@ impl Av1Config {
     /// The configuration from a sequence header OBU (with its OBU header and size field), as
     /// found in a keyframe's temporal unit when the sequence start carried none.
     pub fn from_sequence_header(obu: &[u8]) -> Result<Av1Config, Av1Error> {
-        let mut reader = obu;
-        let header = ObuHeader::parse(&mut reader).map_err(|e| Av1Error::SequenceHeader {
-            reason: e.to_string(),
-        })?;
-        let seq = SequenceHeaderObu::parse(header, &mut reader).map_err(|e| {
-            Av1Error::SequenceHeader {
-                reason: e.to_string(),
-            }
-        })?;
-        let op = seq.operating_points.first();
-        let level_idx = op.map_or(31, |o| o.seq_level_idx);
-        let tier = op.is_some_and(|o| o.seq_tier);
-        let cc = &seq.color_config;
-        let bit_depth = cc.bit_depth.clamp(8, 12) as u8;
-        let mut record = Vec::with_capacity(4 + obu.len());
+        let o = obus(obu).next().ok_or(Av1Error::NoSequenceHeader)??;
+        if o.kind != OBU_SEQUENCE_HEADER {
+            return Err(Av1Error::NoSequenceHeader);
+        }
+        let seq = seq::parse(o.payload).map_err(|reason| Av1Error::SequenceHeader { reason })?;
+        let mut record = Vec::with_capacity(4 + o.whole.len());
         record.push(0x81);
-        record.push((seq.seq_profile << 5) | (level_idx & 0x1f));
+        record.push((seq.seq_profile << 5) | (seq.level_idx & 0x1f));
         record.push(
-            ((tier as u8) << 7)
-                | (((bit_depth > 8) as u8) << 6)
-                | (((bit_depth == 12) as u8) << 5)
-                | ((cc.mono_chrome as u8) << 4)
-                | ((cc.subsampling_x as u8) << 3)
-                | ((cc.subsampling_y as u8) << 2)
-                | (cc.chroma_sample_position & 0x03),
+            ((seq.tier as u8) << 7)
+                | (((seq.bit_depth > 8) as u8) << 6)
+                | (((seq.bit_depth == 12) as u8) << 5)
+                | ((seq.mono_chrome as u8) << 4)
+                | ((seq.subsampling_x as u8) << 3)
+                | ((seq.subsampling_y as u8) << 2)
+                | (seq.chroma_sample_position & 0x03),
         );
         record.push(0);
-        record.put_slice(obu);
-        let fps = seq
-            .timing_info
-            .as_ref()
-            .filter(|t| t.num_units_in_display_tick > 0)
-            .map(|t| t.time_scale as f64 / t.num_units_in_display_tick as f64)
-            .filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0);
+        record.put_slice(o.whole);
         Ok(Av1Config {
             record: Bytes::from(record),
             seq_profile: seq.seq_profile,
-            level_idx,
-            tier,
-            bit_depth,
-            width: u32::try_from(seq.max_frame_width).unwrap_or(0),
-            height: u32::try_from(seq.max_frame_height).unwrap_or(0),
-            fps,
+            level_idx: seq.level_idx,
+            tier: seq.tier,
+            bit_depth: seq.bit_depth,
+            width: seq.max_width,
+            height: seq.max_height,
+            fps: seq.fps,
         })
     }
 
@@ -135,6 +120,8 @@ pub struct Obu<'a> {
     pub kind: u8,
     /// The OBU with its header and size field.
     pub whole: &'a [u8],
+    /// The OBU's payload, after its header and size field.
+    pub payload: &'a [u8],
 }
 
 /// Iterates the OBUs of a temporal unit in the low-overhead format. An OBU without a size field
@@ -179,10 +166,12 @@ pub fn obus(data: &[u8]) -> impl Iterator<Item = Result<Obu<'_>, Av1Error>> {
             pos = data.len();
             return Some(Err(Av1Error::ObuOverrun { len: 0 }));
         }
+        let payload = &data[pos..end];
         pos = end;
         Some(Ok(Obu {
             kind,
             whole: &data[start..end],
+            payload,
         }))
     })
 }
@@ -322,7 +311,8 @@ pub(crate) mod tests {
             last,
             vec![Ok(Obu {
                 kind: 6,
-                whole: &[0x30, 1, 2, 3][..]
+                whole: &[0x30, 1, 2, 3][..],
+                payload: &[1, 2, 3][..],
             })]
         );
     }
