@@ -10,3 +10,4 @@ pub mod playlist;
 pub mod rtmp;
 pub mod timestamps;
 pub mod ts;
+pub mod ts_demux;
