@@ -21,6 +21,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod proto;
+pub mod srt;
 pub mod tls;
 pub mod transcode;
 
