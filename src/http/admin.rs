@@ -109,6 +109,8 @@ pub struct StreamView {
     pub channel: String,
     /// The publisher's address (the encoder, or the proxy in front of it).
     pub publisher: String,
+    /// How it publishes: `rtmp`, `rtmps`, `whip` or `srt`.
+    pub protocol: &'static str,
     pub started_at: String,
     pub uptime_seconds: f64,
     pub video: Option<VideoView>,
@@ -147,6 +149,7 @@ pub fn streams(bus: &Bus, store: &HlsStore) -> Vec<StreamView> {
             let source = renditions.iter().find(|r| r.name == crate::hls::SOURCE);
             Some(StreamView {
                 publisher: p.addr.to_string(),
+                protocol: p.protocol.as_str(),
                 started_at: p.live_since.to_rfc3339(),
                 uptime_seconds: (now - p.live_since).num_milliseconds() as f64 / 1000.0,
                 video: info.video.as_ref().map(|v| VideoView {
