@@ -300,7 +300,7 @@ impl IoThread {
             }
             for ev in events.iter().take(n.max(0) as usize) {
                 if ev.fd == self.listener {
-                    self.accept_all();
+                    self.accept();
                 } else {
                     self.read(ev.fd, ev.events, &mut buf);
                 }
@@ -328,44 +328,43 @@ impl IoThread {
         }
     }
 
-    fn accept_all(&mut self) {
-        loop {
-            let mut storage = [0u8; std::mem::size_of::<libc::sockaddr_storage>()];
-            let mut len = storage.len() as c_int;
-            // SAFETY: `storage` is large enough for any socket address and `len` says so.
-            let s =
-                unsafe { ffi::srt_accept(self.listener, storage.as_mut_ptr().cast(), &mut len) };
-            if s == ffi::SRT_INVALID_SOCK {
-                return;
-            }
-            let peer = unsafe { from_sockaddr(storage.as_ptr().cast()) }
-                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-            let streamid = get_string(s, ffi::SRTO_STREAMID).unwrap_or_default();
-            let _ = set_int(s, ffi::SRTO_RCVSYN, 0);
-            let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
-            let dropped = Arc::new(AtomicU64::new(0));
-            let conn = SrtConnection {
-                peer,
-                streamid,
-                data: rx,
-                dropped: dropped.clone(),
-            };
-            if self.accepted.try_send(conn).is_err() {
-                warn!(%peer, "srt connection closed: the server is not taking connections");
-                unsafe { ffi::srt_close(s) };
-                continue;
-            }
-            let events = ffi::SRT_EPOLL_IN | ffi::SRT_EPOLL_ERR;
-            // SAFETY: `s` is the socket just accepted.
-            unsafe { ffi::srt_epoll_add_usock(self.eid, s, &events) };
-            self.active.fetch_add(1, Ordering::Relaxed);
-            self.conns.push(Conn {
-                sock: s,
-                tx,
-                dropped,
-            });
-            debug!(%peer, "srt connection accepted");
+    /// Accepts one pending caller (the epoll reports the listener again while more wait;
+    /// calling `srt_accept` with none pending would log an error in libsrt).
+    fn accept(&mut self) {
+        let mut storage = [0u8; std::mem::size_of::<libc::sockaddr_storage>()];
+        let mut len = storage.len() as c_int;
+        // SAFETY: `storage` is large enough for any socket address and `len` says so.
+        let s = unsafe { ffi::srt_accept(self.listener, storage.as_mut_ptr().cast(), &mut len) };
+        if s == ffi::SRT_INVALID_SOCK {
+            return;
         }
+        let peer = unsafe { from_sockaddr(storage.as_ptr().cast()) }
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let streamid = get_string(s, ffi::SRTO_STREAMID).unwrap_or_default();
+        let _ = set_int(s, ffi::SRTO_RCVSYN, 0);
+        let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let conn = SrtConnection {
+            peer,
+            streamid,
+            data: rx,
+            dropped: dropped.clone(),
+        };
+        if self.accepted.try_send(conn).is_err() {
+            warn!(%peer, "srt connection closed: the server is not taking connections");
+            unsafe { ffi::srt_close(s) };
+            return;
+        }
+        let events = ffi::SRT_EPOLL_IN | ffi::SRT_EPOLL_ERR;
+        // SAFETY: `s` is the socket just accepted.
+        unsafe { ffi::srt_epoll_add_usock(self.eid, s, &events) };
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.conns.push(Conn {
+            sock: s,
+            tx,
+            dropped,
+        });
+        debug!(%peer, "srt connection accepted");
     }
 
     fn read(&mut self, sock: ffi::SRTSOCKET, events: c_int, buf: &mut [u8]) {
@@ -480,11 +479,12 @@ unsafe extern "C" fn log_handler(
             }
         };
         let (area, message) = (text(area), text(message));
+        let message = message.trim().trim_start_matches(':').trim();
         let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
         if level <= ffi::LOG_ERR {
-            warn!(target: "libsrt", area, suppressed, "{}", message.trim());
+            warn!(target: "libsrt", area, suppressed, "{message}");
         } else {
-            tracing::info!(target: "libsrt", area, suppressed, "{}", message.trim());
+            tracing::info!(target: "libsrt", area, suppressed, "{message}");
         }
     });
 }
