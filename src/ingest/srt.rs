@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 
-use super::media::{MediaFeed, Track, VideoFrame};
+use super::media::{MediaFeed, MediaSink, Track, VideoFrame};
 use super::{Ingest, IngestError, Protocol};
 use crate::config::SrtConfig;
 use crate::proto::streamid::{self, StreamIdError};
@@ -137,7 +137,7 @@ async fn serve(
 
 /// Drops seen on one connection: the first of each kind is logged, the rest counted.
 #[derive(Default)]
-struct DropLog {
+pub struct DropLog {
     seen: Vec<std::mem::Discriminant<TsDrop>>,
     count: u64,
 }
@@ -213,38 +213,7 @@ async fn session(
         };
         feed.received(data.len());
         demux.feed(&data, &mut events);
-        let mut frames = 0;
-        for ev in events.drain(..) {
-            match ev {
-                TsEvent::VideoConfig(cfg) => feed.set_video_config(cfg),
-                TsEvent::AudioConfig(cfg) => feed.set_audio_config(cfg),
-                TsEvent::Video(f) => {
-                    frames += 1;
-                    feed.video(VideoFrame {
-                        data: f.data,
-                        keyframe: f.keyframe,
-                        dts: f.dts as u64,
-                        composition: f.pts - f.dts,
-                    });
-                }
-                TsEvent::Audio(f) => {
-                    frames += 1;
-                    feed.audio(f.data, f.dts as u64);
-                }
-                TsEvent::Dropped(TsDrop::UnsupportedStream { stream_type }) => {
-                    let track = if is_video_stream_type(stream_type) {
-                        Track::Video
-                    } else {
-                        Track::Audio
-                    };
-                    feed.unsupported(
-                        track,
-                        &format_args!("MPEG-TS stream type {stream_type:#04x}"),
-                    );
-                }
-                TsEvent::Dropped(d) => drops.note(&channel, d),
-            }
-        }
+        let frames = feed_events(&mut feed, &mut events, &mut drops);
         if frames > 0 {
             last_frame = Some(Instant::now());
         }
@@ -254,6 +223,48 @@ async fn session(
         info!(%channel, dropped_events = drops.count, dropped_bytes_unread = late, "srt publish ended with input dropped");
     }
     result
+}
+
+/// Hands what the demuxer produced to the publication's feed; returns the frames among it.
+/// Shared with the fuzz harness (`crate::fuzzing::ts_demux`).
+pub fn feed_events<S: MediaSink>(
+    feed: &mut MediaFeed<S>,
+    events: &mut Vec<TsEvent>,
+    drops: &mut DropLog,
+) -> usize {
+    let mut frames = 0;
+    for ev in events.drain(..) {
+        match ev {
+            TsEvent::VideoConfig(cfg) => feed.set_video_config(cfg),
+            TsEvent::AudioConfig(cfg) => feed.set_audio_config(cfg),
+            TsEvent::Video(f) => {
+                frames += 1;
+                feed.video(VideoFrame {
+                    data: f.data,
+                    keyframe: f.keyframe,
+                    dts: f.dts as u64,
+                    composition: f.pts - f.dts,
+                });
+            }
+            TsEvent::Audio(f) => {
+                frames += 1;
+                feed.audio(f.data, f.dts as u64);
+            }
+            TsEvent::Dropped(TsDrop::UnsupportedStream { stream_type }) => {
+                let track = if is_video_stream_type(stream_type) {
+                    Track::Video
+                } else {
+                    Track::Audio
+                };
+                feed.unsupported(
+                    track,
+                    &format_args!("MPEG-TS stream type {stream_type:#04x}"),
+                );
+            }
+            TsEvent::Dropped(d) => drops.note(feed.sink().channel_name(), d),
+        }
+    }
+    frames
 }
 
 /// MPEG-TS stream types of video codecs (ISO 13818-1 table 2-34 and registrations).

@@ -202,6 +202,8 @@ pub struct TsDemuxer {
     carry: Vec<u8>,
     /// The last packet had a sync byte where expected.
     in_sync: bool,
+    /// Bytes skipped while out of sync, reported once sync is found again.
+    skipped: usize,
     pat: Section,
     pmt: Section,
     pmt_pid: Option<u16>,
@@ -220,30 +222,25 @@ impl TsDemuxer {
     }
 
     /// Takes the next bytes of the stream, in pieces of any size; appends what they complete.
-    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<TsEvent>) {
-        if !self.carry.is_empty() {
-            let take = (PACKET_SIZE - self.carry.len()).min(data.len());
-            self.carry.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.carry.len() < PACKET_SIZE {
-                return;
-            }
-            let pkt = std::mem::take(&mut self.carry);
-            if pkt[0] == SYNC {
-                self.packet(&pkt, out);
-            } else {
-                let mut joined = pkt;
-                joined.extend_from_slice(data);
-                self.scan(&joined, out);
-                return;
-            }
+    /// How the input is split does not change what comes out.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<TsEvent>) {
+        if self.carry.is_empty() {
+            let used = self.scan(data, out);
+            self.carry.extend_from_slice(&data[used..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.carry);
+            buf.extend_from_slice(data);
+            let used = self.scan(&buf, out);
+            buf.drain(..used);
+            self.carry = buf;
         }
-        self.scan(data, out);
     }
 
     /// Ends the stream: the PES packets still open (unbounded ones end only at the next unit
-    /// start) are delivered.
+    /// start) are delivered, and bytes held back are reported as skipped.
     pub fn flush(&mut self, out: &mut Vec<TsEvent>) {
+        self.skipped += std::mem::take(&mut self.carry).len();
+        self.report_skipped(out);
         for codec in [Codec::H264, Codec::Aac] {
             if let Some(s) = self.stream_mut(codec) {
                 if s.open {
@@ -255,36 +252,55 @@ impl TsDemuxer {
         }
     }
 
-    fn scan(&mut self, data: &[u8], out: &mut Vec<TsEvent>) {
+    /// Reads the whole packets at the start of `data`; returns how many bytes it used (the rest
+    /// waits for more input). Out of sync, a `0x47` counts as a packet start only when another
+    /// follows 188 bytes on, so it waits for that byte rather than guess.
+    fn scan(&mut self, data: &[u8], out: &mut Vec<TsEvent>) -> usize {
         let mut pos = 0;
-        let mut skipped = 0;
         while data.len() - pos >= PACKET_SIZE {
-            let confirmed = || data.get(pos + PACKET_SIZE).is_none_or(|&b| b == SYNC);
-            if data[pos] == SYNC && (self.in_sync || confirmed()) {
-                self.in_sync = true;
-                self.packet(&data[pos..pos + PACKET_SIZE], out);
-                pos += PACKET_SIZE;
-                continue;
+            if data[pos] == SYNC {
+                if self.in_sync {
+                    self.packet(&data[pos..pos + PACKET_SIZE], out);
+                    pos += PACKET_SIZE;
+                    continue;
+                }
+                match data.get(pos + PACKET_SIZE) {
+                    Some(&SYNC) => {
+                        self.in_sync = true;
+                        self.report_skipped(out);
+                        self.packet(&data[pos..pos + PACKET_SIZE], out);
+                        pos += PACKET_SIZE;
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => return pos,
+                }
             }
             self.in_sync = false;
             let next = data[pos + 1..]
                 .iter()
                 .position(|&b| b == SYNC)
                 .map_or(data.len(), |i| pos + 1 + i);
-            skipped += next - pos;
+            self.skipped += next - pos;
             pos = next;
         }
-        let tail = &data[pos..];
         if !self.in_sync {
-            // Out of sync, a tail is only worth keeping from a candidate sync byte on.
-            let start = tail.iter().position(|&b| b == SYNC).unwrap_or(tail.len());
-            skipped += start;
-            self.carry.extend_from_slice(&tail[start..]);
-        } else {
-            self.carry.extend_from_slice(tail);
+            // Bytes before the next candidate sync byte can never start a packet.
+            let start = data[pos..]
+                .iter()
+                .position(|&b| b == SYNC)
+                .unwrap_or(data.len() - pos);
+            self.skipped += start;
+            pos += start;
         }
-        if skipped > 0 {
-            out.push(TsEvent::Dropped(TsDrop::Resync { skipped }));
+        pos
+    }
+
+    fn report_skipped(&mut self, out: &mut Vec<TsEvent>) {
+        if self.skipped > 0 {
+            out.push(TsEvent::Dropped(TsDrop::Resync {
+                skipped: std::mem::take(&mut self.skipped),
+            }));
         }
     }
 
