@@ -7,7 +7,8 @@
 //! be asking for trouble. The declarations below are checked against `srt.h` of 1.5.1; only
 //! plain integers, pointers and one two-field struct cross the boundary.
 
-#![allow(non_camel_case_types)]
+// C names kept as in srt.h, so the declarations can be checked against it line by line.
+#![allow(non_camel_case_types, clippy::upper_case_acronyms)]
 
 use std::os::raw::{c_char, c_int, c_void};
 
