@@ -206,3 +206,44 @@ fn srt_and_rtmp_take_over_from_each_other() {
     assert!(live(&srv, "alice"));
     assert_plays(&srv, "alice");
 }
+
+#[test]
+fn connection_limit_and_handshake_timeout() {
+    let _g = media_lock();
+    let srv = TestServer::start_with(
+        "[transcode]\nladder = []\n",
+        &[
+            ("ONAIR__SRT__MAX_CONNECTIONS", "1"),
+            ("ONAIR__SRT__HANDSHAKE_TIMEOUT_SECONDS", "2"),
+        ],
+    );
+    // A caller that connects and sends nothing holds the only slot...
+    let addr = srv.srt.clone().expect("srt=");
+    // (its standard input stays open and empty).
+    let mut silent = Command::new("srt-live-transmit")
+        .args([
+            "-q",
+            "file://con",
+            &format!("srt://{addr}?streamid=publish:{BOB_KEY}"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("srt-live-transmit");
+    srv.wait_log("publish started", 10 * SECS);
+    // ...so the next one is refused at handshake,
+    let (ok, _) =
+        push_srt(&srv.srt_url(&format!("publish:{ALICE_KEY}"), ""), short()).wait(30 * SECS);
+    assert!(!ok, "a second connection was let in");
+    srv.wait_log(
+        "srt connection refused: srt.max_connections reached",
+        5 * SECS,
+    );
+    // until the silent one is closed for sending no media.
+    srv.wait_log("srt.handshake_timeout_seconds", 10 * SECS);
+    let _alice = push_srt(&srv.srt_url(&format!("publish:{ALICE_KEY}"), ""), short());
+    assert_plays(&srv, "alice");
+    let _ = silent.kill();
+    let _ = silent.wait();
+}
