@@ -12,5 +12,7 @@ pub mod media;
 pub mod nal;
 pub mod playlist;
 pub mod rtmp;
+pub mod streamid;
 pub mod timestamps;
 pub mod ts;
+pub mod ts_demux;
