@@ -187,7 +187,12 @@ impl<S: MediaSink> MediaFeed<S> {
             match VideoConfig::from_access_unit(codec, &data).filter(|_| keyframe) {
                 Some((cfg, annex_b)) => {
                     self.annex_b = annex_b;
-                    self.adopt_video(cfg, "video configuration taken from the keyframe's parameter sets (the encoder sent no sequence header)");
+                    let what = match codec {
+                        VideoCodec::Avc => "video configuration taken from the keyframe's SPS/PPS (the encoder sent no sequence header)",
+                        VideoCodec::Hevc => "video configuration taken from the keyframe's VPS/SPS/PPS (the encoder sent no sequence start)",
+                        VideoCodec::Av1 => "video configuration taken from the keyframe's sequence header (the encoder sent no sequence start)",
+                    };
+                    self.adopt_video(cfg, what);
                 }
                 None => {
                     self.warn_early();
