@@ -293,6 +293,9 @@ pub struct ChannelView {
     pub details: Vec<RenditionSummary>,
     /// Ladder renditions the transcoder has shed because the pool could not keep real time.
     pub degraded: Vec<String>,
+    /// Ladder renditions this stream does not get (at or above the source's height or
+    /// bitrate), each with the reason and the rendition serving its viewers instead.
+    pub skipped: Vec<crate::transcode::ladder::Skipped>,
 }
 
 /// `POST /api/channels/{c}/chat`
@@ -335,6 +338,11 @@ impl HttpState {
                 .transcoder
                 .as_ref()
                 .map(|t| t.degraded(name))
+                .unwrap_or_default(),
+            skipped: self
+                .transcoder
+                .as_ref()
+                .map(|t| t.skipped(name))
                 .unwrap_or_default(),
         })
     }

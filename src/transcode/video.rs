@@ -375,8 +375,12 @@ impl VideoEncoder {
                     Pixel::YUV420P,
                     w,
                     h,
-                    // Bicubic, as ffmpeg's scale filter does by default.
-                    scaling::Flags::BICUBIC,
+                    // Area averaging: every rendition is a downscale (the ladder skips heights
+                    // at or above the source's), where it keeps as much detail as bicubic (the
+                    // scale filter's default) at about two thirds of the cost. scripts/
+                    // bench-transcode measures both: SSIM against the source within 0.001
+                    // (480p) and above bicubic's (360p), 11% less CPU for the whole ladder.
+                    scaling::Flags::AREA,
                 )
                 .map_err(codec_err("swscale"))?;
                 self.scaler = Some(Scaler { ctx, input });
