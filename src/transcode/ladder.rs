@@ -191,9 +191,9 @@ pub struct SourceMeter {
 
 impl SourceMeter {
     /// Shortest measurement, in 90 kHz ticks (1.5 s).
-    pub const MIN_SPAN: i64 = TIMESCALE as i64 * 3 / 2;
+    pub const MIN_SPAN: i64 = TIMESCALE * 3 / 2;
     /// Longest measurement (4 s): a source with longer GOPs is measured over part of one.
-    pub const MAX_SPAN: i64 = TIMESCALE as i64 * 4;
+    pub const MAX_SPAN: i64 = TIMESCALE * 4;
 
     /// Counts one video packet; returns the bitrate once it is known.
     pub fn push(&mut self, dts: i64, keyframe: bool, bytes: usize) -> Option<u32> {
@@ -389,7 +389,7 @@ mod tests {
 
     #[test]
     fn source_meter_measures_whole_gops() {
-        let tick = TIMESCALE as i64 / 30;
+        let tick = TIMESCALE / 30;
         // 2 s GOPs at 30 fps: a 60 kB IDR, then 10 kB frames; measured at the second IDR.
         let mut m = SourceMeter::default();
         assert_eq!(
