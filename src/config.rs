@@ -203,8 +203,10 @@ impl Default for HlsConfig {
         Self {
             segment_seconds: 2.0,
             playlist_window: 6,
-            container: Container::Ts,
-            part_seconds: 0.333,
+            // Low latency by default: chat is a conversation (glass-to-glass about 1 s with
+            // hls.js; docs/benchmarks.md). `ts` stays for the oldest players.
+            container: Container::Fmp4,
+            part_seconds: 0.2,
             linger_seconds: 60,
         }
     }

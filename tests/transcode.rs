@@ -21,7 +21,8 @@ const FRAME: f64 = 1.0 / 30.0;
 /// A ladder config. `max_lag_seconds = 60` keeps admission control out of tests that are
 /// about output correctness: under CPU contention renditions may lag, but must not be shed.
 fn ladder(workers: usize, max_lag: f64, preset: &str, rungs: &[(&str, u32, u32, u32)]) -> String {
-    let mut s = format!("[transcode]\nworkers = {workers}\nmax_lag_seconds = {max_lag}\n");
+    // MPEG-TS: these tests probe single segments and their packets as TS files.
+    let mut s = format!("{TS}[transcode]\nworkers = {workers}\nmax_lag_seconds = {max_lag}\n");
     for (name, height, vk, ak) in rungs {
         s.push_str(&format!(
             "[[transcode.ladder]]\nname = \"{name}\"\nheight = {height}\nvideo_kbps = {vk}\n\
