@@ -114,7 +114,94 @@ fn huge_headers_are_refused() {
         assert_eq!(status, 431);
     }
     assert_eq!(srv.get("/healthz").0, 200);
-    srv.wait_log("http request refused: headers larger than 64 KiB", 5 * SECS);
+    srv.wait_log("http request refused: headers larger than 32 KiB", 5 * SECS);
+}
+
+/// Request headers are capped as nginx caps them: a line over 16 KiB, or a head over 32 KiB in
+/// all, is answered 431 over HTTP/1.1 and HTTP/2 (h2c, curl), while a live stream's playlists,
+/// the API and requests within the limits go on.
+#[test]
+fn header_limits_answer_431_and_leave_others_alone() {
+    let _g = media_lock();
+    let srv = TestServer::start("");
+    let _p = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            seconds: 30.0,
+            ..Default::default()
+        },
+    );
+    let before = srv.wait_segments("alice", "source", 1, 30 * SECS);
+    let http1 = |headers: &str| {
+        raw(
+            &srv.http,
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n")
+                .as_bytes(),
+        )
+        .map(|r| r.0)
+    };
+    let line = |name: &str, n: usize| format!("{name}: {}\r\n", "a".repeat(n));
+    let lines = |count: usize, n: usize| -> String {
+        (0..count).map(|i| line(&format!("X-H{i}"), n)).collect()
+    };
+    // One 100 KB header (answered 200 before the limits).
+    assert_eq!(http1(&line("X-Big", 100_000)), Some(431));
+    // One 20 KB line in a head under 32 KiB: the line is too long.
+    assert_eq!(http1(&line("X-Line", 20_000)), Some(431));
+    // 20 lines of 2 KB: 40 KB in all.
+    assert_eq!(http1(&lines(20, 2_000)), Some(431));
+    // Within the limits.
+    assert_eq!(http1(&line("X-Ok", 8_000)), Some(200));
+    assert_eq!(http1(&lines(10, 2_000)), Some(200));
+    // A request target over 16 KiB.
+    let long = raw(
+        &srv.http,
+        format!(
+            "GET /healthz?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "q".repeat(20_000)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(long.map(|r| r.0), Some(414));
+
+    let h2 = |headers: &[String]| -> String {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .arg("--http2-prior-knowledge");
+        for h in headers {
+            cmd.arg("-H").arg(h);
+        }
+        let out = cmd.arg(srv.url("/healthz")).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let header = |name: String, n: usize| format!("{name}: {}", "a".repeat(n));
+    assert_eq!(h2(&[header("X-Line".into(), 20_000)]), "2 431");
+    let many: Vec<String> = (0..20).map(|i| header(format!("X-H{i}"), 2_000)).collect();
+    assert_eq!(h2(&many), "2 431");
+    assert_eq!(h2(&[header("X-Ok".into(), 8_000)]), "2 200");
+    assert_eq!(h2(&many[..10]), "2 200");
+
+    // The stream went on, and so did everyone else's requests.
+    let msn = |p: &str| {
+        tag_value(p, "#EXT-X-MEDIA-SEQUENCE")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            + count_segments(p) as u64
+    };
+    let start = msn(&before);
+    wait_for(30 * SECS, "the stream's next segment", || {
+        let (s, p) = srv.get("/hls/alice/source/index.m3u8");
+        (s == 200 && msn(&p) > start).then_some(())
+    });
+    assert_eq!(srv.get("/api/channels/alice").0, 200);
+    assert_eq!(srv.get("/healthz").0, 200);
+    srv.wait_log("http request refused", 5 * SECS);
 }
 
 #[test]

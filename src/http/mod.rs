@@ -70,8 +70,12 @@ impl HttpState {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = req.into_parts();
-        let body: RequestBody = body.map_err(request::body_error).boxed_unsync();
         let head = parts.method == Method::HEAD;
+        if let Err((status, why)) = request::head_within_limits(&parts) {
+            log_refusal(peer, Refusal::HeadLimit(why));
+            return finish(json_error(status, why), head);
+        }
+        let body: RequestBody = body.map_err(request::body_error).boxed_unsync();
         // The route borrows the path; the request moves on to its surface (a cheap clone).
         let (method, uri) = (parts.method.clone(), parts.uri.clone());
         let req = Req::new(parts, body, peer, &self.trusted_proxies);
@@ -254,9 +258,15 @@ impl Protocols {
         http1
             .timer(TokioTimer::new())
             .header_read_timeout(header_limit)
+            // 431 and close for a head over the limit, complete or not (max_buf_size alone
+            // let a head that arrived in one read through, whatever its size).
+            .max_header_size(request::MAX_REQUEST_HEAD)
             .max_buf_size(64 * 1024);
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        http2.timer(TokioTimer::new()).max_concurrent_streams(256);
+        http2
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(request::MAX_REQUEST_HEAD as u32);
         Self {
             http1,
             http2,
@@ -317,6 +327,8 @@ enum Refusal<'a> {
     /// No complete request head within `http.header_timeout_seconds` (the value).
     HeaderTimeout(u64),
     TooLarge,
+    /// A header line or the request target over its limit (see [`request::head_within_limits`]).
+    HeadLimit(&'static str),
     Invalid(&'a hyper::Error),
 }
 
@@ -354,7 +366,10 @@ fn log_refusal(peer: SocketAddr, why: Refusal<'_>) {
             warn!(%peer, also_refused = also, "http connection closed: request headers not received within http.header_timeout_seconds ({secs} s)")
         }
         Refusal::TooLarge => {
-            warn!(%peer, also_refused = also, "http request refused: headers larger than 64 KiB")
+            warn!(%peer, also_refused = also, "http request refused: headers larger than 32 KiB")
+        }
+        Refusal::HeadLimit(why) => {
+            warn!(%peer, also_refused = also, "http request refused: {why}")
         }
         Refusal::Invalid(e) => {
             warn!(%peer, also_refused = also, error = %e, "http request refused: not valid HTTP")
