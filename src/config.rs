@@ -154,8 +154,12 @@ impl Default for RtmpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
-    /// Connections served at once; more wait in the kernel's backlog.
+    /// Connections served at once; more wait in the kernel's backlog. Event streams do not
+    /// count here once they are open (see `max_event_streams`).
     pub max_connections: usize,
+    /// Chat event streams held open at once, all channels together: a budget of their own,
+    /// so that idle subscribers cannot starve playlists, segments, chat posts and the API.
+    pub max_event_streams: usize,
     /// Seconds a client has to send its request headers.
     pub header_timeout_seconds: u64,
     /// PEM certificate chain; with `tls_key`, HTTP is served over TLS (HTTP/2 by ALPN).
@@ -169,6 +173,7 @@ impl Default for HttpConfig {
         Self {
             listen: ([0, 0, 0, 0], 8080).into(),
             max_connections: 4096,
+            max_event_streams: 20_000,
             header_timeout_seconds: 10,
             tls_cert: String::new(),
             tls_key: String::new(),
@@ -593,6 +598,7 @@ impl Config {
             ));
         }
         positive("http.max_connections", self.http.max_connections as f64)?;
+        positive("http.max_event_streams", self.http.max_event_streams as f64)?;
         positive(
             "http.header_timeout_seconds",
             self.http.header_timeout_seconds as f64,

@@ -315,3 +315,70 @@ fn segments_answer_ranges_and_head() {
     let (status, _) = srv.get("/hls/alice/source/index.m3u8");
     assert_eq!(status, 200);
 }
+
+/// Opens a chat event stream on a raw connection and returns it once the response head is in
+/// (or the status it was refused with).
+fn open_event_stream(addr: &str, channel: &str) -> Result<TcpStream, u16> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(10 * SECS)).expect("timeout");
+    s.write_all(
+        format!("GET /api/channels/{channel}/events HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    )
+    .expect("write");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    match text.split_whitespace().nth(1).and_then(|c| c.parse().ok()) {
+        Some(200) => Ok(s),
+        Some(code) => Err(code),
+        None => panic!("no answer for an event stream: {text:?}"),
+    }
+}
+
+/// Idle chat event streams have a budget of their own (`http.max_event_streams`): with more of
+/// them open than `http.max_connections`, playlists, the API and chat posts are still answered
+/// at once; past the event-stream budget a new stream is refused with 503 and Retry-After, and
+/// a closed stream's place is taken again.
+#[test]
+fn idle_event_streams_do_not_starve_other_requests() {
+    let srv = TestServer::start_with_http("max_connections = 4\nmax_event_streams = 10\n");
+    let mut streams: Vec<TcpStream> = (0..10)
+        .map(|i| {
+            open_event_stream(&srv.http, "alice")
+                .unwrap_or_else(|code| panic!("event stream {i} refused with {code}"))
+        })
+        .collect();
+    // Ten streams hold no general slot: four connections' worth of everything else goes on.
+    for _ in 0..4 {
+        assert_eq!(get_raw(&srv.http, "/healthz").map(|r| r.0), Some(200));
+    }
+    assert_eq!(srv.get("/api/channels/alice").0, 200);
+    assert_eq!(
+        srv.get("/hls/alice/master.m3u8").0,
+        404,
+        "answered, not live"
+    );
+    let post = ureq::post(&srv.url("/api/channels/alice/chat"))
+        .timeout(10 * SECS)
+        .send_json(serde_json::json!({"nick": "carol", "text": "still here"}))
+        .map(|r| r.status())
+        .unwrap_or_else(|e| match e {
+            ureq::Error::Status(code, _) => code,
+            e => panic!("chat post: {e}"),
+        });
+    assert_eq!(post, 202);
+    // The eleventh stream is over the budget.
+    assert_eq!(open_event_stream(&srv.http, "bob").err(), Some(503));
+    // One goes away; its place is free again once the server sees it close (at the latest
+    // when the next keep-alive comment, every 15 s, finds the socket gone).
+    drop(streams.pop());
+    wait_for(40 * SECS, "a freed event-stream place", || {
+        open_event_stream(&srv.http, "bob").ok()
+    });
+}
