@@ -8,13 +8,16 @@
 //! `http` (a pure router, then one module per surface) serves it. Lifecycle events (live, offline) flow from the bus to whoever subscribes: `announce`
 //! posts go-lives to X, Mastodon, Bluesky and webhooks; `chat` turns them into `live`/`offline`
 //! events for viewers and carries their messages. `proto` holds the pure protocol code
-//! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on.
+//! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on. `db` is the
+//! embedded SQLite database (`{storage.data_dir}/onair.sqlite3`) for what outlives the process,
+//! with its own thread; `chat` keeps its bans there.
 //! [`Server::start`] wires them together; `main.rs` adds the command line and signals.
 
 pub mod announce;
 pub mod bus;
 pub mod chat;
 pub mod config;
+pub mod db;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hls;
@@ -22,6 +25,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod proto;
+pub mod srt;
 pub mod tls;
 pub mod transcode;
 
@@ -51,10 +55,17 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen for SRT on {addr} (srt.listen): {source}")]
+    Srt {
+        addr: SocketAddr,
+        source: srt::SrtError,
+    },
     #[error(transparent)]
     Announce(#[from] announce::AnnounceError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
 }
 
 /// A running server.
@@ -62,12 +73,18 @@ pub struct Server {
     pub rtmp_addr: SocketAddr,
     /// The RTMPS listener's address, when `rtmp.tls_listen` is set.
     pub rtmps_addr: Option<SocketAddr>,
+    /// The SRT listener's address, unless `srt.listen` is empty.
+    pub srt_addr: Option<SocketAddr>,
+    /// The SRT listener (its own IO thread); dropped last, which closes its connections.
+    srt: Option<ingest::srt::SrtIngest>,
     /// The TLS listeners' certificates, read again on reload.
     certificates: Vec<tls::CertSlot>,
     pub http_addr: SocketAddr,
     pub bus: Arc<Bus>,
     pub store: Arc<HlsStore>,
     pub chat: Arc<Chat>,
+    /// The database (`{storage.data_dir}/onair.sqlite3`).
+    pub db: db::Db,
     /// Per-target announcement counters (attempts, successes, failures, dropped).
     pub announce: Arc<announce::AnnounceStats>,
     announcer: announce::AnnounceHandle,
@@ -103,6 +120,9 @@ impl Server {
     pub async fn start(cfg: Config) -> Result<Server, StartError> {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        // First: an unusable data_dir or a database from a newer version stops the start
+        // before anything listens.
+        let db = db::Db::open(&cfg.storage).await?;
         let bus = Bus::new();
         let store = Arc::new(HlsStore::new(StoreConfig {
             window: cfg.hls.playlist_window,
@@ -167,12 +187,29 @@ impl Server {
                 cancel.child_token(),
             ));
         }
+        let srt = match cfg.srt.listen_addr() {
+            Some(addr) => Some(
+                ingest::srt::SrtIngest::start(
+                    &cfg.srt,
+                    addr,
+                    &cfg.rtmp.app,
+                    ingest.clone(),
+                    &tracker,
+                    cancel.child_token(),
+                )
+                .map_err(|source| StartError::Srt { addr, source })?,
+            ),
+            None => None,
+        };
+        let srt_addr = srt.as_ref().map(ingest::srt::SrtIngest::local_addr);
         let chat = Chat::start(
             cfg.chat.clone(),
             bus.clone(),
+            db.clone(),
             &tracker,
             cancel.child_token(),
-        );
+        )
+        .await?;
         metrics::init(&tracker, cancel.child_token());
         let state = Arc::new(HttpState {
             announce: announce.stats.clone(),
@@ -192,15 +229,18 @@ impl Server {
             tls,
             cancel.child_token(),
         ));
-        info!(rtmp = %rtmp_addr, rtmps = ?rtmps_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");
+        info!(rtmp = %rtmp_addr, rtmps = ?rtmps_addr, srt = ?srt_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");
         let server = Server {
             rtmp_addr,
             rtmps_addr,
+            srt_addr,
+            srt,
             certificates,
             http_addr,
             bus,
             store,
             chat,
+            db,
             announce: announce.stats.clone(),
             announcer: announce,
             cancel,
@@ -275,12 +315,31 @@ impl Server {
         // Listeners, segmenting and transcoding are built at start; say what waits for a restart.
         let sections = [
             ("rtmp", format!("{:?}", old.rtmp), format!("{:?}", new.rtmp)),
+            // Debug redacts the passphrase: its change is told by comparing it.
+            (
+                "srt",
+                format!("{:?}", old.srt),
+                format!(
+                    "{:?}{}",
+                    new.srt,
+                    if old.srt.passphrase == new.srt.passphrase {
+                        ""
+                    } else {
+                        " passphrase changed"
+                    }
+                ),
+            ),
             ("http", format!("{:?}", old.http), format!("{:?}", new.http)),
             ("hls", format!("{:?}", old.hls), format!("{:?}", new.hls)),
             (
                 "transcode",
                 format!("{:?}", old.transcode),
                 format!("{:?}", new.transcode),
+            ),
+            (
+                "storage",
+                format!("{:?}", old.storage),
+                format!("{:?}", new.storage),
             ),
         ];
         for (section, before, after) in sections {
@@ -327,6 +386,19 @@ impl Server {
             warn!("some tasks did not stop in time");
         }
         let _ = tokio::time::timeout_at(deadline, self.http_task).await;
+        // Stops libsrt's IO thread (it notices within a poll interval) off the runtime.
+        if let Some(srt) = self.srt {
+            let _ =
+                tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || drop(srt)))
+                    .await;
+        }
+        // Last: everything that writes has stopped (or run out of time).
+        if tokio::time::timeout_at(deadline, self.db.close())
+            .await
+            .is_err()
+        {
+            warn!("the database did not close in time; its WAL is folded in at the next start");
+        }
     }
 }
 

@@ -15,6 +15,11 @@
 //! sender never waits, so a slow subscriber cannot slow the others. Ids start from the channel's
 //! creation time in microseconds, so they keep growing across restarts and a client resuming
 //! after a restart is not told it is ahead.
+//!
+//! Bans live in the database (`db::bans`) and, for the check on every post, in memory per
+//! channel. [`Chat::start`] loads them (importing the deprecated `chat.bans_file` once first);
+//! [`Chat::ban`] and [`Chat::unban`] run on the database thread: the row is committed, then
+//! the in-memory set changes, then the caller hears back, in that order and in one piece.
 
 pub mod bans;
 pub mod moderation;
@@ -32,10 +37,11 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, instrument};
+use tracing::{debug, error, info, instrument, warn};
 
 use crate::bus::{Bus, ChannelName, Lifecycle};
 use crate::config::ChatConfig;
+use crate::db::{self, Db, DbError};
 use bans::{BanFile, BanMap, Bans};
 use moderation::{clean_nick, clean_text, Invalid, TokenBucket};
 pub use sse::SseBody;
@@ -94,6 +100,9 @@ pub enum ChatError {
     NoSuchMessage { id: u64 },
     #[error("slow mode is limited to {max} seconds", max = MAX_SLOW_MODE_SECONDS)]
     SlowModeTooLong { seconds: u64 },
+    /// The database refused or failed the change (logged with the cause): nothing changed.
+    #[error("the change could not be saved; try again")]
+    Unsaved,
 }
 
 impl From<Invalid> for ChatError {
@@ -121,6 +130,16 @@ pub enum BanTarget {
     /// Compared case-insensitively.
     Nick(String),
     Address(IpAddr),
+}
+
+impl BanTarget {
+    /// The form kept in memory and in the database: nicks trimmed and lowercased.
+    pub fn normalized(&self) -> BanTarget {
+        match self {
+            BanTarget::Nick(n) => BanTarget::Nick(n.trim().to_lowercase()),
+            BanTarget::Address(a) => BanTarget::Address(*a),
+        }
+    }
 }
 
 /// One entry of a channel's history: the rendered frame plus what moderation needs.
@@ -227,6 +246,49 @@ impl ChatChannel {
         );
     }
 
+    /// Adds a (normalized) ban in memory and deletes the target's messages still in the
+    /// history; returns how many. Its open event streams end if it is an address.
+    fn apply_ban(&self, target: &BanTarget, history_len: usize) -> usize {
+        let mut st = self.lock();
+        let doomed: Vec<u64> = st
+            .history
+            .iter()
+            .filter(|h| match (&h.author, target) {
+                (Some((n, _)), BanTarget::Nick(t)) => n == t,
+                (Some((_, a)), BanTarget::Address(t)) => a == t,
+                _ => false,
+            })
+            .map(|h| h.id)
+            .collect();
+        match target {
+            BanTarget::Nick(n) => {
+                st.bans.nicks.insert(n.clone());
+            }
+            BanTarget::Address(a) => {
+                st.bans.addresses.insert(*a);
+                // Its open event streams end; new ones are refused while the ban lasts.
+                let _ = self.events.send(Ring::Kick(*a));
+            }
+        }
+        st.history.retain(|h| !doomed.contains(&h.id));
+        for id in &doomed {
+            self.publish_delete(&mut st, history_len, *id);
+        }
+        // Addresses are personal data: debug level only.
+        debug!(channel = %self.name, ?target, deleted = doomed.len(), "chat ban");
+        info!(channel = %self.name, deleted = doomed.len(), "chat ban added");
+        doomed.len()
+    }
+
+    /// Lifts a (normalized) ban in memory; false if there was none.
+    fn apply_unban(&self, target: &BanTarget) -> bool {
+        let mut st = self.lock();
+        match target {
+            BanTarget::Nick(n) => st.bans.nicks.remove(n),
+            BanTarget::Address(a) => st.bans.addresses.remove(a),
+        }
+    }
+
     /// Viewers: per address, the number of event streams open from it, or 1 if it only plays
     /// HLS. A player and the chat on one page count once; two tabs behind one NAT count twice.
     fn viewers(&self, now: Instant) -> u64 {
@@ -244,6 +306,12 @@ impl ChatChannel {
             .count() as u64;
         sse + hls_only
     }
+}
+
+/// Logs why a change could not be saved; the client is told to try again.
+fn unsaved(channel: &str, what: &str, e: DbError) -> ChatError {
+    error!(channel, error = %e, "{what} not saved to the database; nothing changed");
+    ChatError::Unsaved
 }
 
 /// Locks a std mutex, ignoring poisoning (the data are plain values).
@@ -267,28 +335,44 @@ pub struct Chat {
     /// Channels are created on first use for names the bus knows. Std mutex, short sections.
     channels: Mutex<BTreeMap<ChannelName, Arc<ChatChannel>>>,
     shutdown: CancellationToken,
-    /// `chat.bans_file`; the mutex orders the saves.
-    ban_file: Option<Mutex<BanFile>>,
+    /// Where bans are kept; ban changes run on its thread, which orders them.
+    db: Db,
+    /// `chat.bans_file` (deprecated): imported once, then rewritten from the database after
+    /// every change while the key is set, so that an older onair still finds the bans.
+    ban_file: Option<Arc<BanFile>>,
     /// Saved bans of channels not in use yet (or removed by a reload).
     saved_bans: Mutex<BanMap>,
 }
 
 impl Chat {
-    /// Creates the chat and starts its lifecycle and viewer tasks.
-    pub fn start(
+    /// Loads the bans from the database (importing `chat.bans_file` first, once), creates the
+    /// chat and starts its lifecycle and viewer tasks.
+    pub async fn start(
         cfg: ChatConfig,
         bus: Arc<Bus>,
+        db: Db,
         tracker: &TaskTracker,
         cancel: CancellationToken,
-    ) -> Arc<Chat> {
-        let ban_file = (!cfg.bans_file.is_empty()).then(|| BanFile::new(&cfg.bans_file));
-        let saved_bans = ban_file.as_ref().map(BanFile::load).unwrap_or_default();
+    ) -> Result<Arc<Chat>, DbError> {
+        let ban_file = (!cfg.bans_file.is_empty()).then(|| Arc::new(BanFile::new(&cfg.bans_file)));
+        if let Some(file) = &ban_file {
+            bans::import_once(&db, file.clone()).await?;
+            warn!(
+                path = %cfg.bans_file,
+                database = %db.path().display(),
+                "chat.bans_file is deprecated: bans now live in the database (the file was \
+                 imported once and is only rewritten for older versions); remove the key"
+            );
+        }
+        let saved_bans = db.call(|c| db::bans::all(c)).await?;
+        info!(bans = bans::count(&saved_bans), "chat bans loaded");
         let chat = Arc::new(Chat {
             cfg,
             bus: bus.clone(),
             channels: Mutex::new(BTreeMap::new()),
             shutdown: cancel.clone(),
-            ban_file: ban_file.map(Mutex::new),
+            db,
+            ban_file,
             saved_bans: Mutex::new(saved_bans),
         });
         tracker.spawn(lifecycle_task(
@@ -297,7 +381,7 @@ impl Chat {
             cancel.clone(),
         ));
         tracker.spawn(housekeeping_task(chat.clone(), cancel));
-        chat
+        Ok(chat)
     }
 
     /// The chat of a channel the bus knows.
@@ -556,40 +640,24 @@ impl Chat {
     }
 
     /// Bans a nick or an address and deletes its messages still in the history. Returns the
-    /// number of messages deleted.
-    pub fn ban(&self, channel: &str, target: &BanTarget) -> Result<usize, ChatError> {
+    /// number of messages deleted, once the ban is committed to the database.
+    pub async fn ban(&self, channel: &str, target: &BanTarget) -> Result<usize, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
-        let mut st = ch.lock();
-        let doomed: Vec<u64> = st
-            .history
-            .iter()
-            .filter(|h| match (&h.author, target) {
-                (Some((n, _)), BanTarget::Nick(t)) => *n == t.to_lowercase(),
-                (Some((_, a)), BanTarget::Address(t)) => a == t,
-                _ => false,
+        let target = target.normalized();
+        let (history, file) = (self.cfg.history, self.ban_file.clone());
+        // All of it on the database thread: the commit, then memory, in the order of the
+        // commits, and whole even if our caller stops waiting.
+        self.db
+            .call(move |conn| {
+                db::bans::add(conn, ch.name.as_str(), &target)?;
+                let deleted = ch.apply_ban(&target, history);
+                if let Some(f) = file {
+                    bans::rewrite(conn, &f);
+                }
+                Ok(deleted)
             })
-            .map(|h| h.id)
-            .collect();
-        match target {
-            BanTarget::Nick(n) => {
-                st.bans.nicks.insert(n.trim().to_lowercase());
-            }
-            BanTarget::Address(a) => {
-                st.bans.addresses.insert(*a);
-                // Its open event streams end; new ones are refused while the ban lasts.
-                let _ = ch.events.send(Ring::Kick(*a));
-            }
-        }
-        st.history.retain(|h| !doomed.contains(&h.id));
-        for id in &doomed {
-            ch.publish_delete(&mut st, self.cfg.history, *id);
-        }
-        // Addresses are personal data: debug level only.
-        debug!(channel = %ch.name, ?target, deleted = doomed.len(), "chat ban");
-        info!(channel = %ch.name, deleted = doomed.len(), "chat ban added");
-        drop(st);
-        self.save_bans();
-        Ok(doomed.len())
+            .await
+            .map_err(|e| unsaved(channel, "chat ban", e))
     }
 
     /// A channel's bans.
@@ -599,43 +667,25 @@ impl Chat {
         Ok(bans)
     }
 
-    /// Writes every channel's bans to `chat.bans_file`, if set. A failed write is logged; the
-    /// bans stay in force in memory.
-    fn save_bans(&self) {
-        let Some(file) = &self.ban_file else { return };
-        // One save at a time, each from a consistent view: channels (so none is created
-        // meanwhile, moving its bans out of `saved_bans`), then each channel, then the rest.
-        let file = lock(file);
-        let mut all = BanMap::new();
-        {
-            let map = lock(&self.channels);
-            for (name, ch) in map.iter() {
-                all.insert(name.to_string(), ch.lock().bans.clone());
-            }
-            for (name, b) in lock(&self.saved_bans).iter() {
-                all.entry(name.clone()).or_insert_with(|| b.clone());
-            }
-        }
-        if let Err(e) = file.save(&all) {
-            error!(error = %e, "chat bans could not be saved to chat.bans_file; they hold until restart");
-        }
-    }
-
-    /// Lifts a ban; false if there was none.
-    pub fn unban(&self, channel: &str, target: &BanTarget) -> Result<bool, ChatError> {
+    /// Lifts a ban; false if there was none. Answers once the change is committed.
+    pub async fn unban(&self, channel: &str, target: &BanTarget) -> Result<bool, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
-        let lifted = {
-            let mut st = ch.lock();
-            match target {
-                BanTarget::Nick(n) => st.bans.nicks.remove(&n.trim().to_lowercase()),
-                BanTarget::Address(a) => st.bans.addresses.remove(a),
-            }
-        };
-        if lifted {
-            info!(channel = %ch.name, "chat ban lifted");
-            self.save_bans();
-        }
-        Ok(lifted)
+        let target = target.normalized();
+        let file = self.ban_file.clone();
+        self.db
+            .call(move |conn| {
+                let stored = db::bans::remove(conn, ch.name.as_str(), &target)?;
+                let lifted = ch.apply_unban(&target) || stored;
+                if lifted {
+                    info!(channel = %ch.name, "chat ban lifted");
+                    if let Some(f) = file {
+                        bans::rewrite(conn, &f);
+                    }
+                }
+                Ok(lifted)
+            })
+            .await
+            .map_err(|e| unsaved(channel, "chat unban", e))
     }
 
     /// Sets slow mode (0 turns it off).
@@ -806,277 +856,4 @@ async fn housekeeping_task(chat: Arc<Chat>, cancel: CancellationToken) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-
-    fn chat_with(cfg: ChatConfig) -> (Arc<Chat>, Arc<Bus>) {
-        let bus = Bus::new();
-        bus.ensure(&ChannelName::new("alice"));
-        let tracker = TaskTracker::new();
-        let chat = Chat::start(cfg, bus.clone(), &tracker, CancellationToken::new());
-        (chat, bus)
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    async fn frames(body: &mut SseBody, n: usize) -> Vec<String> {
-        let mut out = Vec::new();
-        while out.len() < n {
-            let f = tokio::time::timeout(Duration::from_secs(2), body.frame())
-                .await
-                .expect("frame in time")
-                .expect("stream open")
-                .expect("infallible");
-            if let Ok(d) = f.into_data() {
-                out.push(String::from_utf8_lossy(&d).into_owned());
-            }
-        }
-        out
-    }
-
-    /// The next data frame, or `None` when the stream ended.
-    async fn next_frame(body: &mut SseBody) -> Option<String> {
-        loop {
-            let f = tokio::time::timeout(Duration::from_secs(60), body.frame())
-                .await
-                .expect("frame or end in time")?
-                .expect("infallible");
-            if let Ok(d) = f.into_data() {
-                return Some(String::from_utf8_lossy(&d).into_owned());
-            }
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn keepalives_come_through_the_ring_and_shutdown_ends_every_stream() {
-        let bus = Bus::new();
-        bus.ensure(&ChannelName::new("alice"));
-        let cancel = CancellationToken::new();
-        let chat = Chat::start(
-            ChatConfig::default(),
-            bus.clone(),
-            &TaskTracker::new(),
-            cancel.clone(),
-        );
-        let start = tokio::time::Instant::now();
-        let mut body = chat.subscribe("alice", ip("10.0.0.1"), None).unwrap();
-        let mut seen = Vec::new();
-        loop {
-            let f = next_frame(&mut body).await.expect("stream open");
-            if f == ": keep-alive\n\n" {
-                break;
-            }
-            seen.push(f);
-        }
-        let waited = start.elapsed();
-        assert!(
-            waited >= KEEPALIVE_INTERVAL && waited <= KEEPALIVE_INTERVAL + VIEWERS_INTERVAL,
-            "keep-alive after {waited:?}"
-        );
-        assert!(seen[0].starts_with("retry:"), "{seen:?}");
-        // Stopping ends the open stream, and one opened afterwards ends after its snapshot.
-        cancel.cancel();
-        while let Some(f) = next_frame(&mut body).await {
-            assert!(
-                f.starts_with(": keep-alive") || f.contains("event: viewers"),
-                "{f}"
-            );
-        }
-        let mut late = chat.subscribe("alice", ip("10.0.0.2"), None).unwrap();
-        let mut n = 0;
-        while next_frame(&mut late).await.is_some() {
-            n += 1;
-        }
-        assert_eq!(n, 3, "retry, state and viewers, then the end");
-    }
-
-    #[tokio::test]
-    async fn post_reaches_subscribers_and_history_replays_after_last_event_id() {
-        let (chat, _bus) = chat_with(ChatConfig::default());
-        let a = ip("10.0.0.1");
-        let first = chat.post("alice", a, "ann", "one").unwrap();
-        let second = chat.post("alice", a, "ann", "two").unwrap();
-        assert_eq!(second.id, first.id + 1);
-
-        let mut fresh = chat.subscribe("alice", a, None).unwrap();
-        let f = frames(&mut fresh, 5).await;
-        assert_eq!(f[0], "retry: 2000\n\n");
-        assert!(f[1].contains("\"text\":\"one\""), "{f:?}");
-        assert!(f[2].contains("\"text\":\"two\""), "{f:?}");
-        assert!(f[3].starts_with(&format!("id: {}\nevent: offline\n", second.id)));
-        assert!(f[4].contains("event: viewers"));
-
-        let mut resumed = chat.subscribe("alice", a, Some(first.id)).unwrap();
-        let f = frames(&mut resumed, 3).await;
-        assert!(f[1].contains("\"text\":\"two\""), "{f:?}");
-        assert!(f[2].contains("event: offline"), "{f:?}");
-
-        // An id from nowhere (another server, garbage) gets the whole history.
-        let mut stranger = chat.subscribe("alice", a, Some(u64::MAX)).unwrap();
-        let f = frames(&mut stranger, 3).await;
-        assert!(f[1].contains("\"text\":\"one\""), "{f:?}");
-
-        let third = chat.post("alice", a, "bob", "three").unwrap();
-        let got = frames(&mut resumed, 2).await;
-        let got = got.iter().find(|f| f.contains("event: chat")).unwrap();
-        assert!(got.starts_with(&format!("id: {}\n", third.id)), "{got}");
-    }
-
-    #[tokio::test]
-    async fn moderation() {
-        let cfg = ChatConfig {
-            burst: 2,
-            rate_per_second: 1.0,
-            blocked_words: vec!["darn".into()],
-            max_message_chars: 10,
-            ..Default::default()
-        };
-        let (chat, _bus) = chat_with(cfg);
-        let a = ip("10.0.0.1");
-        assert!(chat.post("alice", a, "ann", "hi").is_ok());
-        assert!(chat.post("alice", a, "ann", "hi").is_ok());
-        assert_eq!(
-            chat.post("alice", a, "ann", "hi"),
-            Err(ChatError::RateLimited { retry_after: 1 })
-        );
-        // Another nick from the same address has its own bucket.
-        assert_eq!(chat.post("alice", a, "bea", "darn").unwrap().text, "****");
-        assert!(matches!(
-            chat.post("alice", a, "cy", "01234567890"),
-            Err(ChatError::TooLong { .. })
-        ));
-        assert!(matches!(
-            chat.post("alice", a, "", "x"),
-            Err(ChatError::Invalid { .. })
-        ));
-        assert_eq!(chat.post("nobody", a, "x", "y"), Err(ChatError::NoChannel));
-
-        let b = ip("10.0.0.2");
-        let m = chat.post("alice", b, "Troll", "spam").unwrap();
-        assert_eq!(chat.ban("alice", &BanTarget::Nick("troll".into())), Ok(1));
-        assert_eq!(chat.post("alice", b, "TROLL", "x"), Err(ChatError::Banned));
-        assert_eq!(
-            chat.delete("alice", m.id),
-            Err(ChatError::NoSuchMessage { id: m.id })
-        );
-        assert_eq!(
-            chat.unban("alice", &BanTarget::Nick("Troll".into())),
-            Ok(true)
-        );
-        // An address ban ends that address's event streams (and only those) and refuses new
-        // ones while it lasts.
-        let mut troll_stream = chat.subscribe("alice", b, None).unwrap();
-        let mut other_stream = chat.subscribe("alice", ip("10.0.0.9"), None).unwrap();
-        chat.ban("alice", &BanTarget::Address(b)).unwrap();
-        assert_eq!(chat.post("alice", b, "other", "x"), Err(ChatError::Banned));
-        // Ends after its snapshot and whatever was already on its way (a timeout fails).
-        while next_frame(&mut troll_stream).await.is_some() {}
-        assert!(matches!(
-            chat.subscribe("alice", b, None),
-            Err(ChatError::Banned)
-        ));
-        let m = chat
-            .post("alice", ip("10.0.0.9"), "fay", "still here")
-            .unwrap();
-        let want = format!("id: {}\nevent: chat", m.id);
-        while !next_frame(&mut other_stream)
-            .await
-            .expect("still open")
-            .contains(&want)
-        {}
-        drop(troll_stream);
-        let alice = chat.stats().into_iter().find(|s| s.channel == "alice");
-        assert_eq!(alice.map(|s| s.subscribers), Some(1));
-
-        chat.set_slow_mode("alice", 30).unwrap();
-        let c = ip("10.0.0.3");
-        assert!(chat.post("alice", c, "dee", "one").is_ok());
-        assert!(matches!(
-            chat.post("alice", c, "dee", "two"),
-            Err(ChatError::SlowMode {
-                retry_after: 30 | 29
-            })
-        ));
-    }
-
-    #[tokio::test]
-    async fn subscriber_caps_and_counts() {
-        let cfg = ChatConfig {
-            max_subscribers: 3,
-            max_subscribers_per_address: 2,
-            ..Default::default()
-        };
-        let (chat, _bus) = chat_with(cfg);
-        let a = ip("10.0.0.1");
-        let s1 = chat.subscribe("alice", a, None).unwrap();
-        let _s2 = chat.subscribe("alice", a, None).unwrap();
-        assert!(matches!(
-            chat.subscribe("alice", a, None),
-            Err(ChatError::AddressFull)
-        ));
-        let _s3 = chat.subscribe("alice", ip("10.0.0.2"), None).unwrap();
-        assert!(matches!(
-            chat.subscribe("alice", ip("10.0.0.3"), None),
-            Err(ChatError::ChannelFull)
-        ));
-        chat.touch_hls("alice", a);
-        chat.touch_hls("alice", ip("10.0.0.9"));
-        assert_eq!(chat.viewers("alice"), 4);
-        drop(s1);
-        assert_eq!(chat.viewers("alice"), 3);
-        assert!(chat.subscribe("alice", a, None).is_ok());
-    }
-
-    #[tokio::test]
-    async fn slow_subscriber_is_disconnected_without_blocking_others() {
-        let (chat, _bus) = chat_with(ChatConfig {
-            rate_per_second: 1e6,
-            burst: 1_000_000,
-            ..Default::default()
-        });
-        let a = ip("10.0.0.1");
-        let mut slow = chat.subscribe("alice", a, None).unwrap();
-        let mut fast = chat.subscribe("alice", a, None).unwrap();
-        let _ = frames(&mut slow, 3).await;
-        let _ = frames(&mut fast, 3).await;
-        let total = EVENT_BUFFER + 10;
-        let last = format!("\"m{}\"", total - 1);
-        let reader = tokio::spawn(async move {
-            loop {
-                match fast.frame().await {
-                    Some(Ok(f)) => {
-                        if f.into_data()
-                            .is_ok_and(|d| String::from_utf8_lossy(&d).contains(&last))
-                        {
-                            return true;
-                        }
-                    }
-                    _ => return false,
-                }
-            }
-        });
-        for i in 0..total {
-            chat.post("alice", a, "ann", &format!("m{i}")).unwrap();
-            if i % 32 == 0 {
-                tokio::task::yield_now().await;
-            }
-        }
-        assert!(reader.await.unwrap(), "the fast subscriber got everything");
-        // The slow one gets its buffer's worth at most, then its stream ends.
-        let mut got = 0;
-        loop {
-            match tokio::time::timeout(Duration::from_secs(2), slow.frame()).await {
-                Ok(None) => break,
-                Ok(Some(_)) => got += 1,
-                Err(_) => panic!("lagging subscriber must be disconnected"),
-            }
-        }
-        assert!(got <= EVENT_BUFFER, "{got}");
-        let st = chat.stats();
-        let alice = st.iter().find(|c| c.channel == "alice").unwrap();
-        assert_eq!((alice.lagged, alice.messages), (1, total as u64));
-    }
-}
+mod tests;

@@ -78,6 +78,7 @@ pub fn chat_error(e: &ChatError) -> Response<Body> {
         ChatError::ChannelFull | ChatError::ServerFull => {
             (StatusCode::SERVICE_UNAVAILABLE, Some(10))
         }
+        ChatError::Unsaved => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
     };
     let mut r = match retry {
         Some(s) => json(

@@ -3,6 +3,7 @@
 //! Everything polls with a deadline; nothing sleeps for a fixed time to "let things settle".
 #![allow(dead_code)]
 
+pub mod api;
 pub mod rtmp;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -32,10 +33,15 @@ pub struct TestServer {
     pub http: String,
     /// The RTMPS listener, when the config sets `rtmp.tls_listen`.
     pub rtmps: Option<String>,
+    /// The SRT listener (on a free port unless the test turns SRT off).
+    pub srt: Option<String>,
     logs: Arc<Mutex<String>>,
     dir: PathBuf,
     /// The config file the server was started with.
     pub config: PathBuf,
+    /// Its `storage.data_dir`: inside the server's temp dir (removed with it) unless the test
+    /// gave one with [`TestServer::start_in`].
+    pub data_dir: PathBuf,
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -57,17 +63,35 @@ impl TestServer {
         Self::start_full("", extra, env)
     }
 
+    /// Starts on `data_dir` (which outlives the server, so a test can start another process
+    /// on the same database) with `extra` TOML as in [`TestServer::start`].
+    pub fn start_in(data_dir: &Path, extra: &str) -> TestServer {
+        Self::launch("", extra, &[], Some(data_dir.to_path_buf()))
+    }
+
     /// Starts with `http_keys` added to the `[http]` table.
     pub fn start_with_http(http_keys: &str) -> TestServer {
         Self::start_full(http_keys, "", &[])
     }
 
     /// `http_keys` go in the `[http]` table, `extra` after it; `env` is added to the server's.
+    /// The database goes in the server's temp dir.
     pub fn start_full(http_keys: &str, extra: &str, env: &[(&str, &str)]) -> TestServer {
+        Self::launch(http_keys, extra, env, None)
+    }
+
+    fn launch(
+        http_keys: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+        data_dir: Option<PathBuf>,
+    ) -> TestServer {
         let dir = temp_dir("srv");
         let cfg = dir.join("onair.toml");
+        let data_dir = data_dir.unwrap_or_else(|| dir.join("data"));
+        let storage = format!("[storage]\ndata_dir = \"{}\"\n", data_dir.display());
         let text = format!(
-            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}{extra}\n\
+            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}{extra}\n{storage}\
 [[channels]]\nname = \"alice\"\nkey = \"{ALICE_KEY}\"\ntitle = \"Alice's debate\"\n\
 [[channels]]\nname = \"bob\"\nkey = \"{BOB_KEY}\"\n"
         );
@@ -76,6 +100,8 @@ impl TestServer {
         cmd.args(["serve", "--config"])
             .arg(&cfg)
             .env("RUST_LOG", "info")
+            // SRT on a free port (the default is the fixed 8890); a test may override it.
+            .env("ONAIR__SRT__LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -107,17 +133,21 @@ impl TestServer {
                 .find_map(|w| w.strip_prefix(&format!("{name}=")).map(String::from))
                 .unwrap_or_else(|| panic!("no {name}= in {first:?}"))
         };
-        let rtmps = first
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("rtmps=").map(String::from));
+        let optional = |name: &str| {
+            first
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")).map(String::from))
+        };
         TestServer {
-            rtmps,
+            rtmps: optional("rtmps"),
+            srt: optional("srt"),
             rtmp: field("rtmp"),
             http: field("http"),
             child,
             logs,
             dir,
             config: cfg,
+            data_dir,
         }
     }
 
@@ -163,6 +193,13 @@ impl TestServer {
             .as_deref()
             .expect("no rtmps= in the address line");
         format!("rtmps://{addr}/live/{key}")
+    }
+
+    /// `srt://` URL of the SRT listener with `streamid` as is (ffmpeg 5.1 passes it on without
+    /// percent-decoding, `#!::…,` included) and `params` (`&passphrase=…`).
+    pub fn srt_url(&self, streamid: &str, params: &str) -> String {
+        let addr = self.srt.as_deref().expect("no srt= in the address line");
+        format!("srt://{addr}?streamid={streamid}{params}")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -421,10 +458,24 @@ pub fn run_ok(cmd: &mut Command) {
 }
 
 pub fn push(url: &str, opts: PushOpts) -> Push {
+    push_as(
+        url,
+        opts,
+        &["-flvflags", "no_duration_filesize", "-f", "flv"],
+    )
+}
+
+/// The test pattern in MPEG-TS to an `srt://` URL, as OBS's SRT output sends it.
+pub fn push_srt(url: &str, opts: PushOpts) -> Push {
+    push_as(url, opts, &["-f", "mpegts"])
+}
+
+fn push_as(url: &str, opts: PushOpts, format: &[&str]) -> Push {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
         .args(test_pattern_args(&opts))
-        .args(["-flvflags", "no_duration_filesize", "-f", "flv", url])
+        .args(format)
+        .arg(url)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     Push {
@@ -565,10 +616,17 @@ pub fn onair(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     cmd.args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RUST_LOG", "warn");
+    // `serve` opens the database: in a temp dir, never `data/` in the repository (the
+    // caller's env wins).
+    let data = temp_dir("cli-data");
+    if args.first() == Some(&"serve") {
+        cmd.env("ONAIR__STORAGE__DATA_DIR", &data);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run onair");
+    let _ = std::fs::remove_dir_all(&data);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
