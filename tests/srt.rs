@@ -152,10 +152,7 @@ fn wrong_key_and_garbage_are_refused_while_another_channel_plays() {
 fn passphrase_mismatch_is_refused() {
     let _g = media_lock();
     let pass = "correct-horse-battery";
-    let srv = TestServer::start_with(
-        SRT_CONFIG,
-        &[("ONAIR__SRT__PASSPHRASE", pass)],
-    );
+    let srv = TestServer::start_with(SRT_CONFIG, &[("ONAIR__SRT__PASSPHRASE", pass)]);
     let sid = format!("publish:{ALICE_KEY}");
     for params in ["&passphrase=wrong-horse-battery", ""] {
         let (ok, _) = push_srt(&srv.srt_url(&sid, params), short()).wait(30 * SECS);
@@ -171,10 +168,7 @@ fn passphrase_mismatch_is_refused() {
 #[test]
 fn a_caller_that_vanishes_ends_the_publish() {
     let _g = media_lock();
-    let srv = TestServer::start_with(
-        SRT_CONFIG,
-        &[("ONAIR__SRT__NO_MEDIA_TIMEOUT_SECONDS", "3")],
-    );
+    let srv = TestServer::start_with(SRT_CONFIG, &[("ONAIR__SRT__NO_MEDIA_TIMEOUT_SECONDS", "3")]);
     let mut pusher = push_srt(&srv.srt_url(&format!("publish:{ALICE_KEY}"), ""), short());
     assert_plays(&srv, "alice");
     // SIGKILL: no SRT shutdown message, the caller is just gone.
