@@ -115,8 +115,12 @@ fn serve(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             .webrtc_addr
             .map(|a| format!(" webrtc={a}"))
             .unwrap_or_default();
+        let srt = server
+            .srt_addr
+            .map(|a| format!(" srt={a}"))
+            .unwrap_or_default();
         println!(
-            "onair listening rtmp={} http={}{rtmps}{webrtc}",
+            "onair listening rtmp={} http={}{rtmps}{srt}{webrtc}",
             server.rtmp_addr, server.http_addr
         );
         loop {

@@ -12,7 +12,8 @@ use common::*;
 use stand_in::StandIn;
 
 fn server() -> TestServer {
-    TestServer::start_with("", &[("ONAIR__RTMP__NO_MEDIA_TIMEOUT_SECONDS", "3")])
+    // MPEG-TS segments: the tests probe single segments (fMP4 ones need the init segment).
+    TestServer::start_with(TS, &[("ONAIR__RTMP__NO_MEDIA_TIMEOUT_SECONDS", "3")])
 }
 
 fn opts(seconds: f64) -> WhipOpts {
@@ -299,7 +300,7 @@ fn takeovers_both_ways_keep_the_playlists_and_announce_once() {
     let hook = StandIn::start(stand_in::webhook("whip-hook-secret"));
     let srv = TestServer::start_with(
         &format!(
-            "[announce]\ngrace_seconds = 60\nbackoff_base_ms = 50\n\
+            "{TS}[announce]\ngrace_seconds = 60\nbackoff_base_ms = 50\n\
              [[announce.webhooks]]\nname = \"hook\"\nurl = \"{}\"\nsecret_env = \"TEST_HOOK_SECRET\"\n",
             hook.url()
         ),

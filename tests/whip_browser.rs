@@ -15,7 +15,8 @@ use common::*;
 
 fn publish_from_chromium(codec: &str, mime: &str) {
     let _g = media_lock();
-    let srv = TestServer::start("");
+    // MPEG-TS segments: one segment is probed on its own.
+    let srv = TestServer::start(TS);
     let root = env!("CARGO_MANIFEST_DIR");
     let mut node = Command::new("node")
         .arg(format!("{root}/tests/browser/whip.mjs"))

@@ -13,6 +13,7 @@
 
 pub mod media;
 pub mod rtmp;
+pub mod srt;
 pub mod whip;
 
 use std::net::SocketAddr;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod ertmp;
 pub mod rtmp;
 pub mod sse;
 pub mod whip;
@@ -23,6 +24,10 @@ pub fn media_lock() -> MutexGuard<'static, ()> {
 }
 
 pub const ALICE_KEY: &str = "alice-secret-key-123";
+
+/// Config for tests about MPEG-TS segments (they probe single segments as TS files or read
+/// their `N.ts` names); the built-in default is fMP4 with low-latency parts.
+pub const TS: &str = "[hls]\ncontainer = \"ts\"\n";
 pub const BOB_KEY: &str = "bob-secret-key-456";
 
 /// A running onair process.
@@ -34,6 +39,8 @@ pub struct TestServer {
     pub rtmps: Option<String>,
     /// The WebRTC (WHIP) UDP address.
     pub webrtc: Option<String>,
+    /// The SRT listener (on a free port unless the test turns SRT off).
+    pub srt: Option<String>,
     logs: Arc<Mutex<String>>,
     dir: PathBuf,
     /// The config file the server was started with.
@@ -100,6 +107,8 @@ impl TestServer {
         cmd.args(["serve", "--config"])
             .arg(&cfg)
             .env("RUST_LOG", "info")
+            // SRT on a free port (the default is the fixed 8890); a test may override it.
+            .env("ONAIR__SRT__LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -131,15 +140,15 @@ impl TestServer {
                 .find_map(|w| w.strip_prefix(&format!("{name}=")).map(String::from))
                 .unwrap_or_else(|| panic!("no {name}= in {first:?}"))
         };
-        let rtmps = first
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("rtmps=").map(String::from));
-        let webrtc = first
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("webrtc=").map(String::from));
+        let optional = |name: &str| {
+            first
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")).map(String::from))
+        };
         TestServer {
-            rtmps,
-            webrtc,
+            rtmps: optional("rtmps"),
+            srt: optional("srt"),
+            webrtc: optional("webrtc"),
             rtmp: field("rtmp"),
             http: field("http"),
             child,
@@ -192,6 +201,13 @@ impl TestServer {
             .as_deref()
             .expect("no rtmps= in the address line");
         format!("rtmps://{addr}/live/{key}")
+    }
+
+    /// `srt://` URL of the SRT listener with `streamid` as is (ffmpeg 5.1 passes it on without
+    /// percent-decoding, `#!::…,` included) and `params` (`&passphrase=…`).
+    pub fn srt_url(&self, streamid: &str, params: &str) -> String {
+        let addr = self.srt.as_deref().expect("no srt= in the address line");
+        format!("srt://{addr}?streamid={streamid}{params}")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -450,10 +466,24 @@ pub fn run_ok(cmd: &mut Command) {
 }
 
 pub fn push(url: &str, opts: PushOpts) -> Push {
+    push_as(
+        url,
+        opts,
+        &["-flvflags", "no_duration_filesize", "-f", "flv"],
+    )
+}
+
+/// The test pattern in MPEG-TS to an `srt://` URL, as OBS's SRT output sends it.
+pub fn push_srt(url: &str, opts: PushOpts) -> Push {
+    push_as(url, opts, &["-f", "mpegts"])
+}
+
+fn push_as(url: &str, opts: PushOpts, format: &[&str]) -> Push {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
         .args(test_pattern_args(&opts))
-        .args(["-flvflags", "no_duration_filesize", "-f", "flv", url])
+        .args(format)
+        .arg(url)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     Push {

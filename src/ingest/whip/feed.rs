@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::bus::{ChannelStats, Publication};
-use crate::ingest::media::{Clock, MediaFeed, MediaSink, VideoFrame};
+use crate::ingest::media::{Clock, MediaFeed, MediaSink, VideoCodec, VideoFrame};
 use crate::proto::aac::AacConfig;
 use crate::proto::avc::AvcConfig;
 use crate::proto::media::{MediaPacket, StreamInfo, Track};
@@ -114,6 +114,7 @@ impl Feed {
         let mut f = self.lock();
         match pkt.track {
             Track::Video => f.video(VideoFrame {
+                codec: VideoCodec::Avc,
                 data: pkt.data,
                 keyframe: pkt.keyframe,
                 dts,

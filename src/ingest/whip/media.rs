@@ -402,6 +402,6 @@ fn is_keyframe(d: &MediaData) -> bool {
         CodecExtra::Vp8(e) => e.is_keyframe,
         CodecExtra::Vp9(e) => e.is_keyframe,
         CodecExtra::Av1(e) => e.is_keyframe,
-        _ => crate::proto::avc::annex_b_nal_units(&d.data).any(|n| nal_type(n) == 5),
+        _ => crate::proto::nal::annex_b_nal_units(&d.data).any(|n| nal_type(n) == 5),
     }
 }
