@@ -416,8 +416,9 @@ impl Transcoder {
             slots.clone(),
             decoder_stats,
         ));
+        // Audio is cheap and holds segments back when late: ahead of the video batches.
         let audio = audio_cfg.map(|cfg| {
-            self.pool.job(AudioTranscoder::new(
+            self.pool.light_job(AudioTranscoder::new(
                 cfg,
                 audio_outs,
                 Arc::new(JobStats::default()),

@@ -250,7 +250,8 @@ impl MediaRouter {
             return;
         };
         let job = self.audio.get_or_insert_with(|| {
-            self.pool.job(AudioJob {
+            // Light: ahead of the ladder's video batches, so audio keeps up on a busy pool.
+            self.pool.light_job(AudioJob {
                 kbps: self.settings.audio_kbps,
                 conv: None,
                 failed: false,
