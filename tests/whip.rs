@@ -7,7 +7,7 @@ mod stand_in;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::whip::{header, media_file, post, publish, request, WhipOpts};
+use common::whip::{header, media_file, post, publish, request, WhipClient, WhipOpts};
 use common::*;
 use stand_in::StandIn;
 
@@ -22,6 +22,16 @@ fn opts(seconds: f64) -> WhipOpts {
         seconds,
         trickle: false,
     }
+}
+
+/// Publishes `media` (looped for `seconds`) to alice without trickle.
+fn publish_to_alice(srv: &TestServer, media: std::path::PathBuf, seconds: f64) -> WhipClient {
+    let opts = WhipOpts {
+        media,
+        seconds,
+        trickle: false,
+    };
+    publish(srv, "alice", ALICE_KEY, opts).expect("201")
 }
 
 const OFFER_HEAD: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
@@ -142,7 +152,13 @@ a=rtpmap:96 H264/90000\r\n"
 #[test]
 fn obs_shaped_publish_plays_as_h264_and_aac_and_delete_ends_it() {
     let _m = media_lock();
-    let srv = server();
+    let srv = TestServer::start_with(
+        TS,
+        &[
+            ("ONAIR__RTMP__NO_MEDIA_TIMEOUT_SECONDS", "3"),
+            ("ONAIR__SERVER__ADMIN_TOKEN", common::api::ADMIN_TOKEN),
+        ],
+    );
     let mut o = opts(30.0);
     o.trickle = true;
     let client = publish(&srv, "alice", ALICE_KEY, o).expect("201");
@@ -165,6 +181,21 @@ fn obs_shaped_publish_plays_as_h264_and_aac_and_delete_ends_it() {
     let ch = srv.json("/api/channels/alice");
     assert_eq!(ch["live"], true, "{ch}");
     srv.wait_log("WHIP publish started", Duration::from_secs(1));
+    // The publisher is where the media comes from (the client's UDP socket), in the admin
+    // API and the log line, with the HTTP peer beside it.
+    let streams = common::api::admin(&srv, "GET", "/api/admin/streams", None);
+    assert_eq!(streams.status, 200, "{}", streams.body);
+    let alice = streams
+        .body
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["channel"] == "alice"));
+    let alice = alice.unwrap_or_else(|| panic!("alice in {}", streams.body));
+    assert_eq!(alice["publisher"], client.local.to_string(), "{alice}");
+    assert_eq!(alice["protocol"], "whip", "{alice}");
+    srv.wait_log(
+        &format!("peer={} http_peer=127.0.0.1", client.local),
+        Duration::from_secs(1),
+    );
     assert_eq!(client.stop(), 200);
     wait_for(Duration::from_secs(10), "ENDLIST after DELETE", || {
         let (_, p) = srv.get("/hls/alice/source/index.m3u8");
@@ -502,17 +533,7 @@ fn audio_and_video_stay_in_sync_after_a_minute() {
     // Sanity: the source itself is in sync.
     let (v, a) = flash_and_beep_onsets(&media);
     assert!(v.len() >= 4 && a.len() >= 4, "source onsets {v:?} {a:?}");
-    let client = publish(
-        &srv,
-        "alice",
-        ALICE_KEY,
-        WhipOpts {
-            media,
-            seconds: 90.0,
-            trickle: false,
-        },
-    )
-    .expect("201");
+    let client = publish_to_alice(&srv, media, 90.0);
     client.wait_connected(Duration::from_secs(10));
     let started = std::time::Instant::now();
     wait_for(Duration::from_secs(80), "a minute of publishing", || {
@@ -557,4 +578,73 @@ fn audio_and_video_stay_in_sync_after_a_minute() {
         worst * 1000.0
     );
     assert_eq!(client.stop(), 200);
+}
+
+/// A browser's media keeps the wall clock's pace while the transcode pool is saturated (one
+/// worker, three `veryslow` ladder renditions it cannot encode in real time): converted audio must
+/// not starve behind the ladder's video, and audio that reaches the feed late must not be
+/// taken for a clock reset. Both happened with Chromium at 720p on the default config on a
+/// loaded machine: 28 s of broadcast listed 60.9 s of media, and audio frames were dropped.
+#[test]
+fn a_saturated_transcode_pool_keeps_browser_media_on_the_wall_clock() {
+    let _m = media_lock();
+    let mut extra =
+        "[hls]\nplaylist_window = 100\n[transcode]\nworkers = 1\nmax_lag_seconds = 10\n"
+            .to_string();
+    for height in [288, 270, 252] {
+        extra.push_str(&format!(
+            "[[transcode.ladder]]\nname = \"{height}p\"\nheight = {height}\nvideo_kbps = 100\n\
+             audio_kbps = 64\npreset = \"veryslow\"\n"
+        ));
+    }
+    let srv = TestServer::start_with(&extra, &[("ONAIR__RTMP__NO_MEDIA_TIMEOUT_SECONDS", "3")]);
+    let media = media_file("pattern360", 6, Some("testsrc=size=640x360:rate=30"), None);
+    let seconds = 20.0;
+    let client = publish_to_alice(&srv, media, seconds + 10.0);
+    client.wait_connected(Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    wait_for(
+        Duration::from_secs(seconds as u64 + 20),
+        "the broadcast's length",
+        || (started.elapsed().as_secs_f64() > seconds).then_some(()),
+    );
+    // The pool is saturated: the ladder is seconds behind the source.
+    let listed_in = |rendition: &str| -> f64 {
+        let (_, p) = srv.get(&format!("/hls/alice/{rendition}/index.m3u8"));
+        segments(&p).iter().map(|(_, d)| d).sum()
+    };
+    let (source_then, ladder_then) = (listed_in("source"), listed_in("288p"));
+    assert_eq!(client.stop(), 200);
+    let lasted = started.elapsed().as_secs_f64();
+    let media = wait_for(Duration::from_secs(10), "ENDLIST", || {
+        let (_, p) = srv.get("/hls/alice/source/index.m3u8");
+        p.contains("#EXT-X-ENDLIST").then_some(p)
+    });
+    let listed: f64 = segments(&media).iter().map(|(_, d)| d).sum();
+    let logs = srv.logs();
+    if std::env::var("WHIP_DEBUG").is_ok() {
+        eprintln!("{media}\n{logs}");
+    }
+    assert!(
+        ladder_then + 4.0 < source_then,
+        "the pool kept up (288p {ladder_then:.1} s, source {source_then:.1} s listed): the test did not load it"
+    );
+    assert!(
+        listed <= lasted * 1.2 + 3.0 && listed >= lasted * 0.6,
+        "{listed:.1} s of media from a {lasted:.1} s broadcast:\n{media}\n{logs}"
+    );
+    assert!(
+        !logs.contains("timestamp jump repaired"),
+        "late audio taken for a clock reset:\n{logs}"
+    );
+    assert!(
+        !logs.contains("audio conversion fell behind"),
+        "audio starved behind the ladder:\n{logs}"
+    );
+    let streams = ffprobe_url(&srv.url("/hls/alice/source/index.m3u8"));
+    assert!(streams.iter().any(|s| s.codec_name == "aac"), "{streams:?}");
+    assert!(
+        streams.iter().any(|s| s.codec_name == "h264"),
+        "{streams:?}"
+    );
 }

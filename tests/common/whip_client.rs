@@ -116,6 +116,8 @@ pub struct WhipOpts {
 
 /// A publishing client.
 pub struct WhipClient {
+    /// The client's UDP socket (its only ICE candidate): where its media comes from.
+    pub local: SocketAddr,
     pub location: String,
     pub etag: String,
     pub answer: String,
@@ -241,6 +243,7 @@ impl WhipClient {
         };
         let thread = std::thread::spawn(move || run.run());
         Ok(WhipClient {
+            local,
             location,
             etag,
             answer: body,

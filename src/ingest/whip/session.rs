@@ -122,6 +122,8 @@ pub struct Session {
     pub ended: Option<Ended>,
     /// Remote addresses routed to this session (from its STUN checks).
     pub addrs: Vec<SocketAddr>,
+    /// Where str0m last sent to: the remote of the candidate pair ICE selected, once it did.
+    remote: Option<SocketAddr>,
 }
 
 impl Session {
@@ -152,6 +154,7 @@ impl Session {
             video_mid: None,
             ended: None,
             addrs: Vec::new(),
+            remote: None,
         }
     }
 
@@ -202,6 +205,7 @@ impl Session {
                         break;
                     }
                     Ok(Output::Transmit(t)) => {
+                        self.remote = Some(t.destination);
                         if let Err(e) = socket.try_send_to(&t.contents, t.destination) {
                             debug!(error = %e, to = %t.destination, "WebRTC datagram not sent");
                         }
@@ -266,10 +270,13 @@ impl Session {
         if self.media.is_publishing() {
             return;
         }
+        // The publisher's address is where the media comes from: the selected candidate pair's
+        // remote (DTLS just finished over it). A browser on the server's own machine sends from
+        // one of the machine's addresses even when its page is on localhost; the HTTP peer
+        // (the offer's sender) is logged beside it.
         let addr = self
-            .addrs
-            .first()
-            .copied()
+            .remote
+            .or_else(|| self.addrs.first().copied())
             .unwrap_or(SocketAddr::new(self.peer_ip, 0));
         let Some(p) = self.publisher.take() else {
             return;
@@ -293,6 +300,7 @@ impl Session {
             channel = %self.channel(),
             session = %self.id.short(),
             peer = %addr,
+            http_peer = %self.peer_ip,
             after_ms = now.saturating_duration_since(self.created).as_millis() as u64,
             "WHIP publish started"
         );
