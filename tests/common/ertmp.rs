@@ -310,4 +310,3 @@ pub fn check_source_and_ladder(srv: &TestServer, codec_name: &str, codecs_prefix
     );
     codecs
 }
-
