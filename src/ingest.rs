@@ -836,12 +836,14 @@ mod tests {
                 key: Secret::new("alice-secret-1"),
                 key_env: None,
                 title: None,
+                owners: Vec::new(),
             },
             ChannelConfig {
                 name: "bob".into(),
                 key: Secret::new("bob-secret-22"),
                 key_env: None,
                 title: None,
+                owners: Vec::new(),
             },
         ]);
         let cases = [

@@ -18,6 +18,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod hls;
 pub mod http;
+pub mod identity;
 pub mod ingest;
 pub mod metrics;
 pub mod proto;
