@@ -1,8 +1,14 @@
-//! Stand-ins for the posting APIs: tiny HTTP/1.1 servers on 127.0.0.1:0 (std threads, one per
+//! Stand-ins for the posting and sign-in APIs (the sign-in servers are in their own files:
+//! `mastodon_server`, `x_server`, `bluesky_server`, sharing `oauth`): tiny HTTP/1.1 servers on 127.0.0.1:0 (std threads, one per
 //! connection) that check requests as the real services do and answer as they do. The OAuth
 //! 1.0a check is an independent implementation (its own percent-encoding and base string), so
 //! a signer bug cannot cancel itself out.
 #![allow(dead_code)]
+
+pub mod bluesky_server;
+pub mod mastodon_server;
+pub mod oauth;
+pub mod x_server;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
