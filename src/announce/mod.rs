@@ -31,7 +31,7 @@ use tracing::{error, info, warn};
 use crate::bus::{Bus, Lifecycle};
 use crate::config::{AnnounceConfig, ChannelConfig, Config, Secret};
 pub use message::{AnnounceKind, Announcement};
-pub use queue::{AnnounceStats, Delivery, RetryPolicy, TargetStats};
+pub use queue::{AnnounceStats, Delivery, Destination, RetryPolicy, TargetStats};
 
 use bluesky::BlueskyTarget;
 use mastodon::MastodonTarget;
@@ -90,6 +90,36 @@ impl Target {
             Target::Bluesky(t) => t.attempt(client, a).await,
             Target::Webhook(t) => t.attempt(client, a).await,
         }
+    }
+}
+
+/// A go-live target with the client it posts through: what the delivery queue serves.
+pub struct Posting {
+    pub target: Target,
+    pub client: reqwest::Client,
+}
+
+impl Destination for Posting {
+    type Post = Announcement;
+
+    fn name(&self) -> &str {
+        self.target.name()
+    }
+
+    fn noun(&self) -> &'static str {
+        "announcement"
+    }
+
+    fn credentials_hint(&self) -> &'static str {
+        self.target.credentials_hint()
+    }
+
+    fn about<'p>(&self, a: &'p Announcement) -> (&'p str, &'static str) {
+        (&a.channel, a.kind.as_str())
+    }
+
+    async fn attempt(&self, a: &Announcement) -> Result<(), AttemptError> {
+        self.target.attempt(&self.client, a).await
     }
 }
 
@@ -248,10 +278,13 @@ pub fn start(
         let stats = Arc::new(TargetStats::new(t.name()));
         let name = t.name().to_string();
         let tx = queue::spawn_worker(
-            t,
-            client.clone(),
+            Posting {
+                target: t,
+                client: client.clone(),
+            },
             policy,
             cfg.announce.queue,
+            1,
             stats.clone(),
             tracker,
             cancel.child_token(),
@@ -456,8 +489,10 @@ pub async fn send_test(
         let (client, a, cancel) = (client.clone(), a.clone(), cancel.clone());
         set.spawn(async move {
             let stats = TargetStats::new(t.name());
-            let d = queue::deliver(&t, &client, &a, policy, &stats, &cancel).await;
-            (i, t.name().to_string(), d)
+            let name = t.name().to_string();
+            let p = Posting { target: t, client };
+            let d = queue::deliver(&p, &a, policy, &stats, &cancel).await;
+            (i, name, d)
         });
     }
     let mut out = Vec::new();
