@@ -11,6 +11,7 @@
 
 pub mod atproto;
 pub mod bluesky;
+pub mod crosspost;
 pub mod crypto;
 pub mod dpop;
 pub mod mastodon;
