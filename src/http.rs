@@ -71,6 +71,12 @@ pub static ASSETS: &[Asset] = &[
         cache: "no-cache",
     },
     Asset {
+        name: "account.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/account.js"),
+        cache: "no-cache",
+    },
+    Asset {
         name: "index.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../assets/index.js"),
