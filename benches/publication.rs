@@ -75,7 +75,10 @@ async fn run() {
         &tracker,
         cancel.clone(),
     );
-    let publication = channel.begin_publish("127.0.0.1:1".parse().expect("addr"));
+    let publication = channel.begin_publish(
+        "127.0.0.1:1".parse().expect("addr"),
+        onair::bus::Protocol::Rtmp,
+    );
     publication.set_info(info);
 
     let mut delays = Vec::new();

@@ -74,11 +74,40 @@ pub enum Lifecycle {
     },
 }
 
+/// The ingest protocol a publication arrived by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Rtmp,
+    /// RTMP over TLS.
+    Rtmps,
+    Whip,
+    Srt,
+}
+
+impl Protocol {
+    /// The lowercase name shown in logs and `/api/admin/streams`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Rtmp => "rtmp",
+            Protocol::Rtmps => "rtmps",
+            Protocol::Whip => "whip",
+            Protocol::Srt => "srt",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who publishes on a channel now.
 #[derive(Debug, Clone)]
 pub struct PublisherInfo {
     pub id: u64,
     pub addr: SocketAddr,
+    pub protocol: Protocol,
     pub started_at: DateTime<Utc>,
     /// When the channel went live (kept across takeovers).
     pub live_since: DateTime<Utc>,
@@ -137,8 +166,9 @@ impl ChannelBus {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a publication; a live one is cancelled and replaced.
-    pub fn begin_publish(self: &Arc<Self>, addr: SocketAddr) -> Publication {
+    /// Starts a publication; a live one is cancelled and replaced, whatever its protocol.
+    /// Ingest calls this through `ingest::Ingest::publish`, after the key check.
+    pub fn begin_publish(self: &Arc<Self>, addr: SocketAddr, protocol: Protocol) -> Publication {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let cancel = CancellationToken::new();
@@ -153,6 +183,7 @@ impl ChannelBus {
             st.publisher = Some(PublisherInfo {
                 id,
                 addr,
+                protocol,
                 started_at: now,
                 live_since,
                 cancel: cancel.clone(),
@@ -319,14 +350,14 @@ mod tests {
         let mut media = ch.subscribe();
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
 
-        let first = ch.begin_publish(addr);
+        let first = ch.begin_publish(addr, Protocol::Rtmp);
         assert!(matches!(life.recv().await, Ok(Lifecycle::Live { .. })));
         assert!(matches!(
             media.recv().await,
             Ok(MediaEvent::Start { takeover: false })
         ));
 
-        let second = ch.begin_publish(addr);
+        let second = ch.begin_publish(addr, Protocol::Rtmp);
         assert!(first.cancelled().is_cancelled());
         assert!(matches!(
             media.recv().await,

@@ -12,11 +12,12 @@ use crate::config::{Container, RtmpConfig};
 use crate::hls::segmenter::Segmenter;
 use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
-use crate::ingest::{CoreEvent, IngestCore, MediaSink, MediaState};
+use crate::ingest::media::{Clock, MediaFeed, MediaSink};
+use crate::ingest::rtmp::{feed_audio_tag, feed_video_tag, CoreEvent, IngestCore};
 use crate::proto::avc;
 use crate::proto::media::{MediaPacket, StreamInfo, Track};
 
-/// Collects what [`MediaState`] delivers and runs it through a segmenter.
+/// Collects what a [`MediaFeed`] delivers and runs it through a segmenter.
 struct SegmentingSink {
     stats: ChannelStats,
     segmenter: Mutex<Segmenter>,
@@ -55,7 +56,7 @@ impl MediaSink for SegmentingSink {
 }
 
 /// Runs one RTMP connection's bytes through [`IngestCore`], accepting every connect and
-/// publish, with media through [`MediaState`] into a segmenter. The input is fed whole and, in
+/// publish, with media through a [`MediaFeed`] into a segmenter. The input is fed whole and, in
 /// a second core, in pieces of 1 to 64 bytes; both must agree when neither errs.
 pub fn rtmp_ingest(data: &[u8]) {
     let cfg = RtmpConfig::default();
@@ -63,8 +64,7 @@ pub fn rtmp_ingest(data: &[u8]) {
     let bound = limits.max_buffered_bytes + limits.max_chunk_size as usize + 64;
     let run = |pieces: &mut dyn Iterator<Item = &[u8]>| -> (usize, bool) {
         let mut core = IngestCore::new(limits);
-        let sink = SegmentingSink::new(Container::Fmp4);
-        let mut media = MediaState::default();
+        let mut media = MediaFeed::new(SegmentingSink::new(Container::Fmp4), Clock::RTMP);
         let mut events = 0usize;
         let mut input = pieces.next();
         while let Some(piece) = input {
@@ -92,11 +92,11 @@ pub fn rtmp_ingest(data: &[u8]) {
                     }
                     CoreEvent::Play { request_id } => core.reject(request_id, "x", "y"),
                     CoreEvent::Video { data, timestamp } => {
-                        media.video(&sink, &data, timestamp);
+                        feed_video_tag(&mut media, &data, timestamp);
                         Ok(())
                     }
                     CoreEvent::Audio { data, timestamp } => {
-                        media.audio(&sink, &data, timestamp);
+                        feed_audio_tag(&mut media, &data, timestamp);
                         Ok(())
                     }
                     CoreEvent::PublishFinished | CoreEvent::Metadata(_) => Ok(()),
@@ -166,7 +166,7 @@ pub fn rtmp_messages(data: &[u8]) {
 }
 
 /// Reads records `[kind, ts(4), len(2), body(len)]`: kind bit 0 selects audio or video, and
-/// runs each body through [`MediaState`] into a segmenter (FLV, AVC, AAC, timestamps, TS).
+/// runs each body as an FLV tag through a [`MediaFeed`] into a segmenter (FLV, AVC, AAC, timestamps, TS).
 pub fn flv_media(data: &[u8]) {
     for container in [Container::Ts, Container::Fmp4] {
         flv_media_into(data, container);
@@ -174,8 +174,7 @@ pub fn flv_media(data: &[u8]) {
 }
 
 fn flv_media_into(data: &[u8], container: Container) {
-    let sink = SegmentingSink::new(container);
-    let mut media = MediaState::default();
+    let mut media = MediaFeed::new(SegmentingSink::new(container), Clock::RTMP);
     let mut pos = 0usize;
     let bytes = Bytes::copy_from_slice(data);
     while let Some(h) = data.get(pos..pos + 7) {
@@ -185,13 +184,17 @@ fn flv_media_into(data: &[u8], container: Container) {
         let end = (start + len).min(data.len());
         let body = bytes.slice(start..end);
         if h[0] & 1 == 0 {
-            media.video(&sink, &body, ts);
+            feed_video_tag(&mut media, &body, ts);
         } else {
-            media.audio(&sink, &body, ts);
+            feed_audio_tag(&mut media, &body, ts);
         }
         pos = end;
     }
-    let mut s = sink.segmenter.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = media
+        .sink()
+        .segmenter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let _ = s.flush();
 }
 

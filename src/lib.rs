@@ -1,10 +1,11 @@
 //! onair: a self-hosted live-streaming server. Broadcasters push RTMP; viewers play adaptive
 //! HLS served from memory.
 //!
-//! The media path runs one way: `ingest` (RTMP connections) publishes on the `bus`; `hls`
-//! segments each channel into the in-memory store as the `source` rendition, and `transcode`
-//! adds the adaptive ladder's renditions next to it (on its own worker threads); `http` serves
-//! it. Lifecycle events (live, offline) flow from the bus to whoever subscribes: `announce`
+//! The media path runs one way: `ingest` (one module per protocol, all ending in
+//! `ingest::Ingest::publish` and a protocol-neutral `ingest::media::MediaFeed`) publishes on the
+//! `bus`; `hls` segments each channel into the in-memory store as the `source` rendition, and
+//! `transcode` adds the adaptive ladder's renditions next to it (on its own worker threads);
+//! `http` (a pure router, then one module per surface) serves it. Lifecycle events (live, offline) flow from the bus to whoever subscribes: `announce`
 //! posts go-lives to X, Mastodon, Bluesky and webhooks; `chat` turns them into `live`/`offline`
 //! events for viewers and carries their messages. `proto` holds the pure protocol code
 //! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on.
@@ -40,7 +41,7 @@ use crate::chat::Chat;
 use crate::config::Config;
 use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
-use crate::ingest::{IngestShared, KeyTable};
+use crate::ingest::{Ingest, KeyTable};
 use crate::transcode::Transcoder;
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +75,8 @@ pub struct Server {
     cancel: CancellationToken,
     tracker: TaskTracker,
     http_task: tokio::task::JoinHandle<()>,
-    ingest: Arc<IngestShared>,
+    /// Keys and publish, shared by every ingest protocol; keys swapped on reload.
+    ingest: Arc<Ingest>,
     /// The configuration in force (channels change on reload). Std mutex: short, no awaits.
     cfg: Mutex<Config>,
     /// Cancels one channel's tasks when the channel is removed by a reload.
@@ -143,25 +145,25 @@ impl Server {
         };
         let rtmps_addr = rtmps.as_ref().map(|(_, _, a)| *a);
 
-        let ingest = Arc::new(IngestShared::new(
+        let ingest = Arc::new(Ingest::new(KeyTable::new(&cfg.channels), bus.clone()));
+        let rtmp_shared = Arc::new(ingest::rtmp::RtmpShared::new(
             cfg.rtmp.clone(),
-            KeyTable::new(&cfg.channels),
-            bus.clone(),
+            ingest.clone(),
         ));
-        tracker.spawn(ingest::serve(
+        tracker.spawn(ingest::rtmp::serve(
             rtmp,
             None,
-            ingest.clone(),
+            rtmp_shared.clone(),
             tracker.clone(),
             cancel.child_token(),
         ));
         let mut certificates = Vec::new();
         if let Some((listener, slot, _)) = rtmps {
             certificates.push(slot.clone());
-            tracker.spawn(ingest::serve(
+            tracker.spawn(ingest::rtmp::serve(
                 listener,
                 Some(slot),
-                ingest.clone(),
+                rtmp_shared.clone(),
                 tracker.clone(),
                 cancel.child_token(),
             ));
@@ -254,8 +256,7 @@ impl Server {
             }
         }
         // New keys first, so a removed channel's key stops working before it is kicked.
-        *self.ingest.keys.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(KeyTable::new(&new.channels));
+        self.ingest.set_keys(KeyTable::new(&new.channels));
         for name in &report.removed {
             // Mark it removed first: its tasks then free its HLS instead of ending it.
             let channel = self.bus.get(name);

@@ -109,7 +109,7 @@ impl Running {
     fn go_live(&self, channel: &str) -> Publication {
         let addr: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
         let (ch, _) = self.bus.ensure(&ChannelName::new(channel));
-        ch.begin_publish(addr)
+        ch.begin_publish(addr, onair::bus::Protocol::Rtmp)
     }
 
     /// (attempts, successes, failures, dropped)
@@ -515,8 +515,16 @@ async fn reload_brings_new_titles_and_channels_and_reports_announce_changes() {
     assert_eq!(report.added, ["carol"]);
 
     let addr: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
-    let alice = server.bus.get("alice").expect("alice").begin_publish(addr);
-    let carol = server.bus.get("carol").expect("carol").begin_publish(addr);
+    let alice = server
+        .bus
+        .get("alice")
+        .expect("alice")
+        .begin_publish(addr, onair::bus::Protocol::Rtmp);
+    let carol = server
+        .bus
+        .get("carol")
+        .expect("carol")
+        .begin_publish(addr, onair::bus::Protocol::Rtmp);
     let posted = m.wait_accepted(2, WAIT).await;
     assert!(posted[0].form()["status"].contains("Alice's second debate"));
     assert!(posted[1].form()["status"].contains("Carol's show"));

@@ -209,6 +209,7 @@ fn admin_lists_streams_and_kicks_a_publisher() {
         .as_str()
         .expect("publisher")
         .starts_with("127.0.0.1:"));
+    assert_eq!(s["protocol"], "rtmp");
     assert_eq!(s["video"]["width"], 320);
     assert_eq!(s["video"]["height"], 180);
     assert!(s["video"]["codec"]

@@ -1,19 +1,24 @@
-//! Admin authorization: `Authorization: Bearer {server.admin_token}`, compared in constant time.
-//! Every `/api/admin/` handler calls [`authorize`] first and answers with
-//! [`AdminDenied::response`] when it fails.
+//! The admin surface: everything under `/api/admin/`: live streams with their publishers
+//! (`GET streams`), kicking a publisher, chat bans, deleting a message, slow mode. Every
+//! handler passes [`authorize`] first: `Authorization: Bearer {server.admin_token}`, compared in
+//! constant time, and answers with [`AdminDenied::response`] when it fails.
 //!
 //! No token configured means the admin API is off: 404 with a JSON reason (the routes do not
 //! exist), so a default install cannot be administered by guessing an empty token. A missing or
 //! wrong token is 401 with `WWW-Authenticate: Bearer`.
 
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use serde::Serialize;
-
-use super::{json_error, Body};
+use super::chat::chat_error;
+use super::request::{parse_forwarded_ip, read_json, Req};
+use super::response::{json, json_error, not_found};
+use super::router::Route;
+use super::{Body, HttpState};
 use crate::bus::Bus;
+use crate::chat::BanTarget;
 use crate::config::Secret;
 use crate::hls::{HlsStore, RenditionSummary};
 
@@ -66,49 +71,14 @@ pub fn authorize(headers: &HeaderMap, token: &Secret) -> Result<(), AdminDenied>
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(auth: Option<&str>) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Some(a) = auth {
-            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn bearer_token_rules() {
-        let t = Secret::new("s3cret-token");
-        let cases = [
-            (None, Err(AdminDenied::Missing)),
-            (Some("Bearer s3cret-token"), Ok(())),
-            (Some("bearer   s3cret-token "), Ok(())),
-            (Some("Bearer s3cret-tokeN"), Err(AdminDenied::Wrong)),
-            (Some("Bearer s3cret"), Err(AdminDenied::Wrong)),
-            (Some("Bearer "), Err(AdminDenied::Missing)),
-            (Some("Basic czNjcmV0"), Err(AdminDenied::Missing)),
-            (Some("s3cret-token"), Err(AdminDenied::Missing)),
-        ];
-        for (auth, want) in cases {
-            assert_eq!(authorize(&headers(auth), &t), want, "{auth:?}");
-        }
-        assert_eq!(
-            authorize(&headers(Some("Bearer ")), &Secret::default()),
-            Err(AdminDenied::Disabled)
-        );
-        assert_eq!(AdminDenied::Wrong.response().status(), 401);
-        assert_eq!(AdminDenied::Disabled.response().status(), 404);
-    }
-}
-
 /// One live stream as `GET /api/admin/streams` shows it.
 #[derive(Debug, Serialize)]
 pub struct StreamView {
     pub channel: String,
     /// The publisher's address (the encoder, or the proxy in front of it).
     pub publisher: String,
+    /// How it publishes: `rtmp`, `rtmps`, `whip` or `srt`.
+    pub protocol: &'static str,
     pub started_at: String,
     pub uptime_seconds: f64,
     pub video: Option<VideoView>,
@@ -147,6 +117,7 @@ pub fn streams(bus: &Bus, store: &HlsStore) -> Vec<StreamView> {
             let source = renditions.iter().find(|r| r.name == crate::hls::SOURCE);
             Some(StreamView {
                 publisher: p.addr.to_string(),
+                protocol: p.protocol.as_str(),
                 started_at: p.live_since.to_rfc3339(),
                 uptime_seconds: (now - p.live_since).num_milliseconds() as f64 / 1000.0,
                 video: info.video.as_ref().map(|v| VideoView {
@@ -167,4 +138,132 @@ pub fn streams(bus: &Bus, store: &HlsStore) -> Vec<StreamView> {
             })
         })
         .collect()
+}
+
+/// `POST`/`DELETE /api/admin/channels/{c}/bans`: exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BanBody {
+    nick: Option<String>,
+    address: Option<String>,
+}
+
+/// `PUT /api/admin/channels/{c}/slow-mode`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlowModeBody {
+    seconds: u64,
+}
+
+/// Every `/api/admin/` route, once the bearer token is checked.
+pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<Body> {
+    if let Err(denied) = authorize(&req.parts.headers, &state.admin_token) {
+        return denied.response();
+    }
+    let method = &req.parts.method;
+    match route {
+        Route::AdminBans(c) if method == Method::GET => match state.chat.bans(c) {
+            Ok(bans) => json(StatusCode::OK, &bans),
+            Err(e) => chat_error(&e),
+        },
+        Route::AdminBans(c) => match read_json::<BanBody>(req.body).await {
+            Ok(b) => ban(state, c, method == Method::POST, b),
+            Err(r) => r,
+        },
+        Route::AdminDeleteMessage(c, id) => match state.chat.delete(c, id) {
+            Ok(()) => json(StatusCode::OK, &serde_json::json!({ "deleted": id })),
+            Err(e) => chat_error(&e),
+        },
+        Route::AdminStreams => json(StatusCode::OK, &streams(&state.bus, &state.store)),
+        Route::AdminKick(c) => match state.bus.get(c) {
+            None => json_error(StatusCode::NOT_FOUND, "no such channel"),
+            Some(ch) => {
+                let kicked = ch.kick();
+                if kicked {
+                    tracing::info!(channel = %c, "publisher kicked by an admin");
+                }
+                json(StatusCode::OK, &serde_json::json!({ "kicked": kicked }))
+            }
+        },
+        Route::AdminSlowMode(c) => match read_json::<SlowModeBody>(req.body).await {
+            Ok(b) => match state.chat.set_slow_mode(c, b.seconds) {
+                Ok(()) => json(StatusCode::OK, &serde_json::json!({ "seconds": b.seconds })),
+                Err(e) => chat_error(&e),
+            },
+            Err(r) => r,
+        },
+        _ => not_found(),
+    }
+}
+
+fn ban(state: &HttpState, channel: &str, add: bool, b: BanBody) -> Response<Body> {
+    let target = match (b.nick, b.address) {
+        (Some(n), None) if !n.trim().is_empty() => BanTarget::Nick(n.trim().to_string()),
+        (None, Some(a)) => match parse_forwarded_ip(&a) {
+            Some(ip) => BanTarget::Address(ip),
+            None => return json_error(StatusCode::BAD_REQUEST, "address is not an IP address"),
+        },
+        _ => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of \"nick\" or \"address\"",
+            )
+        }
+    };
+    let shown = match &target {
+        BanTarget::Nick(n) => serde_json::json!({ "nick": n }),
+        BanTarget::Address(a) => serde_json::json!({ "address": a.to_string() }),
+    };
+    if add {
+        match state.chat.ban(channel, &target) {
+            Ok(deleted) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "banned": shown, "deleted_messages": deleted }),
+            ),
+            Err(e) => chat_error(&e),
+        }
+    } else {
+        match state.chat.unban(channel, &target) {
+            Ok(true) => json(StatusCode::OK, &serde_json::json!({ "unbanned": shown })),
+            Ok(false) => json_error(StatusCode::NOT_FOUND, "not banned"),
+            Err(e) => chat_error(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_token_rules() {
+        let t = Secret::new("s3cret-token");
+        let cases = [
+            (None, Err(AdminDenied::Missing)),
+            (Some("Bearer s3cret-token"), Ok(())),
+            (Some("bearer   s3cret-token "), Ok(())),
+            (Some("Bearer s3cret-tokeN"), Err(AdminDenied::Wrong)),
+            (Some("Bearer s3cret"), Err(AdminDenied::Wrong)),
+            (Some("Bearer "), Err(AdminDenied::Missing)),
+            (Some("Basic czNjcmV0"), Err(AdminDenied::Missing)),
+            (Some("s3cret-token"), Err(AdminDenied::Missing)),
+        ];
+        for (auth, want) in cases {
+            assert_eq!(authorize(&headers(auth), &t), want, "{auth:?}");
+        }
+        assert_eq!(
+            authorize(&headers(Some("Bearer ")), &Secret::default()),
+            Err(AdminDenied::Disabled)
+        );
+        assert_eq!(AdminDenied::Wrong.response().status(), 401);
+        assert_eq!(AdminDenied::Disabled.response().status(), 404);
+    }
 }

@@ -1,12 +1,14 @@
 //! Repairs the timestamps real encoders send so that everything downstream sees one clean,
 //! monotonic 90 kHz timeline.
 //!
-//! RTMP timestamps are 32-bit milliseconds: they wrap after 49.7 days (and some encoders start
-//! near the top). Encoders also send small backward steps (B-frame reordering mistakes, audio and
-//! video clocks disagreeing) and large jumps (a restarted capture, a clock reset). Peers kill the
-//! stream on these (MediaMTX closes its muxer on non-monotonic DTS); onair unwraps the 32-bit
-//! clock, clamps small backward steps per track, and rebases large jumps so the output timeline
-//! carries on, reporting each rebase so the caller can log it.
+//! Input timestamps come on a protocol's [`Clock`]: RTMP's are 32-bit milliseconds (they wrap
+//! after 49.7 days, and some encoders start near the top), MPEG-TS's are 33-bit 90 kHz ticks.
+//! Encoders also send small backward steps (B-frame reordering mistakes, audio and video clocks
+//! disagreeing) and large jumps (a restarted capture, a clock reset). Peers kill the stream on
+//! these (MediaMTX closes its muxer on non-monotonic DTS); onair unwraps the clock, clamps small
+//! backward steps per track, and rebases large jumps so the output timeline carries on,
+//! reporting each rebase so the caller can log it. Pure: used by `ingest::media` for every
+//! protocol.
 
 use super::media::{Track, TIMESCALE};
 
@@ -26,48 +28,111 @@ pub enum Repair {
     },
 }
 
+/// The clock an input protocol stamps its frames with: ticks per second and the width at which
+/// the counter wraps. Audio and video of one stream must share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// Ticks per second (1 to 90 000).
+    pub rate: u32,
+    /// The counter wraps at 2^`wrap_bits` (8 to 62).
+    pub wrap_bits: u32,
+}
+
+impl Clock {
+    /// RTMP / FLV: 32-bit milliseconds.
+    pub const RTMP: Clock = Clock {
+        rate: 1000,
+        wrap_bits: 32,
+    };
+    /// MPEG-TS PES (SRT): 33-bit 90 kHz ticks.
+    pub const MPEG_TS: Clock = Clock {
+        rate: 90_000,
+        wrap_bits: 33,
+    };
+
+    fn ticks_from_ms(&self, ms: i64) -> i64 {
+        ms * self.rate as i64 / 1000
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::RTMP
+    }
+}
+
 /// Per-stream timestamp state.
 #[derive(Debug, Default, Clone)]
 pub struct TimestampRepair {
-    /// Last raw 32-bit timestamp seen (any track) and its unwrapped value.
-    last_raw: Option<u32>,
+    clock: Clock,
+    /// Last raw timestamp seen (any track, within the wrap) and its unwrapped value (ticks).
+    last_raw: Option<u64>,
     unwrapped: i64,
-    /// Added to unwrapped input to get the output timeline (ms).
-    offset_ms: i64,
+    /// Added to unwrapped input to get the output timeline (ticks of the input clock).
+    offset: i64,
     /// Last output DTS (90 kHz) per track.
     last_video: Option<i64>,
     last_audio: Option<i64>,
 }
 
 impl TimestampRepair {
+    /// On RTMP's clock (32-bit milliseconds).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// On another protocol's clock.
+    pub fn with_clock(clock: Clock) -> Self {
+        Self {
+            clock: Clock {
+                rate: clock.rate.clamp(1, TIMESCALE as u32),
+                wrap_bits: clock.wrap_bits.clamp(8, 62),
+            },
+            ..Self::default()
+        }
+    }
+
     /// Maps one packet's raw RTMP timestamp and composition offset (ms) to (dts, pts) in 90 kHz.
+    /// For a repair made [`TimestampRepair::new`] (RTMP's clock).
     pub fn map(&mut self, track: Track, raw_ms: u32, composition_ms: i32) -> (i64, i64, Repair) {
+        self.map_ticks(track, raw_ms as u64, composition_ms as i64)
+    }
+
+    /// Maps one packet's raw decode timestamp and composition offset (PTS - DTS), both in ticks
+    /// of this repair's clock, to (dts, pts) in 90 kHz on a timeline that starts at zero.
+    pub fn map_ticks(&mut self, track: Track, raw: u64, composition: i64) -> (i64, i64, Repair) {
+        let modulus = 1i64 << self.clock.wrap_bits;
+        let raw = raw & (modulus as u64 - 1);
         let mut repair = Repair::None;
         match self.last_raw {
             None => {
-                self.unwrapped = raw_ms as i64;
+                self.unwrapped = raw as i64;
                 // Start the output timeline at zero whatever the encoder's first timestamp.
-                self.offset_ms = -(raw_ms as i64);
+                self.offset = -(raw as i64);
             }
             Some(last) => {
-                // Signed distance modulo 2^32: a wrap from 0xffff_ffxx to 0x0000_00yy is a
-                // small forward step.
-                let delta = raw_ms.wrapping_sub(last) as i32 as i64;
+                // Signed distance modulo the wrap: a wrap from just below it to just above zero
+                // is a small forward step.
+                let mut delta = (raw as i64 - last as i64).rem_euclid(modulus);
+                if delta >= modulus / 2 {
+                    delta -= modulus;
+                }
                 self.unwrapped += delta;
-                if !(-MAX_BACKWARD_STEP_MS..=MAX_FORWARD_JUMP_MS).contains(&delta) {
+                let back = self.clock.ticks_from_ms(MAX_BACKWARD_STEP_MS);
+                let forward = self.clock.ticks_from_ms(MAX_FORWARD_JUMP_MS);
+                if !(-back..=forward).contains(&delta) {
                     // Continue from the latest output time plus one small step.
-                    let latest = self.latest_out_ms();
-                    self.offset_ms = latest + 1 - self.unwrapped;
-                    repair = Repair::Rebased { jump_ms: delta };
+                    let latest = self.latest_out();
+                    self.offset = latest + 1 - self.unwrapped;
+                    repair = Repair::Rebased {
+                        jump_ms: delta * 1000 / self.clock.rate as i64,
+                    };
                 }
             }
         }
-        self.last_raw = Some(raw_ms);
-        let mut dts = (self.unwrapped + self.offset_ms) * TIMESCALE / 1000;
+        self.last_raw = Some(raw);
+        let rate = self.clock.rate as i64;
+        let mut dts = (self.unwrapped + self.offset) * TIMESCALE / rate;
         let last = match track {
             Track::Video => &mut self.last_video,
             Track::Audio => &mut self.last_audio,
@@ -81,16 +146,17 @@ impl TimestampRepair {
             }
         }
         *last = Some(dts);
-        let pts = (dts + composition_ms as i64 * TIMESCALE / 1000).max(dts);
+        let pts = (dts + composition * TIMESCALE / rate).max(dts);
         (dts, pts, repair)
     }
 
-    fn latest_out_ms(&self) -> i64 {
+    /// The latest output time, in ticks of the input clock.
+    fn latest_out(&self) -> i64 {
         let v = self
             .last_video
             .unwrap_or(0)
             .max(self.last_audio.unwrap_or(0));
-        v * 1000 / TIMESCALE
+        v * self.clock.rate as i64 / TIMESCALE
     }
 }
 
@@ -157,5 +223,17 @@ mod tests {
         assert_eq!(out[3], (21, 21, Repair::None));
         assert!(matches!(out[4].2, Repair::Rebased { .. }));
         assert!(out[4].0 > out[3].0);
+    }
+
+    #[test]
+    fn mpeg_ts_clock_unwraps_33_bits() {
+        let mut r = TimestampRepair::with_clock(Clock::MPEG_TS);
+        let near = (1u64 << 33) - 900;
+        assert_eq!(r.map_ticks(Video, near, 3000), (0, 3000, Repair::None));
+        // 1,800 ticks later, across the wrap.
+        assert_eq!(r.map_ticks(Video, 900, 0), (1800, 1800, Repair::None));
+        let (dts, _, rep) = r.map_ticks(Audio, 900 + 90_000 * 3600, 0);
+        assert_eq!(rep, Repair::Rebased { jump_ms: 3_600_000 });
+        assert_eq!(dts, 1801);
     }
 }

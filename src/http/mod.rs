@@ -1,0 +1,424 @@
+//! HTTP: the listeners and connections (HTTP/1.1 and HTTP/2, chosen by ALPN on TLS or by
+//! sniffing the h2c preface on cleartext; header timeout, connection limit, graceful shutdown),
+//! and [`HttpState::handle`], which routes each request ([`router::route`], pure) to the
+//! surface that answers it. One module per surface: [`hls`] (playlists, segments), [`api`]
+//! (JSON channels, health, metrics), [`chat`] (posts, event streams), [`pages`] (pages and
+//! embedded assets), [`admin`]; each has `handle(state, route, req)`. What every surface
+//! shares: [`request`] (client address, query, JSON bodies) and [`response`] (every response
+//! helper). A new surface is one more module, its routes in `router.rs`, and one line in the
+//! dispatch below. `lib.rs` builds the [`HttpState`] and starts [`serve`].
+
+pub mod admin;
+pub mod api;
+pub mod chat;
+pub mod hls;
+pub mod pages;
+pub mod request;
+pub mod response;
+pub mod router;
+
+pub use router::{route, Route};
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use self::request::{BoxError, Req, RequestBody};
+use self::response::{finish, json_error, not_found};
+use crate::bus::Bus;
+use crate::chat::Chat;
+use crate::config::{HttpConfig, Secret};
+use crate::hls::HlsStore;
+use crate::tls::{CertSlot, TlsError};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// What the HTTP service reads.
+pub struct HttpState {
+    pub store: Arc<HlsStore>,
+    pub bus: Arc<Bus>,
+    pub announce: Arc<crate::announce::AnnounceStats>,
+    pub chat: Arc<Chat>,
+    /// `server.admin_token`; empty turns the admin API off.
+    pub admin_token: Secret,
+    /// `chat.trusted_proxies`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// `None` when the ladder is empty (passthrough only).
+    pub transcoder: Option<Arc<crate::transcode::Transcoder>>,
+}
+
+impl HttpState {
+    /// Answers one request from `peer`: routes it and hands it to its surface.
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = req.into_parts();
+        let body: RequestBody = body.map_err(request::body_error).boxed_unsync();
+        let head = parts.method == Method::HEAD;
+        // The route borrows the path; the request moves on to its surface (a cheap clone).
+        let (method, uri) = (parts.method.clone(), parts.uri.clone());
+        let req = Req::new(parts, body, peer, &self.trusted_proxies);
+        let route = route(&method, uri.path());
+        let resp = match route {
+            Route::Master(_) | Route::MediaPlaylist(..) | Route::Segment(..) => {
+                hls::handle(self, route, req).await
+            }
+            Route::Channels | Route::Channel(_) | Route::Healthz | Route::Metrics => {
+                api::handle(self, route, req).await
+            }
+            Route::ChatPost(_) | Route::Events(_) => chat::handle(self, route, req).await,
+            Route::AdminBans(_)
+            | Route::AdminDeleteMessage(..)
+            | Route::AdminSlowMode(_)
+            | Route::AdminStreams
+            | Route::AdminKick(_) => admin::handle(self, route, req).await,
+            Route::Index | Route::Watch(_) | Route::Asset(_) => {
+                pages::handle(self, route, req).await
+            }
+            Route::Preflight => response::preflight(),
+            Route::MethodNotAllowed => {
+                json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            Route::NotFound => not_found(),
+        };
+        finish(resp, head)
+    }
+}
+
+/// TLS settings from the configured PEM files, offering HTTP/2 and HTTP/1.1 by ALPN; `None`
+/// when no certificate is configured (plain HTTP, where HTTP/2 is still offered as h2c).
+pub fn tls_config(cfg: &HttpConfig) -> Result<Option<CertSlot>, TlsError> {
+    if cfg.tls_cert.is_empty() {
+        return Ok(None);
+    }
+    CertSlot::load("http", &cfg.tls_cert, &cfg.tls_key, &[b"h2", b"http/1.1"]).map(Some)
+}
+
+/// Serves HTTP until `cancel`, then drains open connections gracefully.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<HttpState>,
+    cfg: HttpConfig,
+    tls: Option<CertSlot>,
+    cancel: CancellationToken,
+) {
+    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let protocols = Arc::new(Protocols::new(cfg.header_timeout_seconds));
+    let mut last_full_log: Option<std::time::Instant> = None;
+    loop {
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // At the limit nothing is accepted: new connections wait in the listen backlog.
+                // Said at most once a second (the peers are not known before accept).
+                if last_full_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    warn!(
+                        limit = cfg.max_connections,
+                        "http.max_connections reached: new connections wait in the listen backlog"
+                    );
+                    last_full_log = Some(std::time::Instant::now());
+                }
+                tokio::select! {
+                    p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    _ = cancel.cancelled() => break,
+                }
+            }
+        };
+        let (sock, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = cancel.cancelled() => break,
+        };
+        let _ = sock.set_nodelay(true);
+        let state = state.clone();
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let state = state.clone();
+            // Boxed: hyper keeps a slot the size of this future for the whole connection, and
+            // an event stream keeps its connection for hours; boxed, the slot is one pointer
+            // and the request's state is freed once the response has started.
+            let fut: Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>> =
+                Box::pin(async move { Ok(handle_request(&state, req, peer).await) });
+            fut
+        });
+        let protocols = protocols.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.as_ref().map(CertSlot::acceptor);
+        tokio::spawn(async move {
+            // The opening (sniff or TLS handshake) is boxed as well: a task is sized for the
+            // largest state it can hold, and this one lives as long as its connection.
+            let opening = Box::pin(open_connection(sock, peer, tls, &protocols, svc, watcher));
+            let Some(conn) = opening.await else { return };
+            if let Err(e) = conn.await {
+                log_connection_error(peer, &e, protocols.header_timeout);
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(3)) => debug!("http connections still open at shutdown; closing them"),
+    }
+}
+
+type ConnectionFuture = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
+
+/// Takes a connection from accept to its protocol: the TLS handshake and ALPN, or the h2c
+/// sniff on cleartext. `None` when the peer went away or timed out first (logged here).
+async fn open_connection<S>(
+    sock: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    protocols: &Protocols,
+    svc: S,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Option<ConnectionFuture>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limit = Duration::from_secs(protocols.header_timeout);
+    let Some(acceptor) = tls else {
+        return match tokio::time::timeout(limit, sniff_h2_preface(&sock)).await {
+            Ok(Ok(h2)) => Some(protocols.serve(TokioIo::new(sock), h2, svc, watcher)),
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "http connection failed before its first request");
+                None
+            }
+            Err(_) => {
+                log_refusal(peer, Refusal::HeaderTimeout(protocols.header_timeout));
+                None
+            }
+        };
+    };
+    let stream = match tokio::time::timeout(limit, acceptor.accept(sock)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            debug!(%peer, "TLS handshake timed out");
+            return None;
+        }
+    };
+    // Browsers and curl always negotiate the protocol by ALPN; a TLS client that offers none
+    // is served HTTP/1.1.
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    Some(protocols.serve(TokioIo::new(stream), h2, svc, watcher))
+}
+
+/// The HTTP/1.1 and HTTP/2 connection builders, configured once.
+///
+/// Picked per connection by [`sniff_h2_preface`] (cleartext) or ALPN (TLS) rather than by
+/// hyper-util's `auto` builder: `auto` reads the first 24 bytes itself and hands them to HTTP/1
+/// as a separate first read, after which hyper grows the connection's read buffer from 8 to
+/// 16 KiB. Peeking leaves the bytes in the socket, so an HTTP/1 connection (every event-stream
+/// subscriber) keeps one 8 KiB read buffer: 8 KiB less per open connection.
+struct Protocols {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    /// `http.header_timeout_seconds`: also bounds the TLS handshake and the h2c sniff.
+    header_timeout: u64,
+}
+
+impl Protocols {
+    fn new(header_timeout: u64) -> Self {
+        let header_limit = Duration::from_secs(header_timeout);
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_limit)
+            .max_buf_size(64 * 1024);
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new()).max_concurrent_streams(256);
+        Self {
+            http1,
+            http2,
+            header_timeout,
+        }
+    }
+
+    /// The connection's future, boxed and sized to the protocol it speaks: the connection task
+    /// then holds one pointer instead of room for the largest of HTTP/1, HTTP/2 and the TLS
+    /// handshake (a 5.7 KiB task per connection before, for hours per event-stream subscriber).
+    fn serve<I, S>(
+        &self,
+        io: I,
+        h2: bool,
+        svc: S,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) -> Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: hyper::service::HttpService<Incoming, ResBody = Body> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if h2 {
+            Box::pin(watcher.watch(self.http2.serve_connection(io, svc)))
+        } else {
+            Box::pin(watcher.watch(self.http1.serve_connection(io, svc)))
+        }
+    }
+}
+
+/// Whether a cleartext connection opens with the HTTP/2 preface (prior knowledge, h2c), seen by
+/// peeking so the bytes stay in the socket for the protocol that reads them. Decided at the
+/// first byte that differs; a client that sends the preface in pieces is waited for.
+async fn sniff_h2_preface(sock: &tokio::net::TcpStream) -> std::io::Result<bool> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    loop {
+        let n = sock.peek(&mut buf).await?;
+        if n == 0 {
+            // Closed before a byte: HTTP/1 reports the empty connection as it always has.
+            return Ok(false);
+        }
+        if buf[..n] != PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == PREFACE.len() {
+            return Ok(true);
+        }
+        // A prefix of the preface so far: peek returns at once while those bytes wait, so
+        // give the rest a moment to arrive (bounded by the caller's header timeout).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Why a connection was refused before it made a valid request.
+enum Refusal<'a> {
+    /// No complete request head within `http.header_timeout_seconds` (the value).
+    HeaderTimeout(u64),
+    TooLarge,
+    Invalid(&'a hyper::Error),
+}
+
+/// Logs a connection that ended with an error: a refusal (a limit, not HTTP) as a warning, at
+/// most once a second; anything else (the peer went away) at debug.
+fn log_connection_error(peer: SocketAddr, e: &hyper::Error, header_timeout: u64) {
+    if e.is_timeout() {
+        log_refusal(peer, Refusal::HeaderTimeout(header_timeout));
+    } else if e.is_parse_too_large() {
+        log_refusal(peer, Refusal::TooLarge);
+    } else if e.is_parse() {
+        log_refusal(peer, Refusal::Invalid(e));
+    } else {
+        debug!(%peer, error = %e, "http connection ended with an error");
+    }
+}
+
+/// Logs a refusal at most once a second, counting the ones left unsaid: a flood of slow or
+/// broken clients must not become a flood of log lines.
+fn log_refusal(peer: SocketAddr, why: Refusal<'_>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_LOG_SECOND: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if LAST_LOG_SECOND.swap(now, Ordering::Relaxed) == now {
+        UNLOGGED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let also = UNLOGGED.swap(0, Ordering::Relaxed);
+    match why {
+        Refusal::HeaderTimeout(secs) => {
+            warn!(%peer, also_refused = also, "http connection closed: request headers not received within http.header_timeout_seconds ({secs} s)")
+        }
+        Refusal::TooLarge => {
+            warn!(%peer, also_refused = also, "http request refused: headers larger than 64 KiB")
+        }
+        Refusal::Invalid(e) => {
+            warn!(%peer, also_refused = also, error = %e, "http request refused: not valid HTTP")
+        }
+    }
+}
+
+async fn handle_request(
+    state: &HttpState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let label = route(req.method(), req.uri().path()).label();
+    let resp = state.handle(req, peer).await;
+    // For an event stream this is the time to the response head, not the stream's life.
+    crate::metrics::http_request(label, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `sniff_h2_preface` decides for a client that writes `parts` (pausing between them)
+    /// over a real loopback connection; the bytes must still be in the socket afterwards.
+    async fn sniff(parts: &[&[u8]]) -> (bool, Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let client = tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            for p in parts {
+                c.write_all(&p).await.expect("write");
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            c.shutdown().await.expect("shutdown");
+        });
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        let h2 = tokio::time::timeout(Duration::from_secs(5), sniff_h2_preface(&sock))
+            .await
+            .expect("decided in time")
+            .expect("peek");
+        client.await.expect("client");
+        let mut rest = Vec::new();
+        sock.read_to_end(&mut rest).await.expect("read");
+        (h2, rest)
+    }
+
+    #[tokio::test]
+    async fn cleartext_protocol_is_sniffed_without_consuming() {
+        let preface: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        assert_eq!(sniff(&[preface]).await, (true, preface.to_vec()));
+        // Sent in pieces: waited for, not mistaken for HTTP/1.
+        assert_eq!(
+            sniff(&[&preface[..3], &preface[3..10], &preface[10..]]).await,
+            (true, preface.to_vec())
+        );
+        let get: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(sniff(&[get]).await, (false, get.to_vec()));
+        // Starts like the preface, then differs: HTTP/1 (which will refuse it).
+        assert!(!sniff(&[b"PRI", b" / HTTP/1.1"]).await.0);
+        // Closed without a byte.
+        assert_eq!(sniff(&[]).await, (false, Vec::new()));
+    }
+}

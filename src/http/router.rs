@@ -1,0 +1,287 @@
+//! The pure router: method and path in, a [`Route`] out, with its table test. No IO and no
+//! state: `super::HttpState::handle` matches the route to a surface module. A new route is a
+//! variant here, a line in [`route`] (and in the method check below it), and a line in the
+//! dispatch of `mod.rs`. Names must be `[A-Za-z0-9_-]{1,64}` and segment names what the HLS
+//! store makes, so there is no file path anywhere and nothing to traverse.
+
+use http::Method;
+
+use super::pages::ASSETS;
+use crate::config::is_name;
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    Index,
+    Watch(&'a str),
+    Master(&'a str),
+    MediaPlaylist(&'a str, &'a str),
+    Segment(&'a str, &'a str, &'a str),
+    Channels,
+    Channel(&'a str),
+    /// `POST /api/channels/{c}/chat`
+    ChatPost(&'a str),
+    /// `GET /api/channels/{c}/events`
+    Events(&'a str),
+    /// `POST`/`DELETE /api/admin/channels/{c}/bans`
+    AdminBans(&'a str),
+    /// `DELETE /api/admin/channels/{c}/chat/{id}`
+    AdminDeleteMessage(&'a str, u64),
+    /// `PUT /api/admin/channels/{c}/slow-mode`
+    AdminSlowMode(&'a str),
+    /// `GET /api/admin/streams`
+    AdminStreams,
+    /// `POST /api/admin/channels/{c}/kick`
+    AdminKick(&'a str),
+    /// An embedded file, by index in [`ASSETS`].
+    Asset(usize),
+    Healthz,
+    Metrics,
+    /// CORS preflight for any path.
+    Preflight,
+    NotFound,
+    MethodNotAllowed,
+}
+
+impl Route<'_> {
+    /// A low-cardinality name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Index => "index",
+            Route::Watch(_) => "watch",
+            Route::Master(_) => "master_playlist",
+            Route::MediaPlaylist(..) => "media_playlist",
+            Route::Segment(..) => "segment",
+            Route::Channels | Route::Channel(_) => "api_channels",
+            Route::Healthz => "healthz",
+            Route::Metrics => "metrics",
+            Route::ChatPost(_) => "chat_post",
+            Route::Events(_) => "chat_events",
+            Route::AdminBans(_) | Route::AdminDeleteMessage(..) | Route::AdminSlowMode(_) => {
+                "admin_chat"
+            }
+            Route::AdminStreams | Route::AdminKick(_) => "admin_streams",
+            Route::Asset(_) => "asset",
+            Route::Preflight => "preflight",
+            Route::NotFound => "not_found",
+            Route::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+}
+
+/// Maps a method and path to a route. Names must be `[A-Za-z0-9_-]{1,64}`; anything else
+/// (encoded characters, dots, empty segments) is not found.
+pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
+    if method == Method::OPTIONS {
+        return Route::Preflight;
+    }
+    let parts: Vec<&str> = match path.strip_prefix('/') {
+        Some("") => Vec::new(),
+        Some(rest) => rest.split('/').collect(),
+        None => return Route::NotFound,
+    };
+    let r = match parts.as_slice() {
+        [] => Route::Index,
+        ["healthz"] => Route::Healthz,
+        ["metrics"] => Route::Metrics,
+        ["watch", c] if is_name(c) => Route::Watch(c),
+        ["hls", c, "master.m3u8"] if is_name(c) => Route::Master(c),
+        ["hls", c, r, "index.m3u8"] if is_name(c) && is_name(r) => Route::MediaPlaylist(c, r),
+        ["hls", c, r, s] if is_name(c) && is_name(r) && is_segment_name(s) => {
+            Route::Segment(c, r, s)
+        }
+        ["api", "channels"] => Route::Channels,
+        ["api", "channels", c] if is_name(c) => Route::Channel(c),
+        ["api", "channels", c, "chat"] if is_name(c) => Route::ChatPost(c),
+        ["api", "channels", c, "events"] if is_name(c) => Route::Events(c),
+        ["api", "admin", "channels", c, "bans"] if is_name(c) => Route::AdminBans(c),
+        ["api", "admin", "channels", c, "chat", id] if is_name(c) => match parse_id(id) {
+            Some(id) => Route::AdminDeleteMessage(c, id),
+            None => return Route::NotFound,
+        },
+        ["api", "admin", "channels", c, "slow-mode"] if is_name(c) => Route::AdminSlowMode(c),
+        ["api", "admin", "streams"] => Route::AdminStreams,
+        ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
+        ["assets", name] => match ASSETS.iter().position(|a| a.name == *name) {
+            Some(i) => Route::Asset(i),
+            None => return Route::NotFound,
+        },
+        _ => return Route::NotFound,
+    };
+    let allowed = match r {
+        Route::ChatPost(_) => method == Method::POST,
+        Route::AdminBans(_) => {
+            method == Method::GET || method == Method::POST || method == Method::DELETE
+        }
+        Route::AdminDeleteMessage(..) => method == Method::DELETE,
+        Route::AdminSlowMode(_) => method == Method::PUT,
+        Route::AdminKick(_) => method == Method::POST,
+        _ => method == Method::GET || method == Method::HEAD,
+    };
+    if allowed {
+        r
+    } else {
+        Route::MethodNotAllowed
+    }
+}
+
+/// A message id: decimal digits that fit a u64.
+fn parse_id(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn is_segment_name(s: &str) -> bool {
+    crate::hls::MediaName::parse(s).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let get = Method::GET;
+        let cases: Vec<(Method, &str, Route)> = vec![
+            (get.clone(), "/", Route::Index),
+            (get.clone(), "/healthz", Route::Healthz),
+            (get.clone(), "/watch/alice", Route::Watch("alice")),
+            (
+                get.clone(),
+                "/hls/alice/master.m3u8",
+                Route::Master("alice"),
+            ),
+            (
+                get.clone(),
+                "/hls/alice/source/index.m3u8",
+                Route::MediaPlaylist("alice", "source"),
+            ),
+            (
+                get.clone(),
+                "/hls/alice/360p/12.ts",
+                Route::Segment("alice", "360p", "12.ts"),
+            ),
+            (
+                Method::HEAD,
+                "/hls/alice/360p/12.ts",
+                Route::Segment("alice", "360p", "12.ts"),
+            ),
+            (get.clone(), "/api/channels", Route::Channels),
+            (get.clone(), "/api/channels/alice", Route::Channel("alice")),
+            (Method::OPTIONS, "/anything", Route::Preflight),
+            (
+                Method::POST,
+                "/hls/alice/master.m3u8",
+                Route::MethodNotAllowed,
+            ),
+            (get.clone(), "/hls/../etc/passwd", Route::NotFound),
+            (
+                get.clone(),
+                "/hls/alice/source/..%2f..%2fx.ts",
+                Route::NotFound,
+            ),
+            (
+                get.clone(),
+                "/hls/alice%2fsource/index.m3u8",
+                Route::NotFound,
+            ),
+            (get.clone(), "/hls/alice/source/1.ts/", Route::NotFound),
+            (get.clone(), "/hls/alice/source/x.ts", Route::NotFound),
+            (get.clone(), "/hls/alice/source/.ts", Route::NotFound),
+            (get.clone(), "/hls//source/1.ts", Route::NotFound),
+            (get.clone(), "//", Route::NotFound),
+            (get.clone(), "", Route::NotFound),
+            (
+                get.clone(),
+                "/watch/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                Route::NotFound,
+            ),
+            (
+                Method::POST,
+                "/api/channels/alice/chat",
+                Route::ChatPost("alice"),
+            ),
+            (
+                get.clone(),
+                "/api/channels/alice/chat",
+                Route::MethodNotAllowed,
+            ),
+            (
+                get.clone(),
+                "/api/channels/alice/events",
+                Route::Events("alice"),
+            ),
+            (
+                Method::POST,
+                "/api/channels/alice/events",
+                Route::MethodNotAllowed,
+            ),
+            (Method::POST, "/api/channels/al.ce/chat", Route::NotFound),
+            (
+                Method::POST,
+                "/api/admin/channels/alice/bans",
+                Route::AdminBans("alice"),
+            ),
+            (
+                Method::DELETE,
+                "/api/admin/channels/alice/bans",
+                Route::AdminBans("alice"),
+            ),
+            (
+                get.clone(),
+                "/api/admin/channels/alice/bans",
+                Route::AdminBans("alice"),
+            ),
+            (
+                Method::PUT,
+                "/api/admin/channels/alice/bans",
+                Route::MethodNotAllowed,
+            ),
+            (
+                Method::DELETE,
+                "/api/admin/channels/alice/chat/1764000000000001",
+                Route::AdminDeleteMessage("alice", 1764000000000001),
+            ),
+            (
+                Method::DELETE,
+                "/api/admin/channels/alice/chat/-1",
+                Route::NotFound,
+            ),
+            (
+                Method::DELETE,
+                "/api/admin/channels/alice/chat/99999999999999999999999",
+                Route::NotFound,
+            ),
+            (
+                Method::PUT,
+                "/api/admin/channels/alice/slow-mode",
+                Route::AdminSlowMode("alice"),
+            ),
+            (get.clone(), "/api/admin/streams", Route::AdminStreams),
+            (
+                Method::POST,
+                "/api/admin/channels/alice/kick",
+                Route::AdminKick("alice"),
+            ),
+            (
+                get.clone(),
+                "/api/admin/channels/alice/kick",
+                Route::MethodNotAllowed,
+            ),
+            (
+                Method::POST,
+                "/api/admin/channels/alice/slow-mode",
+                Route::MethodNotAllowed,
+            ),
+            (get.clone(), "/assets/hls.min.js", Route::Asset(0)),
+            (get.clone(), "/assets/watch.js", Route::Asset(1)),
+            (get.clone(), "/assets/../Cargo.toml", Route::NotFound),
+            (get.clone(), "/assets/nope.js", Route::NotFound),
+        ];
+        for (m, p, want) in cases {
+            assert_eq!(route(&m, p), want, "{m} {p}");
+        }
+    }
+}

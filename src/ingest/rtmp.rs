@@ -1,0 +1,380 @@
+//! RTMP and RTMPS ingest: the listener and one task per connection, driving `rml_rtmp`'s
+//! handshake and `ServerSession`. A `publish` names a stream key and ends in
+//! [`super::Ingest::publish`] (key check, takeover); the connection then owns the publication's
+//! [`MediaFeed`], and FLV audio and video tags go into it ([`feed_video_tag`],
+//! [`feed_audio_tag`]).
+//!
+//! [`IngestCore`] is the IO-free protocol core (handshake, chunk stream within limits, session);
+//! `RtmpConnection` drives it over a socket; the fuzz targets (`crate::fuzzing`) drive it with
+//! arbitrary bytes. `lib.rs` starts [`serve`] once for RTMP and once more for RTMPS.
+//!
+//! Limits: connections at once, time to start publishing, silence from a publisher, chunk size,
+//! message size and buffered bytes. Every refusal is one log line naming the peer and the limit,
+//! never the stream key.
+
+mod core;
+
+pub use self::core::{CoreEvent, IngestCore};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, instrument, warn};
+
+use super::media::{MediaFeed, MediaSink, Track, VideoFrame};
+use super::{ConnectionLimit, Ingest, IngestError, Protocol};
+use crate::config::RtmpConfig;
+use crate::proto::aac::AacConfig;
+use crate::proto::avc::AvcConfig;
+use crate::proto::flv::{self, AudioTag, VideoTag};
+use crate::proto::timestamps::Clock;
+use crate::tls::CertSlot;
+
+/// How a connection ended, when it ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    ByPeer,
+    Refused,
+    Replaced,
+    Shutdown,
+}
+
+/// What the RTMP and RTMPS listeners share.
+pub struct RtmpShared {
+    pub cfg: RtmpConfig,
+    pub ingest: Arc<Ingest>,
+    /// `rtmp.max_connections`, shared by the RTMP and RTMPS listeners.
+    pub connections: ConnectionLimit,
+}
+
+impl RtmpShared {
+    pub fn new(cfg: RtmpConfig, ingest: Arc<Ingest>) -> Self {
+        Self {
+            connections: ConnectionLimit::new(cfg.max_connections, "rtmp.max_connections"),
+            cfg,
+            ingest,
+        }
+    }
+}
+
+/// A publisher's byte stream: a TCP socket, or TLS over one (RTMPS).
+trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+
+/// Accepts RTMP connections until `cancel`; with `tls`, RTMPS: the TLS handshake first, then
+/// the same RTMP.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<CertSlot>,
+    shared: Arc<RtmpShared>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+) {
+    let protocol = if tls.is_some() {
+        Protocol::Rtmps
+    } else {
+        Protocol::Rtmp
+    };
+    let scheme = protocol.as_str();
+    loop {
+        let (sock, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "{scheme} accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = cancel.cancelled() => return,
+        };
+        let Some(permit) = shared.connections.try_admit(scheme, peer) else {
+            drop(sock);
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        let tls = tls.as_ref().map(CertSlot::acceptor);
+        tracker.spawn(async move {
+            let hs = Duration::from_secs(shared.cfg.handshake_timeout_seconds);
+            let stream: Box<dyn ByteStream> = match tls {
+                None => Box::new(sock),
+                Some(acceptor) => match tokio::time::timeout(hs, acceptor.accept(sock)).await {
+                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Err(e)) => {
+                        warn!(%peer, error = %e, "rtmps connection refused: TLS handshake failed (plain RTMP sent to the RTMPS port?)");
+                        return;
+                    }
+                    Err(_) => {
+                        warn!(%peer, "rtmps connection closed: no TLS handshake within rtmp.handshake_timeout_seconds ({} s)", hs.as_secs());
+                        return;
+                    }
+                },
+            };
+            let mut conn = RtmpConnection::new(stream, peer, protocol, shared);
+            match conn.run(&cancel).await {
+                Ok(how) => debug!(%peer, ?how, "{scheme} connection closed"),
+                Err(e) if e.is_refusal() => {
+                    warn!(%peer, channel = %conn.channel_name(), error = %e, "{scheme} connection closed")
+                }
+                Err(e) => info!(%peer, error = %e, "{scheme} connection closed"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// One RTMP connection: owns the socket, the protocol core and the publication's feed.
+struct RtmpConnection {
+    sock: Box<dyn ByteStream>,
+    peer: SocketAddr,
+    protocol: Protocol,
+    shared: Arc<RtmpShared>,
+    core: IngestCore,
+    /// The publication and its media, while publishing.
+    feed: Option<MediaFeed>,
+    buf: Vec<u8>,
+    /// Once a publish was accepted: when media last arrived on this connection (the no-media
+    /// timeout runs from it, also after the publish finished while the encoder says goodbye).
+    last_media: Option<Instant>,
+}
+
+impl RtmpConnection {
+    fn new(
+        sock: Box<dyn ByteStream>,
+        peer: SocketAddr,
+        protocol: Protocol,
+        shared: Arc<RtmpShared>,
+    ) -> Self {
+        let core = IngestCore::new(IngestCore::limits(&shared.cfg));
+        Self {
+            sock,
+            peer,
+            protocol,
+            shared,
+            core,
+            feed: None,
+            buf: vec![0u8; 64 * 1024],
+            last_media: None,
+        }
+    }
+
+    #[instrument(skip_all, fields(peer = %self.peer))]
+    async fn run(&mut self, cancel: &CancellationToken) -> Result<Closed, IngestError> {
+        let hs_secs = self.shared.cfg.handshake_timeout_seconds;
+        let start_by = Instant::now() + Duration::from_secs(hs_secs);
+        let idle = Duration::from_secs(self.shared.cfg.no_media_timeout_seconds);
+        let idle_key = "rtmp.no_media_timeout_seconds";
+        let replaced = CancellationToken::new();
+        loop {
+            let kicked = self
+                .feed
+                .as_ref()
+                .map(|f| f.sink().cancelled().clone())
+                .unwrap_or_else(|| replaced.clone());
+            // Until the first publish, the time to start publishing; from then on silence.
+            let last_media = self
+                .feed
+                .as_ref()
+                .map(MediaFeed::last_media)
+                .or(self.last_media);
+            let (deadline, timeout) = match last_media {
+                Some(t) => (
+                    t + idle,
+                    IngestError::Idle {
+                        seconds: idle.as_secs(),
+                        key: idle_key,
+                    },
+                ),
+                None => (
+                    start_by,
+                    IngestError::HandshakeTimeout {
+                        seconds: hs_secs,
+                        key: "rtmp.handshake_timeout_seconds",
+                    },
+                ),
+            };
+            let n = tokio::select! {
+                r = self.sock.read(&mut self.buf) => r?,
+                _ = tokio::time::sleep_until(deadline) => return Err(timeout),
+                _ = kicked.cancelled() => {
+                    info!(channel = %self.channel_name(), "publisher disconnected: replaced by a new publish or kicked");
+                    return Ok(Closed::Replaced);
+                }
+                _ = cancel.cancelled() => return Ok(Closed::Shutdown),
+            };
+            if n == 0 {
+                if let Some(f) = &self.feed {
+                    info!(channel = %f.sink().channel().name, "publisher closed the connection");
+                }
+                return Ok(Closed::ByPeer);
+            }
+            let mut input = &self.buf[..n];
+            loop {
+                let events = self.core.feed(input);
+                input = &[];
+                // Answer what the core produced before reporting an error.
+                let mut closed = None;
+                if let Ok(events) = &events {
+                    for ev in events.iter() {
+                        if let Some(c) = self.handle_event(ev)? {
+                            closed = Some(c);
+                            break;
+                        }
+                    }
+                }
+                let out = self.core.take_output();
+                if !out.is_empty() {
+                    // A peer that sends but never reads must not hold the connection forever.
+                    tokio::select! {
+                        r = tokio::time::timeout(idle, self.sock.write_all(&out)) => match r {
+                            Ok(r) => r?,
+                            Err(_) => return Err(IngestError::WriteStalled { seconds: idle.as_secs(), key: idle_key }),
+                        },
+                        _ = cancel.cancelled() => return Ok(Closed::Shutdown),
+                    }
+                }
+                events?;
+                if let Some(c) = closed {
+                    return Ok(c);
+                }
+                if !self.core.has_pending() {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn channel_name(&self) -> String {
+        self.feed
+            .as_ref()
+            .map(|f| f.sink().channel_name().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Reacts to one core event; returns whether to close.
+    fn handle_event(&mut self, ev: &CoreEvent) -> Result<Option<Closed>, IngestError> {
+        match ev {
+            CoreEvent::Connect { request_id, app } => {
+                if *app == self.shared.cfg.app {
+                    self.core.accept(*request_id)?;
+                    Ok(None)
+                } else {
+                    warn!(peer = %self.peer, app = %app, expected = %self.shared.cfg.app, "rtmp connect refused: unknown application");
+                    self.core.reject(
+                        *request_id,
+                        "NetConnection.Connect.Rejected",
+                        "unknown application",
+                    )?;
+                    Ok(Some(Closed::Refused))
+                }
+            }
+            CoreEvent::Publish { request_id, key } => {
+                match self.shared.ingest.publish(key, self.protocol, self.peer) {
+                    Ok(publication) => {
+                        // Replacing the feed drops a previous publication of this connection.
+                        self.feed = Some(MediaFeed::new(publication, Clock::RTMP));
+                        self.core.accept(*request_id)?;
+                        self.core.allow_media();
+                        Ok(None)
+                    }
+                    Err(refused) => {
+                        // Logged by `publish`; the encoder is told why.
+                        self.core.reject(
+                            *request_id,
+                            "NetStream.Publish.BadName",
+                            &refused.to_string(),
+                        )?;
+                        Ok(Some(Closed::Refused))
+                    }
+                }
+            }
+            CoreEvent::PublishFinished => {
+                if let Some(f) = self.feed.take() {
+                    self.last_media = Some(f.last_media());
+                    info!(channel = %f.sink().channel_name(), "publish finished");
+                }
+                Ok(None)
+            }
+            CoreEvent::Play { request_id } => {
+                info!(peer = %self.peer, "rtmp play refused: playback is offered over HLS only");
+                self.core.reject(
+                    *request_id,
+                    "NetStream.Play.Failed",
+                    "playback is offered over HLS only",
+                )?;
+                Ok(Some(Closed::Refused))
+            }
+            CoreEvent::Metadata(metadata) => {
+                debug!(
+                    width = ?metadata.video_width,
+                    height = ?metadata.video_height,
+                    fps = ?metadata.video_frame_rate,
+                    encoder = ?metadata.encoder,
+                    "stream metadata"
+                );
+                Ok(None)
+            }
+            CoreEvent::Video { data, timestamp } => {
+                if let Some(f) = &mut self.feed {
+                    feed_video_tag(f, data, *timestamp);
+                }
+                Ok(None)
+            }
+            CoreEvent::Audio { data, timestamp } => {
+                if let Some(f) = &mut self.feed {
+                    feed_audio_tag(f, data, *timestamp);
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// An FLV video tag body (an RTMP video message) into the feed.
+pub fn feed_video_tag<S: MediaSink>(feed: &mut MediaFeed<S>, data: &Bytes, ts: u32) {
+    feed.received(data.len());
+    match flv::parse_video(data) {
+        Ok(VideoTag::AvcSequenceHeader(record)) => match AvcConfig::parse(record) {
+            Ok(cfg) => feed.set_video_config(cfg),
+            Err(e) => {
+                warn!(channel = %feed.sink().channel_name(), error = %e, "bad H.264 configuration ignored")
+            }
+        },
+        Ok(VideoTag::AvcFrame {
+            keyframe,
+            composition_ms,
+            data,
+        }) => feed.video(VideoFrame {
+            data,
+            keyframe,
+            dts: ts as u64,
+            composition: composition_ms as i64,
+        }),
+        Ok(VideoTag::Ignore) => {}
+        Err(e) => feed.unsupported(Track::Video, &e),
+    }
+}
+
+/// An FLV audio tag body (an RTMP audio message) into the feed.
+pub fn feed_audio_tag<S: MediaSink>(feed: &mut MediaFeed<S>, data: &Bytes, ts: u32) {
+    feed.received(data.len());
+    match flv::parse_audio(data) {
+        Ok(AudioTag::AacSequenceHeader(asc)) => match AacConfig::parse(asc) {
+            Ok(cfg) => feed.set_audio_config(cfg),
+            Err(e) => {
+                warn!(channel = %feed.sink().channel_name(), error = %e, "bad AAC configuration ignored")
+            }
+        },
+        Ok(AudioTag::AacFrame(frame)) => feed.audio(frame, ts as u64),
+        Err(e) => feed.unsupported(Track::Audio, &e),
+    }
+}
