@@ -51,7 +51,10 @@ pub fn status_request(
     visibility: &str,
 ) -> reqwest::RequestBuilder {
     client
-        .post(format!("{}/api/v1/statuses", instance.trim_end_matches('/')))
+        .post(format!(
+            "{}/api/v1/statuses",
+            instance.trim_end_matches('/')
+        ))
         .bearer_auth(token)
         .header("Idempotency-Key", &a.id)
         .form(&[("status", text(a).as_str()), ("visibility", visibility)])

@@ -291,7 +291,13 @@ async fn deliver_inner<D: Destination>(
         let err = match result {
             Ok(()) => {
                 stats.successes.fetch_add(1, Ordering::Relaxed);
-                info!(target = name, channel, event, tries = try_no, "{noun} posted");
+                info!(
+                    target = name,
+                    channel,
+                    event,
+                    tries = try_no,
+                    "{noun} posted"
+                );
                 return Delivery::Delivered { tries: try_no };
             }
             Err(e) => e,

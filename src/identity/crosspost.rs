@@ -29,12 +29,7 @@ const OUTCOMES_PER_SESSION: usize = 20;
 const OUTCOME_SESSIONS: usize = 10_000;
 
 /// The announcement a cross-post is made of (its `title` holds the viewer's words).
-pub fn compose(
-    public_url: &str,
-    channel: &str,
-    words: &str,
-    id: String,
-) -> Announcement {
+pub fn compose(public_url: &str, channel: &str, words: &str, id: String) -> Announcement {
     let url = watch_url(public_url, channel);
     Announcement {
         kind: AnnounceKind::CrossPost,
@@ -132,7 +127,9 @@ impl Outcomes {
 pub enum Refusal {
     #[error("you can cross-post {per_minute} messages a minute; wait a little")]
     PerMinute { per_minute: u32 },
-    #[error("you have cross-posted {per_broadcast} messages during this broadcast, the most allowed")]
+    #[error(
+        "you have cross-posted {per_broadcast} messages during this broadcast, the most allowed"
+    )]
     PerBroadcast { per_broadcast: u32 },
     #[error("onair does not post to X here: use the share link instead")]
     XOff,
@@ -375,9 +372,9 @@ fn viewer_reason(provider: Provider, e: &AttemptError) -> String {
     let who = provider.label();
     match e {
         AttemptError::Status { status, detail, .. } => match status.as_u16() {
-            401 | 403 => format!(
-                "{who} refused onair's access ({status}): sign in again to allow posting"
-            ),
+            401 | 403 => {
+                format!("{who} refused onair's access ({status}): sign in again to allow posting")
+            }
             422 | 400 => format!("{who} refused the post: {detail}"),
             429 => format!("{who} says you are posting too fast; try again later"),
             _ => format!("{who} did not take the post ({status})"),
@@ -393,7 +390,12 @@ mod tests {
 
     #[test]
     fn the_post_is_words_broadcaster_and_link() {
-        let a = compose("https://live.example.org", "alice", "Great point!", "id".into());
+        let a = compose(
+            "https://live.example.org",
+            "alice",
+            "Great point!",
+            "id".into(),
+        );
         assert_eq!(
             a.text,
             "Great point!\n\nWatching alice live: https://live.example.org/watch/alice"
@@ -435,14 +437,16 @@ mod tests {
             l.take("v", "alice", 1, t0),
             Err(Refusal::PerMinute { per_minute: 2 })
         );
-        l.take("other", "alice", 1, t0).expect("other viewers are apart");
+        l.take("other", "alice", 1, t0)
+            .expect("other viewers are apart");
         let t1 = t0 + Duration::from_secs(61);
         l.take("v", "alice", 1, t1).expect("3");
         assert_eq!(
             l.take("v", "alice", 1, t1),
             Err(Refusal::PerBroadcast { per_broadcast: 3 })
         );
-        l.take("v", "alice", 2, t1).expect("a new broadcast starts afresh");
+        l.take("v", "alice", 2, t1)
+            .expect("a new broadcast starts afresh");
     }
 
     #[test]

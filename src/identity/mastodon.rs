@@ -11,16 +11,13 @@
 //! only when the viewer asks to cross-post, and `read:follows read:search` when the chat is
 //! for followers (to look the owner up and read the relationship).
 
-use oauth2::basic::BasicClient;
-use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl,
-};
+use oauth2::{AuthType, CsrfToken, PkceCodeVerifier};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::net::{Net, NetError, Reach};
-use super::{oauth_error, Grant, Identity, IdentityError, Provider};
+use super::oauth::CodeClient;
+use super::{Grant, Identity, IdentityError, Provider};
 
 /// A server as the viewer named it: where it is, and the account name if a handle was given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,29 +229,16 @@ pub async fn register(
     }
 }
 
-fn client(
-    ep: &Endpoints,
-    app: &App,
-) -> Result<
-    BasicClient<
-        oauth2::EndpointSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointSet,
-    >,
-    IdentityError,
-> {
-    let bad = |what: &str| IdentityError::Provider {
+fn client<'a>(ep: &'a Endpoints, app: &'a App) -> CodeClient<'a> {
+    CodeClient {
         provider: Provider::Mastodon,
-        detail: format!("bad {what} URL"),
-    };
-    Ok(BasicClient::new(ClientId::new(app.client_id.clone()))
-        .set_client_secret(ClientSecret::new(app.client_secret.clone()))
-        .set_auth_uri(AuthUrl::new(ep.authorize.clone()).map_err(|_| bad("authorize"))?)
-        .set_token_uri(TokenUrl::new(ep.token.clone()).map_err(|_| bad("token"))?)
-        .set_redirect_uri(RedirectUrl::new(app.redirect_uri.clone()).map_err(|_| bad("redirect"))?)
-        .set_auth_type(AuthType::RequestBody))
+        client_id: &app.client_id,
+        client_secret: &app.client_secret,
+        authorize_url: &ep.authorize,
+        token_url: &ep.token,
+        redirect_uri: &app.redirect_uri,
+        auth_type: AuthType::RequestBody,
+    }
 }
 
 /// The URL to send the viewer to, with a fresh `state` and PKCE verifier (both returned, to
@@ -264,15 +248,7 @@ pub fn authorize_url(
     app: &App,
     scopes: &[String],
 ) -> Result<(Url, CsrfToken, PkceCodeVerifier), IdentityError> {
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(32);
-    let state = CsrfToken::new(super::crypto::random_token(32));
-    let st = state.clone();
-    let (url, state) = client(ep, app)?
-        .authorize_url(move || st)
-        .add_scopes(scopes.iter().cloned().map(Scope::new))
-        .set_pkce_challenge(challenge)
-        .url();
-    Ok((url, state, verifier))
+    client(ep, app).authorize_url(scopes)
 }
 
 /// Exchanges the code and reads the account.
@@ -285,24 +261,15 @@ pub async fn finish(
     verifier: PkceCodeVerifier,
     asked: &[String],
 ) -> Result<(Identity, Grant), IdentityError> {
-    let http = net.oauth_client(Reach::Viewer);
-    let token = client(ep, app)?
-        .exchange_code(AuthorizationCode::new(code))
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .map_err(|e| oauth_error(Provider::Mastodon, e))?;
-    let scopes: Vec<String> = match token.scopes() {
-        Some(s) => s.iter().map(|s| s.to_string()).collect(),
-        None => asked.to_vec(),
-    };
-    let access = token.access_token().secret().clone();
-    let identity = verify_credentials(net, origin, &access).await?;
+    let t = client(ep, app)
+        .exchange(net, Reach::Viewer, code, verifier, asked)
+        .await?;
+    let identity = verify_credentials(net, origin, &t.access_token).await?;
     Ok((
         identity,
         Grant {
-            access_token: access,
-            scopes,
+            access_token: t.access_token,
+            scopes: t.scopes,
             api_base: origin.as_str().trim_end_matches('/').to_string(),
             ..Grant::default()
         },

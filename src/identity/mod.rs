@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod dpop;
 pub mod mastodon;
 pub mod net;
+pub mod oauth;
 pub mod pending;
 pub mod web;
 pub mod x;

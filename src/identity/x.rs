@@ -5,15 +5,12 @@
 //! from the configuration, so tests point them at a stand-in. Access tokens last two hours and
 //! are not refreshed (no `offline.access`): an X session can cross-post for that long.
 
-use oauth2::basic::BasicClient;
-use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl,
-};
+use oauth2::{AuthType, CsrfToken, PkceCodeVerifier};
 use url::Url;
 
 use super::net::{Net, Reach};
-use super::{oauth_error, Grant, Identity, IdentityError, Provider};
+use super::oauth::CodeClient;
+use super::{Grant, Identity, IdentityError, Provider};
 use crate::config::AuthXConfig;
 
 /// Pages of followed accounts read at most when checking a follow (1000 per page).
@@ -35,30 +32,21 @@ fn api(cfg: &AuthXConfig) -> &str {
     cfg.api_base.trim_end_matches('/')
 }
 
-fn client(
-    cfg: &AuthXConfig,
-    redirect_uri: &str,
-) -> Result<
-    BasicClient<
-        oauth2::EndpointSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointSet,
-    >,
-    IdentityError,
-> {
-    let bad = |what: &str| IdentityError::Internal {
-        detail: format!("auth.x: bad {what} URL"),
-    };
-    Ok(BasicClient::new(ClientId::new(cfg.client_id.clone()))
-        .set_client_secret(ClientSecret::new(cfg.client_secret.expose().to_string()))
-        .set_auth_uri(AuthUrl::new(cfg.authorize_url.clone()).map_err(|_| bad("authorize"))?)
-        .set_token_uri(
-            TokenUrl::new(format!("{}/2/oauth2/token", api(cfg))).map_err(|_| bad("api_base"))?,
-        )
-        .set_redirect_uri(RedirectUrl::new(redirect_uri.to_string()).map_err(|_| bad("redirect"))?)
-        .set_auth_type(AuthType::BasicAuth))
+/// The token endpoint.
+pub fn token_url(cfg: &AuthXConfig) -> String {
+    format!("{}/2/oauth2/token", api(cfg))
+}
+
+fn client<'a>(cfg: &'a AuthXConfig, redirect_uri: &'a str, token_url: &'a str) -> CodeClient<'a> {
+    CodeClient {
+        provider: Provider::X,
+        client_id: &cfg.client_id,
+        client_secret: cfg.client_secret.expose(),
+        authorize_url: &cfg.authorize_url,
+        token_url,
+        redirect_uri,
+        auth_type: AuthType::BasicAuth,
+    }
 }
 
 /// The URL to send the viewer to, with a fresh `state` and PKCE verifier.
@@ -67,15 +55,7 @@ pub fn authorize_url(
     redirect_uri: &str,
     scopes: &[String],
 ) -> Result<(Url, CsrfToken, PkceCodeVerifier), IdentityError> {
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(32);
-    let state = CsrfToken::new(super::crypto::random_token(32));
-    let st = state.clone();
-    let (url, state) = client(cfg, redirect_uri)?
-        .authorize_url(move || st)
-        .add_scopes(scopes.iter().cloned().map(Scope::new))
-        .set_pkce_challenge(challenge)
-        .url();
-    Ok((url, state, verifier))
+    client(cfg, redirect_uri, &token_url(cfg)).authorize_url(scopes)
 }
 
 /// Exchanges the code and reads the account.
@@ -87,28 +67,16 @@ pub async fn finish(
     verifier: PkceCodeVerifier,
     asked: &[String],
 ) -> Result<(Identity, Grant), IdentityError> {
-    let http = net.oauth_client(Reach::Configured);
-    let token = client(cfg, redirect_uri)?
-        .exchange_code(AuthorizationCode::new(code))
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .map_err(|e| oauth_error(Provider::X, e))?;
-    let scopes: Vec<String> = match token.scopes() {
-        Some(s) => s.iter().map(|s| s.to_string()).collect(),
-        None => asked.to_vec(),
-    };
-    let access = token.access_token().secret().clone();
-    let expires_at = token
-        .expires_in()
-        .map(|d| chrono::Utc::now().timestamp() + d.as_secs() as i64);
-    let identity = me(net, cfg, &access).await?;
+    let t = client(cfg, redirect_uri, &token_url(cfg))
+        .exchange(net, Reach::Configured, code, verifier, asked)
+        .await?;
+    let identity = me(net, cfg, &t.access_token).await?;
     Ok((
         identity,
         Grant {
-            access_token: access,
-            expires_at,
-            scopes,
+            access_token: t.access_token,
+            expires_at: t.expires_at,
+            scopes: t.scopes,
             api_base: api(cfg).to_string(),
             ..Grant::default()
         },
