@@ -386,37 +386,10 @@ impl State {
             return xrpc_error(401, "AuthMissing", "Authentication Required");
         };
         let v = r.json();
-        let rec = &v["record"];
-        let text = rec["text"].as_str().unwrap_or_default();
-        let facets_ok = rec["facets"].as_array().is_some_and(|fs| {
-            !fs.is_empty()
-                && fs.iter().all(|f| {
-                    let s = f["index"]["byteStart"].as_u64().unwrap_or(u64::MAX) as usize;
-                    let e = f["index"]["byteEnd"].as_u64().unwrap_or(0) as usize;
-                    let uri = f["features"][0]["uri"].as_str().unwrap_or_default();
-                    f["features"][0]["$type"] == "app.bsky.richtext.facet#link"
-                        && text.as_bytes().get(s..e) == Some(uri.as_bytes())
-                })
-        });
-        let embed = &rec["embed"];
-        let embed_ok = embed.is_null()
-            || (embed["$type"] == "app.bsky.embed.external"
-                && embed["external"]["uri"]
-                    .as_str()
-                    .is_some_and(|u| text.contains(u))
-                && embed["external"]["title"].is_string()
-                && embed["external"]["description"].is_string());
-        if v["repo"] != did.as_str()
-            || v["collection"] != "app.bsky.feed.post"
-            || rec["$type"] != "app.bsky.feed.post"
-            || rec["createdAt"].as_str().is_none()
-            || text.is_empty()
-            || text.chars().count() > 300
-            || !facets_ok
-            || !embed_ok
-        {
+        if !super::post_record_ok(&v, &did) {
             return xrpc_error(400, "InvalidRequest", "Invalid app.bsky.feed.post record");
         }
+        let rec = &v["record"];
         self.posts.push(Post {
             did: did.clone(),
             record: rec.clone(),

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use super::oauth::{
     bearer, check_pkce, oauth_error, path_only, query, query_all, AuthRequest, Codes,
 };
-use super::{weighted_len, Received, Reply, StandIn};
+use super::{Received, Reply, StandIn};
 
 const SCOPES: [&str; 8] = [
     "read",
@@ -356,20 +356,14 @@ impl State {
             Some(app) if app.secret == secret => {}
             _ => return oauth_error(401, "invalid_client", "Client authentication failed"),
         }
-        let code = f.get("code").cloned().unwrap_or_default();
-        let entry = match self.codes.redeem(
-            &code,
-            &id,
-            f.get("redirect_uri").map(String::as_str).unwrap_or(""),
-            f.get("code_verifier").map(String::as_str).unwrap_or(""),
-        ) {
-            Ok(e) => e,
+        let (code, entry) = match self.codes.redeem_form(&f, &id) {
+            Ok(x) => x,
             Err(e) => return e,
         };
         if !self.accounts.contains_key(&entry.subject) {
             return oauth_error(400, "invalid_grant", "no such account");
         }
-        let token = super::oauth::random(32);
+        let token = self.codes.token_for(&code);
         self.tokens.insert(
             token.clone(),
             Token {
@@ -377,11 +371,6 @@ impl State {
                 scopes: entry.req.scopes.clone(),
             },
         );
-        self.codes
-            .issued
-            .entry(code)
-            .or_default()
-            .push(token.clone());
         Reply::new(
             200,
             serde_json::json!({"access_token": token, "token_type": "Bearer",
@@ -395,27 +384,10 @@ impl State {
             Ok(a) => a,
             Err(e) => return e,
         };
-        if !r
-            .header("content-type")
-            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
-        {
-            return Reply::new(422, r#"{"error":"Validation failed: Text can't be blank"}"#);
-        }
-        let f = r.form();
-        let status = f.get("status").cloned().unwrap_or_default();
-        let vis = f
-            .get("visibility")
-            .cloned()
-            .unwrap_or_else(|| "public".into());
-        if status.trim().is_empty() || weighted_len(&status) > 500 {
-            return Reply::new(422, r#"{"error":"Validation failed: Text can't be blank"}"#);
-        }
-        if !["public", "unlisted", "private", "direct"].contains(&vis.as_str()) {
-            return Reply::new(
-                422,
-                r#"{"error":"Validation failed: Visibility is invalid"}"#,
-            );
-        }
+        let (status, vis) = match super::status_form(r) {
+            Ok(x) => x,
+            Err(e) => return e,
+        };
         let key = r.header("idempotency-key").unwrap_or_default().to_string();
         let dup = !key.is_empty()
             && self

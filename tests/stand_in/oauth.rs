@@ -225,6 +225,28 @@ impl Codes {
         Ok(e.clone())
     }
 
+    /// Redeems the code of a token request's form for `client_id` (see [`Codes::redeem`]).
+    pub fn redeem_form(
+        &mut self,
+        f: &HashMap<String, String>,
+        client_id: &str,
+    ) -> Result<(String, CodeEntry), Reply> {
+        let code = f.get("code").cloned().unwrap_or_default();
+        let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
+        let e = self.redeem(&code, client_id, get("redirect_uri"), get("code_verifier"))?;
+        Ok((code, e))
+    }
+
+    /// A new access token for a redeemed code, revoked if the code is replayed.
+    pub fn token_for(&mut self, code: &str) -> String {
+        let token = random(32);
+        self.issued
+            .entry(code.to_string())
+            .or_default()
+            .push(token.clone());
+        token
+    }
+
     /// Whether a token was revoked because its code was replayed.
     pub fn revoked(&self, token: &str) -> bool {
         !self.issued.values().any(|ts| ts.iter().any(|t| t == token))

@@ -226,20 +226,14 @@ impl State {
         if f.get("grant_type").map(String::as_str) != Some("authorization_code") {
             return oauth_error(400, "invalid_request", "grant_type");
         }
-        let code = f.get("code").cloned().unwrap_or_default();
-        let entry = match self.codes.redeem(
-            &code,
-            X_CLIENT_ID,
-            f.get("redirect_uri").map(String::as_str).unwrap_or(""),
-            f.get("code_verifier").map(String::as_str).unwrap_or(""),
-        ) {
-            Ok(e) => e,
+        let (code, entry) = match self.codes.redeem_form(&f, X_CLIENT_ID) {
+            Ok(x) => x,
             Err(e) => return e,
         };
         if !self.users.contains_key(&entry.subject) {
             return oauth_error(400, "invalid_request", "no such user");
         }
-        let token = super::oauth::random(32);
+        let token = self.codes.token_for(&code);
         self.tokens.insert(
             token.clone(),
             Token {
@@ -247,11 +241,6 @@ impl State {
                 scopes: entry.req.scopes.clone(),
             },
         );
-        self.codes
-            .issued
-            .entry(code)
-            .or_default()
-            .push(token.clone());
         Reply::new(
             200,
             serde_json::json!({"token_type": "bearer", "expires_in": 7200, "access_token": token,
