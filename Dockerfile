@@ -1,5 +1,5 @@
 # onair: multi-stage build on Debian bookworm (FFmpeg 5.1).
-# docker build -t onair . && docker run -p 1935:1935 -p 8080:8080 -v $PWD/config/default.toml:/etc/onair/onair.toml onair
+# docker build -t onair . && docker run -p 1935:1935 -p 8080:8080 -v onair-data:/var/lib/onair -v $PWD/config/default.toml:/etc/onair/onair.toml onair
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY scripts/packages-build.txt scripts/
@@ -17,6 +17,10 @@ RUN apt-get update -qq \
  && useradd --system --uid 10001 --home /nonexistent onair
 COPY --from=build /src/target/release/onair /usr/local/bin/onair
 COPY config/default.toml /etc/onair/onair.toml
+# The database (storage.data_dir) lives in a volume the onair user owns.
+RUN mkdir -p /var/lib/onair && chown onair /var/lib/onair
+ENV ONAIR__STORAGE__DATA_DIR=/var/lib/onair
+VOLUME /var/lib/onair
 USER onair
 # 1936: RTMPS, when rtmp.tls_listen is set.
 EXPOSE 1935 1936 8080

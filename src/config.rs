@@ -82,6 +82,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub announce: AnnounceConfig,
     pub auth: AuthConfig,
+    pub storage: StorageConfig,
     pub log: LogConfig,
 }
 
@@ -292,7 +293,8 @@ pub struct ChatConfig {
     pub max_subscribers_per_address: usize,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub blocked_words: Vec<String>,
-    /// JSON file that keeps bans across restarts; empty: bans live in memory only.
+    /// Deprecated: bans live in the database. A bans file of an older version is imported
+    /// once at start, then rewritten after every change while this is set.
     pub bans_file: String,
     /// Who may post: anyone, signed-in viewers, or signed-in followers of the owner.
     pub mode: ChatMode,
@@ -326,6 +328,23 @@ impl Default for ChatConfig {
             blocked_words: Vec::new(),
             bans_file: String::new(),
             mode: ChatMode::Open,
+        }
+    }
+}
+
+/// `[storage]`: where onair keeps what outlives the process.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory of the database `onair.sqlite3` (and, next, recordings); relative paths are
+    /// from the working directory. Created at start if missing; must be writable.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
         }
     }
 }
@@ -794,6 +813,13 @@ impl Config {
             "chat.max_subscribers_per_address",
             self.chat.max_subscribers_per_address as f64,
         )?;
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "storage.data_dir",
+                "\"\"",
+                "a directory path (relative to the working directory or absolute)",
+            ));
+        }
         if !["pretty", "json"].contains(&self.log.format.as_str()) {
             return Err(invalid(
                 "log.format",
@@ -1069,6 +1095,7 @@ mod tests {
                 "[[transcode.ladder]]\nname = \"a\"\nheight = 360\nvideo_kbps = 800\naudio_kbps = 64\nmax_fps = 0\n",
                 "transcode.ladder[0].max_fps",
             ),
+            ("[storage]\ndata_dir = \"\"\n", "storage.data_dir"),
         ];
         for (text, key) in cases {
             let f = file(text);

@@ -231,12 +231,20 @@ pub fn http_route(data: &[u8]) {
         };
         store.push_segment("alice", "source", 0, &seg, chrono::Utc::now());
         let tracker = tokio_util::task::TaskTracker::new();
-        let chat = crate::chat::Chat::start(
-            crate::config::ChatConfig::default(),
-            bus.clone(),
-            &tracker,
-            tokio_util::sync::CancellationToken::new(),
-        );
+        // An in-memory database: fuzzed admin bans must not reach a file.
+        let chat = rt
+            .block_on(async {
+                let db = crate::db::Db::open_in_memory().await?;
+                crate::chat::Chat::start(
+                    crate::config::ChatConfig::default(),
+                    bus.clone(),
+                    db,
+                    &tracker,
+                    tokio_util::sync::CancellationToken::new(),
+                )
+                .await
+            })
+            .expect("chat with an in-memory database");
         Arc::new(HttpState {
             store,
             bus,

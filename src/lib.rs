@@ -8,13 +8,16 @@
 //! `http` (a pure router, then one module per surface) serves it. Lifecycle events (live, offline) flow from the bus to whoever subscribes: `announce`
 //! posts go-lives to X, Mastodon, Bluesky and webhooks; `chat` turns them into `live`/`offline`
 //! events for viewers and carries their messages. `proto` holds the pure protocol code
-//! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on.
+//! (FLV, H.264/AAC configuration, MPEG-TS, playlists) that the rest is built on. `db` is the
+//! embedded SQLite database (`{storage.data_dir}/onair.sqlite3`) for what outlives the process,
+//! with its own thread; `chat` keeps its bans there.
 //! [`Server::start`] wires them together; `main.rs` adds the command line and signals.
 
 pub mod announce;
 pub mod bus;
 pub mod chat;
 pub mod config;
+pub mod db;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hls;
@@ -56,6 +59,8 @@ pub enum StartError {
     Announce(#[from] announce::AnnounceError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
 }
 
 /// A running server.
@@ -69,6 +74,8 @@ pub struct Server {
     pub bus: Arc<Bus>,
     pub store: Arc<HlsStore>,
     pub chat: Arc<Chat>,
+    /// The database (`{storage.data_dir}/onair.sqlite3`).
+    pub db: db::Db,
     /// Per-target announcement counters (attempts, successes, failures, dropped).
     pub announce: Arc<announce::AnnounceStats>,
     announcer: announce::AnnounceHandle,
@@ -104,6 +111,9 @@ impl Server {
     pub async fn start(cfg: Config) -> Result<Server, StartError> {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        // First: an unusable data_dir or a database from a newer version stops the start
+        // before anything listens.
+        let db = db::Db::open(&cfg.storage).await?;
         let bus = Bus::new();
         let store = Arc::new(HlsStore::new(StoreConfig {
             window: cfg.hls.playlist_window,
@@ -171,9 +181,11 @@ impl Server {
         let chat = Chat::start(
             cfg.chat.clone(),
             bus.clone(),
+            db.clone(),
             &tracker,
             cancel.child_token(),
-        );
+        )
+        .await?;
         metrics::init(&tracker, cancel.child_token());
         let state = Arc::new(HttpState {
             announce: announce.stats.clone(),
@@ -202,6 +214,7 @@ impl Server {
             bus,
             store,
             chat,
+            db,
             announce: announce.stats.clone(),
             announcer: announce,
             cancel,
@@ -283,6 +296,11 @@ impl Server {
                 format!("{:?}", old.transcode),
                 format!("{:?}", new.transcode),
             ),
+            (
+                "storage",
+                format!("{:?}", old.storage),
+                format!("{:?}", new.storage),
+            ),
         ];
         for (section, before, after) in sections {
             if before != after {
@@ -328,6 +346,13 @@ impl Server {
             warn!("some tasks did not stop in time");
         }
         let _ = tokio::time::timeout_at(deadline, self.http_task).await;
+        // Last: everything that writes has stopped (or run out of time).
+        if tokio::time::timeout_at(deadline, self.db.close())
+            .await
+            .is_err()
+        {
+            warn!("the database did not close in time; its WAL is folded in at the next start");
+        }
     }
 }
 

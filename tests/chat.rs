@@ -8,11 +8,12 @@ use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::api::{admin, post_chat, request, ADMIN_TOKEN};
 use common::*;
 use serde_json::{json, Value};
 
 const SECS: Duration = Duration::from_secs(1);
-const TOKEN: &str = "test-admin-token-0123456789";
+const TOKEN: &str = ADMIN_TOKEN;
 
 /// One server-sent event.
 #[derive(Debug, Clone)]
@@ -158,66 +159,6 @@ impl Sse {
         }
         out
     }
-}
-
-struct Answer {
-    status: u16,
-    retry_after: Option<String>,
-    www_authenticate: Option<String>,
-    body: Value,
-}
-
-fn request(
-    srv: &TestServer,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    headers: &[(&str, &str)],
-) -> Answer {
-    let mut req = ureq::request(method, &srv.url(path)).timeout(10 * SECS);
-    for (k, v) in headers {
-        req = req.set(k, v);
-    }
-    let r = match body {
-        Some(b) => req.set("Content-Type", "application/json").send_string(b),
-        None => req.call(),
-    };
-    let resp = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {path}: {e}"),
-    };
-    let status = resp.status();
-    let retry_after = resp.header("retry-after").map(String::from);
-    let www_authenticate = resp.header("www-authenticate").map(String::from);
-    let text = resp.into_string().unwrap_or_default();
-    Answer {
-        status,
-        retry_after,
-        www_authenticate,
-        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    }
-}
-
-fn post_chat(srv: &TestServer, channel: &str, nick: &str, text: &str) -> Answer {
-    request(
-        srv,
-        "POST",
-        &format!("/api/channels/{channel}/chat"),
-        Some(&json!({"nick": nick, "text": text}).to_string()),
-        &[],
-    )
-}
-
-fn admin(srv: &TestServer, method: &str, path: &str, body: Option<Value>) -> Answer {
-    let auth = format!("Bearer {TOKEN}");
-    request(
-        srv,
-        method,
-        path,
-        body.map(|b| b.to_string()).as_deref(),
-        &[("Authorization", &auth)],
-    )
 }
 
 #[test]

@@ -1,7 +1,13 @@
-//! Bans that outlive the process: per channel, the banned nicks and addresses, kept in
-//! `chat.bans_file` (JSON) when it is set. The file is written whole after every change, to a
-//! temporary file renamed over the old one, so a crash mid-write leaves the previous version;
-//! it is read at start.
+//! Ban sets (per channel, the banned nicks and addresses) and the deprecated `chat.bans_file`.
+//!
+//! Bans are kept in the database (`db::bans`). Before it, they were kept in `chat.bans_file`
+//! (JSON, channel -> `{"nicks": [...], "addresses": [...]}`). [`import_once`] brings such a
+//! file into the database at the first start that sees it and records that in the `imports`
+//! table, in the same transaction, so a restart never imports it again (a lifted ban cannot
+//! come back from the file). While the key stays set, [`rewrite`] keeps the file in step with
+//! the database after every change, so that going back to an older onair loses nothing. The
+//! file is written whole, to a temporary file renamed over the old one, so a crash mid-write
+//! leaves the previous version.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -10,6 +16,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tracing::{error, info};
+
+use crate::db::{self, Db, DbError};
+
+/// The `imports` row that records the import of `chat.bans_file`.
+pub const IMPORT_NAME: &str = "chat.bans_file";
 
 /// One channel's bans. Nicks are kept lowercased (compared case-insensitively).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,34 +51,32 @@ impl BanFile {
         }
     }
 
-    /// The saved bans. A missing file is a first start; one that cannot be read or parsed is
-    /// moved aside (so that the next save cannot destroy what an admin may want back) and
-    /// reported, and the chat starts without bans rather than not at all.
-    pub fn load(&self) -> BanMap {
+    /// The file's bans; `None` if there is no file to take them from. A file that cannot be
+    /// read is reported; one that does not parse is also moved aside (so that the next
+    /// rewrite cannot destroy what an admin may want back). Either way the chat starts without
+    /// its bans rather than not at all.
+    pub fn read(&self) -> Option<BanMap> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BanMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
-                error!(path = %self.path.display(), error = %e, "chat.bans_file cannot be read; starting without saved bans");
-                return BanMap::new();
+                error!(path = %self.path.display(), error = %e, "chat.bans_file cannot be read; its bans are not imported");
+                return None;
             }
         };
         match serde_json::from_str::<BanMap>(&text) {
-            Ok(map) => {
-                let count: usize = map
-                    .values()
-                    .map(|b| b.nicks.len() + b.addresses.len())
-                    .sum();
-                info!(path = %self.path.display(), bans = count, "chat bans loaded");
-                map
-            }
+            Ok(map) => Some(map),
             Err(e) => {
                 let aside = aside_path(&self.path);
                 let moved = std::fs::rename(&self.path, &aside).is_ok();
-                error!(path = %self.path.display(), error = %e, moved_to = %aside.display(), moved, "chat.bans_file is not valid; starting without saved bans");
-                BanMap::new()
+                error!(path = %self.path.display(), error = %e, moved_to = %aside.display(), moved, "chat.bans_file is not valid; its bans are not imported");
+                None
             }
         }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Writes `map` (channels without bans left out).
@@ -89,6 +98,71 @@ impl BanFile {
     }
 }
 
+/// What [`import_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Imported {
+    /// The file's bans went into the database (`new` of them were not there yet).
+    Now { bans: usize, new: usize },
+    /// An earlier start imported it: the file is not read.
+    Before { at: String },
+    /// No (readable) file: nothing imported, and nothing recorded, so a file put there
+    /// later is imported then.
+    NoFile,
+}
+
+/// Imports `file` into the database unless an earlier start did; the bans and the record of
+/// the import commit together. Runs on the database thread (file reading included).
+pub async fn import_once(db: &Db, file: std::sync::Arc<BanFile>) -> Result<Imported, DbError> {
+    let outcome = db
+        .write(move |tx| {
+            if let Some(done) = db::imports::get(tx, IMPORT_NAME)? {
+                return Ok(Imported::Before {
+                    at: done.imported_at,
+                });
+            }
+            let Some(map) = file.read() else {
+                return Ok(Imported::NoFile);
+            };
+            let bans = count(&map);
+            let new = db::bans::add_all(tx, &map)?;
+            let source = file.path().display().to_string();
+            db::imports::record(tx, IMPORT_NAME, &source, bans as i64)?;
+            Ok(Imported::Now { bans, new })
+        })
+        .await?;
+    match &outcome {
+        Imported::Now { bans, new } => {
+            info!(
+                bans,
+                new, "chat.bans_file imported into the database (once)"
+            )
+        }
+        Imported::Before { at } => {
+            info!(imported_at = %at, "chat.bans_file was imported before; not read again")
+        }
+        Imported::NoFile => info!("chat.bans_file does not exist yet: nothing to import"),
+    }
+    Ok(outcome)
+}
+
+/// Rewrites `file` from the database's bans (on the database thread, after a change). A
+/// failure is logged: the bans are safe in the database; only the deprecated file lags.
+pub fn rewrite(conn: &rusqlite::Connection, file: &BanFile) {
+    let saved = db::bans::all(conn)
+        .map_err(|e| e.to_string())
+        .and_then(|map| file.save(&map).map_err(|e| e.to_string()));
+    if let Err(e) = saved {
+        error!(path = %file.path.display(), error = %e, "chat.bans_file could not be rewritten; the bans are saved in the database");
+    }
+}
+
+/// Bans in a map, nicks and addresses together.
+pub fn count(map: &BanMap) -> usize {
+    map.values()
+        .map(|b| b.nicks.len() + b.addresses.len())
+        .sum()
+}
+
 fn aside_path(path: &Path) -> PathBuf {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -102,6 +176,7 @@ fn aside_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("onair-bans-{}-{name}", std::process::id()));
@@ -114,7 +189,7 @@ mod tests {
     fn saves_and_loads_and_moves_a_broken_file_aside() {
         let path = temp("roundtrip");
         let file = BanFile::new(path.to_str().unwrap());
-        assert_eq!(file.load(), BanMap::new(), "missing file: no bans");
+        assert_eq!(file.read(), None, "missing file: nothing to import");
         let mut map = BanMap::new();
         map.entry("alice".into())
             .or_default()
@@ -126,12 +201,12 @@ mod tests {
             .insert("203.0.113.7".parse().unwrap());
         map.insert("bob".into(), Bans::default());
         file.save(&map).unwrap();
-        let loaded = file.load();
+        let loaded = file.read().unwrap();
         assert_eq!(loaded.len(), 1, "channels without bans are not written");
         assert_eq!(loaded["alice"], map["alice"]);
 
         std::fs::write(&path, "{ not json").unwrap();
-        assert_eq!(file.load(), BanMap::new());
+        assert_eq!(file.read(), None);
         assert!(!path.exists(), "the broken file was moved aside");
         let dir = path.parent().unwrap();
         let aside = std::fs::read_dir(dir)
@@ -143,5 +218,58 @@ mod tests {
                     .starts_with("bans.json.unreadable-")
             });
         assert!(aside);
+    }
+
+    #[tokio::test]
+    async fn a_bans_file_is_imported_once() {
+        let path = temp("import");
+        let file = Arc::new(BanFile::new(path.to_str().unwrap()));
+        let db = Db::open_in_memory().await.unwrap();
+        assert_eq!(
+            import_once(&db, file.clone()).await.unwrap(),
+            Imported::NoFile
+        );
+        let recorded = |db: Db| async move {
+            db.call(|c| db::imports::done(c, IMPORT_NAME))
+                .await
+                .unwrap()
+        };
+        assert!(
+            !recorded(db.clone()).await,
+            "a missing file is not recorded"
+        );
+
+        std::fs::write(
+            &path,
+            r#"{"alice": {"nicks": ["troll"], "addresses": ["203.0.113.7"]}, "bob": {}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            import_once(&db, file.clone()).await.unwrap(),
+            Imported::Now { bans: 2, new: 2 }
+        );
+        assert!(recorded(db.clone()).await);
+        // Lifted after the import: a later start must not bring it back from the file.
+        db.write(|tx| db::bans::remove(tx, "alice", &crate::chat::BanTarget::Nick("troll".into())))
+            .await
+            .unwrap();
+        assert!(matches!(
+            import_once(&db, file.clone()).await.unwrap(),
+            Imported::Before { .. }
+        ));
+        let map = db.call(|c| db::bans::all(c)).await.unwrap();
+        assert!(map["alice"].nicks.is_empty(), "{map:?}");
+        assert_eq!(map["alice"].addresses.len(), 1);
+
+        // The rewrite keeps the file in step with the database.
+        db.call(move |c| {
+            rewrite(c, &file);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let back: BanMap = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, map);
     }
 }

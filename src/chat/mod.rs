@@ -15,6 +15,11 @@
 //! sender never waits, so a slow subscriber cannot slow the others. Ids start from the channel's
 //! creation time in microseconds, so they keep growing across restarts and a client resuming
 //! after a restart is not told it is ahead.
+//!
+//! Bans live in the database (`db::bans`) and, for the check on every post, in memory per
+//! channel. [`Chat::start`] loads them (importing the deprecated `chat.bans_file` once first);
+//! [`Chat::ban`] and [`Chat::unban`] run on the database thread: the row is committed, then
+//! the in-memory set changes, then the caller hears back, in that order and in one piece.
 
 pub mod bans;
 pub mod moderation;
@@ -32,10 +37,11 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, instrument};
+use tracing::{debug, error, info, instrument, warn};
 
 use crate::bus::{Bus, ChannelName, Lifecycle};
 use crate::config::ChatConfig;
+use crate::db::{self, Db, DbError};
 use bans::{BanFile, BanMap, Bans};
 use moderation::{clean_nick, clean_text, Invalid, TokenBucket};
 pub use sse::SseBody;
@@ -91,6 +97,9 @@ pub enum ChatError {
     NoSuchMessage { id: u64 },
     #[error("slow mode is limited to {max} seconds", max = MAX_SLOW_MODE_SECONDS)]
     SlowModeTooLong { seconds: u64 },
+    /// The database refused or failed the change (logged with the cause): nothing changed.
+    #[error("the change could not be saved; try again")]
+    Unsaved,
 }
 
 impl From<Invalid> for ChatError {
@@ -118,6 +127,16 @@ pub enum BanTarget {
     /// Compared case-insensitively.
     Nick(String),
     Address(IpAddr),
+}
+
+impl BanTarget {
+    /// The form kept in memory and in the database: nicks trimmed and lowercased.
+    pub fn normalized(&self) -> BanTarget {
+        match self {
+            BanTarget::Nick(n) => BanTarget::Nick(n.trim().to_lowercase()),
+            BanTarget::Address(a) => BanTarget::Address(*a),
+        }
+    }
 }
 
 /// One entry of a channel's history: the rendered frame plus what moderation needs.
@@ -224,6 +243,49 @@ impl ChatChannel {
         );
     }
 
+    /// Adds a (normalized) ban in memory and deletes the target's messages still in the
+    /// history; returns how many. Its open event streams end if it is an address.
+    fn apply_ban(&self, target: &BanTarget, history_len: usize) -> usize {
+        let mut st = self.lock();
+        let doomed: Vec<u64> = st
+            .history
+            .iter()
+            .filter(|h| match (&h.author, target) {
+                (Some((n, _)), BanTarget::Nick(t)) => n == t,
+                (Some((_, a)), BanTarget::Address(t)) => a == t,
+                _ => false,
+            })
+            .map(|h| h.id)
+            .collect();
+        match target {
+            BanTarget::Nick(n) => {
+                st.bans.nicks.insert(n.clone());
+            }
+            BanTarget::Address(a) => {
+                st.bans.addresses.insert(*a);
+                // Its open event streams end; new ones are refused while the ban lasts.
+                let _ = self.events.send(Ring::Kick(*a));
+            }
+        }
+        st.history.retain(|h| !doomed.contains(&h.id));
+        for id in &doomed {
+            self.publish_delete(&mut st, history_len, *id);
+        }
+        // Addresses are personal data: debug level only.
+        debug!(channel = %self.name, ?target, deleted = doomed.len(), "chat ban");
+        info!(channel = %self.name, deleted = doomed.len(), "chat ban added");
+        doomed.len()
+    }
+
+    /// Lifts a (normalized) ban in memory; false if there was none.
+    fn apply_unban(&self, target: &BanTarget) -> bool {
+        let mut st = self.lock();
+        match target {
+            BanTarget::Nick(n) => st.bans.nicks.remove(n),
+            BanTarget::Address(a) => st.bans.addresses.remove(a),
+        }
+    }
+
     /// Viewers: per address, the number of event streams open from it, or 1 if it only plays
     /// HLS. A player and the chat on one page count once; two tabs behind one NAT count twice.
     fn viewers(&self, now: Instant) -> u64 {
@@ -241,6 +303,12 @@ impl ChatChannel {
             .count() as u64;
         sse + hls_only
     }
+}
+
+/// Logs why a change could not be saved; the client is told to try again.
+fn unsaved(channel: &str, what: &str, e: DbError) -> ChatError {
+    error!(channel, error = %e, "{what} not saved to the database; nothing changed");
+    ChatError::Unsaved
 }
 
 /// Locks a std mutex, ignoring poisoning (the data are plain values).
@@ -264,28 +332,44 @@ pub struct Chat {
     /// Channels are created on first use for names the bus knows. Std mutex, short sections.
     channels: Mutex<BTreeMap<ChannelName, Arc<ChatChannel>>>,
     shutdown: CancellationToken,
-    /// `chat.bans_file`; the mutex orders the saves.
-    ban_file: Option<Mutex<BanFile>>,
+    /// Where bans are kept; ban changes run on its thread, which orders them.
+    db: Db,
+    /// `chat.bans_file` (deprecated): imported once, then rewritten from the database after
+    /// every change while the key is set, so that an older onair still finds the bans.
+    ban_file: Option<Arc<BanFile>>,
     /// Saved bans of channels not in use yet (or removed by a reload).
     saved_bans: Mutex<BanMap>,
 }
 
 impl Chat {
-    /// Creates the chat and starts its lifecycle and viewer tasks.
-    pub fn start(
+    /// Loads the bans from the database (importing `chat.bans_file` first, once), creates the
+    /// chat and starts its lifecycle and viewer tasks.
+    pub async fn start(
         cfg: ChatConfig,
         bus: Arc<Bus>,
+        db: Db,
         tracker: &TaskTracker,
         cancel: CancellationToken,
-    ) -> Arc<Chat> {
-        let ban_file = (!cfg.bans_file.is_empty()).then(|| BanFile::new(&cfg.bans_file));
-        let saved_bans = ban_file.as_ref().map(BanFile::load).unwrap_or_default();
+    ) -> Result<Arc<Chat>, DbError> {
+        let ban_file = (!cfg.bans_file.is_empty()).then(|| Arc::new(BanFile::new(&cfg.bans_file)));
+        if let Some(file) = &ban_file {
+            bans::import_once(&db, file.clone()).await?;
+            warn!(
+                path = %cfg.bans_file,
+                database = %db.path().display(),
+                "chat.bans_file is deprecated: bans now live in the database (the file was \
+                 imported once and is only rewritten for older versions); remove the key"
+            );
+        }
+        let saved_bans = db.call(|c| db::bans::all(c)).await?;
+        info!(bans = bans::count(&saved_bans), "chat bans loaded");
         let chat = Arc::new(Chat {
             cfg,
             bus: bus.clone(),
             channels: Mutex::new(BTreeMap::new()),
             shutdown: cancel.clone(),
-            ban_file: ban_file.map(Mutex::new),
+            db,
+            ban_file,
             saved_bans: Mutex::new(saved_bans),
         });
         tracker.spawn(lifecycle_task(
@@ -294,7 +378,7 @@ impl Chat {
             cancel.clone(),
         ));
         tracker.spawn(housekeeping_task(chat.clone(), cancel));
-        chat
+        Ok(chat)
     }
 
     /// The chat of a channel the bus knows.
@@ -553,40 +637,24 @@ impl Chat {
     }
 
     /// Bans a nick or an address and deletes its messages still in the history. Returns the
-    /// number of messages deleted.
-    pub fn ban(&self, channel: &str, target: &BanTarget) -> Result<usize, ChatError> {
+    /// number of messages deleted, once the ban is committed to the database.
+    pub async fn ban(&self, channel: &str, target: &BanTarget) -> Result<usize, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
-        let mut st = ch.lock();
-        let doomed: Vec<u64> = st
-            .history
-            .iter()
-            .filter(|h| match (&h.author, target) {
-                (Some((n, _)), BanTarget::Nick(t)) => *n == t.to_lowercase(),
-                (Some((_, a)), BanTarget::Address(t)) => a == t,
-                _ => false,
+        let target = target.normalized();
+        let (history, file) = (self.cfg.history, self.ban_file.clone());
+        // All of it on the database thread: the commit, then memory, in the order of the
+        // commits, and whole even if our caller stops waiting.
+        self.db
+            .call(move |conn| {
+                db::bans::add(conn, ch.name.as_str(), &target)?;
+                let deleted = ch.apply_ban(&target, history);
+                if let Some(f) = file {
+                    bans::rewrite(conn, &f);
+                }
+                Ok(deleted)
             })
-            .map(|h| h.id)
-            .collect();
-        match target {
-            BanTarget::Nick(n) => {
-                st.bans.nicks.insert(n.trim().to_lowercase());
-            }
-            BanTarget::Address(a) => {
-                st.bans.addresses.insert(*a);
-                // Its open event streams end; new ones are refused while the ban lasts.
-                let _ = ch.events.send(Ring::Kick(*a));
-            }
-        }
-        st.history.retain(|h| !doomed.contains(&h.id));
-        for id in &doomed {
-            ch.publish_delete(&mut st, self.cfg.history, *id);
-        }
-        // Addresses are personal data: debug level only.
-        debug!(channel = %ch.name, ?target, deleted = doomed.len(), "chat ban");
-        info!(channel = %ch.name, deleted = doomed.len(), "chat ban added");
-        drop(st);
-        self.save_bans();
-        Ok(doomed.len())
+            .await
+            .map_err(|e| unsaved(channel, "chat ban", e))
     }
 
     /// A channel's bans.
@@ -596,43 +664,25 @@ impl Chat {
         Ok(bans)
     }
 
-    /// Writes every channel's bans to `chat.bans_file`, if set. A failed write is logged; the
-    /// bans stay in force in memory.
-    fn save_bans(&self) {
-        let Some(file) = &self.ban_file else { return };
-        // One save at a time, each from a consistent view: channels (so none is created
-        // meanwhile, moving its bans out of `saved_bans`), then each channel, then the rest.
-        let file = lock(file);
-        let mut all = BanMap::new();
-        {
-            let map = lock(&self.channels);
-            for (name, ch) in map.iter() {
-                all.insert(name.to_string(), ch.lock().bans.clone());
-            }
-            for (name, b) in lock(&self.saved_bans).iter() {
-                all.entry(name.clone()).or_insert_with(|| b.clone());
-            }
-        }
-        if let Err(e) = file.save(&all) {
-            error!(error = %e, "chat bans could not be saved to chat.bans_file; they hold until restart");
-        }
-    }
-
-    /// Lifts a ban; false if there was none.
-    pub fn unban(&self, channel: &str, target: &BanTarget) -> Result<bool, ChatError> {
+    /// Lifts a ban; false if there was none. Answers once the change is committed.
+    pub async fn unban(&self, channel: &str, target: &BanTarget) -> Result<bool, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
-        let lifted = {
-            let mut st = ch.lock();
-            match target {
-                BanTarget::Nick(n) => st.bans.nicks.remove(&n.trim().to_lowercase()),
-                BanTarget::Address(a) => st.bans.addresses.remove(a),
-            }
-        };
-        if lifted {
-            info!(channel = %ch.name, "chat ban lifted");
-            self.save_bans();
-        }
-        Ok(lifted)
+        let target = target.normalized();
+        let file = self.ban_file.clone();
+        self.db
+            .call(move |conn| {
+                let stored = db::bans::remove(conn, ch.name.as_str(), &target)?;
+                let lifted = ch.apply_unban(&target) || stored;
+                if lifted {
+                    info!(channel = %ch.name, "chat ban lifted");
+                    if let Some(f) = file {
+                        bans::rewrite(conn, &f);
+                    }
+                }
+                Ok(lifted)
+            })
+            .await
+            .map_err(|e| unsaved(channel, "chat unban", e))
     }
 
     /// Sets slow mode (0 turns it off).
@@ -807,11 +857,18 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
-    fn chat_with(cfg: ChatConfig) -> (Arc<Chat>, Arc<Bus>) {
+    async fn chat_with(cfg: ChatConfig) -> (Arc<Chat>, Arc<Bus>) {
+        let db = Db::open_in_memory().await.unwrap();
+        chat_on(cfg, db).await
+    }
+
+    async fn chat_on(cfg: ChatConfig, db: Db) -> (Arc<Chat>, Arc<Bus>) {
         let bus = Bus::new();
         bus.ensure(&ChannelName::new("alice"));
         let tracker = TaskTracker::new();
-        let chat = Chat::start(cfg, bus.clone(), &tracker, CancellationToken::new());
+        let chat = Chat::start(cfg, bus.clone(), db, &tracker, CancellationToken::new())
+            .await
+            .unwrap();
         (chat, bus)
     }
 
@@ -855,9 +912,12 @@ mod tests {
         let chat = Chat::start(
             ChatConfig::default(),
             bus.clone(),
+            Db::open_in_memory().await.unwrap(),
             &TaskTracker::new(),
             cancel.clone(),
-        );
+        )
+        .await
+        .unwrap();
         let start = tokio::time::Instant::now();
         let mut body = chat.subscribe("alice", ip("10.0.0.1"), None).unwrap();
         let mut seen = Vec::new();
@@ -892,7 +952,7 @@ mod tests {
 
     #[tokio::test]
     async fn post_reaches_subscribers_and_history_replays_after_last_event_id() {
-        let (chat, _bus) = chat_with(ChatConfig::default());
+        let (chat, _bus) = chat_with(ChatConfig::default()).await;
         let a = ip("10.0.0.1");
         let first = chat.post("alice", a, "ann", "one").unwrap();
         let second = chat.post("alice", a, "ann", "two").unwrap();
@@ -931,7 +991,7 @@ mod tests {
             max_message_chars: 10,
             ..Default::default()
         };
-        let (chat, _bus) = chat_with(cfg);
+        let (chat, _bus) = chat_with(cfg).await;
         let a = ip("10.0.0.1");
         assert!(chat.post("alice", a, "ann", "hi").is_ok());
         assert!(chat.post("alice", a, "ann", "hi").is_ok());
@@ -953,21 +1013,24 @@ mod tests {
 
         let b = ip("10.0.0.2");
         let m = chat.post("alice", b, "Troll", "spam").unwrap();
-        assert_eq!(chat.ban("alice", &BanTarget::Nick("troll".into())), Ok(1));
+        assert_eq!(
+            chat.ban("alice", &BanTarget::Nick("troll".into())).await,
+            Ok(1)
+        );
         assert_eq!(chat.post("alice", b, "TROLL", "x"), Err(ChatError::Banned));
         assert_eq!(
             chat.delete("alice", m.id),
             Err(ChatError::NoSuchMessage { id: m.id })
         );
         assert_eq!(
-            chat.unban("alice", &BanTarget::Nick("Troll".into())),
+            chat.unban("alice", &BanTarget::Nick("Troll".into())).await,
             Ok(true)
         );
         // An address ban ends that address's event streams (and only those) and refuses new
         // ones while it lasts.
         let mut troll_stream = chat.subscribe("alice", b, None).unwrap();
         let mut other_stream = chat.subscribe("alice", ip("10.0.0.9"), None).unwrap();
-        chat.ban("alice", &BanTarget::Address(b)).unwrap();
+        chat.ban("alice", &BanTarget::Address(b)).await.unwrap();
         assert_eq!(chat.post("alice", b, "other", "x"), Err(ChatError::Banned));
         // Ends after its snapshot and whatever was already on its way (a timeout fails).
         while next_frame(&mut troll_stream).await.is_some() {}
@@ -1000,13 +1063,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bans_are_committed_before_the_answer_and_loaded_at_start() {
+        let db = Db::open_in_memory().await.unwrap();
+        let (chat, _bus) = chat_on(ChatConfig::default(), db.clone()).await;
+        let stored = |db: Db| async move { db.call(|c| db::bans::all(c)).await.unwrap() };
+        assert_eq!(
+            chat.ban("alice", &BanTarget::Nick(" Troll ".into())).await,
+            Ok(0)
+        );
+        chat.ban("alice", &BanTarget::Address(ip("203.0.113.7")))
+            .await
+            .unwrap();
+        let saved = stored(db.clone()).await;
+        assert!(saved["alice"].nicks.contains("troll"), "{saved:?}");
+        assert_eq!(chat.bans("alice").unwrap(), saved["alice"]);
+        assert_eq!(
+            chat.ban("nobody", &BanTarget::Nick("x".into())).await,
+            Err(ChatError::NoChannel)
+        );
+
+        // A new chat on the same database (a restart) starts with them.
+        let (again, _bus) = chat_on(ChatConfig::default(), db.clone()).await;
+        assert_eq!(
+            again.post("alice", ip("10.0.0.1"), "TROLL", "x"),
+            Err(ChatError::Banned)
+        );
+        assert_eq!(again.bans("alice").unwrap(), saved["alice"]);
+        let troll = BanTarget::Nick("troll".into());
+        assert_eq!(again.unban("alice", &troll).await, Ok(true));
+        assert_eq!(again.unban("alice", &troll).await, Ok(false));
+        assert!(stored(db.clone()).await["alice"].nicks.is_empty());
+
+        // A database that fails the write: refused, and nothing changes in memory either.
+        db.call(|c| Ok(c.execute_batch("DROP TABLE chat_bans")?))
+            .await
+            .unwrap();
+        assert_eq!(again.ban("alice", &troll).await, Err(ChatError::Unsaved));
+        assert!(again.post("alice", ip("10.0.0.1"), "troll", "x").is_ok());
+    }
+
+    #[tokio::test]
     async fn subscriber_caps_and_counts() {
         let cfg = ChatConfig {
             max_subscribers: 3,
             max_subscribers_per_address: 2,
             ..Default::default()
         };
-        let (chat, _bus) = chat_with(cfg);
+        let (chat, _bus) = chat_with(cfg).await;
         let a = ip("10.0.0.1");
         let s1 = chat.subscribe("alice", a, None).unwrap();
         let _s2 = chat.subscribe("alice", a, None).unwrap();
@@ -1033,7 +1136,8 @@ mod tests {
             rate_per_second: 1e6,
             burst: 1_000_000,
             ..Default::default()
-        });
+        })
+        .await;
         let a = ip("10.0.0.1");
         let mut slow = chat.subscribe("alice", a, None).unwrap();
         let mut fast = chat.subscribe("alice", a, None).unwrap();

@@ -167,7 +167,7 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
             Err(e) => chat_error(&e),
         },
         Route::AdminBans(c) => match read_json::<BanBody>(req.body).await {
-            Ok(b) => ban(state, c, method == Method::POST, b),
+            Ok(b) => ban(state, c, method == Method::POST, b).await,
             Err(r) => r,
         },
         Route::AdminDeleteMessage(c, id) => match state.chat.delete(c, id) {
@@ -196,7 +196,7 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
     }
 }
 
-fn ban(state: &HttpState, channel: &str, add: bool, b: BanBody) -> Response<Body> {
+async fn ban(state: &HttpState, channel: &str, add: bool, b: BanBody) -> Response<Body> {
     let target = match (b.nick, b.address) {
         (Some(n), None) if !n.trim().is_empty() => BanTarget::Nick(n.trim().to_string()),
         (None, Some(a)) => match parse_forwarded_ip(&a) {
@@ -215,7 +215,7 @@ fn ban(state: &HttpState, channel: &str, add: bool, b: BanBody) -> Response<Body
         BanTarget::Address(a) => serde_json::json!({ "address": a.to_string() }),
     };
     if add {
-        match state.chat.ban(channel, &target) {
+        match state.chat.ban(channel, &target).await {
             Ok(deleted) => json(
                 StatusCode::OK,
                 &serde_json::json!({ "banned": shown, "deleted_messages": deleted }),
@@ -223,7 +223,7 @@ fn ban(state: &HttpState, channel: &str, add: bool, b: BanBody) -> Response<Body
             Err(e) => chat_error(&e),
         }
     } else {
-        match state.chat.unban(channel, &target) {
+        match state.chat.unban(channel, &target).await {
             Ok(true) => json(StatusCode::OK, &serde_json::json!({ "unbanned": shown })),
             Ok(false) => json_error(StatusCode::NOT_FOUND, "not banned"),
             Err(e) => chat_error(&e),

@@ -63,6 +63,7 @@ pub fn chat_error(e: &ChatError) -> Response<Body> {
         }
         ChatError::AddressFull => (StatusCode::TOO_MANY_REQUESTS, Some(10)),
         ChatError::ChannelFull => (StatusCode::SERVICE_UNAVAILABLE, Some(10)),
+        ChatError::Unsaved => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
     };
     let mut r = match retry {
         Some(s) => json(

@@ -3,6 +3,7 @@
 //! Everything polls with a deadline; nothing sleeps for a fixed time to "let things settle".
 #![allow(dead_code)]
 
+pub mod api;
 pub mod rtmp;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -32,6 +33,9 @@ pub struct TestServer {
     dir: PathBuf,
     /// The config file the server was started with.
     pub config: PathBuf,
+    /// Its `storage.data_dir`: inside the server's temp dir (removed with it) unless the test
+    /// gave one with [`TestServer::start_in`].
+    pub data_dir: PathBuf,
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -53,17 +57,35 @@ impl TestServer {
         Self::start_full("", extra, env)
     }
 
+    /// Starts on `data_dir` (which outlives the server, so a test can start another process
+    /// on the same database) with `extra` TOML as in [`TestServer::start`].
+    pub fn start_in(data_dir: &Path, extra: &str) -> TestServer {
+        Self::launch("", extra, &[], Some(data_dir.to_path_buf()))
+    }
+
     /// Starts with `http_keys` added to the `[http]` table.
     pub fn start_with_http(http_keys: &str) -> TestServer {
         Self::start_full(http_keys, "", &[])
     }
 
     /// `http_keys` go in the `[http]` table, `extra` after it; `env` is added to the server's.
+    /// The database goes in the server's temp dir.
     pub fn start_full(http_keys: &str, extra: &str, env: &[(&str, &str)]) -> TestServer {
+        Self::launch(http_keys, extra, env, None)
+    }
+
+    fn launch(
+        http_keys: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+        data_dir: Option<PathBuf>,
+    ) -> TestServer {
         let dir = temp_dir("srv");
         let cfg = dir.join("onair.toml");
+        let data_dir = data_dir.unwrap_or_else(|| dir.join("data"));
+        let storage = format!("[storage]\ndata_dir = \"{}\"\n", data_dir.display());
         let text = format!(
-            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}{extra}\n\
+            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}{extra}\n{storage}\
 [[channels]]\nname = \"alice\"\nkey = \"{ALICE_KEY}\"\ntitle = \"Alice's debate\"\n\
 [[channels]]\nname = \"bob\"\nkey = \"{BOB_KEY}\"\n"
         );
@@ -114,6 +136,7 @@ impl TestServer {
             logs,
             dir,
             config: cfg,
+            data_dir,
         }
     }
 
@@ -561,10 +584,17 @@ pub fn onair(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     cmd.args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RUST_LOG", "warn");
+    // `serve` opens the database: in a temp dir, never `data/` in the repository (the
+    // caller's env wins).
+    let data = temp_dir("cli-data");
+    if args.first() == Some(&"serve") {
+        cmd.env("ONAIR__STORAGE__DATA_DIR", &data);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run onair");
+    let _ = std::fs::remove_dir_all(&data);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
