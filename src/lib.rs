@@ -61,6 +61,8 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Db(#[from] db::DbError),
+    #[error(transparent)]
+    Auth(#[from] identity::service::AuthStartError),
 }
 
 /// A running server.
@@ -76,6 +78,8 @@ pub struct Server {
     pub chat: Arc<Chat>,
     /// The database (`{storage.data_dir}/onair.sqlite3`).
     pub db: db::Db,
+    /// Sign-in: sessions, providers, cross-posts.
+    pub auth: Arc<identity::Auth>,
     /// Per-target announcement counters (attempts, successes, failures, dropped).
     pub announce: Arc<announce::AnnounceStats>,
     announcer: announce::AnnounceHandle,
@@ -186,8 +190,11 @@ impl Server {
             cancel.child_token(),
         )
         .await?;
+        let auth = identity::Auth::spawn(&cfg, db.clone(), &tracker, cancel.child_token())?;
         metrics::init(&tracker, cancel.child_token());
         let state = Arc::new(HttpState {
+            auth: auth.clone(),
+            public_url: cfg.server.public_url.trim_end_matches('/').to_string(),
             announce: announce.stats.clone(),
             store: store.clone(),
             bus: bus.clone(),
@@ -215,6 +222,7 @@ impl Server {
             store,
             chat,
             db,
+            auth,
             announce: announce.stats.clone(),
             announcer: announce,
             cancel,
@@ -286,6 +294,9 @@ impl Server {
         }
         // Titles, new channels and rotated keys reach the announcer now; its targets at restart.
         self.announcer.set_channels(&new.channels);
+        // Owners and admins change live too.
+        self.auth
+            .set_roles(&new.channels, &new.server.admin_identities);
         // Listeners, segmenting and transcoding are built at start; say what waits for a restart.
         let sections = [
             ("rtmp", format!("{:?}", old.rtmp), format!("{:?}", new.rtmp)),
@@ -320,6 +331,9 @@ impl Server {
         // Compared with PartialEq, not Debug: Debug hides the secrets, whose change counts too.
         if old.announce != new.announce {
             report.needs_restart.push("announce");
+        }
+        if old.auth != new.auth {
+            report.needs_restart.push("auth");
         }
         info!(
             added = ?report.added,

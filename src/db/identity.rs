@@ -149,7 +149,9 @@ pub fn insert_session(conn: &Connection, s: &SessionRow) -> Result<(), DbError> 
 /// The session with this id hash, if it has not expired at `now` (RFC 3339).
 pub fn session(conn: &Connection, id_hash: &str, now: &str) -> Result<Option<SessionRow>, DbError> {
     conn.query_row(
-        &format!("SELECT {SESSION_COLUMNS} FROM auth_sessions WHERE id_hash = ?1 AND expires_at > ?2"),
+        &format!(
+            "SELECT {SESSION_COLUMNS} FROM auth_sessions WHERE id_hash = ?1 AND expires_at > ?2"
+        ),
         (id_hash, now),
         session_from,
     )

@@ -146,6 +146,8 @@ pub fn streams(bus: &Bus, store: &HlsStore) -> Vec<StreamView> {
 struct BanBody {
     nick: Option<String>,
     address: Option<String>,
+    /// `provider:id` of a signed-in viewer.
+    identity: Option<String>,
 }
 
 /// `PUT /api/admin/channels/{c}/slow-mode`
@@ -158,7 +160,11 @@ struct SlowModeBody {
 /// Every `/api/admin/` route, once the bearer token is checked.
 pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<Body> {
     if let Err(denied) = authorize(&req.parts.headers, &state.admin_token) {
-        return denied.response();
+        match by_session(state, &req.parts, route_channel(route)).await {
+            Ok(true) => {}
+            Ok(false) => return denied.response(),
+            Err(r) => return r,
+        }
     }
     let method = &req.parts.method;
     match route {
@@ -196,23 +202,70 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
     }
 }
 
+/// The channel of a channel-scoped admin route.
+fn route_channel<'a>(route: Route<'a>) -> Option<&'a str> {
+    match route {
+        Route::AdminBans(c)
+        | Route::AdminDeleteMessage(c, _)
+        | Route::AdminSlowMode(c)
+        | Route::AdminKick(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// Whether a request without the admin token is a signed-in admin (`server.admin_identities`)
+/// or, on a channel-scoped route, an owner of that channel (`channels[].owners`). The session
+/// cookie of a state-changing request must come with our own `Origin` (else 403); a signed-in
+/// viewer who is neither is told so (403).
+async fn by_session(
+    state: &HttpState,
+    parts: &http::request::Parts,
+    channel: Option<&str>,
+) -> Result<bool, Response<Body>> {
+    let Some(s) = super::auth::session_of(state, parts).await? else {
+        return Ok(false);
+    };
+    let me = &s.identity;
+    if state.auth.is_admin(me) || channel.is_some_and(|c| state.auth.is_owner(c, me)) {
+        tracing::debug!(identity = %me.key(), ?channel, "admin request by a signed-in owner or admin");
+        return Ok(true);
+    }
+    Err(json_error(
+        StatusCode::FORBIDDEN,
+        match channel {
+            Some(_) => "signed in, but not an owner of this channel",
+            None => "signed in, but not a server admin",
+        },
+    ))
+}
+
 async fn ban(state: &HttpState, channel: &str, add: bool, b: BanBody) -> Response<Body> {
-    let target = match (b.nick, b.address) {
-        (Some(n), None) if !n.trim().is_empty() => BanTarget::Nick(n.trim().to_string()),
-        (None, Some(a)) => match parse_forwarded_ip(&a) {
+    let target = match (b.nick, b.address, b.identity) {
+        (Some(n), None, None) if !n.trim().is_empty() => BanTarget::Nick(n.trim().to_string()),
+        (None, Some(a), None) => match parse_forwarded_ip(&a) {
             Some(ip) => BanTarget::Address(ip),
             None => return json_error(StatusCode::BAD_REQUEST, "address is not an IP address"),
         },
+        (None, None, Some(i)) if crate::config::identity_string_ok(i.trim()) => {
+            BanTarget::Identity(i.trim().to_string())
+        }
+        (None, None, Some(_)) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "identity is \"mastodon:https://host/@name\", \"x:USER_ID\" or \"bluesky:did:...\" (a chat message's author.provider and author.id)",
+            )
+        }
         _ => {
             return json_error(
                 StatusCode::BAD_REQUEST,
-                "give exactly one of \"nick\" or \"address\"",
+                "give exactly one of \"nick\", \"address\" or \"identity\"",
             )
         }
     };
     let shown = match &target {
         BanTarget::Nick(n) => serde_json::json!({ "nick": n }),
         BanTarget::Address(a) => serde_json::json!({ "address": a.to_string() }),
+        BanTarget::Identity(i) => serde_json::json!({ "identity": i }),
     };
     if add {
         match state.chat.ban(channel, &target).await {

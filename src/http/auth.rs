@@ -29,12 +29,15 @@ const LOGIN_COOKIE_SECONDS: i64 = 600;
 /// The request's session, if it has a valid one. A state-changing request (anything but GET
 /// and HEAD) that carries the cookie must come from our own origin: otherwise it is refused
 /// with 403 (the caller returns the response as it is).
-pub async fn session_of(state: &HttpState, req: &Req) -> Result<Option<Session>, Response<Body>> {
-    let Some(cookie) = state.auth.cookies.read(&req.parts.headers, CookieKind::Session) else {
+pub async fn session_of(
+    state: &HttpState,
+    parts: &http::request::Parts,
+) -> Result<Option<Session>, Response<Body>> {
+    let Some(cookie) = state.auth.cookies.read(&parts.headers, CookieKind::Session) else {
         return Ok(None);
     };
-    let safe = req.parts.method == Method::GET || req.parts.method == Method::HEAD;
-    if !safe && !same_origin(&req.parts.headers, &state.public_url) {
+    let safe = parts.method == Method::GET || parts.method == Method::HEAD;
+    if !safe && !same_origin(&parts.headers, &state.public_url) {
         return Err(json_error(
             StatusCode::FORBIDDEN,
             "cross-origin request with a session cookie refused",
@@ -57,16 +60,18 @@ fn set_cookie(r: &mut Response<Body>, value: String) {
 }
 
 fn redirect(to: &str) -> Response<Body> {
-    let mut r = Response::new(super::response::empty());
-    *r.status_mut() = StatusCode::FOUND;
+    let mut r =
+        super::response::bytes_response(StatusCode::FOUND, "text/plain", bytes::Bytes::new());
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // The provider's URL carries the state: do not leak it onwards.
-    r.headers_mut()
-        .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    r.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     r
 }
 
@@ -146,11 +151,8 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
                     let mut r = redirect(&done.return_to);
                     set_cookie(
                         &mut r,
-                        auth.cookies.set(
-                            CookieKind::Session,
-                            &done.cookie,
-                            auth.session_seconds(),
-                        ),
+                        auth.cookies
+                            .set(CookieKind::Session, &done.cookie, auth.session_seconds()),
                     );
                     set_cookie(&mut r, auth.cookies.clear(CookieKind::Login));
                     r
@@ -172,7 +174,10 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            match auth.app_password(&b.handle, &b.app_password, b.cross_post).await {
+            match auth
+                .app_password(&b.handle, &b.app_password, b.cross_post)
+                .await
+            {
                 Ok(done) => {
                     let me = match auth.session(&done.cookie).await {
                         Some(s) => auth.me(&s),
@@ -181,11 +186,8 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
                     let mut r = json(StatusCode::OK, &me);
                     set_cookie(
                         &mut r,
-                        auth.cookies.set(
-                            CookieKind::Session,
-                            &done.cookie,
-                            auth.session_seconds(),
-                        ),
+                        auth.cookies
+                            .set(CookieKind::Session, &done.cookie, auth.session_seconds()),
                     );
                     r
                 }
@@ -216,7 +218,7 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
             set_cookie(&mut r, auth.cookies.clear(CookieKind::Session));
             r
         }
-        Route::Me => match session_of(state, &req).await {
+        Route::Me => match session_of(state, &req.parts).await {
             Err(r) => r,
             Ok(Some(s)) => {
                 let mut me = auth.me(&s);
@@ -236,7 +238,7 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
                 &serde_json::json!({"error": "not signed in", "sign_in": auth.offer()}),
             ),
         },
-        Route::MeCrossPosts => match session_of(state, &req).await {
+        Route::MeCrossPosts => match session_of(state, &req.parts).await {
             Err(r) => r,
             Ok(Some(s)) => json(
                 StatusCode::OK,

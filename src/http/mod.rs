@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod chat;
 pub mod hls;
 pub mod pages;
@@ -50,6 +51,10 @@ pub type Body = BoxBody<Bytes, Infallible>;
 
 /// What the HTTP service reads.
 pub struct HttpState {
+    /// Sign-in: who a request is (session cookie), providers, cross-posts.
+    pub auth: Arc<crate::identity::Auth>,
+    /// `server.public_url` without a trailing slash (the `Origin` our pages send).
+    pub public_url: String,
     pub store: Arc<HlsStore>,
     pub bus: Arc<Bus>,
     pub announce: Arc<crate::announce::AnnounceStats>,
@@ -83,7 +88,16 @@ impl HttpState {
             Route::Channels | Route::Channel(_) | Route::Healthz | Route::Metrics => {
                 api::handle(self, route, req).await
             }
-            Route::ChatPost(_) | Route::Events(_) => chat::handle(self, route, req).await,
+            Route::ChatPost(_) | Route::ChatPreview(_) | Route::Events(_) => {
+                chat::handle(self, route, req).await
+            }
+            Route::AuthStart(_)
+            | Route::AuthCallback(_)
+            | Route::AuthAppPassword
+            | Route::AuthClientMetadata
+            | Route::AuthLogout
+            | Route::Me
+            | Route::MeCrossPosts => auth::handle(self, route, req).await,
             Route::AdminBans(_)
             | Route::AdminDeleteMessage(..)
             | Route::AdminSlowMode(_)

@@ -51,7 +51,10 @@ impl FollowCache {
 
     fn put(&self, viewer: &str, owner: &str, follows: bool) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert((viewer.to_string(), owner.to_string()), (follows, Instant::now()));
+        map.insert(
+            (viewer.to_string(), owner.to_string()),
+            (follows, Instant::now()),
+        );
     }
 
     pub fn tidy(&self) {
@@ -181,7 +184,12 @@ impl Auth {
     }
 
     /// The exact text a cross-post of `text` in `channel` would have.
-    pub fn preview(&self, channel: &str, s: &Session, text: &str) -> Result<serde_json::Value, Refusal> {
+    pub fn preview(
+        &self,
+        channel: &str,
+        s: &Session,
+        text: &str,
+    ) -> Result<serde_json::Value, Refusal> {
         self.cross_post_allowed(s)?;
         let p = s.identity.provider;
         let a = compose(&self.public_url, channel, text, String::new());

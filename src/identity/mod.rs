@@ -14,10 +14,13 @@ pub mod bluesky;
 pub mod crosspost;
 pub mod crypto;
 pub mod dpop;
+pub mod gate;
 pub mod mastodon;
 pub mod net;
 pub mod oauth;
 pub mod pending;
+pub mod service;
+pub mod signin;
 pub mod web;
 pub mod x;
 
@@ -25,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use net::NetError;
 pub use pending::PendingError;
+pub use service::{Auth, Session};
 
 /// A sign-in provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 //!
 //! Sessions live in the database (`db::identity`), found by the SHA-256 of the cookie value,
 //! and end at logout or after `auth.session_days`; a task deletes expired rows (and so their
-//! grants) every few minutes. [`Auth::start`] builds it; `Server` keeps it.
+//! grants) every few minutes. [`Auth::spawn`] builds it; `Server` keeps it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -112,7 +112,7 @@ pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
 impl Auth {
     /// Opens the token key, builds the clients and starts the cross-post queue and the task
     /// that deletes expired sessions.
-    pub fn start(
+    pub fn spawn(
         cfg: &Config,
         db: Db,
         tracker: &TaskTracker,
@@ -120,7 +120,10 @@ impl Auth {
     ) -> Result<Arc<Auth>, AuthStartError> {
         let a = &cfg.auth;
         let key = TokenKey::load(a.secret.expose(), &cfg.storage.data_dir)?;
-        let net = Net::new(a.allow_private_hosts, Duration::from_secs(a.timeout_seconds))?;
+        let net = Net::new(
+            a.allow_private_hosts,
+            Duration::from_secs(a.timeout_seconds),
+        )?;
         let outcomes = Arc::new(Outcomes::default());
         let cross_stats = Arc::new(TargetStats::new("cross_post"));
         // Refreshed grants (Bluesky) are sealed and stored again from the queue's task.
@@ -130,7 +133,10 @@ impl Auth {
             visibility: a.mastodon.cross_post_visibility.clone(),
             outcomes: outcomes.clone(),
             refreshed: Arc::new(move |session: &str, g: &Grant| {
-                if refresh_tx.try_send((session.to_string(), g.clone())).is_err() {
+                if refresh_tx
+                    .try_send((session.to_string(), g.clone()))
+                    .is_err()
+                {
                     warn!("a refreshed Bluesky session could not be stored; it refreshes again next time");
                 }
             }),
@@ -179,6 +185,11 @@ impl Auth {
         Ok(auth)
     }
 
+    /// Max-Age of the session cookie.
+    pub fn session_seconds(&self) -> i64 {
+        self.cfg.session_days as i64 * 86_400
+    }
+
     /// Takes a reload's owners and admins.
     pub fn set_roles(&self, channels: &[ChannelConfig], admins: &[String]) {
         *self.roles.write().unwrap_or_else(|e| e.into_inner()) =
@@ -186,10 +197,7 @@ impl Auth {
     }
 
     pub fn roles(&self) -> Arc<Roles> {
-        self.roles
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.roles.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn is_owner(&self, channel: &str, who: &Identity) -> bool {

@@ -86,10 +86,15 @@ impl Auth {
         let (location, state, flow) = match p {
             Provider::Mastodon => self.start_mastodon(&q).await?,
             Provider::X => {
-                let scopes = x::scopes(q.cross_post && self.cfg.x.cross_post, self.followers_mode());
+                let scopes =
+                    x::scopes(q.cross_post && self.cfg.x.cross_post, self.followers_mode());
                 let (url, state, verifier) =
                     x::authorize_url(&self.cfg.x, &self.redirect_uri(p), &scopes)?;
-                (url.to_string(), state.secret().clone(), Flow::X { verifier, scopes })
+                (
+                    url.to_string(),
+                    state.secret().clone(),
+                    Flow::X { verifier, scopes },
+                )
             }
             Provider::Bluesky => self.start_bluesky(&q).await?,
         };
@@ -130,7 +135,10 @@ impl Auth {
         let known = stored.and_then(|row| {
             let secret = self
                 .key
-                .open(&row.secret_sealed, &app_row_id(&row.origin, &row.redirect_uri))
+                .open(
+                    &row.secret_sealed,
+                    &app_row_id(&row.origin, &row.redirect_uri),
+                )
                 .ok()?;
             let endpoints: Endpoints = serde_json::from_str(&row.endpoints).ok()?;
             Some((
@@ -145,9 +153,7 @@ impl Auth {
         });
         // Register once per server, and again only if we now need a scope the app lacks.
         let (endpoints, app) = match known {
-            Some((ep, app))
-                if app.covers(&mastodon::scopes(&ep, true, self.followers_mode())) =>
-            {
+            Some((ep, app)) if app.covers(&mastodon::scopes(&ep, true, self.followers_mode())) => {
                 (ep, app)
             }
             _ => {
@@ -159,9 +165,10 @@ impl Auth {
                     origin: origin.clone(),
                     redirect_uri: redirect.clone(),
                     client_id: app.client_id.clone(),
-                    secret_sealed: self
-                        .key
-                        .seal(app.client_secret.as_bytes(), &app_row_id(&origin, &redirect)),
+                    secret_sealed: self.key.seal(
+                        app.client_secret.as_bytes(),
+                        &app_row_id(&origin, &redirect),
+                    ),
                     scopes: app.scopes.clone(),
                     endpoints: serde_json::to_string(&ep).unwrap_or_default(),
                 };
@@ -228,7 +235,12 @@ impl Auth {
         let state = query.get("state").map(String::as_str).unwrap_or_default();
         let pending = self.pending.take(state)?;
         let same_browser = login_cookie
-            .map(|c| sha256_hex(c).as_bytes().ct_eq(pending.browser.as_bytes()).into())
+            .map(|c| {
+                sha256_hex(c)
+                    .as_bytes()
+                    .ct_eq(pending.browser.as_bytes())
+                    .into()
+            })
             .unwrap_or(false);
         if !same_browser {
             warn!(provider = %p, "sign-in callback from another browser refused");
@@ -255,9 +267,10 @@ impl Auth {
                     scopes,
                 },
             ) => {
-                let (i, g) =
-                    mastodon::finish(&self.net, &origin, &endpoints, &app, code, verifier, &scopes)
-                        .await?;
+                let (i, g) = mastodon::finish(
+                    &self.net, &origin, &endpoints, &app, code, verifier, &scopes,
+                )
+                .await?;
                 let post = g.has_scope("write:statuses") || g.has_scope("write");
                 (i, g, post)
             }
@@ -285,7 +298,11 @@ impl Auth {
                 )
                 .await?;
                 let post = g.has_scope("transition:generic");
-                (bluesky::identity(&self.net, &self.cfg.bluesky, &did, &handle).await, g, post)
+                (
+                    bluesky::identity(&self.net, &self.cfg.bluesky, &did, &handle).await,
+                    g,
+                    post,
+                )
             }
             _ => {
                 return Err(IdentityError::Internal {

@@ -130,6 +130,17 @@ impl MastodonServer {
         self.lock().statuses.clone()
     }
 
+    /// Every secret this server handed onair: access tokens and app client secrets (none of
+    /// which may show up in onair's database or logs).
+    pub fn secrets(&self) -> Vec<String> {
+        let st = self.lock();
+        st.tokens
+            .keys()
+            .cloned()
+            .chain(st.apps.values().map(|a| a.secret.clone()))
+            .collect()
+    }
+
     /// `who` follows `whom`.
     pub fn follow(&self, who: &str, whom: &str) {
         let url = self.account_url(whom);
