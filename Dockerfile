@@ -1,5 +1,5 @@
 # onair: multi-stage build on Debian bookworm (FFmpeg 5.1).
-# docker build -t onair . && docker run -p 1935:1935 -p 8080:8080 -v onair-data:/var/lib/onair -v $PWD/config/default.toml:/etc/onair/onair.toml onair
+# docker build -t onair . && docker run -p 1935:1935 -p 8080:8080 -p 8890:8890/udp -v onair-data:/var/lib/onair -v $PWD/config/default.toml:/etc/onair/onair.toml onair
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY scripts/packages-build.txt scripts/
@@ -12,7 +12,7 @@ RUN cargo build --release --locked && strip target/release/onair
 FROM debian:bookworm-slim
 # Only the FFmpeg shared libraries the binary links against, plus CA certificates for announce.
 RUN apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavfilter8 libavdevice59 ca-certificates curl \
+ && apt-get install -y -qq --no-install-recommends libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavfilter8 libavdevice59 libsrt1.5-gnutls ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /nonexistent onair
 COPY --from=build /src/target/release/onair /usr/local/bin/onair
@@ -22,8 +22,8 @@ RUN mkdir -p /var/lib/onair && chown onair /var/lib/onair
 ENV ONAIR__STORAGE__DATA_DIR=/var/lib/onair
 VOLUME /var/lib/onair
 USER onair
-# 1936: RTMPS, when rtmp.tls_listen is set.
-EXPOSE 1935 1936 8080
+# 1936: RTMPS, when rtmp.tls_listen is set; 8890/udp: SRT.
+EXPOSE 1935 1936 8080 8890/udp
 HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
 ENTRYPOINT ["/usr/local/bin/onair"]
 CMD ["serve", "--config", "/etc/onair/onair.toml"]

@@ -75,6 +75,7 @@ impl Serialize for Secret {
 pub struct Config {
     pub server: ServerConfig,
     pub rtmp: RtmpConfig,
+    pub srt: SrtConfig,
     pub http: HttpConfig,
     pub hls: HlsConfig,
     pub transcode: TranscodeConfig,
@@ -156,6 +157,45 @@ impl Default for RtmpConfig {
             tls_listen: None,
             tls_cert: String::new(),
             tls_key: String::new(),
+        }
+    }
+}
+
+/// SRT ingest (`srt://host:port?streamid=publish:KEY`, MPEG-TS payload).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SrtConfig {
+    /// UDP address of the SRT listener, e.g. `"0.0.0.0:8890"`; empty turns SRT off.
+    pub listen: String,
+    /// Receiver latency in milliseconds (libsrt uses the larger of this and the caller's).
+    pub latency_ms: u32,
+    /// AES passphrase (10 to 79 characters) callers must use; empty: unencrypted.
+    pub passphrase: Secret,
+    /// SRT connections served at once; more are refused at handshake.
+    pub max_connections: usize,
+    /// Seconds an accepted caller has to send its first audio or video frame.
+    pub handshake_timeout_seconds: u64,
+    /// Seconds without audio or video from a caller before it is disconnected.
+    pub no_media_timeout_seconds: u64,
+}
+
+impl SrtConfig {
+    /// The listener's address; `None` when SRT is off (or the value is invalid, which
+    /// [`Config::validate`] refuses).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.trim().parse().ok()
+    }
+}
+
+impl Default for SrtConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8890".into(),
+            latency_ms: 120,
+            passphrase: Secret::default(),
+            max_connections: 64,
+            handshake_timeout_seconds: 10,
+            no_media_timeout_seconds: 10,
         }
     }
 }
@@ -639,6 +679,7 @@ impl Config {
                 "65536 to 16777215",
             ));
         }
+        self.validate_srt()?;
         positive("http.max_connections", self.http.max_connections as f64)?;
         positive(
             "http.header_timeout_seconds",
@@ -830,6 +871,41 @@ impl Config {
         auth::validate_identities("server.admin_identities", &self.server.admin_identities)?;
         self.auth.validate()?;
         self.validate_announce()
+    }
+
+    fn validate_srt(&self) -> Result<(), ConfigError> {
+        let srt = &self.srt;
+        if !srt.listen.trim().is_empty() && srt.listen_addr().is_none() {
+            return Err(invalid(
+                "srt.listen",
+                format!("{:?}", srt.listen),
+                "a UDP address such as \"0.0.0.0:8890\", or empty to turn SRT off",
+            ));
+        }
+        if srt.latency_ms > 30_000 {
+            return Err(invalid(
+                "srt.latency_ms",
+                srt.latency_ms.to_string(),
+                "0 to 30000",
+            ));
+        }
+        let p = srt.passphrase.expose();
+        if !p.is_empty() && !crate::srt::passphrase_ok(p) {
+            return Err(invalid(
+                "srt.passphrase",
+                format!("<{} characters>", p.len()),
+                "empty, or 10 to 79 characters (libsrt's AES passphrase)",
+            ));
+        }
+        positive("srt.max_connections", srt.max_connections as f64)?;
+        positive(
+            "srt.handshake_timeout_seconds",
+            srt.handshake_timeout_seconds as f64,
+        )?;
+        positive(
+            "srt.no_media_timeout_seconds",
+            srt.no_media_timeout_seconds as f64,
+        )
     }
 
     fn validate_announce(&self) -> Result<(), ConfigError> {
@@ -1082,6 +1158,10 @@ mod tests {
                 "channels[0].key",
             ),
             ("[rtmp]\nlisten = \"nowhere\"\n", "rtmp.listen"),
+            ("[srt]\nlisten = \"8890\"\n", "srt.listen"),
+            ("[srt]\nlatency_ms = 60000\n", "srt.latency_ms"),
+            ("[srt]\npassphrase = \"short\"\n", "srt.passphrase"),
+            ("[srt]\nno_media_timeout_seconds = 0\n", "srt.no_media_timeout_seconds"),
             ("[bogus]\nx = 1\n", "bogus"),
             (
                 "[transcode]\nmax_lag_seconds = 0\n",
@@ -1103,6 +1183,18 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains(key), "{text:?} gave {msg:?}");
         }
+    }
+
+    #[test]
+    fn srt_can_be_turned_off_and_its_passphrase_is_redacted() {
+        let f = file("[srt]\nlisten = \"\"\npassphrase = \"a-long-passphrase\"\n");
+        let cfg = Config::load_with_env(Some(&f.0), vec![]).expect("loads");
+        assert_eq!(cfg.srt.listen_addr(), None);
+        assert!(!cfg.to_redacted_toml().contains("a-long-passphrase"));
+        assert_eq!(
+            Config::default().srt.listen_addr(),
+            Some(([0, 0, 0, 0], 8890).into())
+        );
     }
 
     #[test]

@@ -14,8 +14,10 @@ use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
 use crate::ingest::media::{Clock, MediaFeed, MediaSink};
 use crate::ingest::rtmp::{feed_audio_tag, feed_video_tag, CoreEvent, IngestCore};
+use crate::ingest::srt::{feed_events, DropLog};
 use crate::proto::avc;
 use crate::proto::media::{MediaPacket, StreamInfo, Track};
+use crate::proto::ts_demux::TsDemuxer;
 
 /// Collects what a [`MediaFeed`] delivers and runs it through a segmenter.
 struct SegmentingSink {
@@ -52,6 +54,40 @@ impl MediaSink for SegmentingSink {
             }
         }
         let _ = s.push(&pkt);
+    }
+}
+
+/// MPEG-TS bytes, as an SRT caller sends them, through the [`TsDemuxer`] and a [`MediaFeed`]
+/// into a segmenter (both containers). The input is demuxed whole and in pieces of 1 to 200
+/// bytes (sizes taken from the input): the events must be the same.
+pub fn ts_demux(data: &[u8]) {
+    let whole = {
+        let mut d = TsDemuxer::new();
+        let mut out = Vec::new();
+        d.feed(data, &mut out);
+        d.flush(&mut out);
+        out
+    };
+    let pieces = {
+        let mut d = TsDemuxer::new();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < data.len() {
+            let n = (1 + data[pos] as usize % 200).min(data.len() - pos);
+            d.feed(&data[pos..pos + n], &mut out);
+            pos += n;
+        }
+        d.flush(&mut out);
+        out
+    };
+    assert_eq!(
+        whole, pieces,
+        "the split of the input changed what was demuxed"
+    );
+    for container in [Container::Ts, Container::Fmp4] {
+        let mut feed = MediaFeed::new(SegmentingSink::new(container), Clock::MPEG_TS);
+        let mut events = whole.clone();
+        feed_events(&mut feed, &mut events, &mut DropLog::default());
     }
 }
 

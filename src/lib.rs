@@ -26,6 +26,7 @@ pub mod identity;
 pub mod ingest;
 pub mod metrics;
 pub mod proto;
+pub mod srt;
 pub mod tls;
 pub mod transcode;
 
@@ -55,6 +56,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen for SRT on {addr} (srt.listen): {source}")]
+    Srt {
+        addr: SocketAddr,
+        source: srt::SrtError,
+    },
     #[error(transparent)]
     Announce(#[from] announce::AnnounceError),
     #[error(transparent)]
@@ -70,6 +76,10 @@ pub struct Server {
     pub rtmp_addr: SocketAddr,
     /// The RTMPS listener's address, when `rtmp.tls_listen` is set.
     pub rtmps_addr: Option<SocketAddr>,
+    /// The SRT listener's address, unless `srt.listen` is empty.
+    pub srt_addr: Option<SocketAddr>,
+    /// The SRT listener (its own IO thread); dropped last, which closes its connections.
+    srt: Option<ingest::srt::SrtIngest>,
     /// The TLS listeners' certificates, read again on reload.
     certificates: Vec<tls::CertSlot>,
     pub http_addr: SocketAddr,
@@ -182,6 +192,21 @@ impl Server {
                 cancel.child_token(),
             ));
         }
+        let srt = match cfg.srt.listen_addr() {
+            Some(addr) => Some(
+                ingest::srt::SrtIngest::start(
+                    &cfg.srt,
+                    addr,
+                    &cfg.rtmp.app,
+                    ingest.clone(),
+                    &tracker,
+                    cancel.child_token(),
+                )
+                .map_err(|source| StartError::Srt { addr, source })?,
+            ),
+            None => None,
+        };
+        let srt_addr = srt.as_ref().map(ingest::srt::SrtIngest::local_addr);
         let chat = Chat::start(
             cfg.chat.clone(),
             bus.clone(),
@@ -212,10 +237,12 @@ impl Server {
             tls,
             cancel.child_token(),
         ));
-        info!(rtmp = %rtmp_addr, rtmps = ?rtmps_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");
+        info!(rtmp = %rtmp_addr, rtmps = ?rtmps_addr, srt = ?srt_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");
         let server = Server {
             rtmp_addr,
             rtmps_addr,
+            srt_addr,
+            srt,
             certificates,
             http_addr,
             bus,
@@ -300,6 +327,20 @@ impl Server {
         // Listeners, segmenting and transcoding are built at start; say what waits for a restart.
         let sections = [
             ("rtmp", format!("{:?}", old.rtmp), format!("{:?}", new.rtmp)),
+            // Debug redacts the passphrase: its change is told by comparing it.
+            (
+                "srt",
+                format!("{:?}", old.srt),
+                format!(
+                    "{:?}{}",
+                    new.srt,
+                    if old.srt.passphrase == new.srt.passphrase {
+                        ""
+                    } else {
+                        " passphrase changed"
+                    }
+                ),
+            ),
             ("http", format!("{:?}", old.http), format!("{:?}", new.http)),
             ("hls", format!("{:?}", old.hls), format!("{:?}", new.hls)),
             (
@@ -360,6 +401,12 @@ impl Server {
             warn!("some tasks did not stop in time");
         }
         let _ = tokio::time::timeout_at(deadline, self.http_task).await;
+        // Stops libsrt's IO thread (it notices within a poll interval) off the runtime.
+        if let Some(srt) = self.srt {
+            let _ =
+                tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || drop(srt)))
+                    .await;
+        }
         // Last: everything that writes has stopped (or run out of time).
         if tokio::time::timeout_at(deadline, self.db.close())
             .await

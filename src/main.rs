@@ -111,8 +111,12 @@ fn serve(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             .rtmps_addr
             .map(|a| format!(" rtmps={a}"))
             .unwrap_or_default();
+        let srt = server
+            .srt_addr
+            .map(|a| format!(" srt={a}"))
+            .unwrap_or_default();
         println!(
-            "onair listening rtmp={} http={}{rtmps}",
+            "onair listening rtmp={} http={}{rtmps}{srt}",
             server.rtmp_addr, server.http_addr
         );
         loop {

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 type Harness = fn(&[u8]);
 
-const TARGETS: [(&str, Harness); 4] = [
+const TARGETS: [(&str, Harness); 5] = [
     ("rtmp_ingest", onair::fuzzing::rtmp_ingest),
     ("rtmp_messages", onair::fuzzing::rtmp_messages),
     ("flv_media", onair::fuzzing::flv_media),
     ("http_route", onair::fuzzing::http_route),
+    ("ts_demux", onair::fuzzing::ts_demux),
 ];
 
 fn inputs(dir: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {

@@ -13,6 +13,7 @@
 
 pub mod media;
 pub mod rtmp;
+pub mod srt;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};

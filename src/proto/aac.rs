@@ -11,6 +11,62 @@ pub enum AacError {
     SampleRate { index: u8 },
     #[error("AAC frame of {len} bytes is too large for ADTS")]
     FrameTooLarge { len: usize },
+    #[error("ADTS header missing or cut short")]
+    AdtsHeader,
+    #[error("ADTS frame length {len} does not fit the data")]
+    AdtsLength { len: usize },
+    #[error(
+        "ADTS frame with {blocks} raw data blocks or a program config element is not supported"
+    )]
+    AdtsUnsupported { blocks: u8 },
+}
+
+/// The fields of an ADTS header (ISO 14496-3 1.A.2.2) that matter here, read by [`parse_adts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adts {
+    pub object_type: u8,
+    pub sample_rate_index: u8,
+    pub channels: u8,
+    /// 7 bytes, or 9 with the CRC.
+    pub header_len: usize,
+    /// The whole frame, header included.
+    pub frame_len: usize,
+}
+
+/// Reads the ADTS header at the start of `data` and checks that its frame fits in `data`.
+/// Frames with several raw data blocks or with channel configuration 0 (a program config
+/// element in band) are refused: no encoder that onair meets writes them.
+pub fn parse_adts(data: &[u8]) -> Result<Adts, AacError> {
+    let h = data.get(..7).ok_or(AacError::AdtsHeader)?;
+    if h[0] != 0xff || h[1] & 0xf6 != 0xf0 {
+        return Err(AacError::AdtsHeader);
+    }
+    let protection_absent = h[1] & 0x01 == 1;
+    let object_type = (h[2] >> 6) + 1;
+    let sample_rate_index = (h[2] >> 2) & 0x0f;
+    let channels = ((h[2] & 0x01) << 2) | (h[3] >> 6);
+    let frame_len =
+        (((h[3] & 0x03) as usize) << 11) | ((h[4] as usize) << 3) | (h[5] >> 5) as usize;
+    let blocks = h[6] & 0x03;
+    let header_len = if protection_absent { 7 } else { 9 };
+    if blocks != 0 || channels == 0 {
+        return Err(AacError::AdtsUnsupported { blocks });
+    }
+    if frame_len <= header_len || frame_len > data.len() {
+        return Err(AacError::AdtsLength { len: frame_len });
+    }
+    if SAMPLE_RATES.get(sample_rate_index as usize).is_none() {
+        return Err(AacError::SampleRate {
+            index: sample_rate_index,
+        });
+    }
+    Ok(Adts {
+        object_type,
+        sample_rate_index,
+        channels,
+        header_len,
+        frame_len,
+    })
 }
 
 const SAMPLE_RATES: [u32; 13] = [
@@ -50,6 +106,15 @@ impl AacConfig {
             sample_rate,
             channels,
         })
+    }
+
+    /// The configuration an ADTS header describes (its AudioSpecificConfig built from it).
+    pub fn from_adts(adts: &Adts) -> Result<AacConfig, AacError> {
+        let asc = [
+            (adts.object_type << 3) | (adts.sample_rate_index >> 1),
+            ((adts.sample_rate_index & 1) << 7) | (adts.channels << 3),
+        ];
+        AacConfig::parse(Bytes::copy_from_slice(&asc))
     }
 
     /// RFC 6381 codec string, e.g. `mp4a.40.2`.
@@ -116,5 +181,31 @@ mod tests {
         assert_eq!(c.codec_string(), "mp4a.40.2");
         assert_eq!(c.frame_ticks(), 2089);
         assert!(c.adts_header(9000).is_err());
+    }
+
+    #[test]
+    fn adts_round_trips_through_the_header_writer() {
+        for asc in [[0x12, 0x10], [0x11, 0x88], [0x11, 0x90]] {
+            let c = AacConfig::parse(Bytes::copy_from_slice(&asc)).expect("parses");
+            let mut frame = c.adts_header(5).expect("fits").to_vec();
+            frame.extend_from_slice(&[1, 2, 3, 4, 5]);
+            let adts = parse_adts(&frame).expect("ADTS");
+            assert_eq!((adts.header_len, adts.frame_len), (7, 12));
+            assert_eq!(AacConfig::from_adts(&adts).expect("config"), c);
+            assert_eq!(
+                parse_adts(&frame[..11]),
+                Err(AacError::AdtsLength { len: 12 })
+            );
+        }
+        assert_eq!(parse_adts(&[0xff, 0xf1, 0x50]), Err(AacError::AdtsHeader));
+        assert_eq!(
+            parse_adts(&[0x47, 0xf1, 0x50, 0x80, 0x01, 0x7f, 0xfc, 0]),
+            Err(AacError::AdtsHeader)
+        );
+        // Channel configuration 0: a program config element would follow.
+        assert_eq!(
+            parse_adts(&[0xff, 0xf1, 0x50, 0x00, 0x01, 0x7f, 0xfc, 0, 0, 0, 0]),
+            Err(AacError::AdtsUnsupported { blocks: 0 })
+        );
     }
 }

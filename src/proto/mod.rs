@@ -8,5 +8,7 @@ pub mod fmp4;
 pub mod media;
 pub mod playlist;
 pub mod rtmp;
+pub mod streamid;
 pub mod timestamps;
 pub mod ts;
+pub mod ts_demux;

@@ -29,6 +29,8 @@ pub struct TestServer {
     pub http: String,
     /// The RTMPS listener, when the config sets `rtmp.tls_listen`.
     pub rtmps: Option<String>,
+    /// The SRT listener (on a free port unless the test turns SRT off).
+    pub srt: Option<String>,
     logs: Arc<Mutex<String>>,
     dir: PathBuf,
     /// The config file the server was started with.
@@ -146,6 +148,8 @@ impl TestServer {
         cmd.args(["serve", "--config"])
             .arg(&cfg)
             .env("RUST_LOG", "info")
+            // SRT on a free port (the default is the fixed 8890); a test may override it.
+            .env("ONAIR__SRT__LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -177,11 +181,14 @@ impl TestServer {
                 .find_map(|w| w.strip_prefix(&format!("{name}=")).map(String::from))
                 .unwrap_or_else(|| panic!("no {name}= in {first:?}"))
         };
-        let rtmps = first
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("rtmps=").map(String::from));
+        let optional = |name: &str| {
+            first
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")).map(String::from))
+        };
         TestServer {
-            rtmps,
+            rtmps: optional("rtmps"),
+            srt: optional("srt"),
             rtmp: field("rtmp"),
             http: field("http"),
             child,
@@ -234,6 +241,13 @@ impl TestServer {
             .as_deref()
             .expect("no rtmps= in the address line");
         format!("rtmps://{addr}/live/{key}")
+    }
+
+    /// `srt://` URL of the SRT listener with `streamid` as is (ffmpeg 5.1 passes it on without
+    /// percent-decoding, `#!::…,` included) and `params` (`&passphrase=…`).
+    pub fn srt_url(&self, streamid: &str, params: &str) -> String {
+        let addr = self.srt.as_deref().expect("no srt= in the address line");
+        format!("srt://{addr}?streamid={streamid}{params}")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -492,10 +506,24 @@ pub fn run_ok(cmd: &mut Command) {
 }
 
 pub fn push(url: &str, opts: PushOpts) -> Push {
+    push_as(
+        url,
+        opts,
+        &["-flvflags", "no_duration_filesize", "-f", "flv"],
+    )
+}
+
+/// The test pattern in MPEG-TS to an `srt://` URL, as OBS's SRT output sends it.
+pub fn push_srt(url: &str, opts: PushOpts) -> Push {
+    push_as(url, opts, &["-f", "mpegts"])
+}
+
+fn push_as(url: &str, opts: PushOpts, format: &[&str]) -> Push {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
         .args(test_pattern_args(&opts))
-        .args(["-flvflags", "no_duration_filesize", "-f", "flv", url])
+        .args(format)
+        .arg(url)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     Push {
