@@ -111,8 +111,8 @@ try {
   // The box unticks itself after the message (no "for this broadcast").
   if (await a.getByLabel('Also post to my timeline').isChecked()) fail('cross-post box stayed ticked');
 
-  // An anonymous viewer cannot take the signed-in handle as a nick.
-  const handle = await a.$eval('#account .me a', (e) => e.title);
+  // An anonymous viewer cannot take the signed-in viewer's name as a nick.
+  const handle = shownName;
   await b.fill('#nick', handle);
   await b.fill('#text', 'I am bob, honest');
   await b.click('#send');
