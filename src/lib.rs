@@ -216,6 +216,12 @@ impl Server {
         )
         .await?;
         let auth = identity::Auth::spawn(&cfg, db.clone(), &tracker, cancel.child_token())?;
+        // Announced go-lives are also posted on owners' own accounts, when they asked.
+        let owners = auth.clone();
+        announce.on_live(Arc::new(move |a| {
+            let auth = owners.clone();
+            tokio::spawn(async move { auth.owner_go_live(&a).await });
+        }));
         metrics::init(&tracker, cancel.child_token());
         let state = Arc::new(HttpState {
             auth: auth.clone(),

@@ -778,3 +778,64 @@ fn bluesky_oauth_over_https_with_par_and_dpop() {
         b.lock().dpop_refusals
     );
 }
+
+#[test]
+fn owner_posts_the_go_live_from_their_own_account() {
+    let m = MastodonServer::start(MastodonOpts::default());
+    let srv = server(&owner_line(&m, "alice"), "", &[]);
+    let url = srv.url("/api/admin/channels/alice/owner-announce");
+    // Only the owner, signed in with the posting permission, can turn it on.
+    let bob = mastodon(&srv, &m.url(), "bob", true);
+    let on = json!({"enabled": true});
+    assert_eq!(
+        call("PUT", &url, Some(&bob), Some(&origin(&srv)), Some(&on)).status,
+        403
+    );
+    let no_post = mastodon(&srv, &m.url(), "alice", false);
+    let r = call("PUT", &url, Some(&no_post), Some(&origin(&srv)), Some(&on));
+    assert_eq!(r.status, 403, "without the posting permission: {r:?}");
+    let alice = mastodon(&srv, &m.url(), "alice", true);
+    assert_eq!(
+        call(
+            "PUT",
+            &url,
+            Some(&alice),
+            Some("https://evil.example"),
+            Some(&on)
+        )
+        .status,
+        403
+    );
+    let r = call("PUT", &url, Some(&alice), Some(&origin(&srv)), Some(&on));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["account"], "@alice@127.0.0.1");
+    // Going live posts the go-live text on alice's own account.
+    let _g = media_lock();
+    let mut p = push(&srv.rtmp_url(ALICE_KEY), PushOpts::default());
+    wait_until(Duration::from_secs(30), "the owner's go-live post", || {
+        m.statuses().iter().any(|s| s.account == "alice")
+    });
+    p.stop();
+    let st: Vec<_> = m
+        .statuses()
+        .into_iter()
+        .filter(|s| s.account == "alice")
+        .collect();
+    assert_eq!(st.len(), 1, "{st:?}");
+    assert!(st[0].status.contains("/watch/alice"), "{}", st[0].status);
+    assert!(st[0].status.contains("Alice's debate"), "{}", st[0].status);
+    assert_eq!(st[0].visibility, "public");
+    // Signing out ends it.
+    call(
+        "POST",
+        &srv.url("/auth/logout"),
+        Some(&alice),
+        Some(&origin(&srv)),
+        None,
+    );
+    let owner_again = mastodon(&srv, &m.url(), "alice", false);
+    assert_eq!(
+        call("GET", &url, Some(&owner_again), None, None).json()["enabled"],
+        false
+    );
+}

@@ -23,13 +23,7 @@ fn sign_in_chat_and_cross_post_from_the_watch_page_in_chromium() {
     );
     let _g = media_lock();
     let m = MastodonServer::start(MastodonOpts::default());
-    let srv = TestServer::start_public(
-        "",
-        "",
-        "[auth]\nallow_private_hosts = true\n",
-        None,
-        &[],
-    );
+    let srv = TestServer::start_public("", "", "[auth]\nallow_private_hosts = true\n", None, &[]);
     let base = format!("http://{}", srv.http);
     let artifacts = root.join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");

@@ -159,6 +159,9 @@ struct SlowModeBody {
 
 /// Every `/api/admin/` route, once the bearer token is checked.
 pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<Body> {
+    if let Route::AdminOwnerAnnounce(c) = route {
+        return owner_announce(state, c, req).await;
+    }
     if let Err(denied) = authorize(&req.parts.headers, &state.admin_token) {
         match by_session(state, &req.parts, route_channel(route)).await {
             Ok(true) => {}
@@ -200,6 +203,52 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
         },
         _ => not_found(),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct OwnerAnnounceBody {
+    enabled: bool,
+}
+
+/// The owner's go-live post from their own account: only a signed-in owner of the channel
+/// may see or change it (it posts on their account, so no token stands in for them).
+async fn owner_announce(state: &HttpState, channel: &str, req: Req) -> Response<Body> {
+    let s = match super::auth::session_of(state, &req.parts).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "sign in as an owner of this channel",
+            )
+        }
+        Err(r) => return r,
+    };
+    if state.bus.get(channel).is_none() {
+        return not_found();
+    }
+    if !state.auth.is_owner(channel, &s.identity) {
+        return json_error(StatusCode::FORBIDDEN, "not an owner of this channel");
+    }
+    if req.parts.method == Method::PUT {
+        let b = match read_json::<OwnerAnnounceBody>(req.body).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        if let Err(e) = state.auth.set_owner_announce(channel, &s, b.enabled).await {
+            let status = match e {
+                crate::identity::owner::OwnerAnnounceError::Refused(_) => StatusCode::FORBIDDEN,
+                crate::identity::owner::OwnerAnnounceError::Unsaved => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            return json_error(status, &e.to_string());
+        }
+    }
+    let by = state.auth.owner_announce(channel).await;
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"enabled": by.is_some(), "account": by.map(|i| i.handle)}),
+    )
 }
 
 /// The channel of a channel-scoped admin route.

@@ -102,6 +102,7 @@ impl HttpState {
             | Route::AdminDeleteMessage(..)
             | Route::AdminSlowMode(_)
             | Route::AdminStreams
+            | Route::AdminOwnerAnnounce(_)
             | Route::AdminKick(_) => admin::handle(self, route, req).await,
             Route::Index | Route::Watch(_) | Route::Asset(_) => {
                 pages::handle(self, route, req).await

@@ -30,6 +30,8 @@ pub enum Route<'a> {
     AdminDeleteMessage(&'a str, u64),
     /// `PUT /api/admin/channels/{c}/slow-mode`
     AdminSlowMode(&'a str),
+    /// `GET`/`PUT /api/admin/channels/{c}/owner-announce`: the signed-in owner's go-live post
+    AdminOwnerAnnounce(&'a str),
     /// `GET /api/admin/streams`
     AdminStreams,
     /// `POST /api/admin/channels/{c}/kick`
@@ -78,6 +80,7 @@ impl Route<'_> {
                 "admin_chat"
             }
             Route::AdminStreams | Route::AdminKick(_) => "admin_streams",
+            Route::AdminOwnerAnnounce(_) => "admin_owner",
             Route::ChatPreview(_) => "chat_post",
             Route::AuthStart(_)
             | Route::AuthCallback(_)
@@ -139,6 +142,9 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         },
         ["api", "admin", "channels", c, "slow-mode"] if is_name(c) => Route::AdminSlowMode(c),
         ["api", "admin", "streams"] => Route::AdminStreams,
+        ["api", "admin", "channels", c, "owner-announce"] if is_name(c) => {
+            Route::AdminOwnerAnnounce(c)
+        }
         ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
         ["assets", name] => match ASSETS.iter().position(|a| a.name == *name) {
             Some(i) => Route::Asset(i),
@@ -156,6 +162,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         Route::AdminDeleteMessage(..) => method == Method::DELETE,
         Route::AdminSlowMode(_) => method == Method::PUT,
         Route::AdminKick(_) => method == Method::POST,
+        Route::AdminOwnerAnnounce(_) => method == Method::GET || method == Method::PUT,
         _ => method == Method::GET || method == Method::HEAD,
     };
     if allowed {

@@ -65,6 +65,8 @@ pub struct CrossPost {
     pub post: Announcement,
     /// Title of the Bluesky link card.
     pub card_title: String,
+    /// Mastodon visibility for this post (`None`: `auth.mastodon.cross_post_visibility`).
+    pub visibility: Option<String>,
     /// The viewer's grant, opened from the database; replaced if refreshed while posting.
     /// Std mutex: read and swapped, never held across an await.
     pub grant: Mutex<Grant>,
@@ -261,7 +263,7 @@ impl CrossPoster {
                     &grant.api_base,
                     &grant.access_token,
                     &p.post,
-                    &self.visibility,
+                    p.visibility.as_deref().unwrap_or(&self.visibility),
                 )
                 .build()
                 .map_err(|e| AttemptError::fatal(e.without_url().to_string()))?;

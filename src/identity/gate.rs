@@ -239,6 +239,7 @@ impl Auth {
             provider: p,
             message_id,
             card_title: format!("{channel} live on onair"),
+            visibility: None,
             post,
             grant: Mutex::new(grant),
         });

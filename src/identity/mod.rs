@@ -18,6 +18,7 @@ pub mod gate;
 pub mod mastodon;
 pub mod net;
 pub mod oauth;
+pub mod owner;
 pub mod pending;
 pub mod service;
 pub mod signin;
