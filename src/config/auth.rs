@@ -272,8 +272,10 @@ mod tests {
                 .contains("auth.mastodon.cross_post_visibility"),
             "{e}"
         );
-        let mut c = AuthConfig::default();
-        c.secret = Secret::new("short");
+        let c = AuthConfig {
+            secret: Secret::new("short"),
+            ..AuthConfig::default()
+        };
         let e = c.validate().expect_err("short secret");
         assert!(e.to_string().contains("auth.secret"), "{e}");
         assert!(!e.to_string().contains("short"), "{e}");

@@ -84,10 +84,14 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+/// Each session's recent outcomes, and the sessions in the order they first posted (the
+/// oldest forgotten first).
+type OutcomeMap = (HashMap<String, VecDeque<Outcome>>, VecDeque<String>);
+
 /// Recent outcomes by session. Std mutex: short inserts and reads.
 #[derive(Default)]
 pub struct Outcomes {
-    map: Mutex<(HashMap<String, VecDeque<Outcome>>, VecDeque<String>)>,
+    map: Mutex<OutcomeMap>,
 }
 
 impl Outcomes {

@@ -202,12 +202,12 @@ impl Auth {
 
     pub fn is_owner(&self, channel: &str, who: &Identity) -> bool {
         let k = who.key();
-        self.roles().owners(channel).iter().any(|o| *o == k)
+        self.roles().owners(channel).contains(&k)
     }
 
     pub fn is_admin(&self, who: &Identity) -> bool {
         let k = who.key();
-        self.roles().admins.iter().any(|a| *a == k)
+        self.roles().admins.contains(&k)
     }
 
     /// Whether Bluesky signs in by OAuth (public https URL) or by app password.
