@@ -565,21 +565,27 @@ fn identity_bans_hold_under_any_nick_and_owners_moderate() {
     );
 }
 
-#[test]
-fn x_sign_in_posts_only_when_allowed() {
-    // The redirect_uri registered at X must be onair's callback: start onair first.
+/// The X stand-in and onair with `[auth.x]` pointing at it; the stand-in's registered
+/// redirect_uri is onair's callback.
+fn x_setup(cross_post: bool) -> (XServer, TestServer) {
     let x = XServer::start("pending");
     let srv = server(
         "",
         &format!(
             "[auth.x]\nenabled = true\nclient_id = \"{X_CLIENT_ID}\"\nclient_secret = \"{X_CLIENT_SECRET}\"\n\
-authorize_url = \"{}/i/oauth2/authorize\"\napi_base = \"{}\"\ncross_post = false\n",
+authorize_url = \"{}/i/oauth2/authorize\"\napi_base = \"{}\"\ncross_post = {cross_post}\n",
             x.url(),
             x.url()
         ),
         &[],
     );
     x.lock().redirect_uri = format!("{}/auth/x/callback", origin(&srv).trim_end_matches('/'));
+    (x, srv)
+}
+
+#[test]
+fn x_sign_in_posts_only_when_allowed() {
+    let (x, srv) = x_setup(false);
     let cookie = sign_in(&srv, "x", "cross_post=1&return=/watch/alice", "carol");
     let who = me(&srv, Some(&cookie)).json();
     assert_eq!(who["provider"], "x");
@@ -593,18 +599,7 @@ authorize_url = \"{}/i/oauth2/authorize\"\napi_base = \"{}\"\ncross_post = false
 
 #[test]
 fn x_cross_post_when_enabled() {
-    let x = XServer::start("pending");
-    let srv = server(
-        "",
-        &format!(
-            "[auth.x]\nenabled = true\nclient_id = \"{X_CLIENT_ID}\"\nclient_secret = \"{X_CLIENT_SECRET}\"\n\
-authorize_url = \"{}/i/oauth2/authorize\"\napi_base = \"{}\"\ncross_post = true\n",
-            x.url(),
-            x.url()
-        ),
-        &[],
-    );
-    x.lock().redirect_uri = format!("{}/auth/x/callback", origin(&srv).trim_end_matches('/'));
+    let (x, srv) = x_setup(true);
     let cookie = sign_in(&srv, "x", "cross_post=1", "carol");
     assert_eq!(me(&srv, Some(&cookie)).json()["can_cross_post"], true);
     assert_eq!(
