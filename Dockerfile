@@ -7,7 +7,9 @@ RUN apt-get update -qq \
  && grep -v '^\s*#' scripts/packages-build.txt | grep -v '^\s*$' | xargs apt-get install -y -qq --no-install-recommends \
  && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cargo build --release --locked && strip target/release/onair
+# The binary is copied out of target/ so that a cache mounted there (scripts/container-test:
+# `podman build -v CACHE:/src/target`) still leaves it in the image layer.
+RUN cargo build --release --locked && strip -o /usr/local/bin/onair target/release/onair
 
 FROM debian:bookworm-slim
 # Only the FFmpeg shared libraries the binary links against, plus CA certificates for announce.
@@ -15,12 +17,14 @@ RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavfilter8 libavdevice59 libsrt1.5-gnutls ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /nonexistent onair
-COPY --from=build /src/target/release/onair /usr/local/bin/onair
+COPY --from=build /usr/local/bin/onair /usr/local/bin/onair
 COPY config/default.toml /etc/onair/onair.toml
-# The database (storage.data_dir) lives in a volume the onair user owns.
+# The working directory and the database (storage.data_dir) live in a volume the onair user
+# owns; other relative paths land there too.
 RUN mkdir -p /var/lib/onair && chown onair /var/lib/onair
 ENV ONAIR__STORAGE__DATA_DIR=/var/lib/onair
 VOLUME /var/lib/onair
+WORKDIR /var/lib/onair
 USER onair
 # 1936: RTMPS, when rtmp.tls_listen is set; 8890/udp: SRT.
 EXPOSE 1935 1936 8080 8890/udp

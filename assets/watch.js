@@ -50,9 +50,21 @@
   function startPlayer() {
     stopPlayer();
     if (useHlsJs()) {
-      // Low-latency mode follows PART-HOLD-BACK on LL-HLS playlists (3 segments back on plain
-      // ones); after a stall it plays up to 1.5x until it is back at the live edge.
-      hls = new window.Hls({ liveSyncDurationCount: 3, lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
+      // Low-latency mode follows PART-HOLD-BACK on LL-HLS playlists (hls.js's default, 3
+      // segments back, on plain ones); after a stall or a slow start it plays up to 1.5x until
+      // it is back there. (Setting liveSyncDurationCount would override PART-HOLD-BACK: hls.js
+      // then sits 3 whole segments, 6 s, back even on LL-HLS.)
+      hls = new window.Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
+      // On LL-HLS this page plays two parts behind the newest, one closer than PART-HOLD-BACK
+      // (what any other player is told): chat is a conversation. After a stall hls.js moves the
+      // target back by itself.
+      let targetSet = false;
+      hls.on(window.Hls.Events.LEVEL_LOADED, (_e, d) => {
+        if (!targetSet && d.details && d.details.partTarget) {
+          targetSet = true;
+          hls.targetLatency = 2 * d.details.partTarget;
+        }
+      });
       hls.on(window.Hls.Events.MANIFEST_PARSED, () => {
         fillQualities(hls.levels.map((l, i) => ({ value: String(i), label: levelLabel(l, i) })));
         video.play().catch(() => setPlayerStatus('press play to start'));

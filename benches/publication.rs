@@ -14,7 +14,7 @@ use onair::hls::{self, HlsStore, StoreConfig};
 use onair::proto::aac::AacConfig;
 use onair::proto::avc::AvcConfig;
 use onair::proto::flv::{self, AudioTag, VideoTag};
-use onair::proto::media::{MediaPacket, StreamInfo, Track};
+use onair::proto::media::{MediaPacket, StreamInfo, Track, VideoConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -37,20 +37,22 @@ async fn run() {
     let mut gop = Vec::new();
     for tag in flv::file_tags(&file) {
         match tag.kind {
-            9 => match flv::parse_video(&tag.body) {
-                Ok(VideoTag::AvcSequenceHeader(r)) => {
-                    info.video = Some(Arc::new(AvcConfig::parse(r).expect("avc")))
+            9 => match flv::parse_video(&tag.body, None).map(|t| t.tag) {
+                Ok(VideoTag::SequenceHeader { record, .. }) => {
+                    info.video = Some(Arc::new(VideoConfig::Avc(
+                        AvcConfig::parse(record).expect("avc"),
+                    )))
                 }
-                Ok(VideoTag::AvcFrame { keyframe, data, .. }) if tag.timestamp_ms < 2000 => {
+                Ok(VideoTag::Frame { keyframe, data, .. }) if tag.timestamp_ms < 2000 => {
                     gop.push((tag.timestamp_ms as i64, Track::Video, keyframe, data))
                 }
                 _ => {}
             },
-            8 => match flv::parse_audio(&tag.body) {
-                Ok(AudioTag::AacSequenceHeader(a)) => {
-                    info.audio = Some(Arc::new(AacConfig::parse(a).expect("aac")))
+            8 => match flv::parse_audio(&tag.body, None).map(|t| t.tag) {
+                Ok(AudioTag::SequenceHeader { config, .. }) => {
+                    info.audio = Some(Arc::new(AacConfig::parse(config).expect("aac")))
                 }
-                Ok(AudioTag::AacFrame(d)) if tag.timestamp_ms < 2000 => {
+                Ok(AudioTag::Frame { data: d, .. }) if tag.timestamp_ms < 2000 => {
                     gop.push((tag.timestamp_ms as i64, Track::Audio, false, d))
                 }
                 _ => {}

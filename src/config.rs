@@ -204,8 +204,12 @@ impl Default for SrtConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
-    /// Connections served at once; more wait in the kernel's backlog.
+    /// Connections served at once; more wait in the kernel's backlog. Event streams do not
+    /// count here once they are open (see `max_event_streams`).
     pub max_connections: usize,
+    /// Chat event streams held open at once, all channels together: a budget of their own,
+    /// so that idle subscribers cannot starve playlists, segments, chat posts and the API.
+    pub max_event_streams: usize,
     /// Seconds a client has to send its request headers.
     pub header_timeout_seconds: u64,
     /// PEM certificate chain; with `tls_key`, HTTP is served over TLS (HTTP/2 by ALPN).
@@ -219,6 +223,7 @@ impl Default for HttpConfig {
         Self {
             listen: ([0, 0, 0, 0], 8080).into(),
             max_connections: 4096,
+            max_event_streams: 20_000,
             header_timeout_seconds: 10,
             tls_cert: String::new(),
             tls_key: String::new(),
@@ -253,8 +258,10 @@ impl Default for HlsConfig {
         Self {
             segment_seconds: 2.0,
             playlist_window: 6,
-            container: Container::Ts,
-            part_seconds: 0.333,
+            // Low latency by default: chat is a conversation (glass-to-glass about 1 s with
+            // hls.js; docs/benchmarks.md). `ts` stays for the oldest players.
+            container: Container::Fmp4,
+            part_seconds: 0.2,
             linger_seconds: 60,
         }
     }
@@ -681,6 +688,7 @@ impl Config {
         }
         self.validate_srt()?;
         positive("http.max_connections", self.http.max_connections as f64)?;
+        positive("http.max_event_streams", self.http.max_event_streams as f64)?;
         positive(
             "http.header_timeout_seconds",
             self.http.header_timeout_seconds as f64,

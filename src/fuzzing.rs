@@ -13,7 +13,7 @@ use crate::hls::segmenter::Segmenter;
 use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
 use crate::ingest::media::{Clock, MediaFeed, MediaSink};
-use crate::ingest::rtmp::{feed_audio_tag, feed_video_tag, CoreEvent, IngestCore};
+use crate::ingest::rtmp::{feed_audio_tag, feed_video_tag, CoreEvent, FlvTracks, IngestCore};
 use crate::ingest::srt::{feed_events, DropLog};
 use crate::proto::avc;
 use crate::proto::media::{MediaPacket, StreamInfo, Track};
@@ -48,9 +48,9 @@ impl MediaSink for SegmentingSink {
     fn send_packet(&self, pkt: MediaPacket) {
         let mut s = self.segmenter.lock().unwrap_or_else(|e| e.into_inner());
         if pkt.track == Track::Video {
-            if let Some(cfg) = s.info().video.clone() {
+            if let Some(cfg) = s.info().video.as_ref().and_then(|v| v.as_avc()) {
                 let mut out = Vec::new();
-                let _ = avc::to_annex_b(&pkt.data, &cfg, pkt.keyframe, &mut out);
+                let _ = avc::to_annex_b(&pkt.data, cfg, pkt.keyframe, &mut out);
             }
         }
         let _ = s.push(&pkt);
@@ -101,6 +101,7 @@ pub fn rtmp_ingest(data: &[u8]) {
     let run = |pieces: &mut dyn Iterator<Item = &[u8]>| -> (usize, bool) {
         let mut core = IngestCore::new(limits);
         let mut media = MediaFeed::new(SegmentingSink::new(Container::Fmp4), Clock::RTMP);
+        let mut tracks = FlvTracks::default();
         let mut events = 0usize;
         let mut input = pieces.next();
         while let Some(piece) = input {
@@ -128,11 +129,11 @@ pub fn rtmp_ingest(data: &[u8]) {
                     }
                     CoreEvent::Play { request_id } => core.reject(request_id, "x", "y"),
                     CoreEvent::Video { data, timestamp } => {
-                        feed_video_tag(&mut media, &data, timestamp);
+                        feed_video_tag(&mut media, &mut tracks, &data, timestamp);
                         Ok(())
                     }
                     CoreEvent::Audio { data, timestamp } => {
-                        feed_audio_tag(&mut media, &data, timestamp);
+                        feed_audio_tag(&mut media, &mut tracks, &data, timestamp);
                         Ok(())
                     }
                     CoreEvent::PublishFinished | CoreEvent::Metadata(_) => Ok(()),
@@ -211,6 +212,7 @@ pub fn flv_media(data: &[u8]) {
 
 fn flv_media_into(data: &[u8], container: Container) {
     let mut media = MediaFeed::new(SegmentingSink::new(container), Clock::RTMP);
+    let mut tracks = FlvTracks::default();
     let mut pos = 0usize;
     let bytes = Bytes::copy_from_slice(data);
     while let Some(h) = data.get(pos..pos + 7) {
@@ -220,9 +222,9 @@ fn flv_media_into(data: &[u8], container: Container) {
         let end = (start + len).min(data.len());
         let body = bytes.slice(start..end);
         if h[0] & 1 == 0 {
-            feed_video_tag(&mut media, &body, ts);
+            feed_video_tag(&mut media, &mut tracks, &body, ts);
         } else {
-            feed_audio_tag(&mut media, &body, ts);
+            feed_audio_tag(&mut media, &mut tracks, &body, ts);
         }
         pos = end;
     }
@@ -341,4 +343,117 @@ pub fn http_route(data: &[u8]) {
     let peer: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
     let resp = rt.block_on(state.handle(req, peer));
     let _ = resp.status();
+}
+
+/// Reads records `[flags, track, len(2), body(len)]` and runs each body through the Enhanced
+/// RTMP tag parser (flags bit 0: audio; bit 1: read `track` from multitrack messages), the
+/// configuration record parsers (HEVC, AV1, H.264, AAC), and for coded frames the conversions
+/// a segment needs (Annex B for MPEG-TS, OBU filtering) and the fMP4 writer. A record with
+/// flags bit 2 is also read as a `connect` command and an rml_rtmp `_result` packet to amend.
+pub fn ertmp_tags(data: &[u8]) {
+    use crate::proto::media::{AudioCodec, VideoCodec, VideoConfig};
+    use crate::proto::{aac, av1, ertmp, flv, fmp4, hevc, ts};
+    let bytes = Bytes::copy_from_slice(data);
+    let mut info = StreamInfo::default();
+    let mut samples = Vec::new();
+    let mut pos = 0usize;
+    while let Some(h) = data.get(pos..pos + 4) {
+        let (flags, track) = (h[0], h[1]);
+        let len = u16::from_be_bytes([h[2], h[3]]) as usize;
+        let end = (pos + 4 + len).min(data.len());
+        let body = bytes.slice(pos + 4..end);
+        pos = end;
+        let want = (flags & 2 != 0).then_some(track);
+        if flags & 4 != 0 {
+            let _ = ertmp::connect::ClientCaps::from_connect_message(&body);
+            let _ = ertmp::connect::amend_connect_result(
+                &body,
+                1 + track as usize,
+                ertmp::connect::server_caps(),
+            );
+        }
+        if flags & 1 != 0 {
+            if let Ok(t) = flv::parse_audio(&body, want) {
+                match t.tag {
+                    flv::AudioTag::SequenceHeader {
+                        codec: AudioCodec::Aac,
+                        config,
+                    } => {
+                        if let Ok(c) = aac::AacConfig::parse(config) {
+                            info.audio = Some(Arc::new(c));
+                        }
+                    }
+                    flv::AudioTag::Frame { data, .. } => samples.push(MediaPacket {
+                        track: Track::Audio,
+                        dts: samples.len() as i64 * 1000,
+                        pts: samples.len() as i64 * 1000,
+                        keyframe: true,
+                        data,
+                    }),
+                    _ => {}
+                }
+            }
+            continue;
+        }
+        match flv::parse_video(&body, want).map(|t| t.tag) {
+            Ok(flv::VideoTag::SequenceHeader { codec, record }) => {
+                let config = match codec {
+                    VideoCodec::Avc => avc::AvcConfig::parse(record).ok().map(VideoConfig::from),
+                    VideoCodec::Hevc => hevc::HevcConfig::parse(record).ok().map(VideoConfig::from),
+                    VideoCodec::Av1 => av1::Av1Config::parse(record).ok().map(VideoConfig::from),
+                };
+                if let Some(c) = config {
+                    info.video = Some(Arc::new(c));
+                }
+            }
+            Ok(flv::VideoTag::Frame {
+                codec,
+                keyframe,
+                data,
+                composition_ms,
+            }) => {
+                let data = match codec {
+                    VideoCodec::Av1 => {
+                        let _ =
+                            av1::sequence_header(&data).map(av1::Av1Config::from_sequence_header);
+                        av1::strip_delimiters(&data).unwrap_or(data)
+                    }
+                    _ => data,
+                };
+                if let Some(v) = info.video.clone() {
+                    let mut m = ts::TsMuxer::new(Some(v.codec()), info.audio.is_some());
+                    let mut out = Vec::new();
+                    m.write_tables(&mut out);
+                    let _ = m.write_video(&mut out, &v, 0, composition_ms as i64, keyframe, &data);
+                    if let VideoConfig::Hevc(c) = &*v {
+                        let _ = hevc::has_irap(&data, c.nal_length_size);
+                    }
+                }
+                let t = samples.len() as i64 * 3000;
+                samples.push(MediaPacket {
+                    track: Track::Video,
+                    dts: t,
+                    pts: t + composition_ms as i64 * 90,
+                    keyframe,
+                    data,
+                });
+            }
+            _ => {}
+        }
+    }
+    if info.video.is_some() || info.audio.is_some() {
+        let _ = fmp4::init_segment(&info);
+        let samples: Vec<fmp4::Sample> = samples
+            .into_iter()
+            .map(|p| fmp4::Sample {
+                track: p.track,
+                dts: p.dts,
+                pts: p.pts,
+                keyframe: p.keyframe,
+                data: p.data,
+            })
+            .collect();
+        let mut out = Vec::new();
+        fmp4::fragment(1, &info, &samples, samples.len() as i64 * 3000, &mut out);
+    }
 }

@@ -12,7 +12,7 @@ const SECS: Duration = Duration::from_secs(1);
 #[test]
 fn ffmpeg_push_is_served_as_hls_and_ends_with_endlist() {
     let _g = media_lock();
-    let srv = TestServer::start("");
+    let srv = TestServer::start(TS);
     let pusher = push(&srv.rtmp_url(ALICE_KEY), PushOpts::default());
 
     let playlist = srv.wait_segments("alice", "source", 3, 30 * SECS);
@@ -96,7 +96,7 @@ fn ffmpeg_push_is_served_as_hls_and_ends_with_endlist() {
 #[test]
 fn unknown_key_is_refused_while_another_channel_plays() {
     let _g = media_lock();
-    let srv = TestServer::start("");
+    let srv = TestServer::start(TS);
     let _alice = push(
         &srv.rtmp_url(ALICE_KEY),
         PushOpts {
@@ -152,7 +152,7 @@ fn unknown_key_is_refused_while_another_channel_plays() {
 #[test]
 fn reconnect_continues_the_same_playlist_with_a_discontinuity() {
     let _g = media_lock();
-    let srv = TestServer::start("");
+    let srv = TestServer::start(TS);
     let short = || PushOpts {
         seconds: 5.0,
         ..Default::default()
@@ -183,7 +183,7 @@ fn reconnect_continues_the_same_playlist_with_a_discontinuity() {
 #[test]
 fn a_second_publish_on_a_live_key_takes_over() {
     let _g = media_lock();
-    let srv = TestServer::start("");
+    let srv = TestServer::start(TS);
     let long = || PushOpts {
         seconds: 20.0,
         ..Default::default()
@@ -210,7 +210,7 @@ fn a_second_publish_on_a_live_key_takes_over() {
 #[test]
 fn gstreamer_rtmp2sink_is_served_too() {
     let _g = media_lock();
-    let srv = TestServer::start("");
+    let srv = TestServer::start(TS);
     let pipeline = format!(
         "videotestsrc num-buffers=180 is-live=true ! video/x-raw,format=I420,width=320,height=180,framerate=30/1 \
          ! x264enc key-int-max=60 tune=zerolatency speed-preset=ultrafast bitrate=400 ! h264parse \
@@ -245,7 +245,7 @@ fn gstreamer_rtmp2sink_is_served_too() {
 #[test]
 fn sigterm_ends_playlists_and_exits_quickly() {
     let _g = media_lock();
-    let mut srv = TestServer::start("");
+    let mut srv = TestServer::start(TS);
     let _p = push(
         &srv.rtmp_url(ALICE_KEY),
         PushOpts {
@@ -263,7 +263,7 @@ fn sigterm_ends_playlists_and_exits_quickly() {
 #[test]
 fn an_encoder_without_a_sequence_header_still_gets_its_video_served() {
     let _g = media_lock();
-    let srv = TestServer::start("");
+    let srv = TestServer::start(TS);
     // ffmpeg's tee muxer does not ask x264 for global headers: the FLV stream then carries no
     // AVC sequence header, only SPS/PPS inside the keyframes.
     run_ok(

@@ -71,3 +71,110 @@ fn invalid_config_names_key_value_and_allowed_with_exit_2() {
         "{err}"
     );
 }
+
+/// `scripts/run` builds and starts the binary where cargo puts it, not in `./target/release`:
+/// here `CARGO_TARGET_DIR` is relative to the caller's directory (a temporary one, so the script
+/// must resolve it before changing to the repository) and leads to the test build's own target
+/// directory, where a dev-profile build is nearly fresh (`ONAIR_PROFILE=dev`).
+#[test]
+fn scripts_run_starts_the_binary_from_cargo_target_dir() {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_onair"));
+    let target = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir of the test build");
+    let dir = common::temp_dir("run");
+    // `../../..` up to `/` from the temporary directory, then down to the target directory.
+    let up = "../".repeat(dir.components().count() - 1);
+    let relative = format!(
+        "{up}{}",
+        target.display().to_string().trim_start_matches('/')
+    );
+    let cfg = dir.join("onair.toml");
+    std::fs::write(
+        &cfg,
+        "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [[channels]]\nname = \"demo\"\nkey = \"run-test-key-123\"\n",
+    )
+    .expect("write config");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/run");
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(script);
+    // As a user's shell would start it: without what cargo sets for test processes (those
+    // variables would make the nested build redo crates whose build scripts watch them).
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if (k.starts_with("CARGO_") && k != "CARGO_HOME") || k == "LD_LIBRARY_PATH" || k == "CARGO"
+        {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &relative)
+        .env("ONAIR_PROFILE", "dev")
+        .env("ONAIR_CONFIG", &cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start scripts/run");
+    // The script's whole process group (cargo, then the server it execs) ends with the test.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "TERM", "--", &format!("-{}", self.0.id())])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = Kill(child);
+    // The banner, then the server's own address line; the reader ends when the process does.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let mut seen = Vec::new();
+    let http = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no address line from scripts/run; printed:\n{seen:#?}"));
+        if let Some(addr) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))
+        {
+            break addr.to_string();
+        }
+        seen.push(line);
+    };
+    let binary = seen
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Binary:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no Binary: line in {seen:#?}"));
+    let expected = target.join("debug/onair");
+    assert_eq!(std::path::Path::new(binary), expected, "{seen:#?}");
+    assert!(
+        seen.iter().any(|l| l.contains("run-test-key-123")),
+        "{seen:#?}"
+    );
+    let r = ureq::get(&format!("http://{http}/healthz"))
+        .timeout(std::time::Duration::from_secs(10))
+        .call()
+        .expect("healthz");
+    assert_eq!(r.status(), 200);
+    drop(guard);
+}

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 type Harness = fn(&[u8]);
 
-const TARGETS: [(&str, Harness); 5] = [
+const TARGETS: [(&str, Harness); 6] = [
     ("rtmp_ingest", onair::fuzzing::rtmp_ingest),
     ("rtmp_messages", onair::fuzzing::rtmp_messages),
     ("flv_media", onair::fuzzing::flv_media),
     ("http_route", onair::fuzzing::http_route),
+    ("ertmp_tags", onair::fuzzing::ertmp_tags),
     ("ts_demux", onair::fuzzing::ts_demux),
 ];
 

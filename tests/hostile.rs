@@ -31,7 +31,7 @@ fn media_sequence(p: &str) -> u64 {
 
 /// A server with bob live; `env` overrides settings (`ONAIR__RTMP__...`).
 fn server_with_bob(env: &[(&str, &str)]) -> (TestServer, LoopingPublisher) {
-    let srv = TestServer::start_with("", env);
+    let srv = TestServer::start_with(TS, env);
     let bob = LoopingPublisher::start(&srv.rtmp, BOB_KEY);
     srv.wait_segments("bob", "source", 1, 20 * SECS);
     (srv, bob)

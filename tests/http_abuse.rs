@@ -114,7 +114,94 @@ fn huge_headers_are_refused() {
         assert_eq!(status, 431);
     }
     assert_eq!(srv.get("/healthz").0, 200);
-    srv.wait_log("http request refused: headers larger than 64 KiB", 5 * SECS);
+    srv.wait_log("http request refused: headers larger than 32 KiB", 5 * SECS);
+}
+
+/// Request headers are capped as nginx caps them: a line over 16 KiB, or a head over 32 KiB in
+/// all, is answered 431 over HTTP/1.1 and HTTP/2 (h2c, curl), while a live stream's playlists,
+/// the API and requests within the limits go on.
+#[test]
+fn header_limits_answer_431_and_leave_others_alone() {
+    let _g = media_lock();
+    let srv = TestServer::start("");
+    let _p = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            seconds: 30.0,
+            ..Default::default()
+        },
+    );
+    let before = srv.wait_segments("alice", "source", 1, 30 * SECS);
+    let http1 = |headers: &str| {
+        raw(
+            &srv.http,
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n")
+                .as_bytes(),
+        )
+        .map(|r| r.0)
+    };
+    let line = |name: &str, n: usize| format!("{name}: {}\r\n", "a".repeat(n));
+    let lines = |count: usize, n: usize| -> String {
+        (0..count).map(|i| line(&format!("X-H{i}"), n)).collect()
+    };
+    // One 100 KB header (answered 200 before the limits).
+    assert_eq!(http1(&line("X-Big", 100_000)), Some(431));
+    // One 20 KB line in a head under 32 KiB: the line is too long.
+    assert_eq!(http1(&line("X-Line", 20_000)), Some(431));
+    // 20 lines of 2 KB: 40 KB in all.
+    assert_eq!(http1(&lines(20, 2_000)), Some(431));
+    // Within the limits.
+    assert_eq!(http1(&line("X-Ok", 8_000)), Some(200));
+    assert_eq!(http1(&lines(10, 2_000)), Some(200));
+    // A request target over 16 KiB.
+    let long = raw(
+        &srv.http,
+        format!(
+            "GET /healthz?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "q".repeat(20_000)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(long.map(|r| r.0), Some(414));
+
+    let h2 = |headers: &[String]| -> String {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .arg("--http2-prior-knowledge");
+        for h in headers {
+            cmd.arg("-H").arg(h);
+        }
+        let out = cmd.arg(srv.url("/healthz")).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let header = |name: String, n: usize| format!("{name}: {}", "a".repeat(n));
+    assert_eq!(h2(&[header("X-Line".into(), 20_000)]), "2 431");
+    let many: Vec<String> = (0..20).map(|i| header(format!("X-H{i}"), 2_000)).collect();
+    assert_eq!(h2(&many), "2 431");
+    assert_eq!(h2(&[header("X-Ok".into(), 8_000)]), "2 200");
+    assert_eq!(h2(&many[..10]), "2 200");
+
+    // The stream went on, and so did everyone else's requests.
+    let msn = |p: &str| {
+        tag_value(p, "#EXT-X-MEDIA-SEQUENCE")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            + count_segments(p) as u64
+    };
+    let start = msn(&before);
+    wait_for(30 * SECS, "the stream's next segment", || {
+        let (s, p) = srv.get("/hls/alice/source/index.m3u8");
+        (s == 200 && msn(&p) > start).then_some(())
+    });
+    assert_eq!(srv.get("/api/channels/alice").0, 200);
+    assert_eq!(srv.get("/healthz").0, 200);
+    srv.wait_log("http request refused", 5 * SECS);
 }
 
 #[test]
@@ -227,4 +314,71 @@ fn segments_answer_ranges_and_head() {
     // Playlists ignore ranges (they change every segment).
     let (status, _) = srv.get("/hls/alice/source/index.m3u8");
     assert_eq!(status, 200);
+}
+
+/// Opens a chat event stream on a raw connection and returns it once the response head is in
+/// (or the status it was refused with).
+fn open_event_stream(addr: &str, channel: &str) -> Result<TcpStream, u16> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(10 * SECS)).expect("timeout");
+    s.write_all(
+        format!("GET /api/channels/{channel}/events HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    )
+    .expect("write");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    match text.split_whitespace().nth(1).and_then(|c| c.parse().ok()) {
+        Some(200) => Ok(s),
+        Some(code) => Err(code),
+        None => panic!("no answer for an event stream: {text:?}"),
+    }
+}
+
+/// Idle chat event streams have a budget of their own (`http.max_event_streams`): with more of
+/// them open than `http.max_connections`, playlists, the API and chat posts are still answered
+/// at once; past the event-stream budget a new stream is refused with 503 and Retry-After, and
+/// a closed stream's place is taken again.
+#[test]
+fn idle_event_streams_do_not_starve_other_requests() {
+    let srv = TestServer::start_with_http("max_connections = 4\nmax_event_streams = 10\n");
+    let mut streams: Vec<TcpStream> = (0..10)
+        .map(|i| {
+            open_event_stream(&srv.http, "alice")
+                .unwrap_or_else(|code| panic!("event stream {i} refused with {code}"))
+        })
+        .collect();
+    // Ten streams hold no general slot: four connections' worth of everything else goes on.
+    for _ in 0..4 {
+        assert_eq!(get_raw(&srv.http, "/healthz").map(|r| r.0), Some(200));
+    }
+    assert_eq!(srv.get("/api/channels/alice").0, 200);
+    assert_eq!(
+        srv.get("/hls/alice/master.m3u8").0,
+        404,
+        "answered, not live"
+    );
+    let post = ureq::post(&srv.url("/api/channels/alice/chat"))
+        .timeout(10 * SECS)
+        .send_json(serde_json::json!({"nick": "carol", "text": "still here"}))
+        .map(|r| r.status())
+        .unwrap_or_else(|e| match e {
+            ureq::Error::Status(code, _) => code,
+            e => panic!("chat post: {e}"),
+        });
+    assert_eq!(post, 202);
+    // The eleventh stream is over the budget.
+    assert_eq!(open_event_stream(&srv.http, "bob").err(), Some(503));
+    // One goes away; its place is free again once the server sees it close (at the latest
+    // when the next keep-alive comment, every 15 s, finds the socket gone).
+    drop(streams.pop());
+    wait_for(40 * SECS, "a freed event-stream place", || {
+        open_event_stream(&srv.http, "bob").ok()
+    });
 }

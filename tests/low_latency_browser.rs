@@ -13,7 +13,8 @@ use common::*;
 #[test]
 fn hls_js_plays_low_latency_without_stalls() {
     let _g = media_lock();
-    let srv = TestServer::start("[hls]\ncontainer = \"fmp4\"\n");
+    // The built-in defaults: low-latency fMP4.
+    let srv = TestServer::start("");
     let root = env!("CARGO_MANIFEST_DIR");
     let pipeline = format!(
         "python3 {root}/scripts/latency/clock_source.py 640 360 30 40 | ffmpeg -hide_banner -loglevel error -nostdin \

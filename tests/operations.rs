@@ -18,7 +18,7 @@ fn last_sequence(p: &str) -> u64 {
 #[test]
 fn reload_adds_and_removes_channels_without_touching_other_streams() {
     let _g = media_lock();
-    let srv = TestServer::start("");
+    let srv = TestServer::start(TS);
     let long = || PushOpts {
         seconds: 40.0,
         ..Default::default()

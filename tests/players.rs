@@ -20,9 +20,15 @@ fn run(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn players_play(container: &str) {
+/// `container` is set in `[hls]`, or left to the built-in default when `None`.
+fn players_play(container: Option<&str>) {
     let _g = media_lock();
-    let srv = TestServer::start(&format!("[hls]\ncontainer = \"{container}\"\n"));
+    let srv = TestServer::start(
+        &container
+            .map(|c| format!("[hls]\ncontainer = \"{c}\"\n"))
+            .unwrap_or_default(),
+    );
+    let container = container.unwrap_or("the default");
     let _p = push(
         &srv.rtmp_url(ALICE_KEY),
         PushOpts {
@@ -103,12 +109,23 @@ fn players_play(container: &str) {
     );
 }
 
+/// What a newcomer gets: the built-in defaults serve low-latency fMP4, and every player plays
+/// it (those without low-latency support as plain HLS).
+#[test]
+fn players_play_the_default_config() {
+    // The shipped file says the same as the built-in defaults the server below runs on.
+    let (code, out, err) = onair(&["check-config"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("container = \"fmp4\""), "{out}");
+    players_play(None);
+}
+
 #[test]
 fn players_play_low_latency_fmp4_as_plain_hls() {
-    players_play("fmp4");
+    players_play(Some("fmp4"));
 }
 
 #[test]
 fn players_play_mpeg_ts() {
-    players_play("ts");
+    players_play(Some("ts"));
 }

@@ -21,7 +21,7 @@ fn ffmpeg_publishes_over_rtmps_and_plain_rtmp_there_is_refused() {
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
     // Through the environment, as an admin overriding a shipped file would.
     let srv = TestServer::start_with(
-        "[server]\n",
+        TS,
         &[
             ("ONAIR__RTMP__TLS_LISTEN", "127.0.0.1:0"),
             ("ONAIR__RTMP__TLS_CERT", &cert),

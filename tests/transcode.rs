@@ -21,7 +21,8 @@ const FRAME: f64 = 1.0 / 30.0;
 /// A ladder config. `max_lag_seconds = 60` keeps admission control out of tests that are
 /// about output correctness: under CPU contention renditions may lag, but must not be shed.
 fn ladder(workers: usize, max_lag: f64, preset: &str, rungs: &[(&str, u32, u32, u32)]) -> String {
-    let mut s = format!("[transcode]\nworkers = {workers}\nmax_lag_seconds = {max_lag}\n");
+    // MPEG-TS: these tests probe single segments and their packets as TS files.
+    let mut s = format!("{TS}[transcode]\nworkers = {workers}\nmax_lag_seconds = {max_lag}\n");
     for (name, height, vk, ak) in rungs {
         s.push_str(&format!(
             "[[transcode.ladder]]\nname = \"{name}\"\nheight = {height}\nvideo_kbps = {vk}\n\
@@ -48,7 +49,10 @@ fn make_source(size: &'static str, seconds: f64) -> std::path::PathBuf {
     let opts = PushOpts {
         seconds,
         size,
-        video_kbps: 1500,
+        // As much as the pattern takes (x264 ultrafast reaches about 1.5 Mb/s at 1080p and
+        // 1.25 Mb/s at 720p on testsrc): test ladders stay below what their source reaches,
+        // since a rendition with more bits than the source is skipped.
+        video_kbps: 4000,
         ..Default::default()
     };
     run_ok(
@@ -181,13 +185,14 @@ fn ladder_renditions_line_up_with_the_source_and_play() {
         2,
         60.0,
         "veryfast",
-        &[("480p", 480, 1400, 96), ("360p", 360, 800, 64)],
+        &[("480p", 480, 900, 96), ("360p", 360, 600, 64)],
     ));
     let pusher = push(
         &srv.rtmp_url(ALICE_KEY),
         PushOpts {
             size: "1280x720",
             seconds: 9.0,
+            video_kbps: 2500,
             ..Default::default()
         },
     );
@@ -291,8 +296,12 @@ fn ladder_renditions_line_up_with_the_source_and_play() {
     }
 }
 
+/// No work for nothing: a 360p source at 600 kb/s gets no 720p or 480p (upscales), no 360p
+/// (a re-encode next to the passthrough of the same height) and no 180p at 800 kb/s (more bits
+/// than the source has); the 240p rendition is made, and the API says what was skipped, why,
+/// and that the source serves those viewers.
 #[test]
-fn a_small_source_is_never_upscaled() {
+fn a_source_gets_no_rendition_at_or_above_its_height_or_bitrate() {
     let _g = media_lock();
     let srv = TestServer::start(&ladder(
         2,
@@ -301,36 +310,73 @@ fn a_small_source_is_never_upscaled() {
         &[
             ("720p", 720, 2800, 128),
             ("480p", 480, 1400, 96),
-            ("360p", 360, 800, 64),
+            ("360p", 360, 500, 64),
+            ("240p", 240, 300, 64),
+            ("180p", 180, 800, 48),
         ],
     ));
     let pusher = push(
         &srv.rtmp_url(ALICE_KEY),
         PushOpts {
             size: "640x360",
-            seconds: 6.0,
+            seconds: 8.0,
+            video_kbps: 600,
             ..Default::default()
         },
     );
-    let (ok, err) = pusher.wait(60 * SECS);
-    assert!(ok, "push failed: {err}");
-    wait_ended(&srv, "alice", "source", 30 * SECS);
-    let p360 = wait_ended(&srv, "alice", "360p", 60 * SECS);
-    assert!(count_segments(&p360) >= 2, "{p360}");
-    let (_, master) = srv.get("/hls/alice/master.m3u8");
-    assert!(master.contains("360p/index.m3u8"), "{master}");
-    assert!(!master.contains("480p"), "{master}");
-    assert!(!master.contains("720p"), "{master}");
-    for r in ["480p", "720p"] {
-        let (status, _) = srv.get(&format!("/hls/alice/{r}/index.m3u8"));
-        assert_eq!(status, 404, "{r} exists for a 360p source");
-    }
+    srv.wait_segments("alice", "240p", 1, 60 * SECS);
     let ch = srv.json("/api/channels/alice");
     assert_eq!(
         ch["renditions"],
-        serde_json::json!(["source", "360p"]),
+        serde_json::json!(["source", "240p"]),
         "{ch}"
     );
+    let skipped = ch["skipped"].as_array().cloned().unwrap_or_default();
+    let reasons: Vec<(String, String, String)> = skipped
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or("").to_string(),
+                s["reason"].as_str().unwrap_or("").to_string(),
+                s["instead"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want = |n: &str, r: &str| (n.to_string(), r.to_string(), "source".to_string());
+    assert_eq!(
+        reasons,
+        vec![
+            want("720p", "height"),
+            want("480p", "height"),
+            want("360p", "height"),
+            want("180p", "bitrate"),
+        ],
+        "{ch}"
+    );
+    assert!(
+        skipped.iter().take(3).all(|s| s["source_height"] == 360),
+        "{ch}"
+    );
+    // The measured bitrate is the source's, near what the encoder was asked for.
+    let measured = skipped[3]["source_video_kbps"].as_u64().unwrap_or(0);
+    assert!((300..800).contains(&measured), "{ch}");
+    let (ok, err) = pusher.wait(60 * SECS);
+    assert!(ok, "push failed: {err}");
+    wait_ended(&srv, "alice", "source", 30 * SECS);
+    let p240 = wait_ended(&srv, "alice", "240p", 60 * SECS);
+    assert!(count_segments(&p240) >= 2, "{p240}");
+    let (_, master) = srv.get("/hls/alice/master.m3u8");
+    assert!(master.contains("source/index.m3u8"), "{master}");
+    assert!(master.contains("240p/index.m3u8"), "{master}");
+    for r in ["720p", "480p", "360p", "180p"] {
+        assert!(
+            !master.contains(&format!("{r}/")),
+            "{r} listed:
+{master}"
+        );
+        let (status, _) = srv.get(&format!("/hls/alice/{r}/index.m3u8"));
+        assert_eq!(status, 404, "{r} exists for a 360p source at 600 kb/s");
+    }
     assert!(srv.logs().contains("transcoding"), "{}", srv.logs());
 }
 
@@ -338,15 +384,16 @@ fn a_small_source_is_never_upscaled() {
 fn an_overloaded_pool_sheds_the_newest_stream_first_and_ingest_keeps_up() {
     let _g = media_lock();
     const CAROL_KEY: &str = "carol-secret-key-789";
-    // One worker cannot run three 720p ladders (about three cores' worth at veryfast).
+    // One worker cannot run three 1080p-source ladders (720p + 480p + 360p: about three cores'
+    // worth at veryfast). The source is 1080p so that 720p is not skipped as the source's height.
     let mut extra = ladder(
         1,
         2.0,
         "veryfast",
         &[
-            ("720p", 720, 2800, 128),
-            ("480p", 480, 1400, 96),
-            ("360p", 360, 800, 64),
+            ("720p", 720, 1200, 128),
+            ("480p", 480, 800, 96),
+            ("360p", 360, 500, 64),
         ],
     );
     extra.push_str(&format!(
@@ -354,7 +401,7 @@ fn an_overloaded_pool_sheds_the_newest_stream_first_and_ingest_keeps_up() {
     ));
     let srv = TestServer::start(&extra);
     let seconds = 24.0;
-    let source = make_source("1280x720", seconds);
+    let source = make_source("1920x1080", seconds);
     let t0 = Instant::now();
     let mut pushes = Vec::new();
     for (channel, key) in [("alice", ALICE_KEY), ("bob", BOB_KEY), ("carol", CAROL_KEY)] {
@@ -396,8 +443,9 @@ fn an_overloaded_pool_sheds_the_newest_stream_first_and_ingest_keeps_up() {
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .unwrap_or_else(|| panic!("no timestamp in {line}"));
     assert_eq!(field("rendition"), "720p", "{line}");
-    // The transcoder sees a stream from its first keyframe, a moment after the publish that
-    // `started_at` records: a stream published less than a second before the decision may not
+    // The transcoder plans a stream's ladder once it has measured the source's bitrate over
+    // its first GOP (2 s here) from the first keyframe, a moment after the publish that
+    // `started_at` records: a stream published less than 3.5 s before the decision may not
     // have been in the running.
     let all = srv.json("/api/channels");
     let started = |c: &serde_json::Value| {
@@ -414,7 +462,8 @@ fn an_overloaded_pool_sheds_the_newest_stream_first_and_ingest_keeps_up() {
     let newer: Vec<_> = channels
         .iter()
         .filter(|c| {
-            started(c).is_some_and(|t| t > victim && t < shed_at - chrono::Duration::seconds(1))
+            started(c)
+                .is_some_and(|t| t > victim && t < shed_at - chrono::Duration::milliseconds(3500))
         })
         .collect();
     assert!(
@@ -494,7 +543,7 @@ fn audio_stays_with_video_over_a_minute() {
         2,
         60.0,
         "veryfast",
-        &[("240p", 240, 400, 64), ("180p", 180, 250, 48)],
+        &[("180p", 180, 250, 48), ("144p", 144, 150, 48)],
     ));
     let seconds = 60.0;
     let pusher = push(
@@ -535,7 +584,7 @@ fn audio_stays_with_video_over_a_minute() {
     };
     let (src_end_off, src_start_off, src_end) = offset("source", &source);
     let mut seen = BTreeMap::new();
-    for r in ["240p", "180p"] {
+    for r in ["180p", "144p"] {
         let p = wait_ended(&srv, "alice", r, 60 * SECS);
         assert_eq!(media_sequence(&p), media_sequence(&source), "{r}:\n{p}");
         let made = media_sequence(&p) as usize + count_segments(&p);
@@ -568,13 +617,14 @@ fn a_new_publisher_with_another_resolution_restarts_the_ladder_in_line() {
         2,
         60.0,
         "veryfast",
-        &[("480p", 480, 1400, 96), ("360p", 360, 800, 64)],
+        &[("480p", 480, 900, 96), ("360p", 360, 600, 64)],
     ));
     let mut first = push(
         &srv.rtmp_url(ALICE_KEY),
         PushOpts {
             size: "1280x720",
             seconds: 60.0,
+            video_kbps: 2500,
             ..Default::default()
         },
     );
@@ -584,12 +634,14 @@ fn a_new_publisher_with_another_resolution_restarts_the_ladder_in_line() {
     let second = push(
         &srv.rtmp_url(ALICE_KEY),
         PushOpts {
-            size: "640x360",
+            size: "854x480",
             seconds: 8.0,
+            video_kbps: 1500,
             ..Default::default()
         },
     );
-    // The 480p rendition would now be an upscale: it leaves the multivariant playlist.
+    // The 480p rendition would now be a re-encode at the source's own height: it leaves the
+    // multivariant playlist (the source serves its viewers).
     wait_for(30 * SECS, "480p to leave the master playlist", || {
         let (_, m) = srv.get("/hls/alice/master.m3u8");
         (!m.contains("480p")).then_some(())
@@ -623,5 +675,6 @@ fn a_new_publisher_with_another_resolution_restarts_the_ladder_in_line() {
         .into_iter()
         .find(|s| s.codec_type == "video")
         .expect("video");
-    assert_eq!((v.width, v.height), (Some(640), Some(360)));
+    // 854x480 scaled to 360 lines keeps its aspect: 640.5, rounded up to an even 642.
+    assert_eq!((v.width, v.height), (Some(642), Some(360)));
 }

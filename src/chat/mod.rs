@@ -92,6 +92,9 @@ pub enum ChatError {
     SlowMode { retry_after: u64 },
     #[error("this channel has too many chat subscribers")]
     ChannelFull,
+    /// `http.max_event_streams` (all channels) is reached; said by HTTP, not by the chat.
+    #[error("this server has too many chat subscribers")]
+    ServerFull,
     #[error("too many chat subscribers from your address")]
     AddressFull,
     #[error("no such message")]

@@ -16,8 +16,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 
 use crate::bus::{ChannelBus, MediaEvent};
-use crate::config::HlsConfig;
+use crate::config::{Container, HlsConfig};
 use crate::proto::media::{MediaPacket, StreamInfo, TIMESCALE};
+use crate::proto::ts::video_stream_type;
 use segmenter::{Segmenter, SegmenterNote, Step};
 pub use store::{HlsStore, Lookup, MediaName, Position, RenditionSummary, StoreConfig};
 
@@ -37,6 +38,9 @@ pub struct RenditionWriter {
     segment_seconds: f64,
     /// Id of the init segment last handed to the store.
     init_id: u32,
+    /// The stream's video codec cannot go in this container (AV1 in MPEG-TS): the rendition
+    /// is left out until the configuration changes.
+    skipped: bool,
 }
 
 impl RenditionWriter {
@@ -57,10 +61,33 @@ impl RenditionWriter {
             waiting_logged: false,
             segment_seconds: cfg.segment_seconds,
             init_id: 0,
+            skipped: false,
         }
     }
 
     pub fn set_info(&mut self, info: StreamInfo) {
+        let carried = self.store.container() != Container::Ts
+            || info
+                .video
+                .as_ref()
+                .is_none_or(|v| video_stream_type(v.codec()).is_some());
+        if !carried {
+            if !self.skipped {
+                self.skipped = true;
+                let codec = info.video.as_ref().map_or("", |v| v.codec().name());
+                warn!(
+                    channel = %self.channel,
+                    rendition = %self.rendition,
+                    codec,
+                    "this video codec cannot be carried in MPEG-TS (hls.container = \"ts\"): the rendition is left out, viewers get only the [transcode] ladder's H.264 renditions (none when the ladder is empty); set hls.container = \"fmp4\" to pass it through"
+                );
+                let step = self.segmenter.flush();
+                self.publish(step);
+                self.store.remove_rendition(&self.channel, &self.rendition);
+            }
+            return;
+        }
+        self.skipped = false;
         let step = self.segmenter.set_info(info);
         self.publish(step);
         if let Some((id, init)) = self.segmenter.init() {
@@ -73,6 +100,9 @@ impl RenditionWriter {
     }
 
     pub fn push(&mut self, pkt: &MediaPacket) {
+        if self.skipped {
+            return;
+        }
         let step = self.segmenter.push(pkt);
         match &step.note {
             Some(SegmenterNote::WaitingForKeyframe) if !self.waiting_logged => {
@@ -204,5 +234,66 @@ async fn channel_task(
             }
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::av1::{tests::record, Av1Config};
+    use crate::proto::media::{tests::info, Track, VideoConfig};
+
+    fn writer(container: Container) -> (Arc<HlsStore>, RenditionWriter) {
+        let store = Arc::new(HlsStore::new(StoreConfig {
+            window: 6,
+            segment_seconds: 2.0,
+            container,
+            part_seconds: 0.333,
+        }));
+        let cfg = HlsConfig {
+            container,
+            ..Default::default()
+        };
+        let w = RenditionWriter::new(store.clone(), "alice", SOURCE, 0, &cfg);
+        (store, w)
+    }
+
+    fn run(w: &mut RenditionWriter) {
+        for i in 0..200i64 {
+            w.push(&MediaPacket {
+                track: Track::Video,
+                dts: i * 3000,
+                pts: i * 3000,
+                keyframe: i % 30 == 0,
+                data: bytes::Bytes::from_static(&[0x32, 0x01, 0x00]),
+            });
+        }
+    }
+
+    /// AV1 has no MPEG-TS mapping that HLS players read: with `ts` the source rendition is left
+    /// out (the ladder still plays); with `fmp4` it is passed through.
+    #[test]
+    fn av1_source_is_left_out_of_ts_only() {
+        let mut av1 = info();
+        av1.video = Some(Arc::new(VideoConfig::Av1(
+            Av1Config::parse(record()).expect("av1"),
+        )));
+        let (store, mut w) = writer(Container::Ts);
+        w.set_info(info());
+        run(&mut w);
+        assert_eq!(store.renditions("alice").len(), 1, "H.264 source listed");
+        w.set_info(av1.clone());
+        run(&mut w);
+        assert!(store.renditions("alice").is_empty(), "AV1 source left out");
+        w.set_info(info());
+        run(&mut w);
+        assert_eq!(store.renditions("alice").len(), 1, "H.264 again");
+
+        let (store, mut w) = writer(Container::Fmp4);
+        w.set_info(av1);
+        run(&mut w);
+        let r = store.renditions("alice");
+        assert_eq!(r.len(), 1);
+        assert!(r[0].codecs.starts_with("av01.0.00M.08"), "{}", r[0].codecs);
     }
 }

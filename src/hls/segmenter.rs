@@ -128,7 +128,7 @@ impl Segmenter {
             target: (segment_seconds * TIMESCALE as f64) as i64,
             part_target: (part_seconds * TIMESCALE as f64) as i64,
             info: StreamInfo::default(),
-            muxer: TsMuxer::new(false, false),
+            muxer: TsMuxer::new(None, false),
             open: None,
             next_discontinuity: false,
             frame_ticks: TIMESCALE / 30,
@@ -164,7 +164,10 @@ impl Segmenter {
         };
         let rebuild = video_changed || audio_changed || tracks_changed || self.init.is_none();
         self.info = info;
-        self.muxer = TsMuxer::new(self.info.video.is_some(), self.info.audio.is_some());
+        self.muxer = TsMuxer::new(
+            self.info.video.as_ref().map(|v| v.codec()),
+            self.info.audio.is_some(),
+        );
         if self.container == Container::Fmp4
             && rebuild
             && (self.info.video.is_some() || self.info.audio.is_some())
@@ -361,7 +364,7 @@ impl Segmenter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::media::tests::info;
+    use crate::proto::media::{tests::info, VideoConfig};
 
     fn video(dts: i64, key: bool) -> MediaPacket {
         MediaPacket {
@@ -472,7 +475,9 @@ mod tests {
         run(&mut s, 30, 60);
         let mut other = info();
         let mut v = (*other.video.clone().expect("video")).clone();
-        v.width = 640;
+        if let VideoConfig::Avc(c) = &mut v {
+            c.width = 640;
+        }
         other.video = Some(Arc::new(v));
         assert!(s.set_info(other).segment.is_some());
         let segs = run(&mut s, 61, 60);

@@ -388,11 +388,11 @@ impl HlsStore {
             r.inits.retain(|id, _| *id >= oldest);
         }
         if let Some(v) = &seg.info.video {
-            r.summary.width = Some(v.width);
-            r.summary.height = Some(v.height);
+            r.summary.width = Some(v.width());
+            r.summary.height = Some(v.height());
             if seg.video_frames > 1 {
                 let fps = seg.video_frames as f64 * TIMESCALE as f64 / seg.duration as f64;
-                r.summary.frame_rate = Some(v.fps.unwrap_or((fps * 100.0).round() / 100.0));
+                r.summary.frame_rate = Some(v.fps().unwrap_or((fps * 100.0).round() / 100.0));
             }
         } else {
             r.summary.width = None;

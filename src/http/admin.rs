@@ -91,7 +91,10 @@ pub struct StreamView {
 
 #[derive(Debug, Serialize)]
 pub struct VideoView {
+    /// RFC 6381 codec string of the source (`avc1.64001f`, `hvc1.1.6.L93.B0`, `av01.0.08M.08`).
     pub codec: String,
+    /// The codec's name as ffprobe gives it: `h264`, `hevc` or `av1`.
+    pub codec_name: &'static str,
     pub width: u32,
     pub height: u32,
     pub frame_rate: Option<f64>,
@@ -100,6 +103,7 @@ pub struct VideoView {
 #[derive(Debug, Serialize)]
 pub struct AudioView {
     pub codec: String,
+    pub codec_name: &'static str,
     pub sample_rate: u32,
     pub channels: u8,
 }
@@ -122,12 +126,14 @@ pub fn streams(bus: &Bus, store: &HlsStore) -> Vec<StreamView> {
                 uptime_seconds: (now - p.live_since).num_milliseconds() as f64 / 1000.0,
                 video: info.video.as_ref().map(|v| VideoView {
                     codec: v.codec_string(),
-                    width: v.width,
-                    height: v.height,
-                    frame_rate: source.and_then(|s| s.frame_rate).or(v.fps),
+                    codec_name: v.codec().name(),
+                    width: v.width(),
+                    height: v.height(),
+                    frame_rate: source.and_then(|s| s.frame_rate).or(v.fps()),
                 }),
                 audio: info.audio.as_ref().map(|a| AudioView {
                     codec: a.codec_string(),
+                    codec_name: crate::proto::media::AudioCodec::Aac.name(),
                     sample_rate: a.sample_rate,
                     channels: a.channels,
                 }),

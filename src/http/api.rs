@@ -24,6 +24,9 @@ pub struct ChannelView {
     pub details: Vec<RenditionSummary>,
     /// Ladder renditions the transcoder has shed because the pool could not keep real time.
     pub degraded: Vec<String>,
+    /// Ladder renditions this stream does not get (at or above the source's height or
+    /// bitrate), each with the reason and the rendition serving its viewers instead.
+    pub skipped: Vec<crate::transcode::ladder::Skipped>,
 }
 
 /// `GET /api/channels[/{c}]`, `/healthz`, `/metrics`.
@@ -79,6 +82,11 @@ pub fn channel_view(state: &HttpState, name: &str) -> Option<ChannelView> {
             .transcoder
             .as_ref()
             .map(|t| t.degraded(name))
+            .unwrap_or_default(),
+        skipped: state
+            .transcoder
+            .as_ref()
+            .map(|t| t.skipped(name))
             .unwrap_or_default(),
     })
 }

@@ -129,7 +129,20 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .or_else(|| req.query_param("last_event_id")?.parse().ok());
             match state.chat.subscribe(c, req.ip, last) {
-                Ok(sse) => event_stream(sse),
+                Ok(sse) => {
+                    let moved = req
+                        .parts
+                        .extensions
+                        .get::<super::ConnectionSlot>()
+                        .is_none_or(super::ConnectionSlot::become_event_stream);
+                    if moved {
+                        event_stream(sse)
+                    } else {
+                        // Dropping the body unsubscribes.
+                        drop(sse);
+                        chat_error(&ChatError::ServerFull)
+                    }
+                }
                 Err(e) => chat_error(&e),
             }
         }
@@ -152,7 +165,9 @@ pub fn chat_error(e: &ChatError) -> Response<Body> {
             (StatusCode::TOO_MANY_REQUESTS, Some(*retry_after))
         }
         ChatError::AddressFull => (StatusCode::TOO_MANY_REQUESTS, Some(10)),
-        ChatError::ChannelFull => (StatusCode::SERVICE_UNAVAILABLE, Some(10)),
+        ChatError::ChannelFull | ChatError::ServerFull => {
+            (StatusCode::SERVICE_UNAVAILABLE, Some(10))
+        }
         ChatError::Unsaved => (StatusCode::SERVICE_UNAVAILABLE, Some(5)),
     };
     let mut r = match retry {

@@ -35,7 +35,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -75,8 +75,12 @@ impl HttpState {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = req.into_parts();
-        let body: RequestBody = body.map_err(request::body_error).boxed_unsync();
         let head = parts.method == Method::HEAD;
+        if let Err((status, why)) = request::head_within_limits(&parts) {
+            log_refusal(peer, Refusal::HeadLimit(why));
+            return finish(json_error(status, why), head);
+        }
+        let body: RequestBody = body.map_err(request::body_error).boxed_unsync();
         // The route borrows the path; the request moves on to its surface (a cheap clone).
         let (method, uri) = (parts.method.clone(), parts.uri.clone());
         let req = Req::new(parts, body, peer, &self.trusted_proxies);
@@ -135,6 +139,7 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let event_streams = Arc::new(Semaphore::new(cfg.max_event_streams));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let protocols = Arc::new(Protocols::new(cfg.header_timeout_seconds));
     let mut last_full_log: Option<std::time::Instant> = None;
@@ -170,8 +175,11 @@ pub async fn serve(
         };
         let _ = sock.set_nodelay(true);
         let state = state.clone();
-        let svc = service_fn(move |req: Request<Incoming>| {
+        let slot = ConnectionSlot::new(permit, event_streams.clone());
+        let conn_slot = slot.clone();
+        let svc = service_fn(move |mut req: Request<Incoming>| {
             let state = state.clone();
+            req.extensions_mut().insert(conn_slot.clone());
             // Boxed: hyper keeps a slot the size of this future for the whole connection, and
             // an event stream keeps its connection for hours; boxed, the slot is one pointer
             // and the request's state is freed once the response has started.
@@ -190,7 +198,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 log_connection_error(peer, &e, protocols.header_timeout);
             }
-            drop(permit);
+            drop(slot);
         });
     }
     drop(listener);
@@ -201,6 +209,47 @@ pub async fn serve(
 }
 
 type ConnectionFuture = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
+
+/// Which budget a connection counts against: `http.max_connections` from accept, or
+/// `http.max_event_streams` once one of its requests is an event stream (which holds the
+/// connection for hours). Moving frees the general slot at once, so idle subscribers never
+/// keep anyone from loading a playlist or posting. Requests find it in their extensions.
+#[derive(Clone)]
+pub struct ConnectionSlot(Arc<std::sync::Mutex<SlotState>>);
+
+struct SlotState {
+    /// Dropped with the connection (the last clone of the slot).
+    permit: Option<OwnedSemaphorePermit>,
+    event_stream: bool,
+    event_streams: Arc<Semaphore>,
+}
+
+impl ConnectionSlot {
+    fn new(permit: OwnedSemaphorePermit, event_streams: Arc<Semaphore>) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(SlotState {
+            permit: Some(permit),
+            event_stream: false,
+            event_streams,
+        })))
+    }
+
+    /// Moves the connection to the event-stream budget; false when that budget is full (the
+    /// connection keeps its general slot). Std mutex: a short swap, never across an await.
+    pub fn become_event_stream(&self) -> bool {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if s.event_stream {
+            return true;
+        }
+        match s.event_streams.clone().try_acquire_owned() {
+            Ok(p) => {
+                s.permit = Some(p);
+                s.event_stream = true;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
 
 /// Takes a connection from accept to its protocol: the TLS handshake and ALPN, or the h2c
 /// sniff on cleartext. `None` when the peer went away or timed out first (logged here).
@@ -269,9 +318,18 @@ impl Protocols {
         http1
             .timer(TokioTimer::new())
             .header_read_timeout(header_limit)
-            .max_buf_size(64 * 1024);
+            // 431 and close for a head over the limit, complete or not (max_buf_size alone
+            // let a head that arrived in one read through, whatever its size).
+            .max_header_size(request::MAX_REQUEST_HEAD)
+            // The read buffer never needs more than a head (bodies are 16 KiB at most): at
+            // 64 KiB, 10,000 clients each holding an unfinished 32 KiB head cost 54 KiB apiece
+            // (scripts/bench-header-memory).
+            .max_buf_size(request::MAX_REQUEST_HEAD);
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        http2.timer(TokioTimer::new()).max_concurrent_streams(256);
+        http2
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(request::MAX_REQUEST_HEAD as u32);
         Self {
             http1,
             http2,
@@ -332,6 +390,8 @@ enum Refusal<'a> {
     /// No complete request head within `http.header_timeout_seconds` (the value).
     HeaderTimeout(u64),
     TooLarge,
+    /// A header line or the request target over its limit (see [`request::head_within_limits`]).
+    HeadLimit(&'static str),
     Invalid(&'a hyper::Error),
 }
 
@@ -369,7 +429,10 @@ fn log_refusal(peer: SocketAddr, why: Refusal<'_>) {
             warn!(%peer, also_refused = also, "http connection closed: request headers not received within http.header_timeout_seconds ({secs} s)")
         }
         Refusal::TooLarge => {
-            warn!(%peer, also_refused = also, "http request refused: headers larger than 64 KiB")
+            warn!(%peer, also_refused = also, "http request refused: headers larger than 32 KiB")
+        }
+        Refusal::HeadLimit(why) => {
+            warn!(%peer, also_refused = also, "http request refused: {why}")
         }
         Refusal::Invalid(e) => {
             warn!(%peer, also_refused = also, error = %e, "http request refused: not valid HTTP")

@@ -17,6 +17,48 @@ use super::Body;
 /// Largest request body accepted (chat posts and admin JSON are tiny).
 pub const MAX_REQUEST_BODY: usize = 16 * 1024;
 
+/// Longest header line (`name: value`) or request target accepted. nginx takes lines up to
+/// its 8 KiB `large_client_header_buffers`; 16 KiB leaves room for big cookies.
+pub const MAX_HEADER_LINE: usize = 16 * 1024;
+
+/// Largest request head (request line and every header) accepted: nginx's default is four
+/// 8 KiB buffers. HTTP/1 enforces it in hyper's parser (`max_header_size`), so a connection
+/// never buffers more than this for a head; HTTP/2 announces it as
+/// SETTINGS_MAX_HEADER_LIST_SIZE and the h2 codec refuses larger header blocks with 431.
+pub const MAX_REQUEST_HEAD: usize = 32 * 1024;
+
+/// Checks a parsed request head against [`MAX_HEADER_LINE`] and [`MAX_REQUEST_HEAD`] (HTTP/2
+/// counts its pseudo-headers differently, so the total is checked here for both): `Err` with
+/// 414 (request target) or 431 (headers) and the reason.
+pub fn head_within_limits(parts: &http::request::Parts) -> Result<(), (StatusCode, &'static str)> {
+    let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_HEADER_LINE {
+        return Err((
+            StatusCode::URI_TOO_LONG,
+            "request target longer than 16 KiB",
+        ));
+    }
+    // "GET " + target + " HTTP/1.1\r\n"
+    let mut total = parts.method.as_str().len() + target + 12;
+    for (name, value) in &parts.headers {
+        let line = name.as_str().len() + 2 + value.len();
+        if line > MAX_HEADER_LINE {
+            return Err((
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "a request header line is longer than 16 KiB",
+            ));
+        }
+        total += line + 2;
+    }
+    if total > MAX_REQUEST_HEAD {
+        return Err((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request headers larger than 32 KiB in all",
+        ));
+    }
+    Ok(())
+}
+
 /// Any error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

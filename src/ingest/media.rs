@@ -7,8 +7,8 @@
 //!   `bytes_in`, and it keeps the publication from timing out: [`MediaFeed::idle_deadline`]);
 //! - [`MediaFeed::set_video_config`] / [`MediaFeed::set_audio_config`] when the codec
 //!   configuration is known or changes (consumers get a new [`StreamInfo`]);
-//! - [`MediaFeed::video`] for each H.264 access unit ([`VideoFrame`]: length-prefixed or Annex B),
-//!   [`MediaFeed::audio`] for each raw AAC frame (no ADTS header);
+//! - [`MediaFeed::video`] for each access unit ([`VideoFrame`]: H.264 or HEVC length-prefixed or
+//!   Annex B, AV1 OBUs), [`MediaFeed::audio`] for each raw AAC frame (no ADTS header);
 //! - [`MediaFeed::unsupported`] when a track is in a codec onair does not take.
 //!
 //! The feed repairs timestamps onto one monotonic 90 kHz timeline starting at zero
@@ -28,8 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::bus::{ChannelStats, Publication};
 use crate::proto::aac::AacConfig;
-use crate::proto::avc::{self, AvcConfig};
-pub use crate::proto::media::{MediaPacket, StreamInfo, Track};
+pub use crate::proto::media::{MediaPacket, StreamInfo, Track, VideoCodec, VideoConfig};
 pub use crate::proto::timestamps::Clock;
 use crate::proto::timestamps::{Repair, TimestampRepair};
 
@@ -57,12 +56,14 @@ impl MediaSink for Publication {
     }
 }
 
-/// One H.264 access unit (all NAL units of one picture) as a protocol hands it over.
+/// One access unit (all of one picture) as a protocol hands it over.
 #[derive(Debug, Clone)]
 pub struct VideoFrame {
-    /// NAL units each prefixed by its 4-byte big-endian length (what the bus carries), or in
-    /// Annex B (start codes) when the stream has no configuration record: see
-    /// [`MediaFeed::video`].
+    pub codec: VideoCodec,
+    /// H.264 / HEVC: NAL units each prefixed by its length (the configuration record's length
+    /// size; 4 bytes when the feed took the configuration from a keyframe), or in Annex B
+    /// (start codes) when the stream has no configuration record: see [`MediaFeed::video`].
+    /// AV1: the OBUs of one temporal unit (temporal delimiters are dropped here).
     pub data: Bytes,
     /// An IDR picture: segments and renditions start here.
     pub keyframe: bool,
@@ -133,19 +134,22 @@ impl<S: MediaSink> MediaFeed<S> {
         self.last_media + timeout
     }
 
-    /// The H.264 configuration (from a sequence header, or SDP parameter sets). Consumers are
-    /// told when it differs from the one in force.
-    pub fn set_video_config(&mut self, cfg: AvcConfig) {
+    /// The video configuration (from a sequence header or sequence start, or SDP parameter
+    /// sets). Consumers are told when it differs from the one in force.
+    pub fn set_video_config(&mut self, cfg: impl Into<VideoConfig>) {
+        let cfg = cfg.into();
         if self.info.video.as_deref() != Some(&cfg) {
+            // A record describes length-prefixed frames.
+            self.annex_b = false;
             self.adopt_video(cfg, "video configuration");
         }
     }
 
-    fn adopt_video(&mut self, cfg: AvcConfig, what: &'static str) {
+    fn adopt_video(&mut self, cfg: VideoConfig, what: &'static str) {
         info!(
             channel = %self.sink.channel_name(),
-            width = cfg.width,
-            height = cfg.height,
+            width = cfg.width(),
+            height = cfg.height(),
             codec = %cfg.codec_string(),
             "{what}"
         );
@@ -167,21 +171,28 @@ impl<S: MediaSink> MediaFeed<S> {
         }
     }
 
-    /// One video access unit. Without a configuration yet, a keyframe carrying SPS and PPS
-    /// (length-prefixed or Annex B) supplies it, and an Annex B stream is converted to
-    /// length-prefixed units from then on; anything before that is dropped (logged once).
+    /// One video access unit. Without a configuration in its codec yet, a keyframe carrying
+    /// the parameter sets (H.264 SPS/PPS, HEVC VPS/SPS/PPS, length-prefixed or Annex B; an AV1
+    /// sequence header) supplies it, and an Annex B stream is converted to length-prefixed
+    /// units from then on; anything before that is dropped (logged once).
     pub fn video(&mut self, frame: VideoFrame) {
         let VideoFrame {
+            codec,
             data,
             keyframe,
             dts,
             composition,
         } = frame;
-        if self.info.video.is_none() {
-            match AvcConfig::from_access_unit(&data).filter(|_| keyframe) {
+        if self.info.video.as_ref().map(|v| v.codec()) != Some(codec) {
+            match VideoConfig::from_access_unit(codec, &data).filter(|_| keyframe) {
                 Some((cfg, annex_b)) => {
                     self.annex_b = annex_b;
-                    self.adopt_video(cfg, "video configuration taken from the keyframe's SPS/PPS (the encoder sent no sequence header)");
+                    let what = match codec {
+                        VideoCodec::Avc => "video configuration taken from the keyframe's SPS/PPS (the encoder sent no sequence header)",
+                        VideoCodec::Hevc => "video configuration taken from the keyframe's VPS/SPS/PPS (the encoder sent no sequence start)",
+                        VideoCodec::Av1 => "video configuration taken from the keyframe's sequence header (the encoder sent no sequence start)",
+                    };
+                    self.adopt_video(cfg, what);
                 }
                 None => {
                     self.warn_early();
@@ -189,12 +200,8 @@ impl<S: MediaSink> MediaFeed<S> {
                 }
             }
         }
-        // The bus carries length-prefixed units; an encoder that sent Annex B is converted.
-        let data = if self.annex_b {
-            Bytes::from(avc::annex_b_to_avcc(&data).data)
-        } else {
-            data
-        };
+        // The bus carries length-prefixed units and AV1 without temporal delimiters.
+        let data = VideoConfig::to_bus_form(codec, data, self.annex_b);
         self.send(Track::Video, dts, composition, keyframe, data);
     }
 
@@ -235,7 +242,7 @@ impl<S: MediaSink> MediaFeed<S> {
         };
         if !*warned {
             *warned = true;
-            warn!(channel = %self.sink.channel_name(), error = %reason, "track ignored: onair takes H.264 video and AAC audio");
+            warn!(channel = %self.sink.channel_name(), error = %reason, "track ignored: onair takes H.264, HEVC or AV1 video and AAC or Opus audio");
         }
     }
 
@@ -288,7 +295,8 @@ mod tests {
 
     /// An Annex B keyframe with the fixture's SPS and PPS and one IDR slice.
     fn annex_b_keyframe() -> Bytes {
-        let cfg = AvcConfig::parse(crate::proto::avc::tests::record()).expect("avc");
+        let cfg =
+            crate::proto::avc::AvcConfig::parse(crate::proto::avc::tests::record()).expect("avc");
         let mut v = Vec::new();
         for nal in cfg.sps.iter().chain(cfg.pps.iter()) {
             v.extend_from_slice(&[0, 0, 0, 1]);
@@ -306,6 +314,7 @@ mod tests {
         feed.audio(Bytes::from_static(&[1, 2, 3]), 1000);
         // A delta frame first: dropped; then the keyframe configures the stream.
         let frame = |data: Bytes, keyframe, dts| VideoFrame {
+            codec: VideoCodec::Avc,
             data,
             keyframe,
             dts,

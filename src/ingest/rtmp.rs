@@ -2,7 +2,8 @@
 //! handshake and `ServerSession`. A `publish` names a stream key and ends in
 //! [`super::Ingest::publish`] (key check, takeover); the connection then owns the publication's
 //! [`MediaFeed`], and FLV audio and video tags go into it ([`feed_video_tag`],
-//! [`feed_audio_tag`]).
+//! [`feed_audio_tag`]): legacy H.264/AAC, and Enhanced RTMP HEVC, AV1 and H.264 video with AAC
+//! audio (one track of each kind from a multitrack stream: [`FlvTracks`]).
 //!
 //! [`IngestCore`] is the IO-free protocol core (handshake, chunk stream within limits, session);
 //! `RtmpConnection` drives it over a socket; the fuzz targets (`crate::fuzzing`) drive it with
@@ -28,12 +29,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 
-use super::media::{MediaFeed, MediaSink, Track, VideoFrame};
+use super::media::{MediaFeed, MediaSink, Track, VideoConfig, VideoFrame};
 use super::{ConnectionLimit, Ingest, IngestError, Protocol};
 use crate::config::RtmpConfig;
 use crate::proto::aac::AacConfig;
-use crate::proto::avc::AvcConfig;
-use crate::proto::flv::{self, AudioTag, VideoTag};
+use crate::proto::flv::{self, AudioCodec, AudioTag, Tagged, VideoTag};
 use crate::proto::timestamps::Clock;
 use crate::tls::CertSlot;
 
@@ -141,6 +141,8 @@ struct RtmpConnection {
     core: IngestCore,
     /// The publication and its media, while publishing.
     feed: Option<MediaFeed>,
+    /// Which track of a multitrack stream is read.
+    tracks: FlvTracks,
     buf: Vec<u8>,
     /// Once a publish was accepted: when media last arrived on this connection (the no-media
     /// timeout runs from it, also after the publish finished while the encoder says goodbye).
@@ -162,6 +164,7 @@ impl RtmpConnection {
             shared,
             core,
             feed: None,
+            tracks: FlvTracks::default(),
             buf: vec![0u8; 64 * 1024],
             last_media: None,
         }
@@ -263,7 +266,14 @@ impl RtmpConnection {
     /// Reacts to one core event; returns whether to close.
     fn handle_event(&mut self, ev: &CoreEvent) -> Result<Option<Closed>, IngestError> {
         match ev {
-            CoreEvent::Connect { request_id, app } => {
+            CoreEvent::Connect {
+                request_id,
+                app,
+                caps,
+            } => {
+                if caps.enhanced() {
+                    info!(peer = %self.peer, fourccs = ?caps.fourccs, caps_ex = ?caps.caps_ex, "Enhanced RTMP client");
+                }
                 if *app == self.shared.cfg.app {
                     self.core.accept(*request_id)?;
                     Ok(None)
@@ -282,6 +292,7 @@ impl RtmpConnection {
                     Ok(publication) => {
                         // Replacing the feed drops a previous publication of this connection.
                         self.feed = Some(MediaFeed::new(publication, Clock::RTMP));
+                        self.tracks = FlvTracks::default();
                         self.core.accept(*request_id)?;
                         self.core.allow_media();
                         Ok(None)
@@ -325,13 +336,13 @@ impl RtmpConnection {
             }
             CoreEvent::Video { data, timestamp } => {
                 if let Some(f) = &mut self.feed {
-                    feed_video_tag(f, data, *timestamp);
+                    feed_video_tag(f, &mut self.tracks, data, *timestamp);
                 }
                 Ok(None)
             }
             CoreEvent::Audio { data, timestamp } => {
                 if let Some(f) = &mut self.feed {
-                    feed_audio_tag(f, data, *timestamp);
+                    feed_audio_tag(f, &mut self.tracks, data, *timestamp);
                 }
                 Ok(None)
             }
@@ -339,42 +350,109 @@ impl RtmpConnection {
     }
 }
 
+/// The tracks read from an Enhanced RTMP multitrack stream: the first video and the first
+/// audio track seen; messages of other tracks are skipped, logged once per publication.
+#[derive(Debug, Default)]
+pub struct FlvTracks {
+    video: Option<u8>,
+    audio: Option<u8>,
+    logged_others: bool,
+}
+
+impl FlvTracks {
+    /// Remembers the track a tag came from; says once that others are ignored.
+    fn note<T, S: MediaSink>(&mut self, feed: &MediaFeed<S>, track: Track, t: &Tagged<T>) {
+        let chosen = match track {
+            Track::Video => &mut self.video,
+            Track::Audio => &mut self.audio,
+        };
+        chosen.get_or_insert(t.track);
+        if t.other_tracks && !self.logged_others {
+            self.logged_others = true;
+            info!(
+                channel = %feed.sink().channel_name(),
+                video_track = ?self.video,
+                audio_track = ?self.audio,
+                "multitrack stream: onair reads one video and one audio track and ignores the others"
+            );
+        }
+    }
+}
+
 /// An FLV video tag body (an RTMP video message) into the feed.
-pub fn feed_video_tag<S: MediaSink>(feed: &mut MediaFeed<S>, data: &Bytes, ts: u32) {
+pub fn feed_video_tag<S: MediaSink>(
+    feed: &mut MediaFeed<S>,
+    tracks: &mut FlvTracks,
+    data: &Bytes,
+    ts: u32,
+) {
     feed.received(data.len());
-    match flv::parse_video(data) {
-        Ok(VideoTag::AvcSequenceHeader(record)) => match AvcConfig::parse(record) {
+    let tagged = match flv::parse_video(data, tracks.video) {
+        Ok(t) => t,
+        Err(e) => return feed.unsupported(Track::Video, &e),
+    };
+    if tagged.tag != VideoTag::Ignore {
+        tracks.note(feed, Track::Video, &tagged);
+    }
+    match tagged.tag {
+        VideoTag::SequenceHeader { codec, record } => match VideoConfig::from_record(codec, record)
+        {
             Ok(cfg) => feed.set_video_config(cfg),
             Err(e) => {
-                warn!(channel = %feed.sink().channel_name(), error = %e, "bad H.264 configuration ignored")
+                warn!(channel = %feed.sink().channel_name(), error = %e, "bad video configuration ignored")
             }
         },
-        Ok(VideoTag::AvcFrame {
+        VideoTag::Frame {
+            codec,
             keyframe,
             composition_ms,
             data,
-        }) => feed.video(VideoFrame {
+        } => feed.video(VideoFrame {
+            codec,
             data,
             keyframe,
             dts: ts as u64,
             composition: composition_ms as i64,
         }),
-        Ok(VideoTag::Ignore) => {}
-        Err(e) => feed.unsupported(Track::Video, &e),
+        VideoTag::Ignore => {}
     }
 }
 
 /// An FLV audio tag body (an RTMP audio message) into the feed.
-pub fn feed_audio_tag<S: MediaSink>(feed: &mut MediaFeed<S>, data: &Bytes, ts: u32) {
+pub fn feed_audio_tag<S: MediaSink>(
+    feed: &mut MediaFeed<S>,
+    tracks: &mut FlvTracks,
+    data: &Bytes,
+    ts: u32,
+) {
     feed.received(data.len());
-    match flv::parse_audio(data) {
-        Ok(AudioTag::AacSequenceHeader(asc)) => match AacConfig::parse(asc) {
+    let tagged = match flv::parse_audio(data, tracks.audio) {
+        Ok(t) => t,
+        Err(e) => return feed.unsupported(Track::Audio, &e),
+    };
+    if tagged.tag != AudioTag::Ignore {
+        tracks.note(feed, Track::Audio, &tagged);
+    }
+    match tagged.tag {
+        AudioTag::SequenceHeader {
+            codec: AudioCodec::Aac,
+            config,
+        } => match AacConfig::parse(config) {
             Ok(cfg) => feed.set_audio_config(cfg),
             Err(e) => {
                 warn!(channel = %feed.sink().channel_name(), error = %e, "bad AAC configuration ignored")
             }
         },
-        Ok(AudioTag::AacFrame(frame)) => feed.audio(frame, ts as u64),
-        Err(e) => feed.unsupported(Track::Audio, &e),
+        AudioTag::Frame {
+            codec: AudioCodec::Aac,
+            data,
+        } => feed.audio(data, ts as u64),
+        AudioTag::SequenceHeader { codec, .. } | AudioTag::Frame { codec, .. } => feed.unsupported(
+            Track::Audio,
+            &flv::FlvError::UnsupportedAudio {
+                codec: codec.name().into(),
+            },
+        ),
+        AudioTag::Ignore => {}
     }
 }

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 
-use super::media::{MediaFeed, MediaSink, Track, VideoFrame};
+use super::media::{MediaFeed, MediaSink, Track, VideoCodec, VideoFrame};
 use super::{Ingest, IngestError, Protocol};
 use crate::config::SrtConfig;
 use crate::proto::streamid::{self, StreamIdError};
@@ -240,6 +240,8 @@ pub fn feed_events<S: MediaSink>(
             TsEvent::Video(f) => {
                 frames += 1;
                 feed.video(VideoFrame {
+                    // The demuxer takes H.264 only (stream type 0x1b) for now.
+                    codec: VideoCodec::Avc,
                     data: f.data,
                     keyframe: f.keyframe,
                     dts: f.dts as u64,

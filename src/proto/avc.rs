@@ -9,6 +9,8 @@ use bytes::{BufMut, Bytes};
 use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::rbsp::{decode_nal, BitReader};
 
+use super::nal::{self, NalError, NalSyntax};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AvcError {
     #[error("decoder configuration record too short ({len} bytes)")]
@@ -21,6 +23,14 @@ pub enum AvcError {
     Sps { reason: String },
     #[error("NAL unit length {len} runs past the end of the access unit")]
     NalOverrun { len: usize },
+}
+
+impl From<NalError> for AvcError {
+    fn from(e: NalError) -> Self {
+        match e {
+            NalError::Overrun { len } => AvcError::NalOverrun { len },
+        }
+    }
 }
 
 /// The decoder configuration of an H.264 stream.
@@ -125,30 +135,17 @@ pub fn nal_type(nal: &[u8]) -> u8 {
     nal.first().map(|b| b & 0x1f).unwrap_or(0)
 }
 
+/// H.264's NAL syntax: SPS 7, PPS 8, access unit delimiter 9 (primary_pic_type 7: any slice).
+pub const SYNTAX: NalSyntax = NalSyntax {
+    nal_type,
+    parameter_sets: &[7, 8],
+    aud_type: 9,
+    aud: &[0x09, 0xf0],
+};
+
 /// Iterates the NAL units of a length-prefixed access unit.
 pub fn nal_units(data: &[u8], length_size: usize) -> impl Iterator<Item = Result<&[u8], AvcError>> {
-    let mut pos = 0usize;
-    std::iter::from_fn(move || {
-        if pos >= data.len() {
-            return None;
-        }
-        if pos + length_size > data.len() {
-            pos = data.len();
-            return Some(Err(AvcError::NalOverrun { len: length_size }));
-        }
-        let mut len = 0usize;
-        for b in &data[pos..pos + length_size] {
-            len = (len << 8) | *b as usize;
-        }
-        pos += length_size;
-        if pos + len > data.len() {
-            pos = data.len();
-            return Some(Err(AvcError::NalOverrun { len }));
-        }
-        let nal = &data[pos..pos + len];
-        pos += len;
-        Some(Ok(nal))
-    })
+    nal::nal_units(data, length_size).map(|r| r.map_err(AvcError::from))
 }
 
 /// Converts a length-prefixed access unit to Annex B, starting with an access unit delimiter and,
@@ -159,62 +156,9 @@ pub fn to_annex_b(
     keyframe: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), AvcError> {
-    const START: [u8; 4] = [0, 0, 0, 1];
-    let mut has_aud = false;
-    let mut has_ps = false;
-    for nal in nal_units(data, config.nal_length_size) {
-        match nal_type(nal?) {
-            9 => has_aud = true,
-            7 | 8 => has_ps = true,
-            _ => {}
-        }
-    }
-    if !has_aud {
-        out.put_slice(&START);
-        out.put_slice(&[0x09, 0xf0]);
-    }
-    if keyframe && !has_ps {
-        for ps in config.sps.iter().chain(config.pps.iter()) {
-            out.put_slice(&START);
-            out.put_slice(ps);
-        }
-    }
-    for nal in nal_units(data, config.nal_length_size) {
-        let nal = nal?;
-        if nal.is_empty() {
-            continue;
-        }
-        out.put_slice(&START);
-        out.put_slice(nal);
-    }
+    let sets: Vec<&Bytes> = config.sps.iter().chain(config.pps.iter()).collect();
+    nal::to_annex_b(&SYNTAX, data, config.nal_length_size, keyframe, &sets, out)?;
     Ok(())
-}
-
-/// Iterates the NAL units of an Annex B byte stream (start codes `00 00 01` or `00 00 00 01`).
-///
-/// Hand-written because it is a dozen lines: a NAL unit runs from the end of one start code to
-/// the next; trailing zero bytes belong to the next (4-byte) start code, since a NAL unit always
-/// ends with its stop bit.
-pub fn annex_b_nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let find_start = |from: usize| -> Option<usize> {
-        data.get(from..)?
-            .windows(3)
-            .position(|w| w == [0, 0, 1])
-            .map(|p| from + p)
-    };
-    let mut next = find_start(0).map(|p| p + 3);
-    std::iter::from_fn(move || loop {
-        let begin = next?;
-        let end = find_start(begin);
-        next = end.map(|p| p + 3);
-        let mut nal = &data[begin..end.unwrap_or(data.len())];
-        while let [rest @ .., 0] = nal {
-            nal = rest;
-        }
-        if !nal.is_empty() {
-            return Some(nal);
-        }
-    })
 }
 
 /// An encoder's Annex B access unit as the bus wants it.
@@ -230,29 +174,21 @@ pub struct AvccUnit {
 /// Converts an Annex B access unit to 4-byte length-prefixed form, taking out the parameter
 /// sets (types 7 and 8) and access unit delimiters (type 9).
 pub fn annex_b_to_avcc(data: &[u8]) -> AvccUnit {
+    let unit = nal::annex_b_to_length_prefixed(&SYNTAX, data);
     let mut out = AvccUnit {
-        data: Vec::with_capacity(data.len() + 16),
+        data: unit.data,
         ..Default::default()
     };
-    for nal in annex_b_nal_units(data) {
-        match nal_type(nal) {
-            7 => out.sps.push(Bytes::copy_from_slice(nal)),
-            8 => out.pps.push(Bytes::copy_from_slice(nal)),
-            9 => {}
-            _ => {
-                out.data.put_u32(nal.len() as u32);
-                out.data.put_slice(nal);
-            }
+    for (t, ps) in unit.parameter_sets {
+        match t {
+            7 => out.sps.push(ps),
+            _ => out.pps.push(ps),
         }
     }
     out
 }
 
 impl AvcConfig {
-    /// Builds the configuration record for parameter sets (as an encoder emits them), with
-    /// 4-byte NAL lengths. The High-profile extension fields (chroma format, bit depth) are left
-    /// out: ISO 14496-15 made them optional for readers, and neither ffmpeg nor browsers need
-    /// them for 8-bit 4:2:0.
     /// The configuration from the SPS and PPS carried inside a keyframe, for encoders that
     /// send no usable AVC sequence header (ffmpeg's tee muxer without global headers, some
     /// hardware encoders). Such a keyframe is 4-byte length-prefixed, or Annex B with start
@@ -260,27 +196,15 @@ impl AvcConfig {
     /// flag says which, so that the caller converts the stream's frames. `None` when the unit
     /// has no usable SPS/PPS pair.
     pub fn from_access_unit(data: &Bytes) -> Option<(AvcConfig, bool)> {
-        let mut sps = Vec::new();
-        let mut pps = Vec::new();
-        let length_prefixed = nal_units(data, 4).all(|n| n.is_ok());
-        if length_prefixed {
-            for nal in nal_units(data, 4).flatten() {
-                match nal_type(nal) {
-                    7 => sps.push(data.slice_ref(nal)),
-                    8 => pps.push(data.slice_ref(nal)),
-                    _ => {}
-                }
-            }
-            if let Ok(cfg) = Self::from_parameter_sets(&sps, &pps) {
-                return Some((cfg, false));
-            }
-        }
-        let unit = annex_b_to_avcc(data);
-        Self::from_parameter_sets(&unit.sps, &unit.pps)
-            .ok()
-            .map(|cfg| (cfg, true))
+        nal::config_from_access_unit(&SYNTAX, data, |sets| {
+            Self::from_parameter_sets(&nal::sets_of(sets, 7), &nal::sets_of(sets, 8)).ok()
+        })
     }
 
+    /// Builds the configuration record for parameter sets (as an encoder emits them), with
+    /// 4-byte NAL lengths. The High-profile extension fields (chroma format, bit depth) are left
+    /// out: ISO 14496-15 made them optional for readers, and neither ffmpeg nor browsers need
+    /// them for 8-bit 4:2:0.
     pub fn from_parameter_sets(sps: &[Bytes], pps: &[Bytes]) -> Result<AvcConfig, AvcError> {
         let first = sps.first().ok_or(AvcError::NoParameterSets)?;
         if pps.is_empty() {
@@ -406,26 +330,6 @@ pub(crate) mod tests {
             to_annex_b(&[0, 0, 0, 9, 0x41], &c, false, &mut out),
             Err(AvcError::NalOverrun { len: 9 })
         );
-    }
-
-    #[test]
-    fn annex_b_splits_on_three_and_four_byte_start_codes() {
-        let data = [
-            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 0, 1, 0x65, 0x88, 0x00, 0x03,
-        ];
-        let nals: Vec<&[u8]> = annex_b_nal_units(&data).collect();
-        assert_eq!(
-            nals,
-            vec![
-                &[0x09, 0xf0][..],
-                &[0x67, 0x42][..],
-                &[0x65, 0x88, 0x00, 0x03][..]
-            ]
-        );
-        assert_eq!(annex_b_nal_units(&[]).count(), 0);
-        assert_eq!(annex_b_nal_units(&[0, 0, 0, 0]).count(), 0);
-        assert_eq!(annex_b_nal_units(&[0x65, 1, 2]).count(), 0, "no start code");
-        assert_eq!(annex_b_nal_units(&[0, 0, 1]).count(), 0, "empty unit");
     }
 
     #[test]

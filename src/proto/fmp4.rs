@@ -1,6 +1,8 @@
 //! Fragmented MP4 (ISO 14496-12, CMAF profile) for HLS: an initialization segment (`ftyp` +
-//! `moov` with `avc1`/`mp4a` sample entries and `mvex`) and media fragments (`moof` + `mdat`),
-//! one per low-latency part.
+//! `moov` with an `avc1` + `avcC`, `hvc1` + `hvcC` or `av01` + `av1C` video sample entry, an
+//! `mp4a` audio one, and `mvex`) and media fragments (`moof` + `mdat`), one per low-latency
+//! part. HEVC is written as `hvc1` (parameter sets in the sample entry), the form Apple's
+//! players require.
 //!
 //! Written by hand: the Rust MP4 crates are file-oriented (whole `moov` with sample tables) or
 //! unmaintained; HLS needs only this fixed subset, built from the codec records we already hold.
@@ -8,8 +10,7 @@
 use bytes::{BufMut, Bytes};
 
 use super::aac::AacConfig;
-use super::avc::AvcConfig;
-use super::media::{StreamInfo, Track, TIMESCALE};
+use super::media::{StreamInfo, Track, VideoConfig, TIMESCALE};
 
 pub const VIDEO_TRACK_ID: u32 = 1;
 pub const AUDIO_TRACK_ID: u32 = 2;
@@ -164,20 +165,26 @@ fn dinf_and_empty_tables(o: &mut Vec<u8>, sample_entry: impl FnOnce(&mut Vec<u8>
     });
 }
 
-fn video_trak(o: &mut Vec<u8>, v: &AvcConfig) {
+fn video_trak(o: &mut Vec<u8>, v: &VideoConfig) {
+    let (width, height) = (v.width(), v.height());
+    let (entry, config): (&[u8; 4], &[u8; 4]) = match v {
+        VideoConfig::Avc(_) => (b"avc1", b"avcC"),
+        VideoConfig::Hevc(_) => (b"hvc1", b"hvcC"),
+        VideoConfig::Av1(_) => (b"av01", b"av1C"),
+    };
     mp4_box(o, b"trak", |o| {
-        tkhd(o, VIDEO_TRACK_ID, false, v.width, v.height);
+        tkhd(o, VIDEO_TRACK_ID, false, width, height);
         mp4_box(o, b"mdia", |o| {
             mdhd_hdlr(o, TIMESCALE as u32, b"vide", "onair video");
             mp4_box(o, b"minf", |o| {
                 full_box(o, b"vmhd", 0, 1, |o| o.put_bytes(0, 8));
                 dinf_and_empty_tables(o, |o| {
-                    mp4_box(o, b"avc1", |o| {
+                    mp4_box(o, entry, |o| {
                         o.put_bytes(0, 6);
                         o.put_u16(1); // data reference index
                         o.put_bytes(0, 16);
-                        o.put_u16(v.width as u16);
-                        o.put_u16(v.height as u16);
+                        o.put_u16(width as u16);
+                        o.put_u16(height as u16);
                         o.put_u32(0x0048_0000);
                         o.put_u32(0x0048_0000);
                         o.put_u32(0);
@@ -185,7 +192,7 @@ fn video_trak(o: &mut Vec<u8>, v: &AvcConfig) {
                         o.put_bytes(0, 32); // compressor name
                         o.put_u16(0x0018);
                         o.put_u16(0xffff);
-                        mp4_box(o, b"avcC", |o| o.put_slice(&v.record));
+                        mp4_box(o, config, |o| o.put_slice(v.record()));
                     });
                 });
             });
@@ -387,6 +394,40 @@ mod tests {
                 "{:?}",
                 std::str::from_utf8(needle)
             );
+        }
+    }
+
+    #[test]
+    fn hevc_and_av1_sample_entries() {
+        use crate::proto::{av1, hevc};
+        use std::sync::Arc;
+        for (video, entry, config) in [
+            (
+                VideoConfig::Hevc(hevc::HevcConfig::parse(hevc::tests::record()).expect("hevc")),
+                b"hvc1",
+                b"hvcC",
+            ),
+            (
+                VideoConfig::Av1(av1::Av1Config::parse(av1::tests::record()).expect("av1")),
+                b"av01",
+                b"av1C",
+            ),
+        ] {
+            let record = video.record().clone();
+            let mut i = info();
+            i.video = Some(Arc::new(video));
+            let init = init_segment(&i);
+            assert_eq!(boxes(&init).len(), 2);
+            assert!(!init.windows(4).any(|w| w == b"avc1"));
+            let at = init
+                .windows(4)
+                .position(|w| w == config)
+                .expect("config box");
+            assert!(init[at - 4..].starts_with(&((record.len() + 8) as u32).to_be_bytes()));
+            assert_eq!(&init[at + 4..at + 4 + record.len()], &record[..]);
+            let e = init.windows(4).position(|w| w == entry).expect("entry");
+            // width and height of the visual sample entry: 320x180.
+            assert_eq!(&init[e + 4 + 24..e + 4 + 28], &[1, 0x40, 0, 0xb4]);
         }
     }
 

@@ -2,10 +2,14 @@
 //! tested in place with scripted input.
 
 pub mod aac;
+pub mod av1;
 pub mod avc;
+pub mod ertmp;
 pub mod flv;
 pub mod fmp4;
+pub mod hevc;
 pub mod media;
+pub mod nal;
 pub mod playlist;
 pub mod rtmp;
 pub mod streamid;

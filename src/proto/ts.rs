@@ -1,6 +1,7 @@
 //! MPEG-2 transport stream muxer (ISO 13818-1) for HLS segments: PAT and PMT at the start of
-//! every segment, H.264 in Annex B with an access unit delimiter and SPS/PPS before each IDR,
-//! AAC with ADTS headers, PCR on the video PID.
+//! every segment, H.264 (stream type 0x1b) or HEVC (0x24) in Annex B with an access unit
+//! delimiter and the parameter sets before each keyframe, AAC with ADTS headers, PCR on the
+//! video PID. AV1 has no place here (HLS players do not take AV1 in MPEG-TS).
 //!
 //! Written by hand: the Rust TS crates are readers or unmaintained, and what HLS needs is a
 //! small, fixed subset (two elementary streams, one program) that is easier to verify here
@@ -9,13 +10,16 @@
 use bytes::BufMut;
 
 use super::aac::AacConfig;
-use super::avc::{self, AvcConfig};
+use super::avc;
+use super::hevc;
+use super::media::{VideoCodec, VideoConfig};
 
 pub const PACKET_SIZE: usize = 188;
 const PMT_PID: u16 = 0x1000;
 pub const VIDEO_PID: u16 = 0x100;
 pub const AUDIO_PID: u16 = 0x101;
 const STREAM_TYPE_H264: u8 = 0x1b;
+const STREAM_TYPE_HEVC: u8 = 0x24;
 const STREAM_TYPE_AAC_ADTS: u8 = 0x0f;
 /// AAC frames gathered into one PES (about 90 ms at 44.1 kHz): fewer, fuller TS packets.
 const AUDIO_FRAMES_PER_PES: usize = 4;
@@ -27,7 +31,20 @@ pub enum TsError {
     #[error(transparent)]
     Avc(#[from] avc::AvcError),
     #[error(transparent)]
+    Hevc(#[from] hevc::HevcError),
+    #[error(transparent)]
     Aac(#[from] super::aac::AacError),
+    #[error("{codec} video cannot be carried in MPEG-TS segments")]
+    Unsupported { codec: &'static str },
+}
+
+/// The PMT stream type of a video codec, when MPEG-TS can carry it.
+pub fn video_stream_type(codec: VideoCodec) -> Option<u8> {
+    match codec {
+        VideoCodec::Avc => Some(STREAM_TYPE_H264),
+        VideoCodec::Hevc => Some(STREAM_TYPE_HEVC),
+        VideoCodec::Av1 => None,
+    }
 }
 
 /// Muxer state for one rendition: continuity counters and buffered audio.
@@ -37,6 +54,8 @@ pub struct TsMuxer {
     cc_pmt: u8,
     cc_video: u8,
     cc_audio: u8,
+    /// Stream type of the video elementary stream, when there is one.
+    video: Option<u8>,
     has_video: bool,
     has_audio: bool,
     /// ADTS frames waiting for a PES, and the PTS of the first one.
@@ -47,9 +66,13 @@ pub struct TsMuxer {
 }
 
 impl TsMuxer {
-    pub fn new(has_video: bool, has_audio: bool) -> Self {
+    /// A muxer for a video track in `video` (none for audio only, or for a codec MPEG-TS cannot
+    /// carry) and an AAC track when `has_audio`.
+    pub fn new(video: Option<VideoCodec>, has_audio: bool) -> Self {
+        let video = video.and_then(video_stream_type);
         Self {
-            has_video,
+            video,
+            has_video: video.is_some(),
             has_audio,
             ..Default::default()
         }
@@ -66,8 +89,8 @@ impl TsMuxer {
 
         let pcr_pid = if self.has_video { VIDEO_PID } else { AUDIO_PID };
         let mut streams = Vec::new();
-        if self.has_video {
-            streams.push(STREAM_TYPE_H264);
+        if let Some(stream_type) = self.video {
+            streams.push(stream_type);
             streams.put_u16(0xe000 | VIDEO_PID);
             streams.put_u16(0xf000);
         }
@@ -88,11 +111,11 @@ impl TsMuxer {
         write_section(out, PMT_PID, &mut self.cc_pmt, &pmt);
     }
 
-    /// Writes one H.264 access unit (length-prefixed, as in FLV).
+    /// Writes one H.264 or HEVC access unit (length-prefixed, as in FLV).
     pub fn write_video(
         &mut self,
         out: &mut Vec<u8>,
-        config: &AvcConfig,
+        config: &VideoConfig,
         dts: i64,
         pts: i64,
         keyframe: bool,
@@ -100,7 +123,19 @@ impl TsMuxer {
     ) -> Result<(), TsError> {
         let mut es = std::mem::take(&mut self.scratch);
         es.clear();
-        avc::to_annex_b(data, config, keyframe, &mut es)?;
+        let converted = match config {
+            VideoConfig::Avc(c) => {
+                avc::to_annex_b(data, c, keyframe, &mut es).map_err(TsError::from)
+            }
+            VideoConfig::Hevc(c) => {
+                hevc::to_annex_b(data, c, keyframe, &mut es).map_err(TsError::from)
+            }
+            VideoConfig::Av1(_) => Err(TsError::Unsupported { codec: "AV1" }),
+        };
+        if let Err(e) = converted {
+            self.scratch = es;
+            return Err(e);
+        }
         let mut pes = Vec::with_capacity(es.len() + 19);
         pes_header(&mut pes, 0xe0, Some(dts), pts, 0);
         pes.extend_from_slice(&es);
@@ -285,7 +320,7 @@ pub fn crc32_mpeg(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::avc::tests::record;
+    use crate::proto::avc::{tests::record, AvcConfig};
     use bytes::Bytes;
 
     #[test]
@@ -307,9 +342,9 @@ mod tests {
 
     #[test]
     fn packets_are_aligned_and_continuous() {
-        let cfg = AvcConfig::parse(record()).expect("record");
+        let cfg = VideoConfig::Avc(AvcConfig::parse(record()).expect("record"));
         let aac = AacConfig::parse(Bytes::from_static(&[0x12, 0x10])).expect("asc");
-        let mut m = TsMuxer::new(true, true);
+        let mut m = TsMuxer::new(Some(VideoCodec::Avc), true);
         let mut out = Vec::new();
         m.write_tables(&mut out);
         for (i, size) in [1usize, 150, 183, 184, 185, 5000].into_iter().enumerate() {
@@ -335,5 +370,47 @@ mod tests {
                 assert!(p[4] as usize <= 183);
             }
         }
+    }
+
+    /// The PMT of a segment: the stream types it lists.
+    fn pmt_stream_types(out: &[u8]) -> Vec<u8> {
+        let pmt = out
+            .chunks(PACKET_SIZE)
+            .find(|p| u16::from_be_bytes([p[1], p[2]]) & 0x1fff == PMT_PID)
+            .expect("PMT packet");
+        // pointer field, table id, section length (2), program (2), version, section numbers
+        // (2), PCR PID (2), program info length (2), then 5-byte stream entries before the CRC.
+        let section_len = (u16::from_be_bytes([pmt[6], pmt[7]]) & 0x0fff) as usize;
+        let entries = &pmt[5 + 12..5 + 3 + section_len - 4];
+        entries.chunks(5).map(|e| e[0]).collect()
+    }
+
+    #[test]
+    fn hevc_is_stream_type_0x24_and_av1_is_refused() {
+        use crate::proto::hevc::{tests::record as hevc_record, HevcConfig};
+        let cfg = VideoConfig::Hevc(HevcConfig::parse(hevc_record()).expect("hevc"));
+        let mut m = TsMuxer::new(Some(VideoCodec::Hevc), true);
+        let mut out = Vec::new();
+        m.write_tables(&mut out);
+        assert_eq!(pmt_stream_types(&out), vec![0x24, 0x0f]);
+        let au = [0, 0, 0, 3, 19 << 1, 0x01, 0xaa];
+        m.write_video(&mut out, &cfg, 0, 0, true, &au)
+            .expect("hevc");
+        assert_eq!(out.len() % PACKET_SIZE, 0);
+        // The PES carries AUD, VPS, SPS, PPS, then the slice.
+        let pes = &out[2 * PACKET_SIZE..];
+        assert!(pes.windows(7).any(|w| w == [0, 0, 0, 1, 0x46, 0x01, 0x50]));
+
+        let mut m = TsMuxer::new(Some(VideoCodec::Av1), true);
+        let mut out = Vec::new();
+        m.write_tables(&mut out);
+        assert_eq!(pmt_stream_types(&out), vec![0x0f], "audio only");
+        let av1 = VideoConfig::Av1(
+            crate::proto::av1::Av1Config::parse(crate::proto::av1::tests::record()).expect("av1"),
+        );
+        assert_eq!(
+            m.write_video(&mut out, &av1, 0, 0, true, &[0x32, 0]),
+            Err(TsError::Unsupported { codec: "AV1" })
+        );
     }
 }

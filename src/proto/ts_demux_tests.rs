@@ -86,17 +86,20 @@ fn gives_back_the_frames_ffmpeg_muxed() {
     for tag in flv::file_tags(&flv_file) {
         match tag.kind {
             9 => {
-                if let Ok(VideoTag::AvcFrame {
+                if let Ok(VideoTag::Frame {
                     keyframe,
                     composition_ms,
                     data,
-                }) = flv::parse_video(&tag.body)
+                    ..
+                }) = flv::parse_video(&tag.body, None).map(|t| t.tag)
                 {
                     flv_video.push((tag.timestamp_ms, composition_ms, keyframe, data));
                 }
             }
             8 => {
-                if let Ok(flv::AudioTag::AacFrame(data)) = flv::parse_audio(&tag.body) {
+                if let Ok(flv::AudioTag::Frame { data, .. }) =
+                    flv::parse_audio(&tag.body, None).map(|t| t.tag)
+                {
                     flv_audio.push((tag.timestamp_ms, data));
                 }
             }

@@ -1,7 +1,10 @@
 //! Ladder planning: which configured renditions a given source gets and with what encoder
-//! settings. Pure (no ffmpeg, no clock) so the rules are table-tested: never upscale, keep the
-//! aspect ratio with even dimensions, choose a browser-safe H.264 level, VBV limits, and the
-//! x264 options that keep every rendition's keyframes on the source's.
+//! settings. Pure (no ffmpeg, no clock) so the rules are table-tested: no work for nothing (a
+//! rendition at or above the source's height, or above its measured bitrate, is skipped: the
+//! source rendition already serves those viewers), keep the aspect ratio with even
+//! dimensions, choose a browser-safe H.264 level, VBV limits, and the x264 options that keep
+//! every rendition's keyframes on the source's. [`SourceMeter`] measures the source's video
+//! bitrate over its first whole GOP(s) before the plan is made.
 
 use crate::config::RenditionConfig;
 use crate::proto::media::TIMESCALE;
@@ -57,19 +60,60 @@ impl RenditionPlan {
     }
 }
 
-/// The renditions a source of `src_width` x `src_height` at `src_fps` gets, in ladder order,
-/// and the names of those skipped because they would be upscaled.
+/// Why a configured rendition is not encoded for a stream; the source rendition is listed in
+/// its place.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The rendition is as tall as the source or taller (it would be a copy or an upscale).
+    Height { source_height: u32 },
+    /// The rendition would get more bits than the source has.
+    Bitrate { source_video_kbps: u32 },
+    /// The source's size is unknown (no usable video configuration).
+    NoVideo,
+}
+
+/// A configured rendition that a stream does not get.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    pub name: String,
+    #[serde(flatten)]
+    pub reason: SkipReason,
+    /// The rendition that serves its viewers instead (always the source).
+    pub instead: &'static str,
+}
+
+/// The renditions a source of `src_width` x `src_height` at `src_fps` (and, when measured,
+/// `src_video_kbps` of video) gets, in ladder order, and those skipped with the reason.
 pub fn plan(
     ladder: &[RenditionConfig],
     src_width: u32,
     src_height: u32,
     src_fps: f64,
-) -> (Vec<RenditionPlan>, Vec<String>) {
+    src_video_kbps: Option<u32>,
+) -> (Vec<RenditionPlan>, Vec<Skipped>) {
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for (i, r) in ladder.iter().enumerate() {
-        if src_width == 0 || src_height == 0 || r.height > src_height {
-            skipped.push(r.name.clone());
+        let reason = if src_width == 0 || src_height == 0 {
+            Some(SkipReason::NoVideo)
+        } else if r.height >= src_height {
+            Some(SkipReason::Height {
+                source_height: src_height,
+            })
+        } else {
+            src_video_kbps
+                .filter(|kbps| r.video_kbps > *kbps)
+                .map(|kbps| SkipReason::Bitrate {
+                    source_video_kbps: kbps,
+                })
+        };
+        if let Some(reason) = reason {
+            skipped.push(Skipped {
+                name: r.name.clone(),
+                reason,
+                instead: crate::hls::SOURCE,
+            });
             continue;
         }
         let width = scaled_width(src_width, src_height, r.height);
@@ -132,6 +176,56 @@ pub fn level_for(width: u32, height: u32, fps: f64, maxrate_kbps: u32, high: boo
         })
         .map(|l| l.0)
         .unwrap_or("5.2")
+}
+
+/// Measures the source's video bitrate before the ladder is planned: from the first keyframe
+/// to the first keyframe at least [`SourceMeter::MIN_SPAN`] later (whole GOPs, so a big IDR
+/// is averaged with its GOP), or over [`SourceMeter::MAX_SPAN`] when keyframes are rarer.
+#[derive(Debug, Default, Clone)]
+pub struct SourceMeter {
+    /// DTS of the keyframe the measurement starts at.
+    start: Option<i64>,
+    bytes: u64,
+    kbps: Option<u32>,
+}
+
+impl SourceMeter {
+    /// Shortest measurement, in 90 kHz ticks (1.5 s).
+    pub const MIN_SPAN: i64 = TIMESCALE * 3 / 2;
+    /// Longest measurement (4 s): a source with longer GOPs is measured over part of one.
+    pub const MAX_SPAN: i64 = TIMESCALE * 4;
+
+    /// Counts one video packet; returns the bitrate once it is known.
+    pub fn push(&mut self, dts: i64, keyframe: bool, bytes: usize) -> Option<u32> {
+        if self.kbps.is_some() {
+            return self.kbps;
+        }
+        let Some(start) = self.start else {
+            if keyframe {
+                self.start = Some(dts);
+                self.bytes = bytes as u64;
+            }
+            return None;
+        };
+        let span = dts - start;
+        if (keyframe && span >= Self::MIN_SPAN) || span >= Self::MAX_SPAN {
+            let kbps = self.bytes as f64 * 8.0 / (span as f64 / TIMESCALE as f64) / 1000.0;
+            self.kbps = Some(kbps.round().clamp(1.0, u32::MAX as f64) as u32);
+            return self.kbps;
+        }
+        if span < 0 {
+            // A timestamp jump backwards: start again at the next keyframe.
+            *self = Self::default();
+            return None;
+        }
+        self.bytes += bytes as u64;
+        None
+    }
+
+    /// Whether the measurement has begun (a keyframe was seen).
+    pub fn started(&self) -> bool {
+        self.start.is_some()
+    }
 }
 
 /// Frame-rate cap: keeps a frame when it is due, always keeps keyframes (they carry the
@@ -246,6 +340,98 @@ mod tests {
     }
 
     #[test]
+    fn skips_renditions_at_or_above_the_source_height_or_bitrate() {
+        let ladder = [
+            r("720p", 720, 2800),
+            r("480p", 480, 1400),
+            r("360p", 360, 800),
+        ];
+        let names = |v: &[RenditionPlan]| v.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        // A 720p source: no 720p re-encode next to the passthrough.
+        let (plans, skipped) = plan(&ladder, 1280, 720, 30.0, Some(3500));
+        assert_eq!(names(&plans), ["480p", "360p"]);
+        assert_eq!(
+            skipped,
+            vec![Skipped {
+                name: "720p".into(),
+                reason: SkipReason::Height { source_height: 720 },
+                instead: "source",
+            }]
+        );
+        // A 1080p source at 2 Mb/s: 720p at 2.8 Mb/s would get more bits than the source has.
+        let (plans, skipped) = plan(&ladder, 1920, 1080, 30.0, Some(2000));
+        assert_eq!(names(&plans), ["480p", "360p"]);
+        assert_eq!(
+            skipped[0].reason,
+            SkipReason::Bitrate {
+                source_video_kbps: 2000
+            }
+        );
+        // Exactly the source's bitrate is still worth encoding at a lower height.
+        let (plans, _) = plan(&ladder, 1920, 1080, 30.0, Some(2800));
+        assert_eq!(names(&plans), ["720p", "480p", "360p"]);
+        // Unmeasured bitrate: only the height rule.
+        let (plans, _) = plan(&ladder, 1920, 1080, 30.0, None);
+        assert_eq!(names(&plans), ["720p", "480p", "360p"]);
+        // Both rules at once, and the reasons as the API shows them.
+        let (plans, skipped) = plan(&ladder, 854, 480, 30.0, Some(600));
+        assert!(plans.is_empty());
+        let json = serde_json::to_value(&skipped).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"name": "720p", "reason": "height", "source_height": 480, "instead": "source"},
+                {"name": "480p", "reason": "height", "source_height": 480, "instead": "source"},
+                {"name": "360p", "reason": "bitrate", "source_video_kbps": 600, "instead": "source"},
+            ])
+        );
+    }
+
+    #[test]
+    fn source_meter_measures_whole_gops() {
+        let tick = TIMESCALE / 30;
+        // 2 s GOPs at 30 fps: a 60 kB IDR, then 10 kB frames; measured at the second IDR.
+        let mut m = SourceMeter::default();
+        assert_eq!(
+            m.push(-3 * tick, false, 9_999),
+            None,
+            "before the first keyframe"
+        );
+        assert!(!m.started());
+        let mut kbps = None;
+        for i in 0..=60 {
+            let key = i % 60 == 0;
+            kbps = m.push(i * tick, key, if key { 60_000 } else { 10_000 });
+            if i < 60 {
+                assert_eq!(kbps, None, "frame {i}");
+            }
+        }
+        // (60,000 + 59 x 10,000) bytes over 2 s.
+        assert_eq!(kbps, Some(2_600));
+        assert_eq!(m.push(61 * tick, false, 1), Some(2_600), "stays measured");
+
+        // 0.5 s GOPs: measured at the first keyframe 1.5 s or more after the start.
+        let mut m = SourceMeter::default();
+        let mut at = None;
+        for i in 0..=60 {
+            if m.push(i * tick, i % 15 == 0, 1_000).is_some() && at.is_none() {
+                at = Some(i);
+            }
+        }
+        assert_eq!(at, Some(45));
+
+        // No second keyframe: measured after 4 s anyway.
+        let mut m = SourceMeter::default();
+        let mut at = None;
+        for i in 0..200 {
+            if m.push(i * tick, i == 0, 1_000).is_some() && at.is_none() {
+                at = Some(i);
+            }
+        }
+        assert_eq!(at, Some(120));
+    }
+
+    #[test]
     fn never_upscales_and_keeps_aspect() {
         let ladder = [
             r("720p", 720, 2800),
@@ -257,10 +443,11 @@ mod tests {
         let cases: Vec<Case> = vec![
             (
                 (1280, 720),
-                vec![("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)],
-                vec![],
+                vec![("480p", 854, 480), ("360p", 640, 360)],
+                vec!["720p"],
             ),
-            ((640, 360), vec![("360p", 640, 360)], vec!["720p", "480p"]),
+            ((640, 360), vec![], vec!["720p", "480p", "360p"]),
+            ((854, 480), vec![("360p", 642, 360)], vec!["720p", "480p"]),
             ((320, 180), vec![], vec!["720p", "480p", "360p"]),
             (
                 (1920, 1080),
@@ -276,15 +463,16 @@ mod tests {
             ((0, 0), vec![], vec!["720p", "480p", "360p"]),
         ];
         for ((w, h), want, want_skipped) in cases {
-            let (plans, skipped) = plan(&ladder, w, h, 30.0);
+            let (plans, skipped) = plan(&ladder, w, h, 30.0, None);
             let got: Vec<_> = plans
                 .iter()
                 .map(|p| (p.name.as_str(), p.width, p.height))
                 .collect();
             assert_eq!(got, want, "{w}x{h}");
+            let skipped: Vec<_> = skipped.iter().map(|s| s.name.as_str()).collect();
             assert_eq!(skipped, want_skipped, "{w}x{h}");
         }
-        let (plans, _) = plan(&ladder, 1280, 720, 30.0);
+        let (plans, _) = plan(&ladder, 1920, 1080, 30.0, None);
         assert_eq!(
             plans.iter().map(|p| p.order).collect::<Vec<_>>(),
             vec![1, 2, 3]
@@ -343,9 +531,9 @@ mod tests {
     fn max_fps_only_lowers_and_limiter_keeps_keyframes() {
         let mut cfg = r("360p", 360, 800);
         cfg.max_fps = Some(30.0);
-        let (p, _) = plan(std::slice::from_ref(&cfg), 1280, 720, 60.0);
+        let (p, _) = plan(std::slice::from_ref(&cfg), 1280, 720, 60.0, None);
         assert_eq!((p[0].fps, p[0].max_fps), (30.0, Some(30.0)));
-        let (p, _) = plan(std::slice::from_ref(&cfg), 1280, 720, 25.0);
+        let (p, _) = plan(std::slice::from_ref(&cfg), 1280, 720, 25.0, None);
         assert_eq!((p[0].fps, p[0].max_fps), (25.0, None));
 
         // 60 fps in with millisecond jitter, 30 out; keyframes always kept.

@@ -35,9 +35,10 @@ use tracing::{debug, info, instrument, warn};
 use crate::bus::{ChannelBus, MediaEvent};
 use crate::config::{HlsConfig, TranscodeConfig};
 use crate::hls::HlsStore;
-use crate::proto::media::{StreamInfo, Track};
+use crate::proto::media::{MediaPacket, StreamInfo, Track};
 use admission::{Admission, Decision, RenditionLoad};
 use audio::{AudioMsg, AudioTranscoder};
+use ladder::Skipped;
 use output::RenditionOut;
 use pool::{Job, Pool};
 use video::{DecodeMsg, EncodeMsg, JobStats, Slot, VideoDecoder, VideoEncoder};
@@ -70,6 +71,8 @@ pub struct Transcoder {
     streams: Mutex<HashMap<String, StreamEntry>>,
     /// Every channel with a routing task, to end their playlists at shutdown.
     channels: Mutex<Vec<String>>,
+    /// Ladder renditions each live stream does not get (and why). Std mutex: short updates.
+    skipped: Mutex<HashMap<String, Vec<Skipped>>>,
 }
 
 impl Transcoder {
@@ -108,6 +111,7 @@ impl Transcoder {
             pool,
             streams: Mutex::new(HashMap::new()),
             channels: Mutex::new(Vec::new()),
+            skipped: Mutex::new(HashMap::new()),
         });
         info!(workers, renditions = t.cfg.ladder.len(), "transcoder ready");
         tracker.spawn(t.clone().controller(cancel));
@@ -130,6 +134,17 @@ impl Transcoder {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Ladder renditions the channel's live stream does not get because the source already
+    /// serves their viewers (as tall, or fewer bits than the rendition would have); the source
+    /// rendition is listed in their place.
+    pub fn skipped(&self, channel: &str) -> Vec<Skipped> {
+        self.skipped_map().get(channel).cloned().unwrap_or_default()
+    }
+
+    fn skipped_map(&self) -> MutexGuard<'_, HashMap<String, Vec<Skipped>>> {
+        self.skipped.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Each rendition of a channel's live stream with how far its encoder is behind (the age of
@@ -178,7 +193,12 @@ impl Transcoder {
         // Set when this stream's source is too small for every rendition (or unusable), so
         // that the plan is not redone on every keyframe.
         let mut nothing_to_do = false;
+        // Until the pipeline exists: the source's bitrate and frame rate being measured, and
+        // the packets since the first keyframe, handed to the pipeline once it is planned (so
+        // the renditions still start at that keyframe). Bounded by the meter's longest span.
         let mut fps = ladder::FpsEstimator::default();
+        let mut meter = ladder::SourceMeter::default();
+        let mut held: Vec<MediaPacket> = Vec::new();
         loop {
             let ev = tokio::select! {
                 ev = rx.recv() => ev,
@@ -198,6 +218,8 @@ impl Transcoder {
                     info = StreamInfo::default();
                     nothing_to_do = false;
                     fps = Default::default();
+                    meter = Default::default();
+                    held.clear();
                 }
                 Ok(MediaEvent::Info(new)) => {
                     // A resolution or codec change restarts the encoders; the new pipeline's
@@ -210,43 +232,64 @@ impl Transcoder {
                     }
                     if info != new {
                         nothing_to_do = false;
+                        // Held packets may not decode with the new configuration.
+                        meter = Default::default();
+                        held.clear();
                     }
                     info = new;
                 }
                 Ok(MediaEvent::Packet(pkt)) => {
-                    if pipe.is_none() && pkt.track == Track::Video {
+                    if let Some(p) = &pipe {
+                        p.route(pkt, Instant::now());
+                        continue;
+                    }
+                    if nothing_to_do {
+                        continue;
+                    }
+                    let mut kbps = None;
+                    if pkt.track == Track::Video {
                         fps.push(pkt.dts);
+                        kbps = meter.push(pkt.dts, pkt.keyframe, pkt.data.len());
                     }
-                    if pipe.is_none() && !nothing_to_do && pkt.track == Track::Video && pkt.keyframe
-                    {
-                        // Without a frame rate in the SPS, wait for enough timestamps to
-                        // measure it (at worst one GOP) rather than guess.
-                        let rate = info
-                            .video
-                            .as_ref()
-                            .and_then(|v| v.fps)
-                            .or_else(|| fps.estimate());
-                        if let Some(rate) = rate {
-                            pipe = self.build(&name, &info, rate);
+                    if !meter.started() {
+                        continue;
+                    }
+                    held.push(pkt);
+                    // Without a frame rate in the SPS, wait for enough timestamps to measure
+                    // it rather than guess.
+                    let rate = info
+                        .video
+                        .as_ref()
+                        .and_then(|v| v.fps())
+                        .or_else(|| fps.estimate());
+                    match (kbps, rate) {
+                        (Some(kbps), Some(rate)) => {
+                            pipe = self.build(&name, &info, rate, kbps);
                             nothing_to_do = pipe.is_none();
-                        }
-                    }
-                    let Some(p) = &pipe else { continue };
-                    let now = Instant::now();
-                    match pkt.track {
-                        Track::Video => p.decoder.send(DecodeMsg::Packet(pkt, now), now),
-                        Track::Audio => {
-                            if let Some(a) = &p.audio {
-                                a.send(AudioMsg::Packet(pkt), now);
+                            let now = Instant::now();
+                            for pkt in held.drain(..) {
+                                if let Some(p) = &pipe {
+                                    p.route(pkt, now);
+                                }
                             }
+                            held.shrink_to(0);
                         }
+                        // A source too sparse to measure its frame rate: start over.
+                        _ if held.len() > HELD_MAX => {
+                            meter = Default::default();
+                            held.clear();
+                        }
+                        _ => {}
                     }
                 }
                 Ok(MediaEvent::End) => {
                     if let Some(p) = pipe.take() {
                         self.stop(&name, p, true);
                     }
+                    self.skipped_map().remove(&name);
                     info = StreamInfo::default();
+                    meter = Default::default();
+                    held.clear();
                 }
                 Err(RecvError::Lagged(n)) => {
                     warn!(
@@ -266,6 +309,9 @@ impl Transcoder {
                         if let Some(a) = &p.audio {
                             a.send(AudioMsg::Resync, now);
                         }
+                    } else {
+                        meter = Default::default();
+                        held.clear();
                     }
                 }
                 Err(RecvError::Closed) => {
@@ -278,19 +324,36 @@ impl Transcoder {
         }
     }
 
-    /// Plans and starts a stream's jobs; `None` when no rendition applies.
-    fn build(&self, channel: &str, info: &StreamInfo, fps: f64) -> Option<Pipeline> {
+    /// Plans and starts a stream's jobs for a source of `video_kbps`; `None` when no
+    /// rendition applies.
+    fn build(
+        &self,
+        channel: &str,
+        info: &StreamInfo,
+        fps: f64,
+        video_kbps: u32,
+    ) -> Option<Pipeline> {
         let video = info.video.clone()?;
-        let (plans, skipped) = ladder::plan(&self.cfg.ladder, video.width, video.height, fps);
+        let (plans, skipped) = ladder::plan(
+            &self.cfg.ladder,
+            video.width(),
+            video.height(),
+            fps,
+            Some(video_kbps),
+        );
         // Renditions a previous stream had but this one does not get must not stay listed.
-        for name in &skipped {
-            self.store.remove_rendition(channel, name);
+        for s in &skipped {
+            self.store.remove_rendition(channel, &s.name);
         }
+        let skipped_names: Vec<&str> = skipped.iter().map(|s| s.name.as_str()).collect();
         if plans.is_empty() {
             info!(
-                source = format!("{}x{}", video.width, video.height),
-                "source is smaller than every rendition; passthrough only"
+                source = format!("{}x{}", video.width(), video.height()),
+                source_video_kbps = video_kbps,
+                skipped = ?skipped_names,
+                "the source already serves every rendition's viewers; passthrough only"
             );
+            self.skipped_map().insert(channel.to_string(), skipped);
             return None;
         }
         let audio_cfg = info.audio.clone();
@@ -320,7 +383,7 @@ impl Transcoder {
         }
         let decoder_stats = Arc::new(JobStats::default());
         let decoder = self.pool.job(VideoDecoder::new(
-            video.record.clone(),
+            video.clone(),
             slots.clone(),
             decoder_stats,
         ));
@@ -334,11 +397,13 @@ impl Transcoder {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         info!(
-            source = format!("{}x{}", video.width, video.height),
+            source = format!("{}x{}", video.width(), video.height()),
+            source_video_kbps = video_kbps,
             renditions = ?slots.iter().map(|s| format!("{}:{}x{}", s.plan.name, s.plan.width, s.plan.height)).collect::<Vec<_>>(),
-            skipped = ?skipped,
+            skipped = ?skipped_names,
             "transcoding"
         );
+        self.skipped_map().insert(channel.to_string(), skipped);
         self.streams().insert(
             channel.to_string(),
             StreamEntry {
@@ -491,10 +556,28 @@ impl Transcoder {
     }
 }
 
+/// Packets a channel task holds at most while it measures the source (4 s of 60 fps video and
+/// its audio is well below; only a source whose frame rate cannot be measured reaches it).
+const HELD_MAX: usize = 2_000;
+
 /// What the channel task holds for a live stream.
 struct Pipeline {
     info: StreamInfo,
     decoder: Arc<Job<VideoDecoder>>,
     audio: Option<Arc<Job<AudioTranscoder>>>,
     slots: Vec<Arc<Slot>>,
+}
+
+impl Pipeline {
+    /// Hands a source packet to its job.
+    fn route(&self, pkt: MediaPacket, now: Instant) {
+        match pkt.track {
+            Track::Video => self.decoder.send(DecodeMsg::Packet(pkt, now), now),
+            Track::Audio => {
+                if let Some(a) = &self.audio {
+                    a.send(AudioMsg::Packet(pkt), now);
+                }
+            }
+        }
+    }
 }

@@ -11,7 +11,7 @@ use crate::config::HlsConfig;
 use crate::hls::{HlsStore, RenditionWriter};
 use crate::proto::aac::AacConfig;
 use crate::proto::avc::AvcConfig;
-use crate::proto::media::{MediaPacket, StreamInfo, TIMESCALE};
+use crate::proto::media::{MediaPacket, StreamInfo, VideoConfig, TIMESCALE};
 
 /// Audio held back at most this long (90 kHz) waiting for video; beyond it the video has
 /// stalled (or was dropped) and audio goes out on its own.
@@ -70,7 +70,7 @@ pub struct RenditionOut {
     hls: HlsConfig,
     writer: RenditionWriter,
     interleaver: Interleaver,
-    video: Option<Arc<AvcConfig>>,
+    video: Option<Arc<VideoConfig>>,
     audio: Option<Arc<AacConfig>>,
     /// The writer got `set_info` with the current configurations.
     info_sent: bool,
@@ -133,7 +133,7 @@ impl RenditionOut {
         if !self.enabled {
             return;
         }
-        if let Some(c) = config {
+        if let Some(c) = config.map(VideoConfig::Avc) {
             if self.video.as_deref() != Some(&c) {
                 self.video = Some(Arc::new(c));
                 self.info_sent = false;

@@ -5,7 +5,7 @@ import { launch, probe } from '../../scripts/latency/probe.mjs';
 const [url, warm, ms] = process.argv.slice(2);
 const browser = await launch();
 try {
-  const r = await probe(browser, url, true, Number(warm), Number(ms));
+  const r = await probe(browser, url, 'll', Number(warm), Number(ms));
   console.log(JSON.stringify(r));
 } finally {
   await browser.close();

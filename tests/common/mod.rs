@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod ertmp;
 pub mod rtmp;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,6 +21,10 @@ pub fn media_lock() -> MutexGuard<'static, ()> {
 }
 
 pub const ALICE_KEY: &str = "alice-secret-key-123";
+
+/// Config for tests about MPEG-TS segments (they probe single segments as TS files or read
+/// their `N.ts` names); the built-in default is fMP4 with low-latency parts.
+pub const TS: &str = "[hls]\ncontainer = \"ts\"\n";
 pub const BOB_KEY: &str = "bob-secret-key-456";
 
 /// A running onair process.

@@ -3,6 +3,11 @@
 //! by our own [`ChunkReader`] (`crate::proto::rtmp`), which enforces the limits and screens
 //! messages that would make `rml_rtmp` panic. `super::RtmpConnection` drives it over a socket,
 //! and `crate::fuzzing` drives it with arbitrary bytes, exactly as the connection does.
+//!
+//! Enhanced RTMP: the client's `connect` command object is read here before the session sees it
+//! (`fourCcList`, `videoFourCcInfoMap`, `capsEx`: [`ClientCaps`]), and when the client speaks
+//! E-RTMP, the `_result` that `rml_rtmp` writes on accepting it is amended with the server's
+//! own list ([`crate::proto::ertmp::connect`] says why and how).
 
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -10,17 +15,25 @@ use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult, StreamMetadata,
 };
 
+use tracing::debug;
+
 use crate::config::RtmpConfig;
 use crate::ingest::IngestError;
-use crate::proto::rtmp::{frame_message, session_preamble, ChunkLimits, ChunkReader, RtmpMessage};
+pub use crate::proto::ertmp::connect::ClientCaps;
+use crate::proto::ertmp::connect::{amend_connect_result, server_caps};
+use crate::proto::rtmp::{
+    frame_message, msg_type, session_preamble, ChunkLimits, ChunkReader, RtmpMessage,
+};
 
 /// What the protocol core reports to the connection that drives it.
 #[derive(Debug)]
 pub enum CoreEvent {
-    /// `connect`: answer with [`IngestCore::accept`] or [`IngestCore::reject`].
+    /// `connect`: answer with [`IngestCore::accept`] or [`IngestCore::reject`]. `caps` is what
+    /// the client declared of Enhanced RTMP (empty for a legacy client).
     Connect {
         request_id: u32,
         app: String,
+        caps: ClientCaps,
     },
     /// `publish` with a stream key: answer with accept or reject.
     Publish {
@@ -58,6 +71,12 @@ pub struct IngestCore {
     /// (connect, publish, play) so that it is answered before the next message is read, as a
     /// client that sends its commands back to back expects.
     pending: std::collections::VecDeque<RtmpMessage>,
+    /// The client's Enhanced RTMP capabilities, from its `connect` message.
+    caps: Option<ClientCaps>,
+    /// The request id of the `connect` whose `_result` states the server's capabilities.
+    enhanced_connect: Option<u32>,
+    /// The chunk size `rml_rtmp` writes with (its `_result` is re-chunked with it).
+    out_chunk_size: usize,
 }
 
 impl IngestCore {
@@ -70,6 +89,9 @@ impl IngestCore {
             out: Vec::new(),
             framed: Vec::new(),
             pending: std::collections::VecDeque::new(),
+            caps: None,
+            enhanced_connect: None,
+            out_chunk_size: ServerSessionConfig::new().chunk_size as usize,
         }
     }
 
@@ -149,6 +171,9 @@ impl IngestCore {
             let Some(session) = self.session.as_mut() else {
                 break;
             };
+            if self.caps.is_none() && m.type_id == msg_type::AMF0_COMMAND {
+                self.caps = ClientCaps::from_connect_message(&m.payload);
+            }
             self.framed.clear();
             frame_message(&m, &mut self.framed);
             let results = session.handle_input(&self.framed)?;
@@ -169,7 +194,20 @@ impl IngestCore {
 
     pub fn accept(&mut self, request_id: u32) -> Result<(), IngestError> {
         if let Some(s) = self.session.as_mut() {
-            let results = s.accept_request(request_id)?;
+            let mut results = s.accept_request(request_id)?;
+            if self.enhanced_connect == Some(request_id) {
+                self.enhanced_connect = None;
+                for r in results.iter_mut() {
+                    if let ServerSessionResult::OutboundResponse(p) = r {
+                        match amend_connect_result(&p.bytes, self.out_chunk_size, server_caps()) {
+                            Ok(amended) => p.bytes = amended,
+                            Err(e) => {
+                                debug!(error = %e, "connect result sent without the Enhanced RTMP capabilities")
+                            }
+                        }
+                    }
+                }
+            }
             self.results(results, &mut Vec::new());
         }
         Ok(())
@@ -197,10 +235,17 @@ impl IngestCore {
                         ServerSessionEvent::ConnectionRequested {
                             request_id,
                             app_name,
-                        } => CoreEvent::Connect {
-                            request_id,
-                            app: app_name,
-                        },
+                        } => {
+                            let caps = self.caps.clone().unwrap_or_default();
+                            if caps.enhanced() {
+                                self.enhanced_connect = Some(request_id);
+                            }
+                            CoreEvent::Connect {
+                                request_id,
+                                app: app_name,
+                                caps,
+                            }
+                        }
                         ServerSessionEvent::PublishStreamRequested {
                             request_id,
                             stream_key,
