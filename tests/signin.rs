@@ -149,6 +149,70 @@ fn mastodon_sign_in_chat_cross_post_and_sign_out() {
 }
 
 #[test]
+fn nothing_is_posted_without_the_viewers_choice() {
+    let m = MastodonServer::start(MastodonOpts::default());
+    let srv = server("", "", &[]);
+    // Signed in without asking to post: onair never holds a permission to post.
+    let reader = mastodon(&srv, &m.url(), "alice", false);
+    let granted = m.token_scopes("alice");
+    assert!(!granted.is_empty(), "a token was issued");
+    assert!(
+        granted.iter().all(|s| !s.starts_with("write")),
+        "only reading was asked: {granted:?}"
+    );
+    assert_eq!(me(&srv, Some(&reader)).json()["can_cross_post"], false);
+    let r = chat(&srv, &reader, "not for my timeline", true);
+    assert_eq!(r.status, 202, "the chat message goes on: {r:?}");
+    assert_eq!(r.json()["cross_post"]["state"], "refused", "{r:?}");
+    assert!(
+        r.json()["cross_post"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not allow")),
+        "{r:?}"
+    );
+    // Signed in with the permission: a message is posted only when its box is ticked. No
+    // `cross_post` field at all is chat only, like `false`.
+    let bob = mastodon(&srv, &m.url(), "bob", true);
+    let r = call(
+        "POST",
+        &srv.url("/api/channels/alice/chat"),
+        Some(&bob),
+        Some(&origin(&srv)),
+        Some(&json!({"nick": "x", "text": "no field, chat only"})),
+    );
+    assert_eq!(r.status, 202, "{r:?}");
+    assert!(r.json().get("cross_post").is_none(), "{r:?}");
+    assert!(chat(&srv, &bob, "unticked, chat only", false)
+        .json()
+        .get("cross_post")
+        .is_none());
+    let ticked = chat(&srv, &bob, "ticked, so posted", true);
+    assert_eq!(ticked.json()["cross_post"]["state"], "queued");
+    let id = ticked.json()["id"].as_u64().expect("id");
+    wait_until(WAIT, "the ticked message's outcome", || {
+        call(
+            "GET",
+            &srv.url("/api/me/cross-posts"),
+            Some(&bob),
+            None,
+            None,
+        )
+        .json()["cross_posts"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|x| x["message_id"] == id && x["state"] == "posted")
+            })
+    });
+    let st = m.statuses();
+    assert_eq!(st.len(), 1, "only the ticked message: {st:?}");
+    assert!(st[0].status.starts_with("ticked, so posted"), "{st:?}");
+    assert_eq!(st[0].account, "bob");
+    // Signing in or chatting never posts on its own: nothing from alice.
+    assert!(st.iter().all(|s| s.account != "alice"));
+}
+
+#[test]
 fn session_cookie_attributes() {
     let m = MastodonServer::start(MastodonOpts::default());
     let srv = server("", "", &[]);
@@ -313,14 +377,24 @@ fn private_instances_are_refused_and_get_nothing() {
     let m = MastodonServer::start(MastodonOpts::default());
     let srv = TestServer::start_public("", "", "", None, &[]);
     let port = m.http.addr.port();
-    for inst in [
+    let mut instances = vec![
         format!("127.0.0.1:{port}"),
         format!("localhost:{port}"),
         format!("[::1]:{port}"),
+        format!("10.0.0.1:{port}"),
+        format!("[::ffff:127.0.0.1]:{port}"),
         format!("@bob@127.0.0.1:{port}"),
         format!("https://127.0.0.1:{port}"),
         m.url(),
-    ] {
+    ];
+    // A name that is neither an address nor localhost but resolves to a private one (this
+    // machine's own name, in /etc/hosts): refused on the DNS answer. (Names with made-up
+    // answers are in identity::net's unit tests.)
+    if let Some(name) = private_host_name() {
+        instances.push(format!("{name}:{port}"));
+        instances.push(format!("@bob@{name}:{port}"));
+    }
+    for inst in instances {
         let q = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("instance", &inst)
             .finish();
@@ -332,6 +406,19 @@ fn private_instances_are_refused_and_get_nothing() {
         m.http.requests().is_empty(),
         "nothing was sent to the private address"
     );
+}
+
+/// This machine's host name, if it resolves only to non-public addresses.
+fn private_host_name() -> Option<String> {
+    use std::net::ToSocketAddrs;
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim().to_string();
+    let addrs: Vec<_> = (name.as_str(), 0).to_socket_addrs().ok()?.collect();
+    let private = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    };
+    (!name.is_empty() && !addrs.is_empty() && addrs.iter().all(|a| private(a.ip()))).then_some(name)
 }
 
 #[test]
@@ -449,6 +536,48 @@ fn chat_mode_followers() {
         Some(&json!({"nick": "anna", "text": "hi"})),
     );
     assert_eq!(anon.status, 401);
+}
+
+#[test]
+fn chat_mode_followers_on_bluesky() {
+    let b = BlueskyServer::start();
+    let u = b.url();
+    {
+        // A third account that does not follow the owner.
+        let mut st = b.lock();
+        let mut a = st.accounts[0].clone();
+        a.did = "did:plc:stranger00000000000000".into();
+        a.handle = "stranger.test".into();
+        a.display_name = "Stan Stranger".into();
+        st.accounts.push(a);
+    }
+    b.follow(BSKY_VIEWER, "owner.test");
+    let srv = server(
+        &format!("owners = [\"bluesky:{}\"]", b.did("owner.test")),
+        &format!(
+            "[chat]\nmode = \"followers\"\n[auth.bluesky]\nservice = \"{u}\"\nplc_directory = \"{u}\"\nappview = \"{u}\"\n"
+        ),
+        &[],
+    );
+    let sign_in = |handle: &str| {
+        let r = call(
+            "POST",
+            &srv.url("/auth/bluesky/app-password"),
+            None,
+            Some(&origin(&srv)),
+            Some(&json!({"handle": handle, "app_password": BSKY_APP_PASSWORD})),
+        );
+        assert_eq!(r.status, 200, "{handle}: {r:?}");
+        format!("{SESSION}={}", r.cookie(SESSION).expect("session"))
+    };
+    let viewer = sign_in(BSKY_VIEWER);
+    assert_eq!(chat(&srv, &viewer, "I follow the owner", false).status, 202);
+    let stranger = sign_in("stranger.test");
+    let r = chat(&srv, &stranger, "I do not", false);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("follow"), "{}", r.body);
+    let owner = sign_in("owner.test");
+    assert_eq!(chat(&srv, &owner, "the owner may", false).status, 202);
 }
 
 #[test]
@@ -753,6 +882,14 @@ fn bluesky_oauth_over_https_with_par_and_dpop() {
     let me: serde_json::Value = serde_json::from_str(&me).expect("me");
     assert_eq!(me["id"], b.did(BSKY_VIEWER));
     assert_eq!(me["can_cross_post"], true);
+    // The server rotates its nonce: the next proofs carry a stale one, are refused with
+    // `use_dpop_nonce`, and onair retries with the new one.
+    let before = b.lock().nonce_challenges;
+    assert!(
+        before.1 >= 1,
+        "PAR and token requests met a nonce challenge"
+    );
+    b.rotate_nonce();
     let (_, posted) = curl(&[
         "-H",
         &format!("Cookie: {cookie}"),
@@ -767,6 +904,11 @@ fn bluesky_oauth_over_https_with_par_and_dpop() {
     assert!(posted.contains("\"queued\""), "{posted}");
     wait_until(WAIT, "the DPoP-bound post", || !b.posts().is_empty());
     assert_eq!(b.posts()[0].auth, "dpop");
+    assert!(
+        b.lock().nonce_challenges.0 > before.0,
+        "the post met the rotated nonce and was retried: {:?}",
+        b.lock().nonce_challenges
+    );
     assert!(
         b.lock().dpop_refusals.is_empty(),
         "{:?}",

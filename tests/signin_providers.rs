@@ -113,6 +113,20 @@ async fn mastodon_refuses_replayed_code_and_wrong_verifier() {
         .await
         .expect_err("wrong verifier");
     assert!(e.to_string().contains("invalid_grant"), "{e}");
+    // A fresh code without a verifier (a callback forged without the sign-in's start) is
+    // refused too.
+    let (url, _, _mine) = mastodon::authorize_url(&ep, &app, &scopes).expect("url");
+    let url = url.to_string();
+    let back = tokio::task::spawn_blocking(move || approve(&url, "alice", "approve"))
+        .await
+        .expect("join")
+        .expect("approved");
+    let (code, _) = code_of(&back);
+    let none = oauth2::PkceCodeVerifier::new(String::new());
+    let e = mastodon::finish(&net, &inst.origin, &ep, &app, code, none, &scopes)
+        .await
+        .expect_err("no verifier");
+    assert!(e.to_string().contains("invalid_grant"), "{e}");
     // A redirect_uri other than the registered one is refused at the consent page.
     let mut bad = app.clone();
     bad.redirect_uri = "http://127.0.0.1:9/elsewhere".into();

@@ -13,7 +13,9 @@
 //!
 //! `oauth2` requests go through [`Net::oauth_client`], so they get the same checks.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,22 +158,44 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] == 0x0100 && s[1..4] == [0; 3])) // discard-only
 }
 
-/// Resolves names and keeps only public addresses; none left is an error, so the request
-/// fails before any connection is made.
-struct PublicOnly;
+/// A name lookup: the system's resolver in the server, a fixed table in tests (so that "a
+/// name whose DNS answer is private" can be tested without a DNS server).
+type Lookup = fn(String) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>;
 
-impl Resolve for PublicOnly {
+fn system_lookup(
+    host: String,
+) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>> {
+    Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.collect()) })
+}
+
+/// The resolver's refusal: every address of the name is private (told apart from network
+/// errors by [`network`], which makes it a [`NetError::Refused`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves only to private, loopback or reserved addresses")]
+struct PrivateAnswer(String);
+
+/// Resolves names and, with `public_only`, keeps only public addresses; none left is an
+/// error, so the request fails before any connection is made.
+struct Resolver {
+    lookup: Lookup,
+    public_only: bool,
+}
+
+impl Resolve for Resolver {
     fn resolve(&self, name: Name) -> Resolving {
+        let Resolver {
+            lookup,
+            public_only,
+        } = *self;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = found.into_iter().filter(|a| is_public(a.ip())).collect();
+            let found = lookup(host.clone()).await?;
+            let public: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| !public_only || is_public(a.ip()))
+                .collect();
             if public.is_empty() {
-                return Err(format!(
-                    "{host} resolves only to private, loopback or reserved addresses"
-                )
-                .into());
+                return Err(Box::new(PrivateAnswer(host)) as Box<_>);
             }
             let addrs: Addrs = Box::new(public.into_iter());
             Ok(addrs)
@@ -197,6 +221,14 @@ impl std::fmt::Debug for Net {
 
 impl Net {
     pub fn new(allow_private: bool, timeout: Duration) -> Result<Net, reqwest::Error> {
+        Net::with_lookup(allow_private, timeout, system_lookup)
+    }
+
+    fn with_lookup(
+        allow_private: bool,
+        timeout: Duration,
+        lookup: Lookup,
+    ) -> Result<Net, reqwest::Error> {
         let base = || {
             reqwest::Client::builder()
                 .timeout(timeout)
@@ -205,11 +237,12 @@ impl Net {
                 .no_proxy()
                 .user_agent(concat!("onair/", env!("CARGO_PKG_VERSION")))
         };
-        let viewer = if allow_private {
-            base().build()?
-        } else {
-            base().dns_resolver(Arc::new(PublicOnly)).build()?
-        };
+        let viewer = base()
+            .dns_resolver(Arc::new(Resolver {
+                lookup,
+                public_only: !allow_private,
+            }))
+            .build()?;
         Ok(Net {
             viewer,
             configured: base().build()?,
@@ -356,6 +389,16 @@ fn network(host: &str, e: reqwest::Error) -> NetError {
         .and_then(|u| u.host_str().map(String::from))
         .unwrap_or_else(|| host.to_string());
     let e = e.without_url();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        if s.downcast_ref::<PrivateAnswer>().is_some() {
+            return NetError::Refused {
+                host,
+                reason: "its name resolves only to private, loopback or reserved addresses",
+            };
+        }
+        source = s.source();
+    }
     let mut detail = if e.is_timeout() {
         format!("timed out: {e}")
     } else {
@@ -449,16 +492,108 @@ mod tests {
             .is_ok());
     }
 
+    /// A fixed DNS: names whose answers are private (as an attacker's domain can be), one with
+    /// a public and a private answer.
+    fn table(
+        host: String,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>> {
+        let ips: &[&str] = match host.as_str() {
+            "loopback.evil.test" => &["127.0.0.1"],
+            "ten.evil.test" => &["10.0.0.7"],
+            "six.evil.test" => &["::1"],
+            "metadata.evil.test" => &["169.254.169.254"],
+            "mapped.evil.test" => &["::ffff:192.168.1.1"],
+            "mixed.evil.test" => &["10.0.0.1", "1.1.1.1", "::1"],
+            _ => &[],
+        };
+        let addrs = ips
+            .iter()
+            .filter_map(|ip| ip.parse::<IpAddr>().ok())
+            .map(|ip| SocketAddr::new(ip, 0))
+            .collect::<Vec<_>>();
+        Box::pin(async move {
+            if addrs.is_empty() {
+                Err(std::io::Error::other("no such name"))
+            } else {
+                Ok(addrs)
+            }
+        })
+    }
+
     #[tokio::test]
-    async fn names_resolving_to_loopback_are_refused_by_the_resolver() {
-        let name: Name = "localhost".parse().expect("name");
-        let err = PublicOnly.resolve(name).await.err().expect("refused");
-        assert!(err.to_string().contains("private"), "{err}");
-        let name: Name = "one.one.one.one".parse().expect("name");
-        // No network here, maybe: only check that a failure is not our refusal.
-        if let Err(e) = PublicOnly.resolve(name).await {
-            assert!(!e.to_string().contains("private"), "{e}");
+    async fn names_resolving_to_private_addresses_are_refused_by_the_resolver() {
+        let resolver = Resolver {
+            lookup: table,
+            public_only: true,
+        };
+        for host in [
+            "loopback.evil.test",
+            "ten.evil.test",
+            "six.evil.test",
+            "metadata.evil.test",
+            "mapped.evil.test",
+        ] {
+            let name: Name = host.parse().expect("name");
+            let err = resolver.resolve(name).await.err().expect("refused");
+            assert!(err.to_string().contains("private"), "{host}: {err}");
         }
+        // Of a mixed answer only the public address is kept (and connected to).
+        let name: Name = "mixed.evil.test".parse().expect("name");
+        let kept: Vec<SocketAddr> = resolver.resolve(name).await.expect("public part").collect();
+        assert_eq!(kept, [SocketAddr::new("1.1.1.1".parse().expect("ip"), 0)]);
+        // The system resolver: localhost is refused there too.
+        let name: Name = "localhost".parse().expect("name");
+        let err = Resolver {
+            lookup: system_lookup,
+            public_only: true,
+        }
+        .resolve(name)
+        .await
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("private"), "{err}");
+    }
+
+    /// A name that passes [`Net::check_url`] (not an IP literal, not localhost) but resolves
+    /// to loopback: the request fails at resolution and nothing connects.
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_get_nothing() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let port = l.local_addr().expect("addr").port();
+        let net = Net::with_lookup(false, Duration::from_secs(2), table).expect("net");
+        for host in ["loopback.evil.test", "ten.evil.test", "six.evil.test"] {
+            let url = format!("https://{host}:{port}/.well-known/oauth-authorization-server");
+            assert!(net
+                .check_url(Reach::Viewer, &Url::parse(&url).expect("url"))
+                .is_ok());
+            let err = net
+                .get_json(Reach::Viewer, &url)
+                .await
+                .expect_err("refused");
+            assert!(
+                matches!(&err, NetError::Refused { .. }) && err.to_string().contains("private"),
+                "{host}: {err}"
+            );
+        }
+        assert!(l.accept().is_err(), "nothing connected");
+        // With auth.allow_private_hosts the same name is reached.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let answer = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut c, _) = l.accept().expect("accept");
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+        });
+        let open = Net::with_lookup(true, Duration::from_secs(5), table).expect("net");
+        let got = open
+            .get_json(Reach::Viewer, &format!("http://loopback.evil.test:{port}/"))
+            .await
+            .expect("reached when allowed");
+        assert_eq!(got, serde_json::json!({}));
+        answer.join().expect("join");
     }
 
     #[tokio::test]

@@ -68,6 +68,9 @@ pub struct State {
     pub metadata_fetched: Vec<String>,
     /// Requests refused for a DPoP reason, with the reason.
     pub dpop_refusals: Vec<String>,
+    /// Requests refused for want of the current nonce (`use_dpop_nonce`), by the PDS as a
+    /// resource server and by the authorization server.
+    pub nonce_challenges: (usize, usize),
 }
 
 pub struct BlueskyServer {
@@ -118,6 +121,11 @@ impl BlueskyServer {
             .find(|a| a.handle == handle)
             .map(|a| a.did.clone())
             .unwrap_or_default()
+    }
+
+    /// A new DPoP nonce (servers rotate theirs every few minutes).
+    pub fn rotate_nonce(&self) {
+        self.lock().nonce = random(12);
     }
 
     pub fn posts(&self) -> Vec<Post> {
@@ -220,6 +228,13 @@ impl State {
     }
 
     fn dpop_refusal(&mut self, fail: DpopFail, resource: bool) -> Reply {
+        if matches!(fail, DpopFail::Nonce) {
+            if resource {
+                self.nonce_challenges.0 += 1;
+            } else {
+                self.nonce_challenges.1 += 1;
+            }
+        }
         match fail {
             DpopFail::Nonce if resource => Reply::new(401, r#"{"error":"use_dpop_nonce","message":"DPoP nonce mismatch"}"#)
                 .with_header("WWW-Authenticate", r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#)

@@ -126,6 +126,16 @@ impl MastodonServer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Every scope granted to `account`'s tokens.
+    pub fn token_scopes(&self, account: &str) -> Vec<String> {
+        self.lock()
+            .tokens
+            .values()
+            .filter(|t| t.account == account)
+            .flat_map(|t| t.scopes.clone())
+            .collect()
+    }
+
     pub fn statuses(&self) -> Vec<Status> {
         self.lock().statuses.clone()
     }
