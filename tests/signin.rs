@@ -470,6 +470,17 @@ fn no_secret_in_the_database_file_or_in_trace_logs() {
             "a secret is in the database file in clear"
         );
     }
+    // Nor in what the server shows the signed-in viewer.
+    for path in ["/watch/alice", "/api/me", "/api/me/cross-posts", "/"] {
+        let page = call("GET", &srv.url(path), Some(&cookie), None, None);
+        assert_eq!(page.status, 200, "{path}: {page:?}");
+        for secret in &secrets {
+            assert!(
+                !page.body.contains(secret.as_str()),
+                "{path} shows a secret: {secret}"
+            );
+        }
+    }
     let logs = srv.logs();
     assert!(logs.lines().count() > 50, "trace logging on");
     for secret in &secrets {
