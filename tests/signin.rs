@@ -592,6 +592,42 @@ fn chat_mode_followers_on_bluesky() {
 }
 
 #[test]
+fn chat_mode_followers_on_x() {
+    // carol (2244994945) owns the channel; dave follows her at first.
+    let (x, srv) = x_setup_with(
+        false,
+        "owners = [\"x:2244994945\"]",
+        "[chat]\nmode = \"followers\"\n",
+    );
+    if let Some(d) = x.lock().users.get_mut("dave") {
+        d.following.push("2244994945".into());
+    }
+    let dave = sign_in(&srv, "x", "return=/watch/alice", "dave");
+    assert_eq!(chat(&srv, &dave, "I follow carol", false).status, 202);
+    assert!(
+        x.token_scopes("dave").iter().any(|s| s == "follows.read"),
+        "followers mode asks for follows.read"
+    );
+    // A user who does not follow: 403. (A fresh X account, so the cached answer for dave is
+    // not what is asked.)
+    x.lock().users.insert(
+        "erin".into(),
+        stand_in::x_server::User {
+            id: "99".into(),
+            username: "erin".into(),
+            name: "Erin E.".into(),
+            following: Vec::new(),
+        },
+    );
+    let erin = sign_in(&srv, "x", "return=/watch/alice", "erin");
+    let r = chat(&srv, &erin, "I do not", false);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("follow"), "{}", r.body);
+    let carol = sign_in(&srv, "x", "return=/watch/alice", "carol");
+    assert_eq!(chat(&srv, &carol, "the owner may", false).status, 202);
+}
+
+#[test]
 fn identity_bans_hold_under_any_nick_and_owners_moderate() {
     let m = MastodonServer::start(MastodonOpts::default());
     let srv = server(&owner_line(&m, "alice"), "", &[]);
@@ -708,11 +744,16 @@ fn identity_bans_hold_under_any_nick_and_owners_moderate() {
 /// The X stand-in and onair with `[auth.x]` pointing at it; the stand-in's registered
 /// redirect_uri is onair's callback.
 fn x_setup(cross_post: bool) -> (XServer, TestServer) {
+    x_setup_with(cross_post, "", "")
+}
+
+/// [`x_setup`] with lines for alice's channel and more config.
+fn x_setup_with(cross_post: bool, alice_keys: &str, extra: &str) -> (XServer, TestServer) {
     let x = XServer::start("pending");
     let srv = server(
-        "",
+        alice_keys,
         &format!(
-            "[auth.x]\nenabled = true\nclient_id = \"{X_CLIENT_ID}\"\nclient_secret = \"{X_CLIENT_SECRET}\"\n\
+            "{extra}[auth.x]\nenabled = true\nclient_id = \"{X_CLIENT_ID}\"\nclient_secret = \"{X_CLIENT_SECRET}\"\n\
 authorize_url = \"{}/i/oauth2/authorize\"\napi_base = \"{}\"\ncross_post = {cross_post}\n",
             x.url(),
             x.url()

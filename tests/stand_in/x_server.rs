@@ -90,6 +90,16 @@ impl XServer {
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Every scope granted to `username`'s tokens.
+    pub fn token_scopes(&self, username: &str) -> Vec<String> {
+        self.lock()
+            .tokens
+            .values()
+            .filter(|t| t.user == username)
+            .flat_map(|t| t.scopes.clone())
+            .collect()
+    }
 }
 
 fn unauthorized() -> Reply {
