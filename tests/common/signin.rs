@@ -3,10 +3,16 @@
 //! cookie, keep the session cookie. Requests carry cookies and `Origin` by hand (ureq with
 //! redirects off), so tests can also leave them out or forge them. Include it with
 //! `#[path = "common/signin.rs"] mod signin;` next to `mod common;` and `mod stand_in;`.
+#![allow(dead_code)] // each sign-in test binary uses part of it
 
 use std::time::Duration;
 
 use crate::common::TestServer;
+use crate::stand_in::mastodon_server::MastodonServer;
+use crate::stand_in::x_server::{XServer, X_CLIENT_ID, X_CLIENT_SECRET};
+
+/// How long a test waits for a post or an outcome.
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// An HTTP answer with what sign-in tests look at.
 #[derive(Debug)]
@@ -144,4 +150,43 @@ pub fn me(srv: &TestServer, cookie: Option<&str>) -> Hop {
 /// Waits until `f` says yes.
 pub fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
     crate::common::wait_for(within, what, || f().then_some(()));
+}
+
+/// onair on a known port with private hosts allowed (the stand-ins are on 127.0.0.1).
+pub fn server(alice_keys: &str, extra: &str, env: &[(&str, &str)]) -> TestServer {
+    TestServer::start_public(
+        "",
+        alice_keys,
+        &format!("[auth]\nallow_private_hosts = true\n{extra}"),
+        None,
+        env,
+    )
+}
+
+/// `owners = [...]` naming `who` on the Mastodon stand-in.
+pub fn owner_line(m: &MastodonServer, who: &str) -> String {
+    format!("owners = [\"mastodon:{}\"]", m.account_url(who))
+}
+
+/// The X stand-in and onair with `[auth.x]` pointing at it; the stand-in's registered
+/// redirect_uri is onair's callback.
+pub fn x_setup(cross_post: bool) -> (XServer, TestServer) {
+    x_setup_with(cross_post, "", "")
+}
+
+/// [`x_setup`] with lines for alice's channel and more config.
+pub fn x_setup_with(cross_post: bool, alice_keys: &str, extra: &str) -> (XServer, TestServer) {
+    let x = XServer::start("pending");
+    let srv = server(
+        alice_keys,
+        &format!(
+            "{extra}[auth.x]\nenabled = true\nclient_id = \"{X_CLIENT_ID}\"\nclient_secret = \"{X_CLIENT_SECRET}\"\n\
+authorize_url = \"{}/i/oauth2/authorize\"\napi_base = \"{}\"\ncross_post = {cross_post}\n",
+            x.url(),
+            x.url()
+        ),
+        &[],
+    );
+    x.lock().redirect_uri = format!("{}/auth/x/callback", origin(&srv).trim_end_matches('/'));
+    (x, srv)
 }
