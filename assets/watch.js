@@ -1,8 +1,9 @@
 // The watch page: HLS player (hls.js, or the browser's own HLS where Media Source Extensions are
 // missing), quality menu, live badge, viewer count and chat over server-sent events; with
 // account.js, chat under a signed-in identity and cross-posting by the viewer's choice.
-// Chat text is only ever inserted with textContent: never as HTML.
-'use strict';
+// Chat text is only ever inserted with textContent: never as HTML (chat-list.js).
+import { createChatList, postChat } from './chat-list.js';
+
 (function () {
   const channel = document.body.dataset.channel;
   const $ = (id) => document.getElementById(id);
@@ -27,7 +28,6 @@
   const crossStatus = $('cross-status');
 
   const master = '/hls/' + encodeURIComponent(channel) + '/master.m3u8';
-  const MAX_MESSAGES = 500;
 
   // ---------- player ----------
   let live = null; // unknown until the event stream says
@@ -170,70 +170,11 @@
   }
 
   // ---------- chat ----------
-  const shown = new Map(); // message id -> <li>
+  const chat = createChatList(messages);
   let lastId = null;
   let es = null;
   let reconnectTimer = null;
   let backoff = 1000;
-
-  function atBottom() {
-    return messages.scrollHeight - messages.scrollTop - messages.clientHeight < 40;
-  }
-
-  function addMessage(m) {
-    if (shown.has(m.id)) return;
-    const stick = atBottom();
-    const li = document.createElement('li');
-    li.dataset.id = String(m.id);
-    const time = document.createElement('time');
-    time.dateTime = m.ts;
-    const d = new Date(m.ts);
-    time.textContent = isNaN(d) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    let nick;
-    if (m.author) {
-      // A signed-in author: the provider vouched for this name; the mark says so.
-      nick = document.createElement('span');
-      nick.className = 'author';
-      if (m.author.avatar_url) {
-        const img = document.createElement('img');
-        img.className = 'avatar';
-        img.src = m.author.avatar_url;
-        img.alt = '';
-        img.width = 20;
-        img.height = 20;
-        nick.append(img);
-      }
-      const a = document.createElement('a');
-      a.className = 'nick';
-      a.href = m.author.profile_url;
-      a.target = '_blank';
-      a.rel = 'noopener noreferrer';
-      a.title = m.author.handle;
-      a.textContent = m.author.display_name;
-      const mark = document.createElement('span');
-      mark.className = 'verified';
-      mark.title = m.author.handle + ' (' + m.author.provider + ')';
-      mark.setAttribute('aria-label', 'verified ' + m.author.provider + ' account ' + m.author.handle);
-      mark.textContent = '✓';
-      nick.append(a, mark);
-    } else {
-      nick = document.createElement('span');
-      nick.className = 'nick';
-      nick.textContent = m.nick;
-    }
-    const text = document.createElement('span');
-    text.className = 'text';
-    text.textContent = m.text;
-    li.append(time, ' ', nick, ' ', text);
-    messages.append(li);
-    shown.set(m.id, li);
-    while (messages.children.length > MAX_MESSAGES) {
-      const first = messages.firstElementChild;
-      shown.delete(Number(first.dataset.id));
-      first.remove();
-    }
-    if (stick) messages.scrollTop = messages.scrollHeight;
-  }
 
   function parse(ev) {
     if (ev.lastEventId) lastId = ev.lastEventId;
@@ -249,12 +190,8 @@
     if (lastId) url += '?last_event_id=' + encodeURIComponent(lastId);
     es = new EventSource(url);
     es.onopen = () => { connEl.textContent = ''; backoff = 1000; };
-    es.addEventListener('chat', (ev) => { const m = parse(ev); if (m) addMessage(m); });
-    es.addEventListener('delete', (ev) => {
-      const d = parse(ev);
-      const li = d && shown.get(d.id);
-      if (li) { li.remove(); shown.delete(d.id); }
-    });
+    es.addEventListener('chat', (ev) => { const m = parse(ev); if (m) chat.add(m); });
+    es.addEventListener('delete', (ev) => { const d = parse(ev); if (d) chat.remove(d.id); });
     es.addEventListener('live', (ev) => {
       const d = parse(ev);
       if (d && d.started_at && d.started_at !== broadcast) newBroadcast(d.started_at);
@@ -401,31 +338,20 @@
       crossPost = await confirmCrossPost(text);
       if (crossPost) confirmedFor = key;
     }
-    try {
-      const body = { nick, text };
-      if (crossPost) body.cross_post = true;
-      const r = await fetch(api + '/chat', {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify(body),
-      });
-      if (r.status === 202) {
-        const m = await r.json().catch(() => ({}));
-        textEl.value = '';
-        textEl.focus();
-        if (!crossKeep.checked) crossEl.checked = false;
-        if (m.cross_post && m.cross_post.state === 'queued') followCrossPost(m.id);
-        else if (m.cross_post && m.cross_post.state === 'refused') crossStatus.textContent = 'Not posted to your timeline: ' + m.cross_post.error;
-        return;
-      }
-      let reason = 'could not send (' + r.status + ')';
-      try { const j = await r.json(); if (j.error) reason = j.error; } catch (err) { /* keep */ }
-      sendStatus.textContent = reason;
-      const retry = Number(r.headers.get('Retry-After'));
-      if (r.status === 429 && retry > 0) coolDown(Math.min(retry, 60));
-    } catch (err) {
-      sendStatus.textContent = 'network error: not sent';
+    const body = { nick, text };
+    if (crossPost) body.cross_post = true;
+    const r = await postChat(channel, body);
+    if (r.ok) {
+      const m = r.message || {};
+      textEl.value = '';
+      textEl.focus();
+      if (!crossKeep.checked) crossEl.checked = false;
+      if (m.cross_post && m.cross_post.state === 'queued') followCrossPost(m.id);
+      else if (m.cross_post && m.cross_post.state === 'refused') crossStatus.textContent = 'Not posted to your timeline: ' + m.cross_post.error;
+      return;
     }
+    sendStatus.textContent = r.error;
+    if (r.retryAfter) coolDown(r.retryAfter);
   });
 
   connect();

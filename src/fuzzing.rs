@@ -297,6 +297,10 @@ pub fn http_route(data: &[u8]) {
                 Ok::<_, crate::db::DbError>((chat, auth))
             })
             .expect("chat and sign-in with an in-memory database");
+        let ingest = Arc::new(crate::ingest::Ingest::new(
+            crate::ingest::KeyTable::default(),
+            bus.clone(),
+        ));
         Arc::new(HttpState {
             auth,
             public_url: "http://localhost:8080".into(),
@@ -305,8 +309,10 @@ pub fn http_route(data: &[u8]) {
             announce: Arc::new(crate::announce::AnnounceStats::default()),
             chat,
             admin_token: crate::config::Secret::new("fuzz-admin-token"),
+            ingest,
             trusted_proxies: Vec::new(),
             transcoder: None,
+            whip: None,
         })
     });
     let Some((&m, rest)) = data.split_first() else {

@@ -66,6 +66,8 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
+    Webrtc(#[from] ingest::whip::WhipStartError),
+    #[error(transparent)]
     Db(#[from] db::DbError),
     #[error(transparent)]
     Auth(#[from] identity::service::AuthStartError),
@@ -74,6 +76,8 @@ pub enum StartError {
 /// A running server.
 pub struct Server {
     pub rtmp_addr: SocketAddr,
+    /// The WebRTC (WHIP) UDP address, when WHIP started.
+    pub webrtc_addr: Option<SocketAddr>,
     /// The RTMPS listener's address, when `rtmp.tls_listen` is set.
     pub rtmps_addr: Option<SocketAddr>,
     /// The SRT listener's address, unless `srt.listen` is empty.
@@ -192,6 +196,30 @@ impl Server {
                 cancel.child_token(),
             ));
         }
+        // Browser-codec conversion runs on the transcode pool, or on a pool of its own when
+        // the ladder is empty.
+        let pool = match &transcoder {
+            Some(t) => Some(t.pool()),
+            None => transcode::conversion_pool(&cfg.transcode),
+        };
+        let whip = match pool {
+            Some(pool) => Some(
+                ingest::whip::WhipIngest::start(
+                    &cfg,
+                    ingest.clone(),
+                    bus.clone(),
+                    pool,
+                    &tracker,
+                    cancel.child_token(),
+                )
+                .await?,
+            ),
+            None => {
+                error!("WHIP ingest disabled: no worker threads for browser codecs");
+                None
+            }
+        };
+        let webrtc_addr = whip.as_ref().map(|w| w.addr);
         let srt = match cfg.srt.listen_addr() {
             Some(addr) => Some(
                 ingest::srt::SrtIngest::start(
@@ -231,8 +259,10 @@ impl Server {
             bus: bus.clone(),
             chat: chat.clone(),
             admin_token: cfg.server.admin_token.clone(),
+            ingest: ingest.clone(),
             trusted_proxies: cfg.chat.trusted_proxies.clone(),
             transcoder: transcoder.clone(),
+            whip,
         });
         let tls = http::tls_config(&cfg.http)?;
         certificates.extend(tls.clone());
@@ -243,9 +273,10 @@ impl Server {
             tls,
             cancel.child_token(),
         ));
-        info!(rtmp = %rtmp_addr, rtmps = ?rtmps_addr, srt = ?srt_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");
+        info!(rtmp = %rtmp_addr, rtmps = ?rtmps_addr, srt = ?srt_addr, http = %http_addr, webrtc = ?webrtc_addr, channels = cfg.channels.len(), "onair ready");
         let server = Server {
             rtmp_addr,
+            webrtc_addr,
             rtmps_addr,
             srt_addr,
             srt,
@@ -349,6 +380,11 @@ impl Server {
             ),
             ("http", format!("{:?}", old.http), format!("{:?}", new.http)),
             ("hls", format!("{:?}", old.hls), format!("{:?}", new.hls)),
+            (
+                "webrtc",
+                format!("{:?}", old.webrtc),
+                format!("{:?}", new.webrtc),
+            ),
             (
                 "transcode",
                 format!("{:?}", old.transcode),

@@ -177,6 +177,8 @@ struct ChannelState {
     history: VecDeque<Stored>,
     subscribers: usize,
     subscribers_by_address: HashMap<IpAddr, usize>,
+    /// Of those, the broadcaster's own streams (the studio page), which are not viewers.
+    studio_by_address: HashMap<IpAddr, usize>,
     buckets: HashMap<(IpAddr, String), TokenBucket>,
     address_buckets: HashMap<IpAddr, TokenBucket>,
     last_post: HashMap<IpAddr, Instant>,
@@ -320,6 +322,7 @@ impl ChatChannel {
 
     /// Viewers: per address, the number of event streams open from it, or 1 if it only plays
     /// HLS. A player and the chat on one page count once; two tabs behind one NAT count twice.
+    /// The broadcaster's studio streams do not count (nor hide a player at their address).
     fn viewers(&self, now: Instant) -> u64 {
         let hls: Vec<IpAddr> = self
             .lock_hls()
@@ -328,11 +331,12 @@ impl ChatChannel {
             .map(|(a, _)| *a)
             .collect();
         let st = self.lock();
-        let sse: u64 = st.subscribers_by_address.values().map(|n| *n as u64).sum();
-        let hls_only = hls
-            .iter()
-            .filter(|a| !st.subscribers_by_address.contains_key(a))
-            .count() as u64;
+        let counted = |a: &IpAddr| {
+            let all = st.subscribers_by_address.get(a).copied().unwrap_or(0);
+            all.saturating_sub(st.studio_by_address.get(a).copied().unwrap_or(0)) as u64
+        };
+        let sse: u64 = st.subscribers_by_address.keys().map(counted).sum();
+        let hls_only = hls.iter().filter(|a| counted(a) == 0).count() as u64;
         sse + hls_only
     }
 }
@@ -429,6 +433,7 @@ impl Chat {
                     history: VecDeque::new(),
                     subscribers: 0,
                     subscribers_by_address: HashMap::new(),
+                    studio_by_address: HashMap::new(),
                     buckets: HashMap::new(),
                     address_buckets: HashMap::new(),
                     last_post: HashMap::new(),
@@ -595,6 +600,18 @@ impl Chat {
         addr: IpAddr,
         last_event_id: Option<u64>,
     ) -> Result<SseBody, ChatError> {
+        self.subscribe_as(channel, addr, last_event_id, Audience::Viewer)
+    }
+
+    /// [`Chat::subscribe`] for a viewer or for the broadcaster's studio page, whose stream is
+    /// held to the same limits but not counted as a viewer.
+    pub fn subscribe_as(
+        &self,
+        channel: &str,
+        addr: IpAddr,
+        last_event_id: Option<u64>,
+        audience: Audience,
+    ) -> Result<SseBody, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
         let mut pending = VecDeque::new();
         // Tells EventSource how soon to reconnect after a drop.
@@ -613,6 +630,9 @@ impl Chat {
             }
             st.subscribers += 1;
             *st.subscribers_by_address.entry(addr).or_insert(0) += 1;
+            if audience == Audience::Studio {
+                *st.studio_by_address.entry(addr).or_insert(0) += 1;
+            }
             // A client that claims an id we never issued (another server, a clock step back)
             // or one older than the history gets the whole history.
             let after = last_event_id
@@ -661,6 +681,7 @@ impl Chat {
         let guard = SubscriberGuard {
             channel: ch.clone(),
             addr,
+            audience,
         };
         Ok(SseBody::new(pending, rx, guard))
     }
@@ -762,6 +783,13 @@ impl Chat {
             .map_err(|e| unsaved(channel, "chat unban", e))
     }
 
+    /// The slow mode in force, in seconds (0: off).
+    pub fn slow_mode(&self, channel: &str) -> Result<u64, ChatError> {
+        let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
+        let seconds = ch.lock().slow_mode.as_secs();
+        Ok(seconds)
+    }
+
     /// Sets slow mode (0 turns it off).
     pub fn set_slow_mode(&self, channel: &str, seconds: u64) -> Result<(), ChatError> {
         if seconds > MAX_SLOW_MODE_SECONDS {
@@ -843,6 +871,15 @@ pub struct ChatStats {
 pub struct SubscriberGuard {
     channel: Arc<ChatChannel>,
     addr: IpAddr,
+    audience: Audience,
+}
+
+/// Who an event stream is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Viewer,
+    /// The broadcaster's studio page (`?role=studio`): not counted as a viewer.
+    Studio,
 }
 
 impl SubscriberGuard {
@@ -856,11 +893,18 @@ impl Drop for SubscriberGuard {
     fn drop(&mut self) {
         let mut st = self.channel.lock();
         st.subscribers = st.subscribers.saturating_sub(1);
-        if let Some(n) = st.subscribers_by_address.get_mut(&self.addr) {
-            *n -= 1;
-            if *n == 0 {
-                st.subscribers_by_address.remove(&self.addr);
+        let addr = self.addr;
+        let release = |map: &mut HashMap<IpAddr, usize>| {
+            if let Some(n) = map.get_mut(&addr) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&addr);
+                }
             }
+        };
+        release(&mut st.subscribers_by_address);
+        if self.audience == Audience::Studio {
+            release(&mut st.studio_by_address);
         }
     }
 }

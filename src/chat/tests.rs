@@ -400,3 +400,37 @@ async fn signed_in_authors_their_names_and_identity_bans() {
     );
     assert!(chat.post("alice", a, "x", "back", Some(&kim)).is_ok());
 }
+
+#[tokio::test]
+async fn the_studio_is_not_a_viewer() {
+    let (chat, _bus) = chat_with(ChatConfig {
+        max_subscribers_per_address: 2,
+        ..Default::default()
+    })
+    .await;
+    let (home, away) = (ip("10.0.0.1"), ip("10.0.0.2"));
+    let studio = chat
+        .subscribe_as("alice", home, None, Audience::Studio)
+        .unwrap();
+    assert_eq!(chat.viewers("alice"), 0);
+    // A player at the broadcaster's address (their own check) still counts.
+    chat.touch_hls("alice", home);
+    assert_eq!(chat.viewers("alice"), 1);
+    let viewer = chat.subscribe("alice", home, None).unwrap();
+    assert_eq!(chat.viewers("alice"), 1);
+    let _other = chat.subscribe("alice", away, None).unwrap();
+    assert_eq!(chat.viewers("alice"), 2);
+    // Held to the per-address limit like any stream.
+    assert!(matches!(
+        chat.subscribe_as("alice", home, None, Audience::Studio),
+        Err(ChatError::AddressFull)
+    ));
+    drop(viewer);
+    drop(studio);
+    assert_eq!(chat.viewers("alice"), 2);
+    assert!(chat
+        .subscribe_as("alice", home, None, Audience::Studio)
+        .is_ok());
+    chat.set_slow_mode("alice", 10).unwrap();
+    assert_eq!(chat.slow_mode("alice"), Ok(10));
+}

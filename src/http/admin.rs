@@ -1,11 +1,18 @@
 //! The admin surface: everything under `/api/admin/`: live streams with their publishers
 //! (`GET streams`), kicking a publisher, chat bans, deleting a message, slow mode. Every
-//! handler passes [`authorize`] first: `Authorization: Bearer {server.admin_token}`, compared in
-//! constant time, and answers with [`AdminDenied::response`] when it fails.
+//! request passes a check first, answered with [`AdminDenied::response`] when it fails:
+//! server-wide routes ([`authorize`]) need `Authorization: Bearer {server.admin_token}`;
+//! channel-scoped ones (`/api/admin/channels/{channel}/...`, [`authorize_channel`]) also take
+//! that channel's stream key, which is what the studio page moderates with, and both take the
+//! session of a signed-in owner of the channel or server admin ([`by_session`]; the cookie of a
+//! state-changing request must come with our `Origin`). Tokens and keys are
+//! compared in constant time (keys through the ingest key table); another channel's key is 403
+//! there, and no stream key opens a server-wide route.
 //!
-//! No token configured means the admin API is off: 404 with a JSON reason (the routes do not
-//! exist), so a default install cannot be administered by guessing an empty token. A missing or
-//! wrong token is 401 with `WWW-Authenticate: Bearer`.
+//! No token configured means the server-wide admin API is off: 404 with a JSON reason (the
+//! routes do not exist), so a default install cannot be administered by guessing an empty
+//! token; channel-scoped routes still take the channel's key. A missing or wrong token is 401
+//! with `WWW-Authenticate: Bearer`.
 
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Response, StatusCode};
@@ -21,6 +28,7 @@ use crate::bus::Bus;
 use crate::chat::BanTarget;
 use crate::config::Secret;
 use crate::hls::{HlsStore, RenditionSummary};
+use crate::ingest::Ingest;
 
 /// Why an admin request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -31,12 +39,15 @@ pub enum AdminDenied {
     Missing,
     #[error("wrong bearer token")]
     Wrong,
+    #[error("this stream key is for another channel")]
+    OtherChannel,
 }
 
 impl AdminDenied {
     pub fn response(self) -> Response<Body> {
         match self {
             AdminDenied::Disabled => json_error(StatusCode::NOT_FOUND, &self.to_string()),
+            AdminDenied::OtherChannel => json_error(StatusCode::FORBIDDEN, &self.to_string()),
             AdminDenied::Missing | AdminDenied::Wrong => {
                 let mut r = json_error(StatusCode::UNAUTHORIZED, &self.to_string());
                 r.headers_mut().insert(
@@ -49,25 +60,66 @@ impl AdminDenied {
     }
 }
 
-/// Checks the request's bearer token against the configured one.
-pub fn authorize(headers: &HeaderMap, token: &Secret) -> Result<(), AdminDenied> {
-    if token.is_empty() {
-        return Err(AdminDenied::Disabled);
-    }
-    let given = headers
+/// The token of an `Authorization: Bearer ...` header, if there is a non-empty one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, rest) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         })
-        .ok_or(AdminDenied::Missing)?;
+        .filter(|t| !t.is_empty())
+}
+
+/// `given` equals the configured admin token (never when none is configured).
+fn is_admin_token(given: &str, token: &Secret) -> bool {
     // `ct_eq` on slices of different lengths returns false at once: that reveals the token's
     // length, not its content, which is the usual trade-off.
-    if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+    !token.is_empty() && bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()))
+}
+
+/// Checks the request's bearer token against the configured one (server-wide routes).
+pub fn authorize(headers: &HeaderMap, token: &Secret) -> Result<(), AdminDenied> {
+    if token.is_empty() {
+        return Err(AdminDenied::Disabled);
+    }
+    let given = bearer(headers).ok_or(AdminDenied::Missing)?;
+    if is_admin_token(given, token) {
         Ok(())
     } else {
         Err(AdminDenied::Wrong)
+    }
+}
+
+/// Who a channel-scoped admin request acts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// `server.admin_token`.
+    Admin,
+    /// The channel's own stream key.
+    ChannelKey,
+    /// A signed-in owner of the channel or server admin (session cookie, `Origin` checked).
+    Session,
+}
+
+/// Checks the bearer token of a request to `/api/admin/channels/{channel}/...`: the admin
+/// token, or `channel`'s stream key.
+pub fn authorize_channel(
+    headers: &HeaderMap,
+    token: &Secret,
+    ingest: &Ingest,
+    channel: &str,
+) -> Result<Grant, AdminDenied> {
+    let given = bearer(headers).ok_or(AdminDenied::Missing)?;
+    // Both comparisons always run, so the time taken says nothing about which one matched.
+    let admin = is_admin_token(given, token);
+    let owner = ingest.lookup(given);
+    match (admin, owner) {
+        (true, _) => Ok(Grant::Admin),
+        (false, Some(c)) if c.as_str() == channel => Ok(Grant::ChannelKey),
+        (false, Some(_)) => Err(AdminDenied::OtherChannel),
+        (false, None) => Err(AdminDenied::Wrong),
     }
 }
 
@@ -163,18 +215,35 @@ struct SlowModeBody {
     seconds: u64,
 }
 
+/// The channel a route is scoped to, if it is channel-scoped.
+fn scope<'a>(route: &Route<'a>) -> Option<&'a str> {
+    match *route {
+        Route::AdminBans(c)
+        | Route::AdminDeleteMessage(c, _)
+        | Route::AdminSlowMode(c)
+        | Route::AdminKick(c) => Some(c),
+        _ => None,
+    }
+}
+
 /// Every `/api/admin/` route, once the bearer token is checked.
 pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<Body> {
     if let Route::AdminOwnerAnnounce(c) = route {
         return owner_announce(state, c, req).await;
     }
-    if let Err(denied) = authorize(&req.parts.headers, &state.admin_token) {
-        match by_session(state, &req.parts, route_channel(route)).await {
-            Ok(true) => {}
+    let headers = &req.parts.headers;
+    let checked = match scope(&route) {
+        Some(c) => authorize_channel(headers, &state.admin_token, &state.ingest, c),
+        None => authorize(headers, &state.admin_token).map(|()| Grant::Admin),
+    };
+    let grant = match checked {
+        Ok(g) => g,
+        Err(denied) => match by_session(state, &req.parts, scope(&route)).await {
+            Ok(true) => Grant::Session,
             Ok(false) => return denied.response(),
             Err(r) => return r,
-        }
-    }
+        },
+    };
     let method = &req.parts.method;
     match route {
         Route::AdminBans(c) if method == Method::GET => match state.chat.bans(c) {
@@ -195,10 +264,14 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
             Some(ch) => {
                 let kicked = ch.kick();
                 if kicked {
-                    tracing::info!(channel = %c, "publisher kicked by an admin");
+                    tracing::info!(channel = %c, by = ?grant, "publisher kicked");
                 }
                 json(StatusCode::OK, &serde_json::json!({ "kicked": kicked }))
             }
+        },
+        Route::AdminSlowMode(c) if method == Method::GET => match state.chat.slow_mode(c) {
+            Ok(seconds) => json(StatusCode::OK, &serde_json::json!({ "seconds": seconds })),
+            Err(e) => chat_error(&e),
         },
         Route::AdminSlowMode(c) => match read_json::<SlowModeBody>(req.body).await {
             Ok(b) => match state.chat.set_slow_mode(c, b.seconds) {
@@ -255,17 +328,6 @@ async fn owner_announce(state: &HttpState, channel: &str, req: Req) -> Response<
         StatusCode::OK,
         &serde_json::json!({"enabled": by.is_some(), "account": by.map(|i| i.handle)}),
     )
-}
-
-/// The channel of a channel-scoped admin route.
-fn route_channel<'a>(route: Route<'a>) -> Option<&'a str> {
-    match route {
-        Route::AdminBans(c)
-        | Route::AdminDeleteMessage(c, _)
-        | Route::AdminSlowMode(c)
-        | Route::AdminKick(c) => Some(c),
-        _ => None,
-    }
 }
 
 /// Whether a request without the admin token is a signed-in admin (`server.admin_identities`)
@@ -373,5 +435,57 @@ mod tests {
         );
         assert_eq!(AdminDenied::Wrong.response().status(), 401);
         assert_eq!(AdminDenied::Disabled.response().status(), 404);
+        assert_eq!(AdminDenied::OtherChannel.response().status(), 403);
+    }
+
+    #[test]
+    fn channel_routes_take_the_channel_key() {
+        let channels: Vec<crate::config::ChannelConfig> = ["alice", "bob"]
+            .iter()
+            .map(|n| {
+                // From JSON, as the config file would give it (fields added later default).
+                serde_json::from_value(
+                    serde_json::json!({"name": n, "key": format!("{n}-key-123456")}),
+                )
+                .unwrap()
+            })
+            .collect();
+        let ingest = Ingest::new(crate::ingest::KeyTable::new(&channels), Bus::new());
+        let admin = Secret::new("admin-token");
+        let off = Secret::default();
+        let cases = [
+            (&admin, Some("Bearer admin-token"), Ok(Grant::Admin)),
+            (
+                &admin,
+                Some("Bearer alice-key-123456"),
+                Ok(Grant::ChannelKey),
+            ),
+            (&off, Some("Bearer alice-key-123456"), Ok(Grant::ChannelKey)),
+            (
+                &admin,
+                Some("Bearer bob-key-123456"),
+                Err(AdminDenied::OtherChannel),
+            ),
+            (
+                &admin,
+                Some("Bearer alice-key-12345"),
+                Err(AdminDenied::Wrong),
+            ),
+            (&off, Some("Bearer "), Err(AdminDenied::Missing)),
+            (&off, None, Err(AdminDenied::Missing)),
+            (&off, Some("Bearer anything"), Err(AdminDenied::Wrong)),
+        ];
+        for (token, auth, want) in cases {
+            assert_eq!(
+                authorize_channel(&headers(auth), token, &ingest, "alice"),
+                want,
+                "{auth:?}"
+            );
+        }
+        // A channel key opens no server-wide route.
+        assert_eq!(
+            authorize(&headers(Some("Bearer alice-key-123456")), &admin),
+            Err(AdminDenied::Wrong)
+        );
     }
 }

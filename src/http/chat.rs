@@ -16,7 +16,7 @@ use super::request::{read_json, Req};
 use super::response::{json, json_error, not_found};
 use super::router::Route;
 use super::{Body, HttpState};
-use crate::chat::ChatError;
+use crate::chat::{Audience, ChatError};
 use crate::identity::gate::ChatGate;
 
 /// `POST /api/channels/{c}/chat`
@@ -128,7 +128,12 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
                 .header("last-event-id")
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .or_else(|| req.query_param("last_event_id")?.parse().ok());
-            match state.chat.subscribe(c, req.ip, last) {
+            // The studio page's own stream is not a viewer.
+            let audience = match req.query_param("role") {
+                Some("studio") => Audience::Studio,
+                _ => Audience::Viewer,
+            };
+            match state.chat.subscribe_as(c, req.ip, last, audience) {
                 Ok(sse) => {
                     let moved = req
                         .parts

@@ -15,6 +15,8 @@ use crate::identity::Provider;
 pub enum Route<'a> {
     Index,
     Watch(&'a str),
+    /// `GET /studio/{c}`: the broadcaster's page.
+    Studio(&'a str),
     Master(&'a str),
     MediaPlaylist(&'a str, &'a str),
     Segment(&'a str, &'a str, &'a str),
@@ -28,7 +30,7 @@ pub enum Route<'a> {
     AdminBans(&'a str),
     /// `DELETE /api/admin/channels/{c}/chat/{id}`
     AdminDeleteMessage(&'a str, u64),
-    /// `PUT /api/admin/channels/{c}/slow-mode`
+    /// `GET`/`PUT /api/admin/channels/{c}/slow-mode`
     AdminSlowMode(&'a str),
     /// `GET`/`PUT /api/admin/channels/{c}/owner-announce`: the signed-in owner's go-live post
     AdminOwnerAnnounce(&'a str),
@@ -57,6 +59,13 @@ pub enum Route<'a> {
     Healthz,
     Metrics,
     /// CORS preflight for any path.
+    /// `POST /whip/{c}`: a WHIP offer.
+    WhipPublish(&'a str),
+    /// `PATCH`/`DELETE /whip/{c}/{session}`
+    WhipSession(&'a str, &'a str),
+    /// `OPTIONS` on a WHIP URL (true: a session's).
+    WhipOptions(bool),
+    /// CORS preflight for any path.
     Preflight,
     NotFound,
     MethodNotAllowed,
@@ -68,6 +77,7 @@ impl Route<'_> {
         match self {
             Route::Index => "index",
             Route::Watch(_) => "watch",
+            Route::Studio(_) => "studio",
             Route::Master(_) => "master_playlist",
             Route::MediaPlaylist(..) => "media_playlist",
             Route::Segment(..) => "segment",
@@ -89,6 +99,7 @@ impl Route<'_> {
             | Route::AuthLogout => "auth",
             Route::Me | Route::MeCrossPosts => "me",
             Route::Asset(_) => "asset",
+            Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => "whip",
             Route::Preflight => "preflight",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
@@ -99,19 +110,24 @@ impl Route<'_> {
 /// Maps a method and path to a route. Names must be `[A-Za-z0-9_-]{1,64}`; anything else
 /// (encoded characters, dots, empty segments) is not found.
 pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
-    if method == Method::OPTIONS {
-        return Route::Preflight;
-    }
     let parts: Vec<&str> = match path.strip_prefix('/') {
         Some("") => Vec::new(),
         Some(rest) => rest.split('/').collect(),
         None => return Route::NotFound,
     };
+    if method == Method::OPTIONS {
+        return match parts.as_slice() {
+            ["whip", c] if is_name(c) => Route::WhipOptions(false),
+            ["whip", c, _] if is_name(c) => Route::WhipOptions(true),
+            _ => Route::Preflight,
+        };
+    }
     let r = match parts.as_slice() {
         [] => Route::Index,
         ["healthz"] => Route::Healthz,
         ["metrics"] => Route::Metrics,
         ["watch", c] if is_name(c) => Route::Watch(c),
+        ["studio", c] if is_name(c) => Route::Studio(c),
         ["hls", c, "master.m3u8"] if is_name(c) => Route::Master(c),
         ["hls", c, r, "index.m3u8"] if is_name(c) && is_name(r) => Route::MediaPlaylist(c, r),
         ["hls", c, r, s] if is_name(c) && is_name(r) && is_segment_name(s) => {
@@ -146,6 +162,8 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
             Route::AdminOwnerAnnounce(c)
         }
         ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
+        ["whip", c] if is_name(c) => Route::WhipPublish(c),
+        ["whip", c, s] if is_name(c) => Route::WhipSession(c, s),
         ["assets", name] => match ASSETS.iter().position(|a| a.name == *name) {
             Some(i) => Route::Asset(i),
             None => return Route::NotFound,
@@ -160,9 +178,11 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
             method == Method::GET || method == Method::POST || method == Method::DELETE
         }
         Route::AdminDeleteMessage(..) => method == Method::DELETE,
-        Route::AdminSlowMode(_) => method == Method::PUT,
+        Route::AdminSlowMode(_) => method == Method::GET || method == Method::PUT,
         Route::AdminKick(_) => method == Method::POST,
         Route::AdminOwnerAnnounce(_) => method == Method::GET || method == Method::PUT,
+        Route::WhipPublish(_) => method == Method::POST,
+        Route::WhipSession(..) => method == Method::PATCH || method == Method::DELETE,
         _ => method == Method::GET || method == Method::HEAD,
     };
     if allowed {
@@ -226,6 +246,9 @@ mod tests {
             (get.clone(), "/", Route::Index),
             (get.clone(), "/healthz", Route::Healthz),
             (get.clone(), "/watch/alice", Route::Watch("alice")),
+            (get.clone(), "/studio/alice", Route::Studio("alice")),
+            (Method::POST, "/studio/alice", Route::MethodNotAllowed),
+            (get.clone(), "/studio/alice/x", Route::NotFound),
             (
                 get.clone(),
                 "/hls/alice/master.m3u8",
@@ -249,6 +272,26 @@ mod tests {
             (get.clone(), "/api/channels", Route::Channels),
             (get.clone(), "/api/channels/alice", Route::Channel("alice")),
             (Method::OPTIONS, "/anything", Route::Preflight),
+            (Method::OPTIONS, "/whip/alice", Route::WhipOptions(false)),
+            (
+                Method::OPTIONS,
+                "/whip/alice/0123",
+                Route::WhipOptions(true),
+            ),
+            (Method::POST, "/whip/alice", Route::WhipPublish("alice")),
+            (get.clone(), "/whip/alice", Route::MethodNotAllowed),
+            (
+                Method::PATCH,
+                "/whip/alice/ab12",
+                Route::WhipSession("alice", "ab12"),
+            ),
+            (
+                Method::DELETE,
+                "/whip/alice/ab12",
+                Route::WhipSession("alice", "ab12"),
+            ),
+            (Method::POST, "/whip/alice/ab12", Route::MethodNotAllowed),
+            (Method::POST, "/whip/../x", Route::NotFound),
             (
                 Method::POST,
                 "/hls/alice/master.m3u8",
@@ -334,6 +377,11 @@ mod tests {
             ),
             (
                 Method::PUT,
+                "/api/admin/channels/alice/slow-mode",
+                Route::AdminSlowMode("alice"),
+            ),
+            (
+                get.clone(),
                 "/api/admin/channels/alice/slow-mode",
                 Route::AdminSlowMode("alice"),
             ),

@@ -6,6 +6,9 @@
 pub mod api;
 pub mod ertmp;
 pub mod rtmp;
+pub mod sse;
+pub mod whip;
+pub mod whip_client;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -34,6 +37,8 @@ pub struct TestServer {
     pub http: String,
     /// The RTMPS listener, when the config sets `rtmp.tls_listen`.
     pub rtmps: Option<String>,
+    /// The WebRTC (WHIP) UDP address.
+    pub webrtc: Option<String>,
     /// The SRT listener (on a free port unless the test turns SRT off).
     pub srt: Option<String>,
     logs: Arc<Mutex<String>>,
@@ -104,7 +109,8 @@ impl TestServer {
         };
         let head = format!(
             "[server]\npublic_url = \"{scheme}://127.0.0.1:{port}\"\n{server_keys}\n\
-[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{http_keys}"
+[rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
+[http]\nlisten = \"127.0.0.1:{port}\"\n{http_keys}"
         );
         Self::launch_text(&head, extra, alice_keys, env, None)
     }
@@ -127,7 +133,8 @@ impl TestServer {
         data_dir: Option<PathBuf>,
     ) -> TestServer {
         let head = format!(
-            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}"
+            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
+[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}"
         );
         Self::launch_text(&head, extra, "", env, data_dir)
     }
@@ -194,6 +201,7 @@ impl TestServer {
         TestServer {
             rtmps: optional("rtmps"),
             srt: optional("srt"),
+            webrtc: optional("webrtc"),
             rtmp: field("rtmp"),
             http: field("http"),
             child,
