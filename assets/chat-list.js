@@ -5,6 +5,38 @@
 const MAX_MESSAGES = 500;
 
 /**
+ * A signed-in author: avatar, display name linking to the profile, and the verified mark (the
+ * provider vouched for this name; an anonymous nick never has the mark).
+ */
+function authorOf(author) {
+  const span = document.createElement('span');
+  span.className = 'author';
+  if (author.avatar_url) {
+    const img = document.createElement('img');
+    img.className = 'avatar';
+    img.src = author.avatar_url;
+    img.alt = '';
+    img.width = 20;
+    img.height = 20;
+    span.append(img);
+  }
+  const a = document.createElement('a');
+  a.className = 'nick';
+  a.href = author.profile_url;
+  a.target = '_blank';
+  a.rel = 'noopener noreferrer';
+  a.title = author.handle;
+  a.textContent = author.display_name;
+  const mark = document.createElement('span');
+  mark.className = 'verified';
+  mark.title = author.handle + ' (' + author.provider + ')';
+  mark.setAttribute('aria-label', 'verified ' + author.provider + ' account ' + author.handle);
+  mark.textContent = '✓';
+  span.append(a, mark);
+  return span;
+}
+
+/**
  * A message list in `list` (an <ol>). `decorate(li, message)` adds to each item (the studio's
  * moderation buttons).
  */
@@ -22,9 +54,11 @@ export function createChatList(list, { decorate } = {}) {
     time.dateTime = m.ts;
     const d = new Date(m.ts);
     time.textContent = Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    const nick = document.createElement('span');
-    nick.className = 'nick';
-    nick.textContent = m.nick;
+    const nick = m.author ? authorOf(m.author) : document.createElement('span');
+    if (!m.author) {
+      nick.className = 'nick';
+      nick.textContent = m.nick;
+    }
     const text = document.createElement('span');
     text.className = 'text';
     text.textContent = m.text;
@@ -57,8 +91,9 @@ export function createChatList(list, { decorate } = {}) {
 }
 
 /**
- * Posts `{nick, text}` to the channel's chat. Resolves to { ok, error, retryAfter } (seconds,
- * when rate limited) and never throws.
+ * Posts `{nick, text, cross_post?}` to the channel's chat. Resolves to { ok, error, retryAfter
+ * (seconds, when rate limited), message (the posted message, with its cross-post state) } and
+ * never throws.
  */
 export async function postChat(channel, body) {
   let r;
@@ -71,7 +106,10 @@ export async function postChat(channel, body) {
   } catch (e) {
     return { ok: false, error: 'network error: not sent', retryAfter: 0 };
   }
-  if (r.status === 202) return { ok: true, error: null, retryAfter: 0 };
+  if (r.status === 202) {
+    const message = await r.json().catch(() => null);
+    return { ok: true, error: null, retryAfter: 0, message };
+  }
   let error = 'could not send (' + r.status + ')';
   try { const j = await r.json(); if (j.error) error = j.error; } catch (e) { /* keep */ }
   const retry = Number(r.headers.get('Retry-After'));

@@ -52,5 +52,18 @@ for (const el of document.querySelectorAll('[data-panel]')) {
   }
 }
 
+// A signed-in owner of this channel needs no stream key: the studio then sends the session
+// cookie (WHIP and the channel's admin routes take it) and the key field goes away.
+fetch('/api/me', { credentials: 'same-origin', cache: 'no-store' })
+  .then((r) => (r.ok ? r.json() : null))
+  .then((me) => {
+    if (!me || !(me.owner_of || []).includes(channel)) return;
+    ctx.auth.useSession();
+    const note = $('owner-note');
+    note.textContent = 'Signed in as ' + me.handle + ', an owner of this channel: no stream key needed.';
+    note.hidden = false;
+  })
+  .catch(() => { /* signed out or offline: the key field stays */ });
+
 ctx.events.start();
 if (ctx.panels.broadcast && ctx.panels.broadcast.openCamera) ctx.panels.broadcast.openCamera();

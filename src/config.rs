@@ -11,6 +11,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize, Serializer};
 
+mod auth;
+pub use auth::{
+    identity_string_ok, AuthBlueskyConfig, AuthConfig, AuthMastodonConfig, AuthXConfig, PROVIDERS,
+};
+
 /// The file used when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
 
@@ -77,6 +82,7 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     pub chat: ChatConfig,
     pub announce: AnnounceConfig,
+    pub auth: AuthConfig,
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub webrtc: WebrtcConfig,
@@ -89,6 +95,8 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Bearer token for `/api/admin/`; empty turns the admin API off.
     pub admin_token: Secret,
+    /// Signed-in identities with server admin rights (same form as `channels[].owners`).
+    pub admin_identities: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +104,7 @@ impl Default for ServerConfig {
         Self {
             public_url: "http://localhost:8080".into(),
             admin_token: Secret::default(),
+            admin_identities: Vec::new(),
         }
     }
 }
@@ -347,6 +356,10 @@ pub struct ChannelConfig {
     /// Title used in announcements.
     #[serde(default)]
     pub title: Option<String>,
+    /// Identities that broadcast and moderate without the key: `mastodon:https://host/@name`,
+    /// `x:USER_ID`, `bluesky:did:plc:…`.
+    #[serde(default)]
+    pub owners: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -365,6 +378,21 @@ pub struct ChatConfig {
     /// Deprecated: bans live in the database. A bans file of an older version is imported
     /// once at start, then rewritten after every change while this is set.
     pub bans_file: String,
+    /// Who may post: anyone, signed-in viewers, or signed-in followers of the owner.
+    pub mode: ChatMode,
+}
+
+/// `chat.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatMode {
+    /// Anyone, under a free nick (signed-in viewers under their identity).
+    #[default]
+    Open,
+    /// Signed-in viewers only (401 for anonymous posts).
+    SignedIn,
+    /// Signed-in followers of the channel's owner on the viewer's provider (403 otherwise).
+    Followers,
 }
 
 impl Default for ChatConfig {
@@ -381,6 +409,7 @@ impl Default for ChatConfig {
             trusted_proxies: Vec::new(),
             blocked_words: Vec::new(),
             bans_file: String::new(),
+            mode: ChatMode::Open,
         }
     }
 }
@@ -609,6 +638,7 @@ impl Config {
                 .list_separator(",")
                 .with_list_parse_key("chat.trusted_proxies")
                 .with_list_parse_key("chat.blocked_words")
+                .with_list_parse_key("server.admin_identities")
                 .with_list_parse_key("webrtc.public_addresses")
                 .source(Some(env_map)),
         );
@@ -839,6 +869,7 @@ impl Config {
                     "a unique key of at least 8 characters (or key_env naming a variable that holds one)",
                 ));
             }
+            auth::validate_identities(&format!("channels[{i}].owners"), &ch.owners)?;
             if ch.key.expose() == ch.name {
                 return Err(invalid(
                     format!("channels[{i}].key"),
@@ -871,6 +902,8 @@ impl Config {
                 "\"pretty\" or \"json\"",
             ));
         }
+        auth::validate_identities("server.admin_identities", &self.server.admin_identities)?;
+        self.auth.validate()?;
         self.validate_announce()
     }
 

@@ -22,6 +22,7 @@ pub mod db;
 pub mod fuzzing;
 pub mod hls;
 pub mod http;
+pub mod identity;
 pub mod ingest;
 pub mod metrics;
 pub mod proto;
@@ -68,6 +69,8 @@ pub enum StartError {
     Webrtc(#[from] ingest::whip::WhipStartError),
     #[error(transparent)]
     Db(#[from] db::DbError),
+    #[error(transparent)]
+    Auth(#[from] identity::service::AuthStartError),
 }
 
 /// A running server.
@@ -89,6 +92,8 @@ pub struct Server {
     pub chat: Arc<Chat>,
     /// The database (`{storage.data_dir}/onair.sqlite3`).
     pub db: db::Db,
+    /// Sign-in: sessions, providers, cross-posts.
+    pub auth: Arc<identity::Auth>,
     /// Per-target announcement counters (attempts, successes, failures, dropped).
     pub announce: Arc<announce::AnnounceStats>,
     announcer: announce::AnnounceHandle,
@@ -238,15 +243,23 @@ impl Server {
             cancel.child_token(),
         )
         .await?;
+        let auth = identity::Auth::spawn(&cfg, db.clone(), &tracker, cancel.child_token())?;
+        // Announced go-lives are also posted on owners' own accounts, when they asked.
+        let owners = auth.clone();
+        announce.on_live(Arc::new(move |a| {
+            let auth = owners.clone();
+            tokio::spawn(async move { auth.owner_go_live(&a).await });
+        }));
         metrics::init(&tracker, cancel.child_token());
         let state = Arc::new(HttpState {
+            auth: auth.clone(),
+            public_url: cfg.server.public_url.trim_end_matches('/').to_string(),
             announce: announce.stats.clone(),
             store: store.clone(),
             bus: bus.clone(),
             chat: chat.clone(),
             admin_token: cfg.server.admin_token.clone(),
             ingest: ingest.clone(),
-            public_url: cfg.server.public_url.clone(),
             trusted_proxies: cfg.chat.trusted_proxies.clone(),
             transcoder: transcoder.clone(),
             whip,
@@ -273,6 +286,7 @@ impl Server {
             store,
             chat,
             db,
+            auth,
             announce: announce.stats.clone(),
             announcer: announce,
             cancel,
@@ -344,6 +358,9 @@ impl Server {
         }
         // Titles, new channels and rotated keys reach the announcer now; its targets at restart.
         self.announcer.set_channels(&new.channels);
+        // Owners and admins change live too.
+        self.auth
+            .set_roles(&new.channels, &new.server.admin_identities);
         // Listeners, segmenting and transcoding are built at start; say what waits for a restart.
         let sections = [
             ("rtmp", format!("{:?}", old.rtmp), format!("{:?}", new.rtmp)),
@@ -397,6 +414,9 @@ impl Server {
         // Compared with PartialEq, not Debug: Debug hides the secrets, whose change counts too.
         if old.announce != new.announce {
             report.needs_restart.push("announce");
+        }
+        if old.auth != new.auth {
+            report.needs_restart.push("auth");
         }
         info!(
             added = ?report.added,

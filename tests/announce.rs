@@ -32,6 +32,7 @@ fn channel(name: &str, key: &str, title: Option<&str>) -> ChannelConfig {
         key: Secret::new(key),
         key_env: None,
         title: title.map(String::from),
+        owners: Vec::new(),
     }
 }
 

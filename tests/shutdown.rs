@@ -32,6 +32,7 @@ fn shutdown_ends_live_playlists_with_endlist_and_stops_accepting() {
         key: Secret::new(ALICE_KEY),
         key_env: None,
         title: None,
+        owners: Vec::new(),
     }];
     let server = rt.block_on(onair::Server::start(cfg)).expect("start");
     let (rtmp, http) = (server.rtmp_addr.to_string(), server.http_addr.to_string());

@@ -25,7 +25,7 @@ pub mod bans;
 pub mod moderation;
 mod sse;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +42,7 @@ use tracing::{debug, error, info, instrument, warn};
 use crate::bus::{Bus, ChannelName, Lifecycle};
 use crate::config::ChatConfig;
 use crate::db::{self, Db, DbError};
+use crate::identity::Identity;
 use bans::{BanFile, BanMap, Bans};
 use moderation::{clean_nick, clean_text, Invalid, TokenBucket};
 pub use sse::SseBody;
@@ -122,6 +123,8 @@ pub struct ChatMessage {
     pub text: String,
     /// RFC 3339, UTC, milliseconds.
     pub ts: String,
+    /// The signed-in author as the provider vouched (`null` for anonymous messages).
+    pub author: Option<Identity>,
 }
 
 /// What a ban targets.
@@ -130,6 +133,8 @@ pub enum BanTarget {
     /// Compared case-insensitively.
     Nick(String),
     Address(IpAddr),
+    /// A signed-in identity, `provider:id` (as in `channels[].owners`): banned under any nick.
+    Identity(String),
 }
 
 impl BanTarget {
@@ -138,8 +143,24 @@ impl BanTarget {
         match self {
             BanTarget::Nick(n) => BanTarget::Nick(n.trim().to_lowercase()),
             BanTarget::Address(a) => BanTarget::Address(*a),
+            BanTarget::Identity(i) => BanTarget::Identity(i.trim().to_string()),
         }
     }
+}
+
+/// Who wrote a stored message, for deletion by ban.
+#[derive(Debug, Clone)]
+struct Author {
+    /// The nick, lowercased.
+    nick: String,
+    addr: IpAddr,
+    /// `provider:id` of a signed-in author.
+    identity: Option<String>,
+}
+
+/// The form in which names are compared for impersonation: lowercased, without `@`s.
+fn name_key(s: &str) -> String {
+    s.trim().trim_start_matches('@').to_lowercase()
 }
 
 /// One entry of a channel's history: the rendered frame plus what moderation needs.
@@ -147,7 +168,7 @@ struct Stored {
     id: u64,
     frame: Bytes,
     /// `Some` for chat messages: the author, for deletion by ban.
-    author: Option<(String, IpAddr)>,
+    author: Option<Author>,
 }
 
 /// A channel's mutable chat state.
@@ -163,6 +184,9 @@ struct ChannelState {
     last_post: HashMap<IpAddr, Instant>,
     slow_mode: Duration,
     bans: Bans,
+    /// Handles (with and without their server) and display names of the signed-in viewers
+    /// who chatted here: anonymous nicks may not take them.
+    signed_names: HashSet<String>,
     /// The last count pushed as a `viewers` event.
     viewers_pushed: u64,
     /// The channel was removed or the server is stopping: its event streams have been told
@@ -205,7 +229,7 @@ impl ChatChannel {
         history_len: usize,
         event: &str,
         data: &serde_json::Value,
-        keep: Option<Option<(String, IpAddr)>>,
+        keep: Option<Option<Author>>,
     ) -> u64 {
         st.last_id += 1;
         let id = st.last_id;
@@ -256,8 +280,9 @@ impl ChatChannel {
             .history
             .iter()
             .filter(|h| match (&h.author, target) {
-                (Some((n, _)), BanTarget::Nick(t)) => n == t,
-                (Some((_, a)), BanTarget::Address(t)) => a == t,
+                (Some(a), BanTarget::Nick(t)) => a.nick == *t,
+                (Some(a), BanTarget::Address(t)) => a.addr == *t,
+                (Some(a), BanTarget::Identity(t)) => a.identity.as_ref() == Some(t),
                 _ => false,
             })
             .map(|h| h.id)
@@ -270,6 +295,9 @@ impl ChatChannel {
                 st.bans.addresses.insert(*a);
                 // Its open event streams end; new ones are refused while the ban lasts.
                 let _ = self.events.send(Ring::Kick(*a));
+            }
+            BanTarget::Identity(i) => {
+                st.bans.identities.insert(i.clone());
             }
         }
         st.history.retain(|h| !doomed.contains(&h.id));
@@ -288,6 +316,7 @@ impl ChatChannel {
         match target {
             BanTarget::Nick(n) => st.bans.nicks.remove(n),
             BanTarget::Address(a) => st.bans.addresses.remove(a),
+            BanTarget::Identity(i) => st.bans.identities.remove(i),
         }
     }
 
@@ -413,6 +442,7 @@ impl Chat {
                     bans: lock(&self.saved_bans)
                         .remove(bus.name.as_str())
                         .unwrap_or_default(),
+                    signed_names: HashSet::new(),
                     viewers_pushed: 0,
                     closed: false,
                 }),
@@ -445,24 +475,43 @@ impl Chat {
         map.values().cloned().collect()
     }
 
-    /// Posts a message from `addr`; returns it with its id.
+    /// Posts a message from `addr`: under `nick`, or under `author`'s handle when the viewer
+    /// is signed in; returns it with its id.
     pub fn post(
         &self,
         channel: &str,
         addr: IpAddr,
         nick: &str,
         text: &str,
+        author: Option<&Identity>,
     ) -> Result<ChatMessage, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
-        let nick = clean_nick(nick, self.cfg.max_nick_chars, &self.cfg.blocked_words)?;
+        // A signed-in viewer's name is the provider's, not typed: no nick rules apply to it.
+        let nick = match author {
+            Some(a) => a.handle.clone(),
+            None => clean_nick(nick, self.cfg.max_nick_chars, &self.cfg.blocked_words)?,
+        };
         let text = clean_text(text, self.cfg.max_message_chars, &self.cfg.blocked_words)?;
         let nick_key = nick.to_lowercase();
+        let identity = author.map(Identity::key);
         let now = Instant::now();
         let rate = self.cfg.rate_per_second;
         let burst = self.cfg.burst as f64;
         let mut st = ch.lock();
-        if st.bans.nicks.contains(&nick_key) || st.bans.addresses.contains(&addr) {
+        if st.bans.nicks.contains(&nick_key)
+            || st.bans.addresses.contains(&addr)
+            || identity
+                .as_ref()
+                .is_some_and(|i| st.bans.identities.contains(i))
+        {
             return Err(ChatError::Banned);
+        }
+        if author.is_none() && st.signed_names.contains(&name_key(&nick)) {
+            return Err(ChatError::Invalid {
+                reason:
+                    "this name belongs to a signed-in viewer here: pick another nick, or sign in"
+                        .into(),
+            });
         }
         if !st.slow_mode.is_zero() {
             if let Some(last) = st.last_post.get(&addr) {
@@ -497,24 +546,49 @@ impl Chat {
             b.take();
         }
         st.last_post.insert(addr, now);
+        if let Some(a) = author {
+            // The handle, its name part (`bob` of `@bob@host`) and the display name.
+            let handle = name_key(&a.handle);
+            let user = handle.split('@').next().unwrap_or_default().to_string();
+            for n in [handle, user, name_key(&a.display_name)] {
+                if !n.is_empty() {
+                    st.signed_names.insert(n);
+                }
+            }
+        }
         let id = st.last_id + 1;
         let msg = ChatMessage {
             id,
             nick,
             text,
             ts: now_rfc3339(Utc::now()),
+            author: author.cloned(),
         };
-        let data = serde_json::json!({"id": id, "nick": msg.nick, "text": msg.text, "ts": msg.ts});
+        let data = serde_json::json!({"id": id, "nick": msg.nick, "text": msg.text, "ts": msg.ts, "author": msg.author});
         let got = ch.publish(
             &mut st,
             self.cfg.history,
             "chat",
             &data,
-            Some(Some((nick_key, addr))),
+            Some(Some(Author {
+                nick: nick_key,
+                addr,
+                identity,
+            })),
         );
         debug_assert_eq!(got, id);
         ch.messages.fetch_add(1, Ordering::Relaxed);
         Ok(msg)
+    }
+
+    /// `chat.max_message_chars`.
+    pub fn max_message_chars(&self) -> usize {
+        self.cfg.max_message_chars
+    }
+
+    /// `chat.blocked_words`.
+    pub fn blocked_words(&self) -> &[String] {
+        &self.cfg.blocked_words
     }
 
     /// Opens an event stream for a subscriber at `addr`. `last_event_id` (from the

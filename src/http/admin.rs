@@ -3,7 +3,9 @@
 //! request passes a check first, answered with [`AdminDenied::response`] when it fails:
 //! server-wide routes ([`authorize`]) need `Authorization: Bearer {server.admin_token}`;
 //! channel-scoped ones (`/api/admin/channels/{channel}/...`, [`authorize_channel`]) also take
-//! that channel's stream key, which is what the studio page moderates with. Tokens and keys are
+//! that channel's stream key, which is what the studio page moderates with, and both take the
+//! session of a signed-in owner of the channel or server admin ([`by_session`]; the cookie of a
+//! state-changing request must come with our `Origin`). Tokens and keys are
 //! compared in constant time (keys through the ingest key table); another channel's key is 403
 //! there, and no stream key opens a server-wide route.
 //!
@@ -97,6 +99,8 @@ pub enum Grant {
     Admin,
     /// The channel's own stream key.
     ChannelKey,
+    /// A signed-in owner of the channel or server admin (session cookie, `Origin` checked).
+    Session,
 }
 
 /// Checks the bearer token of a request to `/api/admin/channels/{channel}/...`: the admin
@@ -200,6 +204,8 @@ pub fn streams(bus: &Bus, store: &HlsStore) -> Vec<StreamView> {
 struct BanBody {
     nick: Option<String>,
     address: Option<String>,
+    /// `provider:id` of a signed-in viewer.
+    identity: Option<String>,
 }
 
 /// `PUT /api/admin/channels/{c}/slow-mode`
@@ -222,6 +228,9 @@ fn scope<'a>(route: &Route<'a>) -> Option<&'a str> {
 
 /// Every `/api/admin/` route, once the bearer token is checked.
 pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<Body> {
+    if let Route::AdminOwnerAnnounce(c) = route {
+        return owner_announce(state, c, req).await;
+    }
     let headers = &req.parts.headers;
     let checked = match scope(&route) {
         Some(c) => authorize_channel(headers, &state.admin_token, &state.ingest, c),
@@ -229,7 +238,11 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
     };
     let grant = match checked {
         Ok(g) => g,
-        Err(denied) => return denied.response(),
+        Err(denied) => match by_session(state, &req.parts, scope(&route)).await {
+            Ok(true) => Grant::Session,
+            Ok(false) => return denied.response(),
+            Err(r) => return r,
+        },
     };
     let method = &req.parts.method;
     match route {
@@ -271,23 +284,105 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct OwnerAnnounceBody {
+    enabled: bool,
+}
+
+/// The owner's go-live post from their own account: only a signed-in owner of the channel
+/// may see or change it (it posts on their account, so no token stands in for them).
+async fn owner_announce(state: &HttpState, channel: &str, req: Req) -> Response<Body> {
+    let s = match super::auth::session_of(state, &req.parts).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "sign in as an owner of this channel",
+            )
+        }
+        Err(r) => return r,
+    };
+    if state.bus.get(channel).is_none() {
+        return not_found();
+    }
+    if !state.auth.is_owner(channel, &s.identity) {
+        return json_error(StatusCode::FORBIDDEN, "not an owner of this channel");
+    }
+    if req.parts.method == Method::PUT {
+        let b = match read_json::<OwnerAnnounceBody>(req.body).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        if let Err(e) = state.auth.set_owner_announce(channel, &s, b.enabled).await {
+            let status = match e {
+                crate::identity::owner::OwnerAnnounceError::Refused(_) => StatusCode::FORBIDDEN,
+                crate::identity::owner::OwnerAnnounceError::Unsaved => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            return json_error(status, &e.to_string());
+        }
+    }
+    let by = state.auth.owner_announce(channel).await;
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"enabled": by.is_some(), "account": by.map(|i| i.handle)}),
+    )
+}
+
+/// Whether a request without the admin token is a signed-in admin (`server.admin_identities`)
+/// or, on a channel-scoped route, an owner of that channel (`channels[].owners`). The session
+/// cookie of a state-changing request must come with our own `Origin` (else 403); a signed-in
+/// viewer who is neither is told so (403).
+async fn by_session(
+    state: &HttpState,
+    parts: &http::request::Parts,
+    channel: Option<&str>,
+) -> Result<bool, Response<Body>> {
+    let Some(s) = super::auth::session_of(state, parts).await? else {
+        return Ok(false);
+    };
+    let me = &s.identity;
+    if state.auth.is_admin(me) || channel.is_some_and(|c| state.auth.is_owner(c, me)) {
+        tracing::debug!(identity = %me.key(), ?channel, "admin request by a signed-in owner or admin");
+        return Ok(true);
+    }
+    Err(json_error(
+        StatusCode::FORBIDDEN,
+        match channel {
+            Some(_) => "signed in, but not an owner of this channel",
+            None => "signed in, but not a server admin",
+        },
+    ))
+}
+
 async fn ban(state: &HttpState, channel: &str, add: bool, b: BanBody) -> Response<Body> {
-    let target = match (b.nick, b.address) {
-        (Some(n), None) if !n.trim().is_empty() => BanTarget::Nick(n.trim().to_string()),
-        (None, Some(a)) => match parse_forwarded_ip(&a) {
+    let target = match (b.nick, b.address, b.identity) {
+        (Some(n), None, None) if !n.trim().is_empty() => BanTarget::Nick(n.trim().to_string()),
+        (None, Some(a), None) => match parse_forwarded_ip(&a) {
             Some(ip) => BanTarget::Address(ip),
             None => return json_error(StatusCode::BAD_REQUEST, "address is not an IP address"),
         },
+        (None, None, Some(i)) if crate::config::identity_string_ok(i.trim()) => {
+            BanTarget::Identity(i.trim().to_string())
+        }
+        (None, None, Some(_)) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "identity is \"mastodon:https://host/@name\", \"x:USER_ID\" or \"bluesky:did:...\" (a chat message's author.provider and author.id)",
+            )
+        }
         _ => {
             return json_error(
                 StatusCode::BAD_REQUEST,
-                "give exactly one of \"nick\" or \"address\"",
+                "give exactly one of \"nick\", \"address\" or \"identity\"",
             )
         }
     };
     let shown = match &target {
         BanTarget::Nick(n) => serde_json::json!({ "nick": n }),
         BanTarget::Address(a) => serde_json::json!({ "address": a.to_string() }),
+        BanTarget::Identity(i) => serde_json::json!({ "identity": i }),
     };
     if add {
         match state.chat.ban(channel, &target).await {

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod chat;
 pub mod hls;
 pub mod pages;
@@ -52,6 +53,11 @@ pub type Body = BoxBody<Bytes, Infallible>;
 
 /// What the HTTP service reads.
 pub struct HttpState {
+    /// Sign-in: who a request is (session cookie), providers, cross-posts.
+    pub auth: Arc<crate::identity::Auth>,
+    /// `server.public_url` without a trailing slash: the `Origin` our pages send, and the base
+    /// of the links pages hand out (the studio's watch link).
+    pub public_url: String,
     pub store: Arc<HlsStore>,
     pub bus: Arc<Bus>,
     pub announce: Arc<crate::announce::AnnounceStats>,
@@ -60,8 +66,6 @@ pub struct HttpState {
     pub admin_token: Secret,
     /// The stream keys (swapped on reload): channel-scoped admin routes take a channel's key.
     pub ingest: Arc<crate::ingest::Ingest>,
-    /// `server.public_url`, the base of the links pages hand out (the studio's watch link).
-    pub public_url: String,
     /// `chat.trusted_proxies`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
     /// `None` when the ladder is empty (passthrough only).
@@ -95,11 +99,21 @@ impl HttpState {
             Route::Channels | Route::Channel(_) | Route::Healthz | Route::Metrics => {
                 api::handle(self, route, req).await
             }
-            Route::ChatPost(_) | Route::Events(_) => chat::handle(self, route, req).await,
+            Route::ChatPost(_) | Route::ChatPreview(_) | Route::Events(_) => {
+                chat::handle(self, route, req).await
+            }
+            Route::AuthStart(_)
+            | Route::AuthCallback(_)
+            | Route::AuthAppPassword
+            | Route::AuthClientMetadata
+            | Route::AuthLogout
+            | Route::Me
+            | Route::MeCrossPosts => auth::handle(self, route, req).await,
             Route::AdminBans(_)
             | Route::AdminDeleteMessage(..)
             | Route::AdminSlowMode(_)
             | Route::AdminStreams
+            | Route::AdminOwnerAnnounce(_)
             | Route::AdminKick(_) => admin::handle(self, route, req).await,
             Route::Index | Route::Watch(_) | Route::Studio(_) | Route::Asset(_) => {
                 pages::handle(self, route, req).await

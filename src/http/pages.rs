@@ -48,6 +48,7 @@ pub static ASSETS: &[Asset] = &[
         cache: "public, max-age=86400",
     },
     ours("watch.js", JS, include_bytes!("../../assets/watch.js")),
+    ours("account.js", JS, include_bytes!("../../assets/account.js")),
     ours("index.js", JS, include_bytes!("../../assets/index.js")),
     ours("style.css", CSS, include_bytes!("../../assets/style.css")),
     ours(

@@ -12,9 +12,10 @@ use serde::Serialize;
 use super::Body;
 
 /// Content-Security-Policy of the pages: only our own scripts, styles and connections; hls.js
-/// plays from `blob:` URLs (MediaSource) and may start its worker from one.
+/// plays from `blob:` URLs (MediaSource) and may start its worker from one. Images may come
+/// from any https host: signed-in viewers' avatars are on their own servers.
 const PAGE_CSP: &str =
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; \
 media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; \
 base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 

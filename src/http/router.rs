@@ -8,6 +8,7 @@ use http::Method;
 
 use super::pages::ASSETS;
 use crate::config::is_name;
+use crate::identity::Provider;
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +32,28 @@ pub enum Route<'a> {
     AdminDeleteMessage(&'a str, u64),
     /// `GET`/`PUT /api/admin/channels/{c}/slow-mode`
     AdminSlowMode(&'a str),
+    /// `GET`/`PUT /api/admin/channels/{c}/owner-announce`: the signed-in owner's go-live post
+    AdminOwnerAnnounce(&'a str),
     /// `GET /api/admin/streams`
     AdminStreams,
     /// `POST /api/admin/channels/{c}/kick`
     AdminKick(&'a str),
+    /// `POST /api/channels/{c}/chat/preview`: the exact cross-post text.
+    ChatPreview(&'a str),
+    /// `GET /auth/{provider}/start`
+    AuthStart(Provider),
+    /// `GET /auth/{provider}/callback`
+    AuthCallback(Provider),
+    /// `POST /auth/bluesky/app-password`
+    AuthAppPassword,
+    /// `GET /auth/bluesky/client-metadata.json` (atproto OAuth client id)
+    AuthClientMetadata,
+    /// `POST /auth/logout`
+    AuthLogout,
+    /// `GET /api/me`
+    Me,
+    /// `GET /api/me/cross-posts`
+    MeCrossPosts,
     /// An embedded file, by index in [`ASSETS`].
     Asset(usize),
     Healthz,
@@ -71,6 +90,14 @@ impl Route<'_> {
                 "admin_chat"
             }
             Route::AdminStreams | Route::AdminKick(_) => "admin_streams",
+            Route::AdminOwnerAnnounce(_) => "admin_owner",
+            Route::ChatPreview(_) => "chat_post",
+            Route::AuthStart(_)
+            | Route::AuthCallback(_)
+            | Route::AuthAppPassword
+            | Route::AuthClientMetadata
+            | Route::AuthLogout => "auth",
+            Route::Me | Route::MeCrossPosts => "me",
             Route::Asset(_) => "asset",
             Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => "whip",
             Route::Preflight => "preflight",
@@ -110,6 +137,20 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         ["api", "channels", c] if is_name(c) => Route::Channel(c),
         ["api", "channels", c, "chat"] if is_name(c) => Route::ChatPost(c),
         ["api", "channels", c, "events"] if is_name(c) => Route::Events(c),
+        ["api", "channels", c, "chat", "preview"] if is_name(c) => Route::ChatPreview(c),
+        ["api", "me"] => Route::Me,
+        ["api", "me", "cross-posts"] => Route::MeCrossPosts,
+        ["auth", "logout"] => Route::AuthLogout,
+        ["auth", "bluesky", "app-password"] => Route::AuthAppPassword,
+        ["auth", "bluesky", "client-metadata.json"] => Route::AuthClientMetadata,
+        ["auth", p, "start"] => match Provider::parse(p) {
+            Some(p) => Route::AuthStart(p),
+            None => return Route::NotFound,
+        },
+        ["auth", p, "callback"] => match Provider::parse(p) {
+            Some(p) => Route::AuthCallback(p),
+            None => return Route::NotFound,
+        },
         ["api", "admin", "channels", c, "bans"] if is_name(c) => Route::AdminBans(c),
         ["api", "admin", "channels", c, "chat", id] if is_name(c) => match parse_id(id) {
             Some(id) => Route::AdminDeleteMessage(c, id),
@@ -117,6 +158,9 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         },
         ["api", "admin", "channels", c, "slow-mode"] if is_name(c) => Route::AdminSlowMode(c),
         ["api", "admin", "streams"] => Route::AdminStreams,
+        ["api", "admin", "channels", c, "owner-announce"] if is_name(c) => {
+            Route::AdminOwnerAnnounce(c)
+        }
         ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
         ["whip", c] if is_name(c) => Route::WhipPublish(c),
         ["whip", c, s] if is_name(c) => Route::WhipSession(c, s),
@@ -127,13 +171,16 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         _ => return Route::NotFound,
     };
     let allowed = match r {
-        Route::ChatPost(_) => method == Method::POST,
+        Route::ChatPost(_) | Route::ChatPreview(_) | Route::AuthAppPassword | Route::AuthLogout => {
+            method == Method::POST
+        }
         Route::AdminBans(_) => {
             method == Method::GET || method == Method::POST || method == Method::DELETE
         }
         Route::AdminDeleteMessage(..) => method == Method::DELETE,
         Route::AdminSlowMode(_) => method == Method::GET || method == Method::PUT,
         Route::AdminKick(_) => method == Method::POST,
+        Route::AdminOwnerAnnounce(_) => method == Method::GET || method == Method::PUT,
         Route::WhipPublish(_) => method == Method::POST,
         Route::WhipSession(..) => method == Method::PATCH || method == Method::DELETE,
         _ => method == Method::GET || method == Method::HEAD,
@@ -165,6 +212,37 @@ mod tests {
     fn routes() {
         let get = Method::GET;
         let cases: Vec<(Method, &str, Route)> = vec![
+            (get.clone(), "/api/me", Route::Me),
+            (get.clone(), "/api/me/cross-posts", Route::MeCrossPosts),
+            (Method::POST, "/api/me", Route::MethodNotAllowed),
+            (
+                get.clone(),
+                "/auth/mastodon/start",
+                Route::AuthStart(Provider::Mastodon),
+            ),
+            (
+                get.clone(),
+                "/auth/x/callback",
+                Route::AuthCallback(Provider::X),
+            ),
+            (get.clone(), "/auth/github/start", Route::NotFound),
+            (Method::POST, "/auth/logout", Route::AuthLogout),
+            (get.clone(), "/auth/logout", Route::MethodNotAllowed),
+            (
+                Method::POST,
+                "/auth/bluesky/app-password",
+                Route::AuthAppPassword,
+            ),
+            (
+                get.clone(),
+                "/auth/bluesky/client-metadata.json",
+                Route::AuthClientMetadata,
+            ),
+            (
+                Method::POST,
+                "/api/channels/alice/chat/preview",
+                Route::ChatPreview("alice"),
+            ),
             (get.clone(), "/", Route::Index),
             (get.clone(), "/healthz", Route::Healthz),
             (get.clone(), "/watch/alice", Route::Watch("alice")),

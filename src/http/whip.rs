@@ -6,6 +6,9 @@
 //! 401 (key), 404 (channel or session), 406 (nothing onair can take), 412, 413, 415, 422,
 //! 429 and 503 (limits), each with one log line that names the peer, never the key.
 //!
+//! A signed-in owner of the channel (`channels[].owners`) needs no key: the studio sends the
+//! session cookie instead ([`credential`]).
+//!
 //! The protocol work is [`crate::ingest::whip::WhipIngest`]'s; this module only speaks HTTP.
 
 use std::net::IpAddr;
@@ -19,6 +22,7 @@ use tracing::{info, warn};
 use super::request::{Req, RequestBody};
 use super::response::{bytes_response, json_error, preflight_for};
 use super::{Body, HttpState, Route};
+use crate::config::Secret;
 use crate::ingest::whip::{SessionId, WhipError, WhipIngest};
 use crate::proto::sdp::{SdpError, MAX_OFFER_BYTES};
 
@@ -116,11 +120,42 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
     let Some(whip) = &state.whip else {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "WHIP is not running");
     };
+    let key = match &route {
+        Route::WhipPublish(c) | Route::WhipSession(c, _) => {
+            match credential(state, c, &req.parts).await {
+                Ok(k) => k,
+                Err(r) => return with_cors(r),
+            }
+        }
+        _ => None,
+    };
+    let key = key.as_ref().map(Secret::expose);
     match route {
         Route::WhipOptions(session) => options(session),
-        Route::WhipPublish(c) => publish(whip, c, req).await,
-        Route::WhipSession(c, s) => session(whip, c, s, req).await,
+        Route::WhipPublish(c) => publish(whip, c, key, req).await,
+        Route::WhipSession(c, s) => session(whip, c, s, key, req).await,
         _ => super::response::not_found(),
+    }
+}
+
+/// The stream key a request speaks with: its `Authorization: Bearer` key, or, for a signed-in
+/// owner of the channel (`channels[].owners`; the session cookie of a state-changing request
+/// must come with our `Origin`, else 403), the channel's key, looked up inside the server and
+/// never sent to the page. Anyone else: none (401 from the ingest).
+async fn credential(
+    state: &HttpState,
+    channel: &str,
+    parts: &http::request::Parts,
+) -> Result<Option<Secret>, Response<Body>> {
+    if let Some(k) = bearer(&parts.headers) {
+        return Ok(Some(Secret::new(k)));
+    }
+    match super::auth::session_of(state, parts).await? {
+        Some(s) if state.auth.is_owner(channel, &s.identity) => {
+            info!(channel, identity = %s.identity.key(), method = %parts.method, "WHIP request by a signed-in owner");
+            Ok(state.ingest.key_of(channel))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -142,7 +177,7 @@ fn options(session: bool) -> Response<Body> {
 }
 
 /// `POST /whip/{channel}`.
-async fn publish(whip: &WhipIngest, channel: &str, req: Req) -> Response<Body> {
+async fn publish(whip: &WhipIngest, channel: &str, key: Option<&str>, req: Req) -> Response<Body> {
     let (headers, ip) = (&req.parts.headers, req.ip);
     if !content_type_is(headers, SDP) {
         return with_cors(unsupported(SDP));
@@ -151,7 +186,7 @@ async fn publish(whip: &WhipIngest, channel: &str, req: Req) -> Response<Body> {
         Ok(o) => o,
         Err(e) => return with_cors(refusal(&e, "offer", channel, ip)),
     };
-    let answer = match whip.offer(channel, bearer(headers), &offer, ip).await {
+    let answer = match whip.offer(channel, key, &offer, ip).await {
         Ok(a) => a,
         Err(e) => return with_cors(refusal(&e, "offer", channel, ip)),
     };
@@ -170,12 +205,17 @@ async fn publish(whip: &WhipIngest, channel: &str, req: Req) -> Response<Body> {
 }
 
 /// `PATCH` and `DELETE` on `/whip/{channel}/{session}`.
-async fn session(whip: &WhipIngest, channel: &str, session: &str, req: Req) -> Response<Body> {
+async fn session(
+    whip: &WhipIngest,
+    channel: &str,
+    session: &str,
+    key: Option<&str>,
+    req: Req,
+) -> Response<Body> {
     let (method, headers, ip) = (&req.parts.method, &req.parts.headers, req.ip);
     let Some(id) = SessionId::parse(session) else {
         return with_cors(refusal(&WhipError::NoSession, "request", channel, ip));
     };
-    let key = bearer(headers);
     let result = if method == Method::DELETE {
         whip.delete(channel, id, key).await.map(|()| {
             info!(channel, session = %id.short(), peer = %ip, "WHIP DELETE");

@@ -50,6 +50,15 @@ pub struct TestServer {
     pub data_dir: PathBuf,
 }
 
+/// A TCP port free on 127.0.0.1 right now (for a server whose address must be known before
+/// it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -75,6 +84,37 @@ impl TestServer {
         Self::launch("", extra, &[], Some(data_dir.to_path_buf()))
     }
 
+    /// Starts on a free port known beforehand, with `server.public_url` pointing at it
+    /// (`https://` when `tls` holds a certificate and key; sign-in callbacks need the real
+    /// address): `server_keys` go in `[server]`, `alice_keys` in channel alice's table,
+    /// `extra` after them.
+    pub fn start_public(
+        server_keys: &str,
+        alice_keys: &str,
+        extra: &str,
+        tls: Option<(&Path, &Path)>,
+        env: &[(&str, &str)],
+    ) -> TestServer {
+        let port = free_port();
+        let (scheme, http_keys) = match tls {
+            Some((cert, key)) => (
+                "https",
+                format!(
+                    "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                    cert.display(),
+                    key.display()
+                ),
+            ),
+            None => ("http", String::new()),
+        };
+        let head = format!(
+            "[server]\npublic_url = \"{scheme}://127.0.0.1:{port}\"\n{server_keys}\n\
+[rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
+[http]\nlisten = \"127.0.0.1:{port}\"\n{http_keys}"
+        );
+        Self::launch_text(&head, extra, alice_keys, env, None)
+    }
+
     /// Starts with `http_keys` added to the `[http]` table.
     pub fn start_with_http(http_keys: &str) -> TestServer {
         Self::start_full(http_keys, "", &[])
@@ -92,14 +132,27 @@ impl TestServer {
         env: &[(&str, &str)],
         data_dir: Option<PathBuf>,
     ) -> TestServer {
+        let head = format!(
+            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
+[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}"
+        );
+        Self::launch_text(&head, extra, "", env, data_dir)
+    }
+
+    fn launch_text(
+        head: &str,
+        extra: &str,
+        alice_keys: &str,
+        env: &[(&str, &str)],
+        data_dir: Option<PathBuf>,
+    ) -> TestServer {
         let dir = temp_dir("srv");
         let cfg = dir.join("onair.toml");
         let data_dir = data_dir.unwrap_or_else(|| dir.join("data"));
         let storage = format!("[storage]\ndata_dir = \"{}\"\n", data_dir.display());
         let text = format!(
-            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
-[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}{extra}\n{storage}\
-[[channels]]\nname = \"alice\"\nkey = \"{ALICE_KEY}\"\ntitle = \"Alice's debate\"\n\
+            "{head}{extra}\n{storage}\
+[[channels]]\nname = \"alice\"\nkey = \"{ALICE_KEY}\"\ntitle = \"Alice's debate\"\n{alice_keys}\n\
 [[channels]]\nname = \"bob\"\nkey = \"{BOB_KEY}\"\n"
         );
         std::fs::write(&cfg, text).expect("write config");

@@ -122,7 +122,9 @@ pub struct WhipClient {
     pub etag: String,
     pub answer: String,
     base: String,
-    key: String,
+    /// The credential headers sent with every request (`Authorization`, or a session cookie
+    /// with `Origin`).
+    auth: Vec<(String, String)>,
     stop: Arc<AtomicBool>,
     vanish: Arc<AtomicBool>,
     pub connected: Arc<AtomicBool>,
@@ -157,6 +159,25 @@ impl WhipClient {
         key: &str,
         opts: WhipOpts,
     ) -> Result<WhipClient, (u16, String)> {
+        let auth = [("Authorization".to_string(), format!("Bearer {key}"))];
+        WhipClient::publish_as(base, channel, &auth, opts)
+    }
+
+    /// [`WhipClient::publish`] with other credential headers (a signed-in owner's cookie).
+    pub fn publish_as(
+        base: &str,
+        channel: &str,
+        auth: &[(String, String)],
+        opts: WhipOpts,
+    ) -> Result<WhipClient, (u16, String)> {
+        let with_auth = |mut h: Vec<(&'static str, &'static str)>| -> Vec<(String, String)> {
+            let mut out: Vec<(String, String)> = h
+                .drain(..)
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            out.extend(auth.iter().cloned());
+            out
+        };
         let socket = UdpSocket::bind("127.0.0.1:0").expect("udp");
         let local = socket.local_addr().expect("addr");
         let (frames, file_len, video_codec) = read_frames(&opts.media);
@@ -188,10 +209,7 @@ impl WhipClient {
         let (status, headers, body) = http(
             "POST",
             &format!("{base}/whip/{channel}"),
-            &[
-                ("Content-Type", "application/sdp"),
-                ("Authorization", &format!("Bearer {key}")),
-            ],
+            &refs(&with_auth(vec![("Content-Type", "application/sdp")])),
             &obs_shape(&offer.to_sdp_string()),
         );
         if status != 201 {
@@ -210,16 +228,9 @@ impl WhipClient {
                 sdp_value(&offer.to_sdp_string(), "a=ice-pwd:"),
                 cand.to_sdp_string()
             );
-            let (s, _, b) = http(
-                "PATCH",
-                &format!("{base}{location}"),
-                &[
-                    ("Content-Type", "application/trickle-ice-sdpfrag"),
-                    ("Authorization", &format!("Bearer {key}")),
-                    ("If-Match", &etag),
-                ],
-                &frag,
-            );
+            let mut h = with_auth(vec![("Content-Type", "application/trickle-ice-sdpfrag")]);
+            h.push(("If-Match".to_string(), etag.clone()));
+            let (s, _, b) = http("PATCH", &format!("{base}{location}"), &refs(&h), &frag);
             assert_eq!(s, 204, "PATCH: {b}");
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -248,7 +259,7 @@ impl WhipClient {
             etag,
             answer: body,
             base: base.trim_end_matches('/').to_string(),
-            key: key.to_string(),
+            auth: auth.to_vec(),
             stop,
             vanish,
             connected,
@@ -279,11 +290,11 @@ impl WhipClient {
             let _ = t.join();
         }
         let url = format!("{}{}", self.base, self.location);
-        match ureq::delete(&url)
-            .set("Authorization", &format!("Bearer {}", self.key))
-            .timeout(Duration::from_secs(10))
-            .call()
-        {
+        let mut req = ureq::delete(&url).timeout(Duration::from_secs(10));
+        for (n, v) in &self.auth {
+            req = req.set(n, v);
+        }
+        match req.call() {
             Ok(r) => r.status(),
             Err(ureq::Error::Status(c, _)) => c,
             Err(e) => panic!("DELETE: {e}"),
@@ -459,4 +470,9 @@ impl Runner {
             self.frames_sent.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Borrowed header pairs for [`http`].
+fn refs(h: &[(String, String)]) -> Vec<(&str, &str)> {
+    h.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()
 }
