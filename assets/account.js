@@ -8,12 +8,15 @@
   const root = document.getElementById('account');
   const listeners = [];
   let me = null;
+  let loaded = false;
   let resolveReady;
   const ready = new Promise((r) => { resolveReady = r; });
   window.onairAccount = {
     ready,
     get me() { return me; },
-    onChange(fn) { listeners.push(fn); },
+    // A listener added after /api/me has answered (module scripts run after this classic one,
+    // and a fast answer can come first) is told the current state at once.
+    onChange(fn) { listeners.push(fn); if (loaded) fn(me); },
     signInUrl(provider, params) {
       const q = new URLSearchParams(params || {});
       q.set('return', location.pathname + location.search);
@@ -31,7 +34,7 @@
     return e;
   };
 
-  function changed() { for (const fn of listeners) fn(me); }
+  function changed() { loaded = true; for (const fn of listeners) fn(me); }
 
   function renderSignedIn() {
     root.replaceChildren();

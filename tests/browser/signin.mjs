@@ -75,11 +75,13 @@ try {
   await a.getByRole('button', { name: 'Sign out' }).waitFor({ timeout: 10000 });
   const shownName = await a.textContent('#account .me a');
   if (shownName !== 'Bob B.') fail('signed-in name shown: ' + shownName);
-  if (await a.isVisible('#nick')) fail('the nick field is still shown to a signed-in viewer');
+  // The page hides the nick field once its script has the account (within a few ms).
+  await a.locator('#nick').waitFor({ state: 'hidden', timeout: 5000 })
+    .catch(() => fail('the nick field is still shown to a signed-in viewer'));
   log('signed in as', shownName);
 
   // A message without cross-posting: the other viewer sees it with the verified author.
-  await a.getByLabel('Message').fill('hello, signed in');
+  await a.getByLabel('Message', { exact: true }).fill('hello, signed in');
   await a.getByRole('button', { name: 'Send' }).click();
   await b.waitForFunction(
     () => [...document.querySelectorAll('#messages li')].some((li) => li.querySelector('.text').textContent === 'hello, signed in'
@@ -92,7 +94,7 @@ try {
   // Cross-post: tick the box, see the exact text before the first post, post it.
   const words = 'Great point about the budget!';
   await a.getByLabel('Also post to my timeline').check();
-  await a.getByLabel('Message').fill(words);
+  await a.getByLabel('Message', { exact: true }).fill(words);
   await a.getByRole('button', { name: 'Send' }).click();
   await a.waitForSelector('#cross-confirm:not([hidden])', { timeout: 10000 });
   const where = await a.textContent('#cross-where');

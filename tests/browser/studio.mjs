@@ -120,7 +120,7 @@ try {
 
   const hello = 'hello from the watch page';
   await watch.getByLabel('Nick').fill('viewer1');
-  await watch.getByLabel('Message').fill(hello);
+  await watch.getByLabel('Message', { exact: true }).fill(hello);
   await watch.getByRole('button', { name: 'Send' }).click();
   const inStudio = (t) => [...document.querySelectorAll('#messages .text')].some((e) => e.textContent === t);
   await studio.waitForFunction(inStudio, hello, { timeout: 10000 });
@@ -138,10 +138,10 @@ try {
   await studio.getByLabel('Slow mode').selectOption('30');
   await studio.getByRole('button', { name: 'Set slow mode' }).click();
   await studio.waitForFunction(() => /Slow mode on/.test(document.getElementById('mod-status').textContent), null, { timeout: 5000 });
-  await watch.getByLabel('Message').fill('one');
+  await watch.getByLabel('Message', { exact: true }).fill('one');
   await watch.getByRole('button', { name: 'Send' }).click();
   await studio.waitForFunction(inStudio, 'one', { timeout: 10000 });
-  await watch.getByLabel('Message').fill('two');
+  await watch.getByLabel('Message', { exact: true }).fill('two');
   await watch.getByRole('button', { name: 'Send' }).click();
   await watch.waitForFunction(() => /slow mode/i.test(document.getElementById('send-status').textContent), null, { timeout: 5000 });
   log('slow mode holds back the viewer');
