@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod hls;
 pub mod http;
 pub mod ingest;
+pub mod limits;
 pub mod metrics;
 pub mod proto;
 pub mod srt;
