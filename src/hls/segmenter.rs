@@ -83,6 +83,12 @@ struct OpenPart {
     independent: bool,
 }
 
+impl OpenPart {
+    fn has_video(&self) -> bool {
+        self.samples.iter().any(|s| s.track == Track::Video)
+    }
+}
+
 struct OpenSegment {
     start: i64,
     last_dts: i64,
@@ -208,9 +214,23 @@ impl Segmenter {
                 let age = pkt.dts - open.start;
                 let forced = age >= (MAX_SEGMENT_SECONDS * TIMESCALE).max(4 * self.target);
                 if (starts_segment && age >= self.target) || forced {
+                    // Audio that came after the part's last video frame (published with it,
+                    // see below) opens the next segment's first part, rather than making a
+                    // part of almost no duration at the end of this one.
+                    let carried = if video_stream && !open.part.has_video() {
+                        self.open
+                            .as_mut()
+                            .map(|o| std::mem::take(&mut o.part.samples))
+                            .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
                     step.part = self.close_part(pkt.dts);
                     step.segment = self.close(pkt.dts);
                     self.begin(pkt.dts);
+                    if let Some(open) = self.open.as_mut() {
+                        open.part.samples = carried;
+                    }
                 } else if cuts
                     && self.container == Container::Fmp4
                     && !open.part.samples.is_empty()
@@ -224,6 +244,25 @@ impl Segmenter {
             .write(pkt)
             .err()
             .map(|e| SegmenterNote::Rejected(e.to_string()));
+        // A part is published with the frame that completes it (the next frame, of the same
+        // duration, would not fit), not when that next frame arrives: one frame sooner on the
+        // viewer's screen. Its end is where the next frame is due. The check before `write`
+        // still closes a part whose next frame came earlier than due.
+        // (Not on a segment cut: the step's part would come before the segment it follows.)
+        if cuts
+            && self.container == Container::Fmp4
+            && step.part.is_none()
+            && step.segment.is_none()
+        {
+            let end = pkt.dts + self.frame_ticks;
+            let complete = self.open.as_ref().is_some_and(|open| {
+                !open.part.samples.is_empty()
+                    && end - open.part.start + self.frame_ticks > self.part_target
+            });
+            if complete {
+                step.part = self.close_part(end);
+            }
+        }
         step
     }
 
@@ -286,9 +325,15 @@ impl Segmenter {
         }
         match self.container {
             Container::Fmp4 => {
-                if open.part.samples.is_empty() {
-                    open.part.independent =
-                        pkt.keyframe && (pkt.track == Track::Video || self.info.video.is_none());
+                // Independent when its first video frame is a keyframe (audio before it, carried
+                // over from the previous part, needs nothing earlier); audio-only parts are.
+                let first = match (&self.info.video, pkt.track) {
+                    (Some(_), Track::Video) => !open.part.has_video(),
+                    (Some(_), Track::Audio) => false,
+                    (None, _) => open.part.samples.is_empty(),
+                };
+                if first {
+                    open.part.independent = pkt.keyframe;
                 }
                 open.part.samples.push(Sample {
                     track: pkt.track,
@@ -518,5 +563,81 @@ mod tests {
             assert_eq!(joined, seg.data.to_vec());
             assert_eq!(seg.init_id, 1);
         }
+    }
+
+    #[test]
+    fn fmp4_part_is_published_with_the_frame_that_completes_it() {
+        // 0.2 s parts at 30 fps: six frames each, the sixth closes the part at once.
+        let mut s = Segmenter::new(Container::Fmp4, 2.0, 0.2);
+        s.set_info(info());
+        let mut segs = Vec::new();
+        for i in 0..121i64 {
+            let step = s.push(&video(i * 3000, i % 60 == 0));
+            if i % 6 == 5 {
+                let part = step.part.expect("the sixth frame completes a part");
+                assert_eq!(part.duration, 18_000, "frame {i}");
+                assert_eq!(part.independent, i % 60 == 5, "frame {i}");
+            } else {
+                assert!(step.part.is_none(), "frame {i} completes no part");
+            }
+            segs.extend(step.segment);
+        }
+        // The keyframe still closes the segment, whose parts were all published already.
+        assert_eq!(segs.len(), 2);
+        assert!(segs.iter().all(|seg| seg.duration == 180_000));
+    }
+
+    #[test]
+    fn fmp4_audio_after_a_parts_last_frame_opens_the_next_part() {
+        // 30 fps video and 44.1 kHz AAC, interleaved by DTS as RTMP delivers them.
+        let mut s = Segmenter::new(Container::Fmp4, 2.0, 0.2);
+        s.set_info(info());
+        let aac = 1024 * 90_000 / 44_100;
+        let mut packets: Vec<MediaPacket> =
+            (0..181i64).map(|i| video(i * 3000, i % 60 == 0)).collect();
+        packets.extend((0..260i64).map(|n| MediaPacket {
+            track: Track::Audio,
+            dts: n * aac,
+            pts: n * aac,
+            keyframe: true,
+            data: Bytes::from_static(&[1, 2, 3]),
+        }));
+        packets.sort_by_key(|p| (p.dts, p.track == Track::Video));
+        let mut parts = Vec::new();
+        let mut segs = Vec::new();
+        for p in packets.iter().filter(|p| p.dts < 180 * 3000) {
+            let step = s.push(p);
+            parts.extend(step.part);
+            if let Some(seg) = step.segment {
+                segs.push((seg, std::mem::take(&mut parts)));
+            }
+        }
+        assert_eq!(segs.len(), 2);
+        for (seg, parts) in &segs {
+            assert_eq!(seg.duration, 180_000);
+            let durations: Vec<i64> = parts.iter().map(|p| p.duration).collect();
+            // Ten whole parts: no sliver of trailing audio at the end of the segment.
+            assert_eq!(durations, vec![18_000; 10], "{durations:?}");
+            assert!(
+                parts[0].independent,
+                "the keyframe's part, after carried audio"
+            );
+            assert!(parts[1..].iter().all(|p| !p.independent));
+        }
+        // The second segment's first part starts with the audio carried over, then the
+        // keyframe: both tracks' base decode times are in its fragment.
+        let first = &segs[1].1[0].data;
+        let tfdts: Vec<u64> = first
+            .windows(4)
+            .enumerate()
+            .filter(|(_, w)| w == b"tfdt")
+            .map(|(at, _)| u64::from_be_bytes(first[at + 8..at + 16].try_into().expect("8 bytes")))
+            .collect();
+        assert_eq!(tfdts.len(), 2, "video and audio track fragments");
+        assert_eq!(tfdts[0], 60 * 3000, "video starts at the keyframe");
+        assert!(
+            tfdts[1] * 90_000 / 44_100 < 60 * 3000,
+            "audio from before it"
+        );
     }
 }
