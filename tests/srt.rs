@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use common::*;
 
-/// MPEG-TS segments: with the fMP4 default, ffprobe finds no AAC track in the HLS of an
-/// SRT-ingested stream (RTMP ingest has it in both containers). A known gap, left to the SRT
-/// ingest's owner (issue 19's notes); these tests are about SRT ingest, checked as before.
-const SRT_CONFIG: &str = "[hls]\ncontainer = \"ts\"\n[transcode]\nladder = []\n";
+/// The default container (fMP4, LL-HLS): SRT's MPEG-TS sends its first video PES before the
+/// first audio one, and the stream must still start with both tracks (`ingest::srt::StartGate`).
+const SRT_CONFIG: &str = "[transcode]\nladder = []\n";
 
 const SECS: Duration = Duration::from_secs(1);
 

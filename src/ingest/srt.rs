@@ -178,6 +178,7 @@ async fn session(
     let mut demux = TsDemuxer::new();
     let mut events = Vec::new();
     let mut drops = DropLog::default();
+    let mut gate = StartGate::default();
     let first_by = Instant::now() + Duration::from_secs(shared.cfg.handshake_timeout_seconds);
     let idle = Duration::from_secs(shared.cfg.no_media_timeout_seconds);
     let mut last_frame: Option<Instant> = None;
@@ -213,6 +214,7 @@ async fn session(
         };
         feed.received(data.len());
         demux.feed(&data, &mut events);
+        gate.pass(&mut events, demux.declared());
         let frames = feed_events(&mut feed, &mut events, &mut drops);
         if frames > 0 {
             last_frame = Some(Instant::now());
@@ -223,6 +225,72 @@ async fn session(
         info!(%channel, dropped_events = drops.count, dropped_bytes_unread = late, "srt publish ended with input dropped");
     }
     result
+}
+
+/// Holds the start of a stream until every elementary stream the PMT names has its
+/// configuration, then lets the configurations through first. In MPEG-TS the first video PES
+/// often comes before the first audio one: passed straight on, the stream would start with a
+/// video-only configuration and change to video + audio a moment later, so the HLS output would
+/// open with a video-only segment and a discontinuity, and a player that reads the first init
+/// segment finds no audio. Bounded: after [`StartGate::MAX_SPAN`] of media or
+/// [`StartGate::MAX_HELD`] events the stream starts with what it has.
+#[derive(Debug, Default)]
+pub struct StartGate {
+    open: bool,
+    held: Vec<TsEvent>,
+    video_config: bool,
+    audio_config: bool,
+    first_dts: Option<i64>,
+}
+
+impl StartGate {
+    /// Media time held at most, in 90 kHz ticks (1 s).
+    pub const MAX_SPAN: i64 = 90_000;
+    pub const MAX_HELD: usize = 512;
+
+    /// Takes the demuxer's new events; leaves in `events` what may go on now, in order.
+    pub fn pass(&mut self, events: &mut Vec<TsEvent>, (want_video, want_audio): (bool, bool)) {
+        if self.open {
+            return;
+        }
+        let mut last_dts = None;
+        for ev in events.iter() {
+            match ev {
+                TsEvent::VideoConfig(_) => self.video_config = true,
+                TsEvent::AudioConfig(_) => self.audio_config = true,
+                TsEvent::Video(f) | TsEvent::Audio(f) => {
+                    self.first_dts.get_or_insert(f.dts);
+                    last_dts = Some(f.dts);
+                }
+                TsEvent::Dropped(_) => {}
+            }
+        }
+        self.held.append(events);
+        let declared = want_video || want_audio;
+        let complete =
+            declared && (!want_video || self.video_config) && (!want_audio || self.audio_config);
+        let span = match (self.first_dts, last_dts) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0,
+        };
+        if complete || span > Self::MAX_SPAN || self.held.len() > Self::MAX_HELD {
+            self.open = true;
+            // The first configuration of each track moves to the front; a later change stays
+            // where it was, between the frames it separates.
+            let mut held = std::mem::take(&mut self.held);
+            for video in [true, false] {
+                let first = held.iter().position(|e| match e {
+                    TsEvent::VideoConfig(_) => video,
+                    TsEvent::AudioConfig(_) => !video,
+                    _ => false,
+                });
+                if let Some(i) = first {
+                    events.push(held.remove(i));
+                }
+            }
+            events.append(&mut held);
+        }
+    }
 }
 
 /// Hands what the demuxer produced to the publication's feed; returns the frames among it.
@@ -272,4 +340,65 @@ pub fn feed_events<S: MediaSink>(
 /// MPEG-TS stream types of video codecs (ISO 13818-1 table 2-34 and registrations).
 fn is_video_stream_type(t: u8) -> bool {
     matches!(t, 0x01 | 0x02 | 0x10 | 0x1b | 0x20 | 0x24 | 0x33 | 0xea)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/testsrc-320x180.ts");
+        std::fs::read(path).expect("fixture")
+    }
+
+    /// ffmpeg's TS starts with video PES before the first audio one: through the gate, both
+    /// configurations come before any frame, so the stream starts with video and audio.
+    #[test]
+    fn the_stream_starts_with_both_configurations() {
+        let data = fixture();
+        let (mut demux, mut gate) = (TsDemuxer::new(), StartGate::default());
+        let mut out = Vec::new();
+        for piece in data.chunks(1316) {
+            let mut events = Vec::new();
+            demux.feed(piece, &mut events);
+            gate.pass(&mut events, demux.declared());
+            out.extend(events);
+        }
+        let first_frame = out
+            .iter()
+            .position(|e| matches!(e, TsEvent::Video(_) | TsEvent::Audio(_)))
+            .expect("frames");
+        let configs = &out[..first_frame];
+        assert!(configs.iter().any(|e| matches!(e, TsEvent::VideoConfig(_))));
+        assert!(configs.iter().any(|e| matches!(e, TsEvent::AudioConfig(_))));
+        // Nothing lost: as many frames as without the gate.
+        let mut plain = Vec::new();
+        TsDemuxer::new().feed(&data, &mut plain);
+        let count = |v: &[TsEvent]| {
+            v.iter()
+                .filter(|e| matches!(e, TsEvent::Video(_) | TsEvent::Audio(_)))
+                .count()
+        };
+        assert_eq!(count(&out), count(&plain));
+    }
+
+    /// A stream whose PMT names audio that never comes starts anyway after a second.
+    #[test]
+    fn a_missing_track_delays_the_start_by_a_second_at_most() {
+        let mut gate = StartGate::default();
+        let frame = |dts| {
+            TsEvent::Video(crate::proto::ts_demux::EsFrame {
+                pts: dts,
+                dts,
+                keyframe: false,
+                data: bytes::Bytes::new(),
+            })
+        };
+        let mut events = vec![frame(0)];
+        gate.pass(&mut events, (true, true));
+        assert!(events.is_empty(), "held");
+        let mut events = vec![frame(StartGate::MAX_SPAN + 1)];
+        gate.pass(&mut events, (true, true));
+        assert_eq!(events.len(), 2, "released after a second of media");
+    }
 }

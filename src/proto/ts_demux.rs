@@ -236,6 +236,11 @@ impl TsDemuxer {
         }
     }
 
+    /// Which elementary streams the current PMT names that onair takes: (video, audio).
+    pub fn declared(&self) -> (bool, bool) {
+        (self.video.is_some(), self.audio.is_some())
+    }
+
     /// Ends the stream: the PES packets still open (unbounded ones end only at the next unit
     /// start) are delivered, and bytes held back are reported as skipped.
     pub fn flush(&mut self, out: &mut Vec<TsEvent>) {

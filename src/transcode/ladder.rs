@@ -1,13 +1,14 @@
 //! Ladder planning: which configured renditions a given source gets and with what encoder
 //! settings. Pure (no ffmpeg, no clock) so the rules are table-tested: no work for nothing (a
-//! rendition at or above the source's height, or above its measured bitrate, is skipped: the
-//! source rendition already serves those viewers), keep the aspect ratio with even
+//! rendition at or above an H.264 source's height, or above its measured bitrate, is skipped:
+//! the source rendition already serves those viewers; an HEVC or AV1 source only skips
+//! renditions taller than itself, since its H.264 ladder is what most browsers play), keep the aspect ratio with even
 //! dimensions, choose a browser-safe H.264 level, VBV limits, and the x264 options that keep
 //! every rendition's keyframes on the source's. [`SourceMeter`] measures the source's video
 //! bitrate over its first whole GOP(s) before the plan is made.
 
 use crate::config::RenditionConfig;
-use crate::proto::media::TIMESCALE;
+use crate::proto::media::{VideoCodec, TIMESCALE};
 
 /// One rendition as it will be encoded for one stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,10 +84,14 @@ pub struct Skipped {
     pub instead: &'static str,
 }
 
-/// The renditions a source of `src_width` x `src_height` at `src_fps` (and, when measured,
-/// `src_video_kbps` of video) gets, in ladder order, and those skipped with the reason.
+/// The renditions a `src_codec` source of `src_width` x `src_height` at `src_fps` (and, when
+/// measured, `src_video_kbps` of video) gets, in ladder order, and those skipped with the
+/// reason. Only an H.264 source serves a rendition's viewers itself; for HEVC and AV1 the
+/// ladder is the browser-playable copy, so only renditions taller than the source (upscaling)
+/// are skipped.
 pub fn plan(
     ladder: &[RenditionConfig],
+    src_codec: VideoCodec,
     src_width: u32,
     src_height: u32,
     src_fps: f64,
@@ -95,12 +100,15 @@ pub fn plan(
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for (i, r) in ladder.iter().enumerate() {
+        let h264 = src_codec == VideoCodec::Avc;
         let reason = if src_width == 0 || src_height == 0 {
             Some(SkipReason::NoVideo)
-        } else if r.height >= src_height {
+        } else if r.height > src_height || (h264 && r.height == src_height) {
             Some(SkipReason::Height {
                 source_height: src_height,
             })
+        } else if !h264 {
+            None
         } else {
             src_video_kbps
                 .filter(|kbps| r.video_kbps > *kbps)
@@ -340,6 +348,27 @@ mod tests {
     }
 
     #[test]
+    fn an_hevc_or_av1_source_keeps_its_h264_ladder() {
+        let ladder = [
+            r("720p", 720, 2800),
+            r("480p", 480, 1400),
+            r("360p", 360, 800),
+        ];
+        let names = |v: &[RenditionPlan]| v.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        for codec in [VideoCodec::Hevc, VideoCodec::Av1] {
+            // A 720p HEVC source at 300 kb/s: browsers without HEVC need every H.264 rung at
+            // or below its height, whatever the source's bitrate.
+            let (plans, skipped) = plan(&ladder, codec, 1280, 720, 30.0, Some(300));
+            assert_eq!(names(&plans), ["720p", "480p", "360p"], "{codec:?}");
+            assert!(skipped.is_empty(), "{codec:?}");
+            // No upscaling, though.
+            let (plans, skipped) = plan(&ladder, codec, 854, 480, 30.0, Some(300));
+            assert_eq!(names(&plans), ["480p", "360p"], "{codec:?}");
+            assert_eq!(skipped[0].reason, SkipReason::Height { source_height: 480 });
+        }
+    }
+
+    #[test]
     fn skips_renditions_at_or_above_the_source_height_or_bitrate() {
         let ladder = [
             r("720p", 720, 2800),
@@ -348,7 +377,7 @@ mod tests {
         ];
         let names = |v: &[RenditionPlan]| v.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
         // A 720p source: no 720p re-encode next to the passthrough.
-        let (plans, skipped) = plan(&ladder, 1280, 720, 30.0, Some(3500));
+        let (plans, skipped) = plan(&ladder, VideoCodec::Avc, 1280, 720, 30.0, Some(3500));
         assert_eq!(names(&plans), ["480p", "360p"]);
         assert_eq!(
             skipped,
@@ -359,7 +388,7 @@ mod tests {
             }]
         );
         // A 1080p source at 2 Mb/s: 720p at 2.8 Mb/s would get more bits than the source has.
-        let (plans, skipped) = plan(&ladder, 1920, 1080, 30.0, Some(2000));
+        let (plans, skipped) = plan(&ladder, VideoCodec::Avc, 1920, 1080, 30.0, Some(2000));
         assert_eq!(names(&plans), ["480p", "360p"]);
         assert_eq!(
             skipped[0].reason,
@@ -368,13 +397,13 @@ mod tests {
             }
         );
         // Exactly the source's bitrate is still worth encoding at a lower height.
-        let (plans, _) = plan(&ladder, 1920, 1080, 30.0, Some(2800));
+        let (plans, _) = plan(&ladder, VideoCodec::Avc, 1920, 1080, 30.0, Some(2800));
         assert_eq!(names(&plans), ["720p", "480p", "360p"]);
         // Unmeasured bitrate: only the height rule.
-        let (plans, _) = plan(&ladder, 1920, 1080, 30.0, None);
+        let (plans, _) = plan(&ladder, VideoCodec::Avc, 1920, 1080, 30.0, None);
         assert_eq!(names(&plans), ["720p", "480p", "360p"]);
         // Both rules at once, and the reasons as the API shows them.
-        let (plans, skipped) = plan(&ladder, 854, 480, 30.0, Some(600));
+        let (plans, skipped) = plan(&ladder, VideoCodec::Avc, 854, 480, 30.0, Some(600));
         assert!(plans.is_empty());
         let json = serde_json::to_value(&skipped).expect("json");
         assert_eq!(
@@ -463,7 +492,7 @@ mod tests {
             ((0, 0), vec![], vec!["720p", "480p", "360p"]),
         ];
         for ((w, h), want, want_skipped) in cases {
-            let (plans, skipped) = plan(&ladder, w, h, 30.0, None);
+            let (plans, skipped) = plan(&ladder, VideoCodec::Avc, w, h, 30.0, None);
             let got: Vec<_> = plans
                 .iter()
                 .map(|p| (p.name.as_str(), p.width, p.height))
@@ -472,7 +501,7 @@ mod tests {
             let skipped: Vec<_> = skipped.iter().map(|s| s.name.as_str()).collect();
             assert_eq!(skipped, want_skipped, "{w}x{h}");
         }
-        let (plans, _) = plan(&ladder, 1920, 1080, 30.0, None);
+        let (plans, _) = plan(&ladder, VideoCodec::Avc, 1920, 1080, 30.0, None);
         assert_eq!(
             plans.iter().map(|p| p.order).collect::<Vec<_>>(),
             vec![1, 2, 3]
@@ -531,9 +560,23 @@ mod tests {
     fn max_fps_only_lowers_and_limiter_keeps_keyframes() {
         let mut cfg = r("360p", 360, 800);
         cfg.max_fps = Some(30.0);
-        let (p, _) = plan(std::slice::from_ref(&cfg), 1280, 720, 60.0, None);
+        let (p, _) = plan(
+            std::slice::from_ref(&cfg),
+            VideoCodec::Avc,
+            1280,
+            720,
+            60.0,
+            None,
+        );
         assert_eq!((p[0].fps, p[0].max_fps), (30.0, Some(30.0)));
-        let (p, _) = plan(std::slice::from_ref(&cfg), 1280, 720, 25.0, None);
+        let (p, _) = plan(
+            std::slice::from_ref(&cfg),
+            VideoCodec::Avc,
+            1280,
+            720,
+            25.0,
+            None,
+        );
         assert_eq!((p[0].fps, p[0].max_fps), (25.0, None));
 
         // 60 fps in with millisecond jitter, 30 out; keyframes always kept.

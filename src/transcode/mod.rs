@@ -336,6 +336,7 @@ impl Transcoder {
         let video = info.video.clone()?;
         let (plans, skipped) = ladder::plan(
             &self.cfg.ladder,
+            video.codec(),
             video.width(),
             video.height(),
             fps,
