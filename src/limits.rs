@@ -36,7 +36,7 @@ pub fn raise_open_file_limit() -> std::io::Result<OpenFileLimit> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let before = lim.rlim_cur as u64;
+    let before = to_u64(lim.rlim_cur);
     if lim.rlim_cur < lim.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: lim.rlim_max,
@@ -50,9 +50,15 @@ pub fn raise_open_file_limit() -> std::io::Result<OpenFileLimit> {
     }
     Ok(OpenFileLimit {
         before,
-        soft: lim.rlim_cur as u64,
-        hard: lim.rlim_max as u64,
+        soft: to_u64(lim.rlim_cur),
+        hard: to_u64(lim.rlim_max),
     })
+}
+
+/// `rlim_t` is `u64` on 64-bit Linux and narrower on some other targets.
+#[allow(clippy::unnecessary_cast)]
+fn to_u64(v: libc::rlim_t) -> u64 {
+    v as u64
 }
 
 /// The descriptors the configured budgets need, by key, against a limit.
