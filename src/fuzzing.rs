@@ -14,7 +14,7 @@ use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
 use crate::ingest::media::{Clock, MediaFeed, MediaSink};
 use crate::ingest::rtmp::{feed_audio_tag, feed_video_tag, CoreEvent, FlvTracks, IngestCore};
-use crate::ingest::srt::{feed_events, DropLog};
+use crate::ingest::srt::{feed_events, DropLog, StartGate};
 use crate::proto::avc;
 use crate::proto::media::{MediaPacket, StreamInfo, Track};
 use crate::proto::ts_demux::TsDemuxer;
@@ -58,15 +58,16 @@ impl MediaSink for SegmentingSink {
 }
 
 /// MPEG-TS bytes, as an SRT caller sends them, through the [`TsDemuxer`] and a [`MediaFeed`]
-/// into a segmenter (both containers). The input is demuxed whole and in pieces of 1 to 200
-/// bytes (sizes taken from the input): the events must be the same.
+/// into a segmenter (both containers), through the SRT ingest's [`StartGate`]. The input is
+/// demuxed whole and in pieces of 1 to 200 bytes (sizes taken from the input): the events must
+/// be the same.
 pub fn ts_demux(data: &[u8]) {
-    let whole = {
+    let (whole, declared) = {
         let mut d = TsDemuxer::new();
         let mut out = Vec::new();
         d.feed(data, &mut out);
         d.flush(&mut out);
-        out
+        (out, d.declared())
     };
     let pieces = {
         let mut d = TsDemuxer::new();
@@ -87,6 +88,7 @@ pub fn ts_demux(data: &[u8]) {
     for container in [Container::Ts, Container::Fmp4] {
         let mut feed = MediaFeed::new(SegmentingSink::new(container), Clock::MPEG_TS);
         let mut events = whole.clone();
+        StartGate::default().pass(&mut events, declared);
         feed_events(&mut feed, &mut events, &mut DropLog::default());
     }
 }

@@ -2,7 +2,9 @@
 //! MPEG-TS to `srt://…?streamid=…` in each stream id form of the contract, and `srt-live-transmit`
 //! (Debian `srt-tools`) relays a TS as a second kind of caller; ffprobe plays the HLS. Wrong keys,
 //! wrong passphrases and garbage datagrams are refused while another channel plays; a caller
-//! that vanishes ends its publish; SRT and RTMP take over from each other.
+//! that vanishes ends its publish; SRT and RTMP take over from each other. FFmpeg 9 (the
+//! imageio-ffmpeg binary in `.venv`, libx265) pushes HEVC in MPEG-TS: the source rendition is
+//! passed through, the ladder is H.264, in both containers.
 
 mod common;
 
@@ -10,11 +12,14 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::ertmp::{self, check_source_and_ladder, first_segment, Audio, EnhancedPush, Video};
 use common::*;
 
 /// The default container (fMP4, LL-HLS): SRT's MPEG-TS sends its first video PES before the
 /// first audio one, and the stream must still start with both tracks (`ingest::srt::StartGate`).
 const SRT_CONFIG: &str = "[transcode]\nladder = []\n";
+/// MPEG-TS segments, for the test that relays through srt-live-transmit (both containers covered).
+const SRT_TS_CONFIG: &str = "[hls]\ncontainer = \"ts\"\n[transcode]\nladder = []\n";
 
 const SECS: Duration = Duration::from_secs(1);
 
@@ -69,7 +74,7 @@ fn ffmpeg_publishes_in_each_streamid_form() {
 #[test]
 fn srt_live_transmit_is_a_second_caller() {
     let _g = media_lock();
-    let srv = TestServer::start(SRT_CONFIG);
+    let srv = TestServer::start(SRT_TS_CONFIG);
     // ffmpeg writes MPEG-TS to a pipe; srt-live-transmit reads it and calls onair.
     let mut encoder = Command::new("ffmpeg");
     encoder
@@ -244,4 +249,28 @@ fn connection_limit_and_handshake_timeout() {
     assert_plays(&srv, "alice");
     let _ = silent.kill();
     let _ = silent.wait();
+}
+
+/// HEVC in MPEG-TS (stream type 0x24) over SRT from FFmpeg 9 with libx265: the configuration
+/// comes from the in-band VPS/SPS/PPS; the `source` rendition passes HEVC through (fMP4 `hvc1`,
+/// or HEVC in TS segments) with its AAC, the ladder is H.264, and ffmpeg plays the master.
+#[test]
+fn hevc_over_srt_passes_through_with_an_h264_ladder() {
+    let _g = media_lock();
+    for container in ["fmp4", "ts"] {
+        let srv = TestServer::start(&ertmp::config(container));
+        let url = srv.srt_url(&format!("publish:{ALICE_KEY}"), "");
+        let _push = EnhancedPush::new(Video::Hevc, Audio::Aac).push_srt(&url);
+        let codecs = check_source_and_ladder(&srv, "hevc", "hvc1.1.6.L");
+        let source = first_segment(&srv, "source");
+        assert_eq!(source[0] == 0x47, container == "ts", "{container} segments");
+        let (ok, err) = ffmpeg_decode(&srv.url("/hls/alice/master.m3u8"), &["-t", "2"]);
+        assert!(ok, "{container}: ffmpeg plays the master playlist: {err}");
+        let logs = srv.logs();
+        assert!(logs.contains("protocol=srt"), "{logs}");
+        assert!(
+            !logs.contains("track ignored") && !logs.contains("srt input dropped"),
+            "{container} ({codecs}):\n{logs}"
+        );
+    }
 }

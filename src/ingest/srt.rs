@@ -1,4 +1,4 @@
-//! SRT ingest: `srt://HOST:8890?streamid=…` with an MPEG-TS payload (H.264 + AAC), as OBS,
+//! SRT ingest: `srt://HOST:8890?streamid=…` with an MPEG-TS payload (H.264 or HEVC + AAC), as OBS,
 //! vMix, Larix, ffmpeg and hardware encoders send it.
 //!
 //! The transport is libsrt, driven from its own thread ([`crate::srt`]). This module gives it
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, instrument, warn};
 
-use super::media::{MediaFeed, MediaSink, Track, VideoCodec, VideoFrame};
+use super::media::{MediaFeed, MediaSink, Track, VideoFrame};
 use super::{Ingest, IngestError, Protocol};
 use crate::config::SrtConfig;
 use crate::proto::streamid::{self, StreamIdError};
@@ -232,8 +232,9 @@ async fn session(
 /// often comes before the first audio one: passed straight on, the stream would start with a
 /// video-only configuration and change to video + audio a moment later, so the HLS output would
 /// open with a video-only segment and a discontinuity, and a player that reads the first init
-/// segment finds no audio. Bounded: after [`StartGate::MAX_SPAN`] of media or
-/// [`StartGate::MAX_HELD`] events the stream starts with what it has.
+/// segment finds no audio. Bounded: after [`StartGate::MAX_SPAN`] of media,
+/// [`StartGate::MAX_HELD`] events or [`StartGate::MAX_BYTES`] of frames (a caller that sends
+/// huge PES with a constant DTS) the stream starts with what it has.
 #[derive(Debug, Default)]
 pub struct StartGate {
     open: bool,
@@ -241,12 +242,15 @@ pub struct StartGate {
     video_config: bool,
     audio_config: bool,
     first_dts: Option<i64>,
+    bytes: usize,
 }
 
 impl StartGate {
     /// Media time held at most, in 90 kHz ticks (1 s).
     pub const MAX_SPAN: i64 = 90_000;
     pub const MAX_HELD: usize = 512;
+    /// Frame bytes held at most (one PES at the demuxer's limit).
+    pub const MAX_BYTES: usize = crate::proto::ts_demux::MAX_PES_BYTES;
 
     /// Takes the demuxer's new events; leaves in `events` what may go on now, in order.
     pub fn pass(&mut self, events: &mut Vec<TsEvent>, (want_video, want_audio): (bool, bool)) {
@@ -258,7 +262,8 @@ impl StartGate {
             match ev {
                 TsEvent::VideoConfig(_) => self.video_config = true,
                 TsEvent::AudioConfig(_) => self.audio_config = true,
-                TsEvent::Video(f) | TsEvent::Audio(f) => {
+                TsEvent::Video(_, f) | TsEvent::Audio(f) => {
+                    self.bytes += f.data.len();
                     self.first_dts.get_or_insert(f.dts);
                     last_dts = Some(f.dts);
                 }
@@ -273,7 +278,11 @@ impl StartGate {
             (Some(a), Some(b)) => b - a,
             _ => 0,
         };
-        if complete || span > Self::MAX_SPAN || self.held.len() > Self::MAX_HELD {
+        if complete
+            || span.abs() > Self::MAX_SPAN
+            || self.held.len() > Self::MAX_HELD
+            || self.bytes > Self::MAX_BYTES
+        {
             self.open = true;
             // The first configuration of each track moves to the front; a later change stays
             // where it was, between the frames it separates.
@@ -305,11 +314,10 @@ pub fn feed_events<S: MediaSink>(
         match ev {
             TsEvent::VideoConfig(cfg) => feed.set_video_config(cfg),
             TsEvent::AudioConfig(cfg) => feed.set_audio_config(cfg),
-            TsEvent::Video(f) => {
+            TsEvent::Video(codec, f) => {
                 frames += 1;
                 feed.video(VideoFrame {
-                    // The demuxer takes H.264 only (stream type 0x1b) for now.
-                    codec: VideoCodec::Avc,
+                    codec,
                     data: f.data,
                     keyframe: f.keyframe,
                     dts: f.dts as u64,
@@ -366,7 +374,7 @@ mod tests {
         }
         let first_frame = out
             .iter()
-            .position(|e| matches!(e, TsEvent::Video(_) | TsEvent::Audio(_)))
+            .position(|e| matches!(e, TsEvent::Video(..) | TsEvent::Audio(_)))
             .expect("frames");
         let configs = &out[..first_frame];
         assert!(configs.iter().any(|e| matches!(e, TsEvent::VideoConfig(_))));
@@ -376,7 +384,7 @@ mod tests {
         TsDemuxer::new().feed(&data, &mut plain);
         let count = |v: &[TsEvent]| {
             v.iter()
-                .filter(|e| matches!(e, TsEvent::Video(_) | TsEvent::Audio(_)))
+                .filter(|e| matches!(e, TsEvent::Video(..) | TsEvent::Audio(_)))
                 .count()
         };
         assert_eq!(count(&out), count(&plain));
@@ -387,12 +395,15 @@ mod tests {
     fn a_missing_track_delays_the_start_by_a_second_at_most() {
         let mut gate = StartGate::default();
         let frame = |dts| {
-            TsEvent::Video(crate::proto::ts_demux::EsFrame {
-                pts: dts,
-                dts,
-                keyframe: false,
-                data: bytes::Bytes::new(),
-            })
+            TsEvent::Video(
+                crate::proto::media::VideoCodec::Avc,
+                crate::proto::ts_demux::EsFrame {
+                    pts: dts,
+                    dts,
+                    keyframe: false,
+                    data: bytes::Bytes::new(),
+                },
+            )
         };
         let mut events = vec![frame(0)];
         gate.pass(&mut events, (true, true));

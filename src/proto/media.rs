@@ -97,6 +97,35 @@ impl VideoConfig {
         }
     }
 
+    /// The configuration for parameter sets found in band (with their NAL unit types, as
+    /// [`nal::annex_b_to_length_prefixed`] lists them): H.264 SPS/PPS, HEVC VPS/SPS/PPS.
+    /// `None` when a kind the codec needs is missing (and always for AV1).
+    pub fn from_parameter_sets(
+        codec: VideoCodec,
+        sets: &[(u8, Bytes)],
+    ) -> Option<Result<VideoConfig, VideoConfigError>> {
+        let of = |t| nal::sets_of(sets, t);
+        match codec {
+            VideoCodec::Avc => {
+                let (sps, pps) = (of(7), of(8));
+                (!sps.is_empty() && !pps.is_empty()).then(|| {
+                    AvcConfig::from_parameter_sets(&sps, &pps)
+                        .map(VideoConfig::Avc)
+                        .map_err(VideoConfigError::from)
+                })
+            }
+            VideoCodec::Hevc => {
+                let (vps, sps, pps) = (of(hevc::NAL_VPS), of(hevc::NAL_SPS), of(hevc::NAL_PPS));
+                (!vps.is_empty() && !sps.is_empty() && !pps.is_empty()).then(|| {
+                    HevcConfig::from_parameter_sets(&vps, &sps, &pps)
+                        .map(VideoConfig::Hevc)
+                        .map_err(VideoConfigError::from)
+                })
+            }
+            VideoCodec::Av1 => None,
+        }
+    }
+
     /// How the codec frames NAL units (H.264, HEVC); `None` for AV1 (OBUs).
     pub fn nal_syntax(codec: VideoCodec) -> Option<&'static NalSyntax> {
         match codec {

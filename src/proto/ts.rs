@@ -18,9 +18,9 @@ pub const PACKET_SIZE: usize = 188;
 const PMT_PID: u16 = 0x1000;
 pub const VIDEO_PID: u16 = 0x100;
 pub const AUDIO_PID: u16 = 0x101;
-const STREAM_TYPE_H264: u8 = 0x1b;
-const STREAM_TYPE_HEVC: u8 = 0x24;
-const STREAM_TYPE_AAC_ADTS: u8 = 0x0f;
+pub(crate) const STREAM_TYPE_H264: u8 = 0x1b;
+pub(crate) const STREAM_TYPE_HEVC: u8 = 0x24;
+pub(crate) const STREAM_TYPE_AAC_ADTS: u8 = 0x0f;
 /// AAC frames gathered into one PES (about 90 ms at 44.1 kHz): fewer, fuller TS packets.
 const AUDIO_FRAMES_PER_PES: usize = 4;
 /// PCR runs this far behind DTS so that decoders buffer before they decode.

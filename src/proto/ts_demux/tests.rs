@@ -1,7 +1,9 @@
 //! Tests of the TS demuxer on real streams made by Debian's ffmpeg (fixtures/*.ts) and on
 //! damaged copies of them.
 
+use super::es::{signed_33, Unwrap, CLOCK_MODULUS};
 use super::*;
+use crate::proto::aac::AacConfig;
 use crate::proto::avc::tests::RECORD_320X180;
 use crate::proto::flv::{self, VideoTag};
 
@@ -32,7 +34,7 @@ fn frames(events: &[TsEvent], video: bool) -> Vec<&EsFrame> {
     events
         .iter()
         .filter_map(|e| match e {
-            TsEvent::Video(f) if video => Some(f),
+            TsEvent::Video(_, f) if video => Some(f),
             TsEvent::Audio(f) if !video => Some(f),
             _ => None,
         })
@@ -49,12 +51,9 @@ fn drops(events: &[TsEvent]) -> Vec<TsDrop> {
         .collect()
 }
 
-/// fixtures/testsrc-320x180.ts is fixtures/testsrc-320x180.flv remuxed by ffmpeg
-/// (`-c copy -f mpegts`): the demuxer must give back exactly the FLV's frames and timing.
-#[test]
-fn gives_back_the_frames_ffmpeg_muxed() {
-    let events = demux(&fixture("testsrc-320x180.ts"));
-    assert_eq!(drops(&events), vec![]);
+/// The one video and one audio configuration of a stream, each before its track's first frame
+/// (holding the start until both are known is `ingest::srt::StartGate`'s job).
+fn configs(events: &[TsEvent]) -> (&VideoConfig, &AacConfig) {
     let configs: Vec<&TsEvent> = events
         .iter()
         .filter(|e| matches!(e, TsEvent::VideoConfig(_) | TsEvent::AudioConfig(_)))
@@ -64,23 +63,55 @@ fn gives_back_the_frames_ffmpeg_muxed() {
         2,
         "one configuration each, not one per keyframe"
     );
-    let Some(TsEvent::VideoConfig(avc)) =
-        events.iter().find(|e| matches!(e, TsEvent::VideoConfig(_)))
-    else {
-        panic!("no video configuration")
-    };
-    assert_eq!(&avc.record[..], RECORD_320X180);
-    let Some(TsEvent::AudioConfig(aac)) =
-        events.iter().find(|e| matches!(e, TsEvent::AudioConfig(_)))
-    else {
-        panic!("no audio configuration")
-    };
-    assert_eq!(
-        (aac.sample_rate, aac.channels, aac.object_type),
-        (44100, 2, 2)
+    let position = |f: fn(&TsEvent) -> bool| events.iter().position(f).expect("in the events");
+    assert!(
+        position(|e| matches!(e, TsEvent::VideoConfig(_)))
+            < position(|e| matches!(e, TsEvent::Video(..)))
     );
+    assert!(
+        position(|e| matches!(e, TsEvent::AudioConfig(_)))
+            < position(|e| matches!(e, TsEvent::Audio(_)))
+    );
+    let video = events.iter().find_map(|e| match e {
+        TsEvent::VideoConfig(c) => Some(c),
+        _ => None,
+    });
+    let audio = events.iter().find_map(|e| match e {
+        TsEvent::AudioConfig(c) => Some(c),
+        _ => None,
+    });
+    (
+        video.expect("video configuration"),
+        audio.expect("audio configuration"),
+    )
+}
 
-    let flv_file = Bytes::from(fixture("testsrc-320x180.flv"));
+/// A length-prefixed access unit without HEVC SEI units: FFmpeg's `hevc_mp4toannexb` puts the
+/// SEI of the hvcC (x265's settings) in band next to the parameter sets, where the FLV had it
+/// in the record only.
+fn without_sei(codec: VideoCodec, data: &[u8]) -> Vec<u8> {
+    if codec != VideoCodec::Avc {
+        let mut out = Vec::new();
+        for nal in crate::proto::nal::nal_units(data, 4).flatten() {
+            if !matches!(crate::proto::hevc::nal_type(nal), 39 | 40) {
+                out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                out.extend_from_slice(nal);
+            }
+        }
+        return out;
+    }
+    data.to_vec()
+}
+
+/// The demuxed frames and timing are exactly those of the FLV file the TS was remuxed from
+/// (`ffmpeg -c copy -f mpegts`); `counts` are ffprobe's packet counts.
+fn same_frames_as_flv(
+    events: &[TsEvent],
+    flv_name: &str,
+    codec: VideoCodec,
+    counts: (usize, usize),
+) {
+    let flv_file = Bytes::from(fixture(flv_name));
     let mut flv_video = Vec::new();
     let mut flv_audio = Vec::new();
     for tag in flv::file_tags(&flv_file) {
@@ -106,18 +137,22 @@ fn gives_back_the_frames_ffmpeg_muxed() {
             _ => {}
         }
     }
-    let video = frames(&events, true);
-    let audio = frames(&events, false);
-    assert_eq!(
-        (video.len(), audio.len()),
-        (90, 131),
-        "ffprobe counts 90 and 131"
-    );
+    assert!(events
+        .iter()
+        .all(|e| !matches!(e, TsEvent::Video(c, _) if *c != codec)));
+    let video = frames(events, true);
+    let audio = frames(events, false);
+    assert_eq!((video.len(), audio.len()), counts, "ffprobe's counts");
     assert_eq!(flv_video.len(), video.len());
     assert_eq!(flv_audio.len(), audio.len());
     let (v0, t0) = (video[0].dts, flv_video[0].0 as i64);
     for (ts, flv) in video.iter().zip(&flv_video) {
-        assert_eq!(ts.data, flv.3, "access unit at {} ms", flv.0);
+        assert_eq!(
+            without_sei(codec, &ts.data),
+            without_sei(codec, &flv.3),
+            "access unit at {} ms",
+            flv.0
+        );
         assert_eq!(ts.keyframe, flv.2);
         assert_eq!(ts.dts - v0, (flv.0 as i64 - t0) * 90);
         assert_eq!(ts.pts - ts.dts, flv.1 as i64 * 90);
@@ -127,6 +162,50 @@ fn gives_back_the_frames_ffmpeg_muxed() {
         // FLV rounds to whole milliseconds.
         assert!(((ts.dts - v0) - (flv.0 as i64 - t0) * 90).abs() <= 90);
     }
+}
+
+/// fixtures/testsrc-320x180.ts is fixtures/testsrc-320x180.flv remuxed by ffmpeg
+/// (`-c copy -f mpegts`): the demuxer must give back exactly the FLV's frames and timing.
+#[test]
+fn gives_back_the_frames_ffmpeg_muxed() {
+    let events = demux(&fixture("testsrc-320x180.ts"));
+    assert_eq!(drops(&events), vec![]);
+    let (avc, aac) = configs(&events);
+    assert_eq!(&avc.record()[..], RECORD_320X180);
+    assert_eq!(
+        (aac.sample_rate, aac.channels, aac.object_type),
+        (44100, 2, 2)
+    );
+    same_frames_as_flv(&events, "testsrc-320x180.flv", VideoCodec::Avc, (90, 131));
+}
+
+/// fixtures/hevc-320x180.ts is fixtures/hevc-320x180.flv (FFmpeg 9, libx265 with B-frames,
+/// Enhanced RTMP FLV) remuxed by FFmpeg 9 (`-c copy -f mpegts`: stream type 0x24, VPS/SPS/PPS
+/// in band before each IRAP): the configuration is built from those, and the frames are the
+/// FLV's.
+#[test]
+fn hevc_in_mpeg_ts() {
+    let events = demux(&fixture("hevc-320x180.ts"));
+    assert_eq!(drops(&events), vec![]);
+    let (hevc, aac) = configs(&events);
+    assert_eq!(hevc.codec(), VideoCodec::Hevc);
+    assert_eq!((hevc.width(), hevc.height()), (320, 180));
+    let flv_record = crate::proto::hevc::tests::record();
+    let flv_cfg = crate::proto::hevc::HevcConfig::parse(flv_record).expect("hvcC");
+    assert_eq!(hevc.codec_string(), flv_cfg.codec_string());
+    let VideoConfig::Hevc(h) = hevc else {
+        panic!("not HEVC")
+    };
+    assert_eq!(
+        (&h.vps, &h.sps, &h.pps),
+        (&flv_cfg.vps, &flv_cfg.sps, &flv_cfg.pps)
+    );
+    assert_eq!((aac.sample_rate, aac.channels), (44100, 1));
+    same_frames_as_flv(&events, "hevc-320x180.flv", VideoCodec::Hevc, (60, 88));
+    assert_eq!(
+        frames(&events, true).iter().filter(|f| f.keyframe).count(),
+        2
+    );
 }
 
 #[test]
