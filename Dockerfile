@@ -14,7 +14,7 @@ RUN cargo build --release --locked && strip -o /usr/local/bin/onair target/relea
 FROM debian:bookworm-slim
 # Only the FFmpeg shared libraries the binary links against, plus CA certificates for announce.
 RUN apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavfilter8 libavdevice59 libsrt1.5-gnutls ca-certificates curl \
+ && apt-get install -y -qq --no-install-recommends libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavfilter8 libavdevice59 libssl3 libsrt1.5-gnutls ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /nonexistent onair
 COPY --from=build /usr/local/bin/onair /usr/local/bin/onair
@@ -26,8 +26,9 @@ ENV ONAIR__STORAGE__DATA_DIR=/var/lib/onair
 VOLUME /var/lib/onair
 WORKDIR /var/lib/onair
 USER onair
-# 1936: RTMPS, when rtmp.tls_listen is set; 8890/udp: SRT.
-EXPOSE 1935 1936 8080 8890/udp
+# 1936: RTMPS, when rtmp.tls_listen is set; 8890/udp: SRT. 8189/udp: WebRTC media (WHIP);
+# set webrtc.public_addresses to the host's address when publishing it from a container.
+EXPOSE 1935 1936 8080 8189/udp 8890/udp
 HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
 ENTRYPOINT ["/usr/local/bin/onair"]
 CMD ["serve", "--config", "/etc/onair/onair.toml"]

@@ -1,7 +1,9 @@
 // The watch page: HLS player (hls.js, or the browser's own HLS where Media Source Extensions are
-// missing), quality menu, live badge, viewer count and chat over server-sent events.
-// Chat text is only ever inserted with textContent: never as HTML.
-'use strict';
+// missing), quality menu, live badge, viewer count and chat over server-sent events; with
+// account.js, chat under a signed-in identity and cross-posting by the viewer's choice.
+// Chat text is only ever inserted with textContent: never as HTML (chat-list.js).
+import { createChatList, postChat } from './chat-list.js';
+
 (function () {
   const channel = document.body.dataset.channel;
   const $ = (id) => document.getElementById(id);
@@ -18,9 +20,14 @@
   const sendBtn = $('send');
   const sendStatus = $('send-status');
   const connEl = $('chat-conn');
+  const crossBox = $('cross');
+  const crossEl = $('cross-post');
+  const crossKeep = $('cross-keep');
+  const shareX = $('share-x');
+  const confirmBox = $('cross-confirm');
+  const crossStatus = $('cross-status');
 
   const master = '/hls/' + encodeURIComponent(channel) + '/master.m3u8';
-  const MAX_MESSAGES = 500;
 
   // ---------- player ----------
   let live = null; // unknown until the event stream says
@@ -183,41 +190,11 @@
   }
 
   // ---------- chat ----------
-  const shown = new Map(); // message id -> <li>
+  const chat = createChatList(messages);
   let lastId = null;
   let es = null;
   let reconnectTimer = null;
   let backoff = 1000;
-
-  function atBottom() {
-    return messages.scrollHeight - messages.scrollTop - messages.clientHeight < 40;
-  }
-
-  function addMessage(m) {
-    if (shown.has(m.id)) return;
-    const stick = atBottom();
-    const li = document.createElement('li');
-    li.dataset.id = String(m.id);
-    const time = document.createElement('time');
-    time.dateTime = m.ts;
-    const d = new Date(m.ts);
-    time.textContent = isNaN(d) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    const nick = document.createElement('span');
-    nick.className = 'nick';
-    nick.textContent = m.nick;
-    const text = document.createElement('span');
-    text.className = 'text';
-    text.textContent = m.text;
-    li.append(time, ' ', nick, ' ', text);
-    messages.append(li);
-    shown.set(m.id, li);
-    while (messages.children.length > MAX_MESSAGES) {
-      const first = messages.firstElementChild;
-      shown.delete(Number(first.dataset.id));
-      first.remove();
-    }
-    if (stick) messages.scrollTop = messages.scrollHeight;
-  }
 
   function parse(ev) {
     if (ev.lastEventId) lastId = ev.lastEventId;
@@ -233,13 +210,13 @@
     if (lastId) url += '?last_event_id=' + encodeURIComponent(lastId);
     es = new EventSource(url);
     es.onopen = () => { connEl.textContent = ''; backoff = 1000; };
-    es.addEventListener('chat', (ev) => { const m = parse(ev); if (m) addMessage(m); });
-    es.addEventListener('delete', (ev) => {
+    es.addEventListener('chat', (ev) => { const m = parse(ev); if (m) chat.add(m); });
+    es.addEventListener('delete', (ev) => { const d = parse(ev); if (d) chat.remove(d.id); });
+    es.addEventListener('live', (ev) => {
       const d = parse(ev);
-      const li = d && shown.get(d.id);
-      if (li) { li.remove(); shown.delete(d.id); }
+      if (d && d.started_at && d.started_at !== broadcast) newBroadcast(d.started_at);
+      setLive(true);
     });
-    es.addEventListener('live', (ev) => { parse(ev); setLive(true); });
     es.addEventListener('offline', (ev) => { parse(ev); setLive(false); });
     es.addEventListener('viewers', (ev) => {
       const d = parse(ev);
@@ -259,6 +236,61 @@
   // ---------- sending ----------
   try { nickEl.value = localStorage.getItem('onair.nick') || ''; } catch (e) { /* private mode */ }
 
+  let me = null;
+  // The broadcast the viewer agreed to cross-post in (after seeing the text once), and
+  // whether "for this broadcast" keeps the box ticked.
+  let broadcast = null;
+  let confirmedFor = null;
+  function newBroadcast(startedAt) {
+    broadcast = startedAt;
+    crossKeep.checked = false;
+    crossEl.checked = false;
+  }
+
+  function watchUrl() { return location.origin + '/watch/' + encodeURIComponent(channel); }
+
+  function updateShareX() {
+    const q = new URLSearchParams({ text: textEl.value.trim(), url: watchUrl() });
+    shareX.href = 'https://x.com/intent/tweet?' + q.toString();
+  }
+  textEl.addEventListener('input', () => { if (!shareX.hidden) updateShareX(); });
+
+  function applyAccount(m) {
+    me = m;
+    form.classList.toggle('signed-in', !!me);
+    nickEl.required = !me;
+    crossBox.hidden = !me;
+    confirmBox.hidden = true;
+    if (!me) return;
+    // X without cross-posting on this server: a free share link instead of the box.
+    const xShare = me.provider === 'x' && !me.can_cross_post;
+    crossEl.hidden = xShare;
+    crossEl.labels.forEach((l) => { l.hidden = xShare; });
+    $('cross-keep-wrap').hidden = xShare;
+    shareX.hidden = !xShare;
+    if (xShare) updateShareX();
+  }
+  if (window.onairAccount) window.onairAccount.onChange(applyAccount);
+
+  // Ticking the box without the posting permission: offer to sign in again for it.
+  crossEl.addEventListener('change', () => {
+    crossStatus.textContent = '';
+    if (!crossEl.checked || !me || me.can_cross_post) return;
+    crossEl.checked = false;
+    crossStatus.replaceChildren();
+    if (me.provider === 'mastodon' || (me.provider === 'bluesky' && me.oauth)) {
+      const params = me.provider === 'mastodon'
+        ? { instance: new URL(me.profile_url).origin, cross_post: '1' }
+        : { handle: me.handle.replace(/^@/, ''), cross_post: '1' };
+      const a = document.createElement('a');
+      a.href = window.onairAccount.signInUrl(me.provider, params);
+      a.textContent = 'Allow onair to post for you';
+      crossStatus.append('onair may not post for you yet. ', a, ' (you sign in again and choose).');
+    } else {
+      crossStatus.textContent = 'onair may not post for you yet: sign out, then sign in again with "Let me post" ticked.';
+    }
+  });
+
   let cooldown = null;
   function coolDown(seconds) {
     sendBtn.disabled = true;
@@ -266,33 +298,80 @@
     cooldown = setTimeout(() => { sendBtn.disabled = false; }, seconds * 1000);
   }
 
+  const api = '/api/channels/' + encodeURIComponent(channel);
+
+  // Shows the exact post before the first one of a broadcast; resolves true to post it.
+  async function confirmCrossPost(text) {
+    let preview;
+    try {
+      const r = await fetch(api + '/chat/preview', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ text }),
+      });
+      preview = await r.json();
+      if (!r.ok) { crossStatus.textContent = preview.error || 'cannot post to your timeline'; return false; }
+    } catch (e) { crossStatus.textContent = 'network error'; return false; }
+    $('cross-where').textContent = 'This will be posted on your ' + preview.provider_label + ' account ' +
+      me.handle + (preview.visibility ? ' (' + preview.visibility + ')' : '') + ':';
+    $('cross-text').textContent = preview.text;
+    confirmBox.hidden = false;
+    $('cross-yes').focus();
+    return new Promise((resolve) => {
+      const done = (yes) => {
+        confirmBox.hidden = true;
+        $('cross-yes').onclick = null;
+        $('cross-no').onclick = null;
+        resolve(yes);
+      };
+      $('cross-yes').onclick = () => done(true);
+      $('cross-no').onclick = () => done(false);
+    });
+  }
+
+  // Follows a cross-post until it is posted or has failed, and says which.
+  async function followCrossPost(id) {
+    crossStatus.textContent = 'Posting to your timeline…';
+    for (let i = 0; i < 60; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      try {
+        const r = await fetch('/api/me/cross-posts', { cache: 'no-store' });
+        if (!r.ok) break;
+        const j = await r.json();
+        const o = (j.cross_posts || []).find((x) => x.message_id === id && x.channel === channel);
+        if (o && o.state === 'posted') { crossStatus.textContent = 'Posted to your timeline.'; return; }
+        if (o && o.state === 'failed') { crossStatus.textContent = 'Not posted to your timeline: ' + o.error; return; }
+      } catch (e) { /* try again */ }
+    }
+    crossStatus.textContent = 'Your post to your timeline is still waiting.';
+  }
+
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
-    const nick = nickEl.value.trim();
+    const nick = me ? me.handle : nickEl.value.trim();
     const text = textEl.value.trim();
     if (!nick) { nickEl.focus(); return; }
     if (!text) { textEl.focus(); return; }
-    try { localStorage.setItem('onair.nick', nick); } catch (err) { /* private mode */ }
+    if (!me) { try { localStorage.setItem('onair.nick', nick); } catch (err) { /* private mode */ } }
     sendStatus.textContent = '';
-    try {
-      const r = await fetch('/api/channels/' + encodeURIComponent(channel) + '/chat', {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ nick, text }),
-      });
-      if (r.status === 202) {
-        textEl.value = '';
-        textEl.focus();
-        return;
-      }
-      let reason = 'could not send (' + r.status + ')';
-      try { const j = await r.json(); if (j.error) reason = j.error; } catch (err) { /* keep */ }
-      sendStatus.textContent = reason;
-      const retry = Number(r.headers.get('Retry-After'));
-      if (r.status === 429 && retry > 0) coolDown(Math.min(retry, 60));
-    } catch (err) {
-      sendStatus.textContent = 'network error: not sent';
+    let crossPost = !!(me && me.can_cross_post && crossEl.checked && !crossEl.hidden);
+    const key = broadcast || 'offline';
+    if (crossPost && confirmedFor !== key) {
+      crossPost = await confirmCrossPost(text);
+      if (crossPost) confirmedFor = key;
     }
+    const body = { nick, text };
+    if (crossPost) body.cross_post = true;
+    const r = await postChat(channel, body);
+    if (r.ok) {
+      const m = r.message || {};
+      textEl.value = '';
+      textEl.focus();
+      if (!crossKeep.checked) crossEl.checked = false;
+      if (m.cross_post && m.cross_post.state === 'queued') followCrossPost(m.id);
+      else if (m.cross_post && m.cross_post.state === 'refused') crossStatus.textContent = 'Not posted to your timeline: ' + m.cross_post.error;
+      return;
+    }
+    sendStatus.textContent = r.error;
+    if (r.retryAfter) coolDown(r.retryAfter);
   });
 
   connect();

@@ -11,6 +11,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize, Serializer};
 
+mod auth;
+pub use auth::{
+    identity_string_ok, AuthBlueskyConfig, AuthConfig, AuthMastodonConfig, AuthXConfig, PROVIDERS,
+};
+
 /// The file used when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
 
@@ -77,8 +82,10 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     pub chat: ChatConfig,
     pub announce: AnnounceConfig,
+    pub auth: AuthConfig,
     pub storage: StorageConfig,
     pub log: LogConfig,
+    pub webrtc: WebrtcConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -88,6 +95,8 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Bearer token for `/api/admin/`; empty turns the admin API off.
     pub admin_token: Secret,
+    /// Signed-in identities with server admin rights (same form as `channels[].owners`).
+    pub admin_identities: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +104,7 @@ impl Default for ServerConfig {
         Self {
             public_url: "http://localhost:8080".into(),
             admin_token: Secret::default(),
+            admin_identities: Vec::new(),
         }
     }
 }
@@ -148,6 +158,40 @@ impl Default for RtmpConfig {
             tls_listen: None,
             tls_cert: String::new(),
             tls_key: String::new(),
+        }
+    }
+}
+
+/// `[webrtc]`: WHIP ingest (`POST /whip/{channel}`) and its UDP media port.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebrtcConfig {
+    /// The one UDP socket every WebRTC session shares (ICE, DTLS, SRTP).
+    pub listen: SocketAddr,
+    /// Addresses put in the ICE candidates of answers; empty: this machine's addresses.
+    pub public_addresses: Vec<std::net::IpAddr>,
+    /// WHIP sessions at once (connecting or live).
+    pub max_sessions: usize,
+    /// WHIP sessions at once from one client address.
+    pub max_sessions_per_address: usize,
+    /// x264 preset for browser video that is not H.264 (VP8, VP9, AV1) re-encoded to H.264.
+    pub convert_preset: String,
+    /// Bitrate of that re-encoded video; 0 picks one from the picture size.
+    pub convert_video_kbps: u32,
+    /// Bitrate of the AAC that browser Opus audio becomes.
+    pub audio_kbps: u32,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([0, 0, 0, 0], 8189).into(),
+            public_addresses: Vec::new(),
+            max_sessions: 32,
+            max_sessions_per_address: 4,
+            convert_preset: "veryfast".into(),
+            convert_video_kbps: 0,
+            audio_kbps: 128,
         }
     }
 }
@@ -312,6 +356,10 @@ pub struct ChannelConfig {
     /// Title used in announcements.
     #[serde(default)]
     pub title: Option<String>,
+    /// Identities that broadcast and moderate without the key: `mastodon:https://host/@name`,
+    /// `x:USER_ID`, `bluesky:did:plc:…`.
+    #[serde(default)]
+    pub owners: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -330,6 +378,21 @@ pub struct ChatConfig {
     /// Deprecated: bans live in the database. A bans file of an older version is imported
     /// once at start, then rewritten after every change while this is set.
     pub bans_file: String,
+    /// Who may post: anyone, signed-in viewers, or signed-in followers of the owner.
+    pub mode: ChatMode,
+}
+
+/// `chat.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatMode {
+    /// Anyone, under a free nick (signed-in viewers under their identity).
+    #[default]
+    Open,
+    /// Signed-in viewers only (401 for anonymous posts).
+    SignedIn,
+    /// Signed-in followers of the channel's owner on the viewer's provider (403 otherwise).
+    Followers,
 }
 
 impl Default for ChatConfig {
@@ -346,6 +409,7 @@ impl Default for ChatConfig {
             trusted_proxies: Vec::new(),
             blocked_words: Vec::new(),
             bans_file: String::new(),
+            mode: ChatMode::Open,
         }
     }
 }
@@ -574,6 +638,8 @@ impl Config {
                 .list_separator(",")
                 .with_list_parse_key("chat.trusted_proxies")
                 .with_list_parse_key("chat.blocked_words")
+                .with_list_parse_key("server.admin_identities")
+                .with_list_parse_key("webrtc.public_addresses")
                 .source(Some(env_map)),
         );
         let mut cfg: Config = builder.build()?.try_deserialize()?;
@@ -663,6 +729,7 @@ impl Config {
             "http.header_timeout_seconds",
             self.http.header_timeout_seconds as f64,
         )?;
+        self.validate_webrtc()?;
         if self.http.tls_cert.is_empty() != self.http.tls_key.is_empty() {
             return Err(invalid(
                 "http.tls_key",
@@ -758,18 +825,7 @@ impl Config {
                     "16 to 512",
                 ));
             }
-            const PRESETS: [&str; 9] = [
-                "ultrafast",
-                "superfast",
-                "veryfast",
-                "faster",
-                "fast",
-                "medium",
-                "slow",
-                "slower",
-                "veryslow",
-            ];
-            if !PRESETS.contains(&r.preset.as_str()) {
+            if !X264_PRESETS.contains(&r.preset.as_str()) {
                 return Err(invalid(
                     format!("transcode.ladder[{i}].preset"),
                     format!("{:?}", r.preset),
@@ -813,6 +869,7 @@ impl Config {
                     "a unique key of at least 8 characters (or key_env naming a variable that holds one)",
                 ));
             }
+            auth::validate_identities(&format!("channels[{i}].owners"), &ch.owners)?;
             if ch.key.expose() == ch.name {
                 return Err(invalid(
                     format!("channels[{i}].key"),
@@ -845,6 +902,8 @@ impl Config {
                 "\"pretty\" or \"json\"",
             ));
         }
+        auth::validate_identities("server.admin_identities", &self.server.admin_identities)?;
+        self.auth.validate()?;
         self.validate_announce()
     }
 
@@ -993,11 +1052,59 @@ impl Config {
         Ok(())
     }
 
+    fn validate_webrtc(&self) -> Result<(), ConfigError> {
+        let w = &self.webrtc;
+        positive("webrtc.max_sessions", w.max_sessions as f64)?;
+        positive(
+            "webrtc.max_sessions_per_address",
+            w.max_sessions_per_address as f64,
+        )?;
+        if let Some(ip) = w
+            .public_addresses
+            .iter()
+            .find(|ip| ip.is_unspecified() || ip.is_multicast())
+        {
+            return Err(invalid(
+                "webrtc.public_addresses",
+                ip.to_string(),
+                "addresses browsers can reach (not 0.0.0.0, ::, or multicast)",
+            ));
+        }
+        if !X264_PRESETS.contains(&w.convert_preset.as_str()) {
+            return Err(invalid(
+                "webrtc.convert_preset",
+                format!("{:?}", w.convert_preset),
+                "an x264 preset: ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow",
+            ));
+        }
+        if !(16..=512).contains(&w.audio_kbps) {
+            return Err(invalid(
+                "webrtc.audio_kbps",
+                w.audio_kbps.to_string(),
+                "16 to 512",
+            ));
+        }
+        Ok(())
+    }
+
     /// The effective settings as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
+
+/// The x264 presets, fastest first.
+const X264_PRESETS: [&str; 9] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+];
 
 fn invalid(key: impl Into<String>, value: impl Into<String>, allowed: &str) -> ConfigError {
     ConfigError::Invalid {
@@ -1112,11 +1219,21 @@ mod tests {
             vec![
                 ("ONAIR__HTTP__LISTEN".into(), "127.0.0.1:9000".into()),
                 ("ONAIR__HLS__SEGMENT_SECONDS".into(), "4".into()),
+                (
+                    "ONAIR__WEBRTC__PUBLIC_ADDRESSES".into(),
+                    "203.0.113.7,2001:db8::1".into(),
+                ),
             ],
         )
         .expect("loads");
         assert_eq!(cfg.http.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(cfg.hls.segment_seconds, 4.0);
+        // A container sets the address browsers reach from its environment.
+        let want: Vec<std::net::IpAddr> = vec![
+            "203.0.113.7".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        ];
+        assert_eq!(cfg.webrtc.public_addresses, want);
     }
 
     #[test]
@@ -1133,6 +1250,16 @@ mod tests {
                 "channels[0].key",
             ),
             ("[rtmp]\nlisten = \"nowhere\"\n", "rtmp.listen"),
+            ("[webrtc]\nmax_sessions = 0\n", "webrtc.max_sessions"),
+            (
+                "[webrtc]\npublic_addresses = [\"0.0.0.0\"]\n",
+                "webrtc.public_addresses",
+            ),
+            (
+                "[webrtc]\nconvert_preset = \"turbo\"\n",
+                "webrtc.convert_preset",
+            ),
+            ("[webrtc]\naudio_kbps = 4\n", "webrtc.audio_kbps"),
             ("[srt]\nlisten = \"8890\"\n", "srt.listen"),
             ("[srt]\nlatency_ms = 60000\n", "srt.latency_ms"),
             ("[srt]\npassphrase = \"short\"\n", "srt.passphrase"),

@@ -272,27 +272,49 @@ pub fn http_route(data: &[u8]) {
         store.push_segment("alice", "source", 0, &seg, chrono::Utc::now());
         let tracker = tokio_util::task::TaskTracker::new();
         // An in-memory database: fuzzed admin bans must not reach a file.
-        let chat = rt
+        let (chat, auth) = rt
             .block_on(async {
                 let db = crate::db::Db::open_in_memory().await?;
-                crate::chat::Chat::start(
+                let chat = crate::chat::Chat::start(
                     crate::config::ChatConfig::default(),
                     bus.clone(),
+                    db.clone(),
+                    &tracker,
+                    tokio_util::sync::CancellationToken::new(),
+                )
+                .await?;
+                // A key from the secret, not a file: nothing of the fuzzer reaches the disk.
+                let mut cfg = crate::config::Config::default();
+                cfg.auth.secret = crate::config::Secret::new("fuzz-auth-secret-0123456789");
+                let auth = crate::identity::Auth::spawn(
+                    &cfg,
                     db,
                     &tracker,
                     tokio_util::sync::CancellationToken::new(),
                 )
-                .await
+                .map_err(|e| crate::db::DbError::BadRow {
+                    table: "auth",
+                    reason: e.to_string(),
+                })?;
+                Ok::<_, crate::db::DbError>((chat, auth))
             })
-            .expect("chat with an in-memory database");
+            .expect("chat and sign-in with an in-memory database");
+        let ingest = Arc::new(crate::ingest::Ingest::new(
+            crate::ingest::KeyTable::default(),
+            bus.clone(),
+        ));
         Arc::new(HttpState {
+            auth,
+            public_url: "http://localhost:8080".into(),
             store,
             bus,
             announce: Arc::new(crate::announce::AnnounceStats::default()),
             chat,
             admin_token: crate::config::Secret::new("fuzz-admin-token"),
+            ingest,
             trusted_proxies: Vec::new(),
             transcoder: None,
+            whip: None,
         })
     });
     let Some((&m, rest)) = data.split_first() else {

@@ -22,6 +22,7 @@ pub mod db;
 pub mod fuzzing;
 pub mod hls;
 pub mod http;
+pub mod identity;
 pub mod ingest;
 pub mod limits;
 pub mod metrics;
@@ -66,12 +67,18 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
+    Webrtc(#[from] ingest::whip::WhipStartError),
+    #[error(transparent)]
     Db(#[from] db::DbError),
+    #[error(transparent)]
+    Auth(#[from] identity::service::AuthStartError),
 }
 
 /// A running server.
 pub struct Server {
     pub rtmp_addr: SocketAddr,
+    /// The WebRTC (WHIP) UDP address, when WHIP started.
+    pub webrtc_addr: Option<SocketAddr>,
     /// The RTMPS listener's address, when `rtmp.tls_listen` is set.
     pub rtmps_addr: Option<SocketAddr>,
     /// The SRT listener's address, unless `srt.listen` is empty.
@@ -86,6 +93,8 @@ pub struct Server {
     pub chat: Arc<Chat>,
     /// The database (`{storage.data_dir}/onair.sqlite3`).
     pub db: db::Db,
+    /// Sign-in: sessions, providers, cross-posts.
+    pub auth: Arc<identity::Auth>,
     /// Per-target announcement counters (attempts, successes, failures, dropped).
     pub announce: Arc<announce::AnnounceStats>,
     announcer: announce::AnnounceHandle,
@@ -188,6 +197,30 @@ impl Server {
                 cancel.child_token(),
             ));
         }
+        // Browser-codec conversion runs on the transcode pool, or on a pool of its own when
+        // the ladder is empty.
+        let pool = match &transcoder {
+            Some(t) => Some(t.pool()),
+            None => transcode::conversion_pool(&cfg.transcode),
+        };
+        let whip = match pool {
+            Some(pool) => Some(
+                ingest::whip::WhipIngest::start(
+                    &cfg,
+                    ingest.clone(),
+                    bus.clone(),
+                    pool,
+                    &tracker,
+                    cancel.child_token(),
+                )
+                .await?,
+            ),
+            None => {
+                error!("WHIP ingest disabled: no worker threads for browser codecs");
+                None
+            }
+        };
+        let webrtc_addr = whip.as_ref().map(|w| w.addr);
         let srt = match cfg.srt.listen_addr() {
             Some(addr) => Some(
                 ingest::srt::SrtIngest::start(
@@ -211,15 +244,26 @@ impl Server {
             cancel.child_token(),
         )
         .await?;
+        let auth = identity::Auth::spawn(&cfg, db.clone(), &tracker, cancel.child_token())?;
+        // Announced go-lives are also posted on owners' own accounts, when they asked.
+        let owners = auth.clone();
+        announce.on_live(Arc::new(move |a| {
+            let auth = owners.clone();
+            tokio::spawn(async move { auth.owner_go_live(&a).await });
+        }));
         metrics::init(&tracker, cancel.child_token());
         let state = Arc::new(HttpState {
+            auth: auth.clone(),
+            public_url: cfg.server.public_url.trim_end_matches('/').to_string(),
             announce: announce.stats.clone(),
             store: store.clone(),
             bus: bus.clone(),
             chat: chat.clone(),
             admin_token: cfg.server.admin_token.clone(),
+            ingest: ingest.clone(),
             trusted_proxies: cfg.chat.trusted_proxies.clone(),
             transcoder: transcoder.clone(),
+            whip,
         });
         let tls = http::tls_config(&cfg.http)?;
         certificates.extend(tls.clone());
@@ -230,9 +274,10 @@ impl Server {
             tls,
             cancel.child_token(),
         ));
-        info!(rtmp = %rtmp_addr, rtmps = ?rtmps_addr, srt = ?srt_addr, http = %http_addr, channels = cfg.channels.len(), "onair ready");
+        info!(rtmp = %rtmp_addr, rtmps = ?rtmps_addr, srt = ?srt_addr, http = %http_addr, webrtc = ?webrtc_addr, channels = cfg.channels.len(), "onair ready");
         let server = Server {
             rtmp_addr,
+            webrtc_addr,
             rtmps_addr,
             srt_addr,
             srt,
@@ -242,6 +287,7 @@ impl Server {
             store,
             chat,
             db,
+            auth,
             announce: announce.stats.clone(),
             announcer: announce,
             cancel,
@@ -313,6 +359,9 @@ impl Server {
         }
         // Titles, new channels and rotated keys reach the announcer now; its targets at restart.
         self.announcer.set_channels(&new.channels);
+        // Owners and admins change live too.
+        self.auth
+            .set_roles(&new.channels, &new.server.admin_identities);
         // Listeners, segmenting and transcoding are built at start; say what waits for a restart.
         let sections = [
             ("rtmp", format!("{:?}", old.rtmp), format!("{:?}", new.rtmp)),
@@ -332,6 +381,11 @@ impl Server {
             ),
             ("http", format!("{:?}", old.http), format!("{:?}", new.http)),
             ("hls", format!("{:?}", old.hls), format!("{:?}", new.hls)),
+            (
+                "webrtc",
+                format!("{:?}", old.webrtc),
+                format!("{:?}", new.webrtc),
+            ),
             (
                 "transcode",
                 format!("{:?}", old.transcode),
@@ -361,6 +415,9 @@ impl Server {
         // Compared with PartialEq, not Debug: Debug hides the secrets, whose change counts too.
         if old.announce != new.announce {
             report.needs_restart.push("announce");
+        }
+        if old.auth != new.auth {
+            report.needs_restart.push("auth");
         }
         info!(
             added = ?report.added,

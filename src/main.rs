@@ -150,12 +150,16 @@ fn serve(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             .rtmps_addr
             .map(|a| format!(" rtmps={a}"))
             .unwrap_or_default();
+        let webrtc = server
+            .webrtc_addr
+            .map(|a| format!(" webrtc={a}"))
+            .unwrap_or_default();
         let srt = server
             .srt_addr
             .map(|a| format!(" srt={a}"))
             .unwrap_or_default();
         println!(
-            "onair listening rtmp={} http={}{rtmps}{srt}",
+            "onair listening rtmp={} http={}{rtmps}{srt}{webrtc}",
             server.rtmp_addr, server.http_addr
         );
         loop {

@@ -32,6 +32,7 @@ fn channel(name: &str, key: &str, title: Option<&str>) -> ChannelConfig {
         key: Secret::new(key),
         key_env: None,
         title: title.map(String::from),
+        owners: Vec::new(),
     }
 }
 
@@ -497,6 +498,7 @@ async fn reload_brings_new_titles_and_channels_and_reports_announce_changes() {
     let mut cfg = config();
     cfg.rtmp.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.http.listen = "127.0.0.1:0".parse().expect("addr");
+    cfg.webrtc.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.storage.data_dir = common::temp_dir("announce-reload");
     cfg.srt.listen = "127.0.0.1:0".into();
     mastodon(&mut cfg, &m);

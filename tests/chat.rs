@@ -5,161 +5,15 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::api::{admin, post_chat, request, ADMIN_TOKEN};
+use common::sse::*;
 use common::*;
 use serde_json::{json, Value};
 
 const SECS: Duration = Duration::from_secs(1);
 const TOKEN: &str = ADMIN_TOKEN;
-
-/// One server-sent event.
-#[derive(Debug, Clone)]
-struct Event {
-    id: Option<String>,
-    event: String,
-    data: String,
-}
-
-impl Event {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.data).unwrap_or(Value::Null)
-    }
-}
-
-/// An event-stream subscriber: a thread reads the stream and parses events into a channel.
-struct Sse {
-    rx: mpsc::Receiver<Option<Event>>,
-    pub status: u16,
-    pub content_type: String,
-}
-
-impl Sse {
-    fn open(srv: &TestServer, channel: &str, last_id: Option<&str>) -> Sse {
-        Self::open_with(srv, channel, last_id, &[])
-    }
-
-    fn open_with(
-        srv: &TestServer,
-        channel: &str,
-        last_id: Option<&str>,
-        headers: &[(&str, &str)],
-    ) -> Sse {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(5 * SECS)
-            .timeout_read(60 * SECS)
-            .build();
-        let mut req = agent.get(&srv.url(&format!("/api/channels/{channel}/events")));
-        if let Some(id) = last_id {
-            req = req.set("Last-Event-ID", id);
-        }
-        for (k, v) in headers {
-            req = req.set(k, v);
-        }
-        let (tx, rx) = mpsc::channel();
-        let resp = match req.call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(code, r)) => {
-                return Sse {
-                    rx,
-                    status: code,
-                    content_type: r.content_type().to_string(),
-                }
-            }
-            Err(e) => panic!("event stream: {e}"),
-        };
-        let status = resp.status();
-        let content_type = resp.header("content-type").unwrap_or("").to_string();
-        let reader = BufReader::new(resp.into_reader());
-        std::thread::spawn(move || {
-            let mut cur = Event {
-                id: None,
-                event: "message".into(),
-                data: String::new(),
-            };
-            for line in reader.lines() {
-                let Ok(line) = line else { break };
-                if line.is_empty() {
-                    if !cur.data.is_empty() {
-                        let done = std::mem::replace(
-                            &mut cur,
-                            Event {
-                                id: None,
-                                event: "message".into(),
-                                data: String::new(),
-                            },
-                        );
-                        if tx.send(Some(done)).is_err() {
-                            return;
-                        }
-                    }
-                    continue;
-                }
-                if let Some(v) = line.strip_prefix("id: ") {
-                    cur.id = Some(v.to_string());
-                } else if let Some(v) = line.strip_prefix("event: ") {
-                    cur.event = v.to_string();
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    cur.data.push_str(v);
-                }
-            }
-            let _ = tx.send(None);
-        });
-        Sse {
-            rx,
-            status,
-            content_type,
-        }
-    }
-
-    /// The next event matching `f`, skipping others; panics after `within`.
-    fn next_where(&self, within: Duration, what: &str, f: impl Fn(&Event) -> bool) -> Event {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(Some(e)) if f(&e) => return e,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("stream ended while waiting for {what}"),
-                Err(_) => panic!("timed out after {within:?} waiting for {what}"),
-            }
-        }
-    }
-
-    fn next_event(&self, name: &str) -> Event {
-        self.next_where(10 * SECS, name, |e| e.event == name)
-    }
-
-    /// Whether the stream ends within `d` (events before the end are skipped).
-    fn ends_within(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
-        loop {
-            match self
-                .rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(Some(_)) => {}
-                Ok(None) => return true,
-                Err(_) => return false,
-            }
-        }
-    }
-
-    /// Every event that arrives within `d`.
-    fn drain_for(&self, d: Duration) -> Vec<Event> {
-        let deadline = Instant::now() + d;
-        let mut out = Vec::new();
-        while let Ok(Some(e)) = self
-            .rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            out.push(e);
-        }
-        out
-    }
-}
 
 #[test]
 fn messages_reach_subscribers_and_resume_replays_what_was_missed() {
@@ -440,12 +294,21 @@ fn admin_api_is_off_without_a_token_and_forwarded_for_is_ignored_from_strangers(
     let srv = TestServer::start("");
     let a = request(
         &srv,
+        "GET",
+        "/api/admin/streams",
+        None,
+        &[("Authorization", "Bearer ")],
+    );
+    assert_eq!(a.status, 404, "{:?}", a.body);
+    // Channel-scoped routes stay: they also take the channel's stream key (tests/studio_api.rs).
+    let a = request(
+        &srv,
         "POST",
         "/api/admin/channels/alice/bans",
         Some("{\"nick\": \"x\"}"),
         &[("Authorization", "Bearer ")],
     );
-    assert_eq!(a.status, 404, "{:?}", a.body);
+    assert_eq!(a.status, 401, "{:?}", a.body);
     // 127.0.0.1 is not a trusted proxy here: a forged header does not change the address, so
     // a spammer cannot dodge the per-address limit by inventing addresses.
     let srv = TestServer::start("[chat]\nburst = 1\nrate_per_second = 0.01\n");

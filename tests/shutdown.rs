@@ -24,6 +24,7 @@ fn shutdown_ends_live_playlists_with_endlist_and_stops_accepting() {
     let mut cfg = Config::default();
     cfg.rtmp.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.http.listen = "127.0.0.1:0".parse().expect("addr");
+    cfg.webrtc.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.storage.data_dir = temp_dir("shutdown-db");
     cfg.srt.listen = "127.0.0.1:0".into();
     cfg.channels = vec![ChannelConfig {
@@ -31,6 +32,7 @@ fn shutdown_ends_live_playlists_with_endlist_and_stops_accepting() {
         key: Secret::new(ALICE_KEY),
         key_env: None,
         title: None,
+        owners: Vec::new(),
     }];
     let server = rt.block_on(onair::Server::start(cfg)).expect("start");
     let (rtmp, http) = (server.rtmp_addr.to_string(), server.http_addr.to_string());

@@ -29,6 +29,26 @@ pub fn link_facets(text: &str, url: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// An `app.bsky.feed.post` of `a`: its text within Bluesky's 300 graphemes (characters are a
+/// close, never smaller, count), the link as a facet, and with `card` (title, description) an
+/// external embed, the link card Bluesky does not make by itself.
+pub fn post_record(a: &Announcement, card: Option<(&str, &str)>) -> serde_json::Value {
+    let text = a.fit(300, |t, _| t.chars().count());
+    let mut rec = serde_json::json!({
+        "$type": "app.bsky.feed.post",
+        "createdAt": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "facets": link_facets(&text, &a.url),
+        "text": text,
+    });
+    if let Some((title, description)) = card {
+        rec["embed"] = serde_json::json!({
+            "$type": "app.bsky.embed.external",
+            "external": { "uri": a.url, "title": title, "description": description },
+        });
+    }
+    rec
+}
+
 impl BlueskyTarget {
     pub fn new(cfg: BlueskyConfig) -> Self {
         Self { cfg }
@@ -36,14 +56,7 @@ impl BlueskyTarget {
 
     /// The record to create.
     pub fn record(a: &Announcement) -> serde_json::Value {
-        // Bluesky allows 300 graphemes; characters are a close, never smaller, count.
-        let text = a.fit(300, |t, _| t.chars().count());
-        serde_json::json!({
-            "$type": "app.bsky.feed.post",
-            "createdAt": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "facets": link_facets(&text, &a.url),
-            "text": text,
-        })
+        post_record(a, None)
     }
 
     pub async fn attempt(

@@ -21,24 +21,41 @@ impl MastodonTarget {
         client: &reqwest::Client,
         a: &Announcement,
     ) -> Result<(), AttemptError> {
-        let url = format!(
-            "{}/api/v1/statuses",
-            self.cfg.instance_url.trim_end_matches('/')
-        );
-        // Mastodon's default limit: 500 characters, a link counting as 23.
-        let text = a.fit(500, |t, u| length_with_links(t, u, 23));
-        let resp = client
-            .post(url)
-            .bearer_auth(self.cfg.access_token.expose())
-            .header("Idempotency-Key", &a.id)
-            .form(&[
-                ("status", text.as_str()),
-                ("visibility", self.cfg.visibility.as_str()),
-            ])
-            .send()
-            .await
-            .map_err(AttemptError::network)?;
+        let resp = status_request(
+            client,
+            &self.cfg.instance_url,
+            self.cfg.access_token.expose(),
+            a,
+            &self.cfg.visibility,
+        )
+        .send()
+        .await
+        .map_err(AttemptError::network)?;
         check(resp).await?;
         Ok(())
     }
+}
+
+/// The post's text within Mastodon's default 500 characters (a link counts as 23).
+pub fn text(a: &Announcement) -> String {
+    a.fit(500, |t, u| length_with_links(t, u, 23))
+}
+
+/// `POST {instance}/api/v1/statuses` of `a` as the token's account: the go-live post, and a
+/// viewer's cross-post (`identity::crosspost`).
+pub fn status_request(
+    client: &reqwest::Client,
+    instance: &str,
+    token: &str,
+    a: &Announcement,
+    visibility: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!(
+            "{}/api/v1/statuses",
+            instance.trim_end_matches('/')
+        ))
+        .bearer_auth(token)
+        .header("Idempotency-Key", &a.id)
+        .form(&[("status", text(a).as_str()), ("visibility", visibility)])
 }

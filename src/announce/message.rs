@@ -13,6 +13,8 @@ pub enum AnnounceKind {
     Ended,
     /// `onair announce-test`.
     Test,
+    /// A viewer's chat message posted on their own account (`identity::crosspost`).
+    CrossPost,
 }
 
 impl AnnounceKind {
@@ -22,6 +24,7 @@ impl AnnounceKind {
             AnnounceKind::Live => "live",
             AnnounceKind::Ended => "ended",
             AnnounceKind::Test => "test",
+            AnnounceKind::CrossPost => "cross_post",
         }
     }
 }

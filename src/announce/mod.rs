@@ -18,7 +18,7 @@ pub mod twitter;
 pub mod webhook;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -31,7 +31,7 @@ use tracing::{error, info, warn};
 use crate::bus::{Bus, Lifecycle};
 use crate::config::{AnnounceConfig, ChannelConfig, Config, Secret};
 pub use message::{AnnounceKind, Announcement};
-pub use queue::{AnnounceStats, Delivery, RetryPolicy, TargetStats};
+pub use queue::{AnnounceStats, Delivery, Destination, RetryPolicy, TargetStats};
 
 use bluesky::BlueskyTarget;
 use mastodon::MastodonTarget;
@@ -90,6 +90,36 @@ impl Target {
             Target::Bluesky(t) => t.attempt(client, a).await,
             Target::Webhook(t) => t.attempt(client, a).await,
         }
+    }
+}
+
+/// A go-live target with the client it posts through: what the delivery queue serves.
+pub struct Posting {
+    pub target: Target,
+    pub client: reqwest::Client,
+}
+
+impl Destination for Posting {
+    type Post = Announcement;
+
+    fn name(&self) -> &str {
+        self.target.name()
+    }
+
+    fn noun(&self) -> &'static str {
+        "announcement"
+    }
+
+    fn credentials_hint(&self) -> &'static str {
+        self.target.credentials_hint()
+    }
+
+    fn about<'p>(&self, a: &'p Announcement) -> (&'p str, &'static str) {
+        (&a.channel, a.kind.as_str())
+    }
+
+    async fn attempt(&self, a: &Announcement) -> Result<(), AttemptError> {
+        self.target.attempt(&self.client, a).await
     }
 }
 
@@ -188,11 +218,17 @@ impl ChannelFacts {
 /// A std lock: held only to clone or swap the `Arc`, never across an await.
 type SharedFacts = Arc<RwLock<Arc<ChannelFacts>>>;
 
+/// Also posts each announced go-live somewhere else (a channel owner's own account, from
+/// `identity`). Called from the dispatcher: it must only hand the post on, never wait.
+pub type LiveHook = Arc<dyn Fn(Arc<Announcement>) + Send + Sync>;
+
 /// What `Server` keeps of the announcer.
 #[derive(Clone)]
 pub struct AnnounceHandle {
     pub stats: Arc<AnnounceStats>,
     channels: SharedFacts,
+    /// Set once, when the sign-in component has started.
+    live_hook: Arc<OnceLock<LiveHook>>,
 }
 
 impl AnnounceHandle {
@@ -201,6 +237,12 @@ impl AnnounceHandle {
     pub fn set_channels(&self, channels: &[ChannelConfig]) {
         let facts = Arc::new(ChannelFacts::new(channels));
         *self.channels.write().unwrap_or_else(|e| e.into_inner()) = facts;
+    }
+
+    /// Hands every announced go-live to `hook` too (after the grace filter and the stream-key
+    /// check), whether or not a target is enabled.
+    pub fn on_live(&self, hook: LiveHook) {
+        let _ = self.live_hook.set(hook);
     }
 }
 
@@ -222,6 +264,7 @@ struct Dispatcher {
     /// "Ended" posts waiting for the grace period to pass without a reconnect.
     pending_ended: HashMap<String, (Instant, Arc<Announcement>)>,
     targets: Vec<Queued>,
+    live_hook: Arc<OnceLock<LiveHook>>,
 }
 
 /// Starts the announcer: one task per enabled target and the dispatcher. Subscribes to the
@@ -234,12 +277,10 @@ pub fn start(
 ) -> Result<AnnounceHandle, AnnounceError> {
     let targets = build_targets(&cfg.announce);
     let channels: SharedFacts = Arc::new(RwLock::new(Arc::new(ChannelFacts::new(&cfg.channels))));
+    let live_hook: Arc<OnceLock<LiveHook>> = Arc::new(OnceLock::new());
     if targets.is_empty() {
+        // The dispatcher still runs: owners may post their go-live from their own accounts.
         info!("announcements off: no target enabled");
-        return Ok(AnnounceHandle {
-            stats: Arc::new(AnnounceStats::default()),
-            channels,
-        });
     }
     let client = http_client(&cfg.announce)?;
     let policy = retry_policy(&cfg.announce);
@@ -248,10 +289,13 @@ pub fn start(
         let stats = Arc::new(TargetStats::new(t.name()));
         let name = t.name().to_string();
         let tx = queue::spawn_worker(
-            t,
-            client.clone(),
+            Posting {
+                target: t,
+                client: client.clone(),
+            },
             policy,
             cfg.announce.queue,
+            1,
             stats.clone(),
             tracker,
             cancel.child_token(),
@@ -261,11 +305,13 @@ pub fn start(
     let stats = Arc::new(AnnounceStats {
         targets: queued.iter().map(|q| q.stats.clone()).collect(),
     });
-    info!(
-        targets = %queued.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(","),
-        grace_seconds = cfg.announce.grace_seconds,
-        "announcements on"
-    );
+    if !queued.is_empty() {
+        info!(
+            targets = %queued.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(","),
+            grace_seconds = cfg.announce.grace_seconds,
+            "announcements on"
+        );
+    }
     let d = Dispatcher {
         cfg: cfg.announce.clone(),
         public_url: cfg.server.public_url.clone(),
@@ -274,10 +320,15 @@ pub fn start(
         live_since: HashMap::new(),
         pending_ended: HashMap::new(),
         targets: queued,
+        live_hook: live_hook.clone(),
     };
     let rx = bus.subscribe_lifecycle();
     tracker.spawn(d.run(rx, cancel));
-    Ok(AnnounceHandle { stats, channels })
+    Ok(AnnounceHandle {
+        stats,
+        channels,
+        live_hook,
+    })
 }
 
 impl Dispatcher {
@@ -399,7 +450,14 @@ impl Dispatcher {
                 "announcement text would contain a stream key (check the channel title and announce templates); not posted");
             return;
         }
-        info!(channel = %a.channel, event = a.kind.as_str(), text = %a.text, "announcing");
+        if a.kind == AnnounceKind::Live {
+            if let Some(hook) = self.live_hook.get() {
+                hook(a.clone());
+            }
+        }
+        if !self.targets.is_empty() {
+            info!(channel = %a.channel, event = a.kind.as_str(), text = %a.text, "announcing");
+        }
         for t in &self.targets {
             match t.tx.try_send(a.clone()) {
                 Ok(()) => {}
@@ -456,8 +514,10 @@ pub async fn send_test(
         let (client, a, cancel) = (client.clone(), a.clone(), cancel.clone());
         set.spawn(async move {
             let stats = TargetStats::new(t.name());
-            let d = queue::deliver(&t, &client, &a, policy, &stats, &cancel).await;
-            (i, t.name().to_string(), d)
+            let name = t.name().to_string();
+            let p = Posting { target: t, client };
+            let d = queue::deliver(&p, &a, policy, &stats, &cancel).await;
+            (i, name, d)
         });
     }
     let mut out = Vec::new();

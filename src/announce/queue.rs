@@ -1,5 +1,6 @@
 //! The delivery core: one task per target reads a bounded queue and delivers each post with
-//! retries. 429, 5xx, 408 and network errors (timeouts included) are retried with exponential
+//! retries. It serves every kind of post through [`Destination`]: the go-live announcements
+//! (`mod.rs`) and viewers' cross-posts (`identity::crosspost`). 429, 5xx, 408 and network errors (timeouts included) are retried with exponential
 //! backoff and jitter, honouring `Retry-After` and `x-rate-limit-reset`; any other refusal
 //! (401/403 above all) is final and logged once with the target's name and what to check.
 //!
@@ -19,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn, Instrument};
 
-use super::message::Announcement;
-use super::Target;
+use std::future::Future;
+
+use tokio::sync::Semaphore;
 
 /// Counters of one target, read by `/metrics`. Relaxed atomics: plain counters, no ordering.
 #[derive(Debug)]
@@ -68,6 +70,26 @@ impl AnnounceStats {
     pub fn target(&self, name: &str) -> Option<&TargetStats> {
         self.targets.iter().find(|t| t.name == name).map(|t| &**t)
     }
+}
+
+/// Where the queue delivers posts: a go-live target, or viewers' own accounts.
+pub trait Destination: Send + Sync + 'static {
+    type Post: Send + Sync + 'static;
+    /// The name in logs and metrics.
+    fn name(&self) -> &str;
+    /// What a post is called in log lines ("announcement", "cross-post").
+    fn noun(&self) -> &'static str;
+    /// What an admin should check when the destination refuses us.
+    fn credentials_hint(&self) -> &'static str;
+    /// A post's channel and kind, for log fields.
+    fn about<'p>(&self, p: &'p Self::Post) -> (&'p str, &'static str);
+    /// One try: builds and sends the request(s).
+    fn attempt<'a>(
+        &'a self,
+        p: &'a Self::Post,
+    ) -> impl Future<Output = Result<(), AttemptError>> + Send + 'a;
+    /// Told how a post ended (delivered or given up), once.
+    fn finished(&self, _p: &Self::Post, _d: &Delivery) {}
 }
 
 /// How often and how patiently to try.
@@ -233,28 +255,49 @@ pub enum Delivery {
     Cancelled,
 }
 
-/// Delivers one post to one target, trying up to `policy.tries` times.
-pub async fn deliver(
-    target: &Target,
-    client: &reqwest::Client,
-    a: &Announcement,
+/// Delivers one post to one destination, trying up to `policy.tries` times.
+pub async fn deliver<D: Destination>(
+    target: &D,
+    a: &D::Post,
+    policy: RetryPolicy,
+    stats: &TargetStats,
+    cancel: &CancellationToken,
+) -> Delivery {
+    let d = deliver_inner(target, a, policy, stats, cancel).await;
+    if !matches!(d, Delivery::Cancelled) {
+        target.finished(a, &d);
+    }
+    d
+}
+
+async fn deliver_inner<D: Destination>(
+    target: &D,
+    a: &D::Post,
     policy: RetryPolicy,
     stats: &TargetStats,
     cancel: &CancellationToken,
 ) -> Delivery {
     let name = target.name();
+    let noun = target.noun();
+    let (channel, event) = target.about(a);
     let mut try_no = 0;
     loop {
         try_no += 1;
         stats.attempts.fetch_add(1, Ordering::Relaxed);
         let result = tokio::select! {
             _ = cancel.cancelled() => return Delivery::Cancelled,
-            r = target.attempt(client, a) => r,
+            r = target.attempt(a) => r,
         };
         let err = match result {
             Ok(()) => {
                 stats.successes.fetch_add(1, Ordering::Relaxed);
-                info!(target = name, channel = %a.channel, event = a.kind.as_str(), tries = try_no, "announcement posted");
+                info!(
+                    target = name,
+                    channel,
+                    event,
+                    tries = try_no,
+                    "{noun} posted"
+                );
                 return Delivery::Delivered { tries: try_no };
             }
             Err(e) => e,
@@ -263,17 +306,17 @@ pub async fn deliver(
             stats.failures.fetch_add(1, Ordering::Relaxed);
             let status = err.status();
             if status == Some(401) {
-                error!(target = name, channel = %a.channel, status, error = %err,
-                    "announcement refused by {name}: credentials not accepted; check {} (not retried)", target.credentials_hint());
+                error!(target = name, channel, status, error = %err,
+                    "{noun} refused by {name}: credentials not accepted; check {} (not retried)", target.credentials_hint());
             } else if status == Some(403) {
-                error!(target = name, channel = %a.channel, status, error = %err,
-                    "announcement refused by {name} (not retried): see its answer; if it is about permissions, check {}", target.credentials_hint());
+                error!(target = name, channel, status, error = %err,
+                    "{noun} refused by {name} (not retried): see its answer; if it is about permissions, check {}", target.credentials_hint());
             } else if err.retryable() {
-                error!(target = name, channel = %a.channel, status, tries = try_no, error = %err,
-                    "announcement to {name} failed after {try_no} tries; giving up");
+                error!(target = name, channel, status, tries = try_no, error = %err,
+                    "{noun} to {name} failed after {try_no} tries; giving up");
             } else {
-                error!(target = name, channel = %a.channel, status, error = %err,
-                    "announcement refused by {name} (not retried)");
+                error!(target = name, channel, status, error = %err,
+                    "{noun} refused by {name} (not retried)");
             }
             return Delivery::GaveUp {
                 tries: try_no,
@@ -281,8 +324,8 @@ pub async fn deliver(
             };
         }
         let wait = policy.delay(try_no, &err);
-        warn!(target = name, channel = %a.channel, status = err.status(), error = %err,
-            retry_in_ms = wait.as_millis() as u64, try_no, "announcement to {name} failed; will retry");
+        warn!(target = name, channel, status = err.status(), error = %err,
+            retry_in_ms = wait.as_millis() as u64, try_no, "{noun} to {name} failed; will retry");
         tokio::select! {
             _ = cancel.cancelled() => return Delivery::Cancelled,
             _ = tokio::time::sleep(wait) => {}
@@ -290,18 +333,24 @@ pub async fn deliver(
     }
 }
 
-/// Starts a target's task; returns the sending side of its bounded queue.
-pub fn spawn_worker(
-    target: Target,
-    client: reqwest::Client,
+/// Starts a destination's task; returns the sending side of its bounded queue. With
+/// `concurrency` 1 posts go out one after the other, in order (announcements); more lets that
+/// many deliveries run at once (cross-posts, where one slow server must not hold up the
+/// others' posts), each still retried on its own.
+pub fn spawn_worker<D: Destination>(
+    target: D,
     policy: RetryPolicy,
     queue: usize,
+    concurrency: usize,
     stats: Arc<TargetStats>,
     tracker: &TaskTracker,
     cancel: CancellationToken,
-) -> mpsc::Sender<Arc<Announcement>> {
-    let (tx, mut rx) = mpsc::channel::<Arc<Announcement>>(queue);
+) -> mpsc::Sender<Arc<D::Post>> {
+    let (tx, mut rx) = mpsc::channel::<Arc<D::Post>>(queue);
     let span = tracing::info_span!("announce", target = %target.name());
+    let target = Arc::new(target);
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let t = tracker.clone();
     tracker.spawn(
         async move {
             loop {
@@ -312,11 +361,29 @@ pub fn spawn_worker(
                         None => break,
                     },
                 };
-                if let Delivery::Cancelled =
-                    deliver(&target, &client, &a, policy, &stats, &cancel).await
-                {
-                    break;
+                if concurrency <= 1 {
+                    if let Delivery::Cancelled =
+                        deliver(&*target, &a, policy, &stats, &cancel).await
+                    {
+                        break;
+                    }
+                    continue;
                 }
+                let permit = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let (target, stats, cancel) = (target.clone(), stats.clone(), cancel.clone());
+                t.spawn(
+                    async move {
+                        deliver(&*target, &a, policy, &stats, &cancel).await;
+                        drop(permit);
+                    }
+                    .in_current_span(),
+                );
             }
         }
         .instrument(span),

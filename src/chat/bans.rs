@@ -28,11 +28,15 @@ pub const IMPORT_NAME: &str = "chat.bans_file";
 pub struct Bans {
     pub nicks: BTreeSet<String>,
     pub addresses: BTreeSet<IpAddr>,
+    /// Signed-in identities, `provider:id`; left out of the JSON when there are none, so the
+    /// file stays readable by versions without sign-in.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub identities: BTreeSet<String>,
 }
 
 impl Bans {
     pub fn is_empty(&self) -> bool {
-        self.nicks.is_empty() && self.addresses.is_empty()
+        self.nicks.is_empty() && self.addresses.is_empty() && self.identities.is_empty()
     }
 }
 
@@ -159,7 +163,7 @@ pub fn rewrite(conn: &rusqlite::Connection, file: &BanFile) {
 /// Bans in a map, nicks and addresses together.
 pub fn count(map: &BanMap) -> usize {
     map.values()
-        .map(|b| b.nicks.len() + b.addresses.len())
+        .map(|b| b.nicks.len() + b.addresses.len() + b.identities.len())
         .sum()
 }
 

@@ -25,7 +25,7 @@ pub mod bans;
 pub mod moderation;
 mod sse;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +42,7 @@ use tracing::{debug, error, info, instrument, warn};
 use crate::bus::{Bus, ChannelName, Lifecycle};
 use crate::config::ChatConfig;
 use crate::db::{self, Db, DbError};
+use crate::identity::Identity;
 use bans::{BanFile, BanMap, Bans};
 use moderation::{clean_nick, clean_text, Invalid, TokenBucket};
 pub use sse::SseBody;
@@ -122,6 +123,8 @@ pub struct ChatMessage {
     pub text: String,
     /// RFC 3339, UTC, milliseconds.
     pub ts: String,
+    /// The signed-in author as the provider vouched (`null` for anonymous messages).
+    pub author: Option<Identity>,
 }
 
 /// What a ban targets.
@@ -130,6 +133,8 @@ pub enum BanTarget {
     /// Compared case-insensitively.
     Nick(String),
     Address(IpAddr),
+    /// A signed-in identity, `provider:id` (as in `channels[].owners`): banned under any nick.
+    Identity(String),
 }
 
 impl BanTarget {
@@ -138,8 +143,24 @@ impl BanTarget {
         match self {
             BanTarget::Nick(n) => BanTarget::Nick(n.trim().to_lowercase()),
             BanTarget::Address(a) => BanTarget::Address(*a),
+            BanTarget::Identity(i) => BanTarget::Identity(i.trim().to_string()),
         }
     }
+}
+
+/// Who wrote a stored message, for deletion by ban.
+#[derive(Debug, Clone)]
+struct Author {
+    /// The nick, lowercased.
+    nick: String,
+    addr: IpAddr,
+    /// `provider:id` of a signed-in author.
+    identity: Option<String>,
+}
+
+/// The form in which names are compared for impersonation: lowercased, without `@`s.
+fn name_key(s: &str) -> String {
+    s.trim().trim_start_matches('@').to_lowercase()
 }
 
 /// One entry of a channel's history: the rendered frame plus what moderation needs.
@@ -147,7 +168,7 @@ struct Stored {
     id: u64,
     frame: Bytes,
     /// `Some` for chat messages: the author, for deletion by ban.
-    author: Option<(String, IpAddr)>,
+    author: Option<Author>,
 }
 
 /// A channel's mutable chat state.
@@ -156,11 +177,16 @@ struct ChannelState {
     history: VecDeque<Stored>,
     subscribers: usize,
     subscribers_by_address: HashMap<IpAddr, usize>,
+    /// Of those, the broadcaster's own streams (the studio page), which are not viewers.
+    studio_by_address: HashMap<IpAddr, usize>,
     buckets: HashMap<(IpAddr, String), TokenBucket>,
     address_buckets: HashMap<IpAddr, TokenBucket>,
     last_post: HashMap<IpAddr, Instant>,
     slow_mode: Duration,
     bans: Bans,
+    /// Handles (with and without their server) and display names of the signed-in viewers
+    /// who chatted here: anonymous nicks may not take them.
+    signed_names: HashSet<String>,
     /// The last count pushed as a `viewers` event.
     viewers_pushed: u64,
     /// The channel was removed or the server is stopping: its event streams have been told
@@ -203,7 +229,7 @@ impl ChatChannel {
         history_len: usize,
         event: &str,
         data: &serde_json::Value,
-        keep: Option<Option<(String, IpAddr)>>,
+        keep: Option<Option<Author>>,
     ) -> u64 {
         st.last_id += 1;
         let id = st.last_id;
@@ -254,8 +280,9 @@ impl ChatChannel {
             .history
             .iter()
             .filter(|h| match (&h.author, target) {
-                (Some((n, _)), BanTarget::Nick(t)) => n == t,
-                (Some((_, a)), BanTarget::Address(t)) => a == t,
+                (Some(a), BanTarget::Nick(t)) => a.nick == *t,
+                (Some(a), BanTarget::Address(t)) => a.addr == *t,
+                (Some(a), BanTarget::Identity(t)) => a.identity.as_ref() == Some(t),
                 _ => false,
             })
             .map(|h| h.id)
@@ -268,6 +295,9 @@ impl ChatChannel {
                 st.bans.addresses.insert(*a);
                 // Its open event streams end; new ones are refused while the ban lasts.
                 let _ = self.events.send(Ring::Kick(*a));
+            }
+            BanTarget::Identity(i) => {
+                st.bans.identities.insert(i.clone());
             }
         }
         st.history.retain(|h| !doomed.contains(&h.id));
@@ -286,11 +316,13 @@ impl ChatChannel {
         match target {
             BanTarget::Nick(n) => st.bans.nicks.remove(n),
             BanTarget::Address(a) => st.bans.addresses.remove(a),
+            BanTarget::Identity(i) => st.bans.identities.remove(i),
         }
     }
 
     /// Viewers: per address, the number of event streams open from it, or 1 if it only plays
     /// HLS. A player and the chat on one page count once; two tabs behind one NAT count twice.
+    /// The broadcaster's studio streams do not count (nor hide a player at their address).
     fn viewers(&self, now: Instant) -> u64 {
         let hls: Vec<IpAddr> = self
             .lock_hls()
@@ -299,11 +331,12 @@ impl ChatChannel {
             .map(|(a, _)| *a)
             .collect();
         let st = self.lock();
-        let sse: u64 = st.subscribers_by_address.values().map(|n| *n as u64).sum();
-        let hls_only = hls
-            .iter()
-            .filter(|a| !st.subscribers_by_address.contains_key(a))
-            .count() as u64;
+        let counted = |a: &IpAddr| {
+            let all = st.subscribers_by_address.get(a).copied().unwrap_or(0);
+            all.saturating_sub(st.studio_by_address.get(a).copied().unwrap_or(0)) as u64
+        };
+        let sse: u64 = st.subscribers_by_address.keys().map(counted).sum();
+        let hls_only = hls.iter().filter(|a| counted(a) == 0).count() as u64;
         sse + hls_only
     }
 }
@@ -400,6 +433,7 @@ impl Chat {
                     history: VecDeque::new(),
                     subscribers: 0,
                     subscribers_by_address: HashMap::new(),
+                    studio_by_address: HashMap::new(),
                     buckets: HashMap::new(),
                     address_buckets: HashMap::new(),
                     last_post: HashMap::new(),
@@ -408,6 +442,7 @@ impl Chat {
                     bans: lock(&self.saved_bans)
                         .remove(bus.name.as_str())
                         .unwrap_or_default(),
+                    signed_names: HashSet::new(),
                     viewers_pushed: 0,
                     closed: false,
                 }),
@@ -440,24 +475,43 @@ impl Chat {
         map.values().cloned().collect()
     }
 
-    /// Posts a message from `addr`; returns it with its id.
+    /// Posts a message from `addr`: under `nick`, or under `author`'s handle when the viewer
+    /// is signed in; returns it with its id.
     pub fn post(
         &self,
         channel: &str,
         addr: IpAddr,
         nick: &str,
         text: &str,
+        author: Option<&Identity>,
     ) -> Result<ChatMessage, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
-        let nick = clean_nick(nick, self.cfg.max_nick_chars, &self.cfg.blocked_words)?;
+        // A signed-in viewer's name is the provider's, not typed: no nick rules apply to it.
+        let nick = match author {
+            Some(a) => a.handle.clone(),
+            None => clean_nick(nick, self.cfg.max_nick_chars, &self.cfg.blocked_words)?,
+        };
         let text = clean_text(text, self.cfg.max_message_chars, &self.cfg.blocked_words)?;
         let nick_key = nick.to_lowercase();
+        let identity = author.map(Identity::key);
         let now = Instant::now();
         let rate = self.cfg.rate_per_second;
         let burst = self.cfg.burst as f64;
         let mut st = ch.lock();
-        if st.bans.nicks.contains(&nick_key) || st.bans.addresses.contains(&addr) {
+        if st.bans.nicks.contains(&nick_key)
+            || st.bans.addresses.contains(&addr)
+            || identity
+                .as_ref()
+                .is_some_and(|i| st.bans.identities.contains(i))
+        {
             return Err(ChatError::Banned);
+        }
+        if author.is_none() && st.signed_names.contains(&name_key(&nick)) {
+            return Err(ChatError::Invalid {
+                reason:
+                    "this name belongs to a signed-in viewer here: pick another nick, or sign in"
+                        .into(),
+            });
         }
         if !st.slow_mode.is_zero() {
             if let Some(last) = st.last_post.get(&addr) {
@@ -492,24 +546,49 @@ impl Chat {
             b.take();
         }
         st.last_post.insert(addr, now);
+        if let Some(a) = author {
+            // The handle, its name part (`bob` of `@bob@host`) and the display name.
+            let handle = name_key(&a.handle);
+            let user = handle.split('@').next().unwrap_or_default().to_string();
+            for n in [handle, user, name_key(&a.display_name)] {
+                if !n.is_empty() {
+                    st.signed_names.insert(n);
+                }
+            }
+        }
         let id = st.last_id + 1;
         let msg = ChatMessage {
             id,
             nick,
             text,
             ts: now_rfc3339(Utc::now()),
+            author: author.cloned(),
         };
-        let data = serde_json::json!({"id": id, "nick": msg.nick, "text": msg.text, "ts": msg.ts});
+        let data = serde_json::json!({"id": id, "nick": msg.nick, "text": msg.text, "ts": msg.ts, "author": msg.author});
         let got = ch.publish(
             &mut st,
             self.cfg.history,
             "chat",
             &data,
-            Some(Some((nick_key, addr))),
+            Some(Some(Author {
+                nick: nick_key,
+                addr,
+                identity,
+            })),
         );
         debug_assert_eq!(got, id);
         ch.messages.fetch_add(1, Ordering::Relaxed);
         Ok(msg)
+    }
+
+    /// `chat.max_message_chars`.
+    pub fn max_message_chars(&self) -> usize {
+        self.cfg.max_message_chars
+    }
+
+    /// `chat.blocked_words`.
+    pub fn blocked_words(&self) -> &[String] {
+        &self.cfg.blocked_words
     }
 
     /// Opens an event stream for a subscriber at `addr`. `last_event_id` (from the
@@ -520,6 +599,18 @@ impl Chat {
         channel: &str,
         addr: IpAddr,
         last_event_id: Option<u64>,
+    ) -> Result<SseBody, ChatError> {
+        self.subscribe_as(channel, addr, last_event_id, Audience::Viewer)
+    }
+
+    /// [`Chat::subscribe`] for a viewer or for the broadcaster's studio page, whose stream is
+    /// held to the same limits but not counted as a viewer.
+    pub fn subscribe_as(
+        &self,
+        channel: &str,
+        addr: IpAddr,
+        last_event_id: Option<u64>,
+        audience: Audience,
     ) -> Result<SseBody, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
         let mut pending = VecDeque::new();
@@ -539,6 +630,9 @@ impl Chat {
             }
             st.subscribers += 1;
             *st.subscribers_by_address.entry(addr).or_insert(0) += 1;
+            if audience == Audience::Studio {
+                *st.studio_by_address.entry(addr).or_insert(0) += 1;
+            }
             // A client that claims an id we never issued (another server, a clock step back)
             // or one older than the history gets the whole history.
             let after = last_event_id
@@ -587,6 +681,7 @@ impl Chat {
         let guard = SubscriberGuard {
             channel: ch.clone(),
             addr,
+            audience,
         };
         Ok(SseBody::new(pending, rx, guard))
     }
@@ -688,6 +783,13 @@ impl Chat {
             .map_err(|e| unsaved(channel, "chat unban", e))
     }
 
+    /// The slow mode in force, in seconds (0: off).
+    pub fn slow_mode(&self, channel: &str) -> Result<u64, ChatError> {
+        let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
+        let seconds = ch.lock().slow_mode.as_secs();
+        Ok(seconds)
+    }
+
     /// Sets slow mode (0 turns it off).
     pub fn set_slow_mode(&self, channel: &str, seconds: u64) -> Result<(), ChatError> {
         if seconds > MAX_SLOW_MODE_SECONDS {
@@ -769,6 +871,15 @@ pub struct ChatStats {
 pub struct SubscriberGuard {
     channel: Arc<ChatChannel>,
     addr: IpAddr,
+    audience: Audience,
+}
+
+/// Who an event stream is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Viewer,
+    /// The broadcaster's studio page (`?role=studio`): not counted as a viewer.
+    Studio,
 }
 
 impl SubscriberGuard {
@@ -782,11 +893,18 @@ impl Drop for SubscriberGuard {
     fn drop(&mut self) {
         let mut st = self.channel.lock();
         st.subscribers = st.subscribers.saturating_sub(1);
-        if let Some(n) = st.subscribers_by_address.get_mut(&self.addr) {
-            *n -= 1;
-            if *n == 0 {
-                st.subscribers_by_address.remove(&self.addr);
+        let addr = self.addr;
+        let release = |map: &mut HashMap<IpAddr, usize>| {
+            if let Some(n) = map.get_mut(&addr) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&addr);
+                }
             }
+        };
+        release(&mut st.subscribers_by_address);
+        if self.audience == Audience::Studio {
+            release(&mut st.studio_by_address);
         }
     }
 }

@@ -100,8 +100,8 @@ async fn keepalives_come_through_the_ring_and_shutdown_ends_every_stream() {
 async fn post_reaches_subscribers_and_history_replays_after_last_event_id() {
     let (chat, _bus) = chat_with(ChatConfig::default()).await;
     let a = ip("10.0.0.1");
-    let first = chat.post("alice", a, "ann", "one").unwrap();
-    let second = chat.post("alice", a, "ann", "two").unwrap();
+    let first = chat.post("alice", a, "ann", "one", None).unwrap();
+    let second = chat.post("alice", a, "ann", "two", None).unwrap();
     assert_eq!(second.id, first.id + 1);
 
     let mut fresh = chat.subscribe("alice", a, None).unwrap();
@@ -122,7 +122,7 @@ async fn post_reaches_subscribers_and_history_replays_after_last_event_id() {
     let f = frames(&mut stranger, 3).await;
     assert!(f[1].contains("\"text\":\"one\""), "{f:?}");
 
-    let third = chat.post("alice", a, "bob", "three").unwrap();
+    let third = chat.post("alice", a, "bob", "three", None).unwrap();
     let got = frames(&mut resumed, 2).await;
     let got = got.iter().find(|f| f.contains("event: chat")).unwrap();
     assert!(got.starts_with(&format!("id: {}\n", third.id)), "{got}");
@@ -139,31 +139,40 @@ async fn moderation() {
     };
     let (chat, _bus) = chat_with(cfg).await;
     let a = ip("10.0.0.1");
-    assert!(chat.post("alice", a, "ann", "hi").is_ok());
-    assert!(chat.post("alice", a, "ann", "hi").is_ok());
+    assert!(chat.post("alice", a, "ann", "hi", None).is_ok());
+    assert!(chat.post("alice", a, "ann", "hi", None).is_ok());
     assert_eq!(
-        chat.post("alice", a, "ann", "hi"),
+        chat.post("alice", a, "ann", "hi", None),
         Err(ChatError::RateLimited { retry_after: 1 })
     );
     // Another nick from the same address has its own bucket.
-    assert_eq!(chat.post("alice", a, "bea", "darn").unwrap().text, "****");
+    assert_eq!(
+        chat.post("alice", a, "bea", "darn", None).unwrap().text,
+        "****"
+    );
     assert!(matches!(
-        chat.post("alice", a, "cy", "01234567890"),
+        chat.post("alice", a, "cy", "01234567890", None),
         Err(ChatError::TooLong { .. })
     ));
     assert!(matches!(
-        chat.post("alice", a, "", "x"),
+        chat.post("alice", a, "", "x", None),
         Err(ChatError::Invalid { .. })
     ));
-    assert_eq!(chat.post("nobody", a, "x", "y"), Err(ChatError::NoChannel));
+    assert_eq!(
+        chat.post("nobody", a, "x", "y", None),
+        Err(ChatError::NoChannel)
+    );
 
     let b = ip("10.0.0.2");
-    let m = chat.post("alice", b, "Troll", "spam").unwrap();
+    let m = chat.post("alice", b, "Troll", "spam", None).unwrap();
     assert_eq!(
         chat.ban("alice", &BanTarget::Nick("troll".into())).await,
         Ok(1)
     );
-    assert_eq!(chat.post("alice", b, "TROLL", "x"), Err(ChatError::Banned));
+    assert_eq!(
+        chat.post("alice", b, "TROLL", "x", None),
+        Err(ChatError::Banned)
+    );
     assert_eq!(
         chat.delete("alice", m.id),
         Err(ChatError::NoSuchMessage { id: m.id })
@@ -177,7 +186,10 @@ async fn moderation() {
     let mut troll_stream = chat.subscribe("alice", b, None).unwrap();
     let mut other_stream = chat.subscribe("alice", ip("10.0.0.9"), None).unwrap();
     chat.ban("alice", &BanTarget::Address(b)).await.unwrap();
-    assert_eq!(chat.post("alice", b, "other", "x"), Err(ChatError::Banned));
+    assert_eq!(
+        chat.post("alice", b, "other", "x", None),
+        Err(ChatError::Banned)
+    );
     // Ends after its snapshot and whatever was already on its way (a timeout fails).
     while next_frame(&mut troll_stream).await.is_some() {}
     assert!(matches!(
@@ -185,7 +197,7 @@ async fn moderation() {
         Err(ChatError::Banned)
     ));
     let m = chat
-        .post("alice", ip("10.0.0.9"), "fay", "still here")
+        .post("alice", ip("10.0.0.9"), "fay", "still here", None)
         .unwrap();
     let want = format!("id: {}\nevent: chat", m.id);
     while !next_frame(&mut other_stream)
@@ -199,9 +211,9 @@ async fn moderation() {
 
     chat.set_slow_mode("alice", 30).unwrap();
     let c = ip("10.0.0.3");
-    assert!(chat.post("alice", c, "dee", "one").is_ok());
+    assert!(chat.post("alice", c, "dee", "one", None).is_ok());
     assert!(matches!(
-        chat.post("alice", c, "dee", "two"),
+        chat.post("alice", c, "dee", "two", None),
         Err(ChatError::SlowMode {
             retry_after: 30 | 29
         })
@@ -231,7 +243,7 @@ async fn bans_are_committed_before_the_answer_and_loaded_at_start() {
     // A new chat on the same database (a restart) starts with them.
     let (again, _bus) = chat_on(ChatConfig::default(), db.clone()).await;
     assert_eq!(
-        again.post("alice", ip("10.0.0.1"), "TROLL", "x"),
+        again.post("alice", ip("10.0.0.1"), "TROLL", "x", None),
         Err(ChatError::Banned)
     );
     assert_eq!(again.bans("alice").unwrap(), saved["alice"]);
@@ -245,7 +257,9 @@ async fn bans_are_committed_before_the_answer_and_loaded_at_start() {
         .await
         .unwrap();
     assert_eq!(again.ban("alice", &troll).await, Err(ChatError::Unsaved));
-    assert!(again.post("alice", ip("10.0.0.1"), "troll", "x").is_ok());
+    assert!(again
+        .post("alice", ip("10.0.0.1"), "troll", "x", None)
+        .is_ok());
 }
 
 #[tokio::test]
@@ -306,7 +320,8 @@ async fn slow_subscriber_is_disconnected_without_blocking_others() {
         }
     });
     for i in 0..total {
-        chat.post("alice", a, "ann", &format!("m{i}")).unwrap();
+        chat.post("alice", a, "ann", &format!("m{i}"), None)
+            .unwrap();
         if i % 32 == 0 {
             tokio::task::yield_now().await;
         }
@@ -325,4 +340,97 @@ async fn slow_subscriber_is_disconnected_without_blocking_others() {
     let st = chat.stats();
     let alice = st.iter().find(|c| c.channel == "alice").unwrap();
     assert_eq!((alice.lagged, alice.messages), (1, total as u64));
+}
+
+fn identity(name: &str) -> Identity {
+    Identity {
+        provider: crate::identity::Provider::Mastodon,
+        id: format!("https://m.example/@{name}"),
+        handle: format!("@{name}@m.example"),
+        display_name: format!("{name} the Great"),
+        avatar_url: None,
+        profile_url: format!("https://m.example/@{name}"),
+    }
+}
+
+#[tokio::test]
+async fn signed_in_authors_their_names_and_identity_bans() {
+    let (chat, _bus) = chat_with(ChatConfig::default()).await;
+    let a = ip("10.0.0.1");
+    let kim = identity("kim");
+    let m = chat
+        .post("alice", a, "whatever I typed", "hello", Some(&kim))
+        .unwrap();
+    assert_eq!(m.nick, "@kim@m.example", "the handle, not the typed nick");
+    assert_eq!(m.author.as_ref(), Some(&kim));
+    let mut s = chat.subscribe("alice", ip("10.0.0.5"), None).unwrap();
+    let all = frames(&mut s, 3).await.join("");
+    assert!(
+        all.contains("\"author\":{") && all.contains("\"handle\":\"@kim@m.example\""),
+        "{all}"
+    );
+    // Her names are hers in this channel: anonymous nicks cannot take them.
+    for nick in ["kim", "Kim", "kim the Great"] {
+        let r = chat.post("alice", ip("10.0.0.2"), nick, "it's me", None);
+        assert!(
+            matches!(&r, Err(ChatError::Invalid { reason }) if reason.contains("signed-in")),
+            "{nick}: {r:?}"
+        );
+    }
+    assert!(chat
+        .post("alice", ip("10.0.0.2"), "kimberly", "hi", None)
+        .is_ok());
+    // An identity ban deletes her messages and holds whatever she types as a nick.
+    let key = kim.key();
+    assert_eq!(
+        chat.ban("alice", &BanTarget::Identity(key.clone())).await,
+        Ok(1)
+    );
+    assert_eq!(
+        chat.post("alice", ip("10.9.9.9"), "new nick", "back", Some(&kim)),
+        Err(ChatError::Banned)
+    );
+    assert!(chat.bans("alice").unwrap().identities.contains(&key));
+    assert!(chat
+        .post("alice", a, "x", "others are fine", Some(&identity("lee")))
+        .is_ok());
+    assert_eq!(
+        chat.unban("alice", &BanTarget::Identity(key)).await,
+        Ok(true)
+    );
+    assert!(chat.post("alice", a, "x", "back", Some(&kim)).is_ok());
+}
+
+#[tokio::test]
+async fn the_studio_is_not_a_viewer() {
+    let (chat, _bus) = chat_with(ChatConfig {
+        max_subscribers_per_address: 2,
+        ..Default::default()
+    })
+    .await;
+    let (home, away) = (ip("10.0.0.1"), ip("10.0.0.2"));
+    let studio = chat
+        .subscribe_as("alice", home, None, Audience::Studio)
+        .unwrap();
+    assert_eq!(chat.viewers("alice"), 0);
+    // A player at the broadcaster's address (their own check) still counts.
+    chat.touch_hls("alice", home);
+    assert_eq!(chat.viewers("alice"), 1);
+    let viewer = chat.subscribe("alice", home, None).unwrap();
+    assert_eq!(chat.viewers("alice"), 1);
+    let _other = chat.subscribe("alice", away, None).unwrap();
+    assert_eq!(chat.viewers("alice"), 2);
+    // Held to the per-address limit like any stream.
+    assert!(matches!(
+        chat.subscribe_as("alice", home, None, Audience::Studio),
+        Err(ChatError::AddressFull)
+    ));
+    drop(viewer);
+    drop(studio);
+    assert_eq!(chat.viewers("alice"), 2);
+    assert!(chat
+        .subscribe_as("alice", home, None, Audience::Studio)
+        .is_ok());
+    chat.set_slow_mode("alice", 10).unwrap();
+    assert_eq!(chat.slow_mode("alice"), Ok(10));
 }

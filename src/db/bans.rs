@@ -1,4 +1,5 @@
-//! Typed functions for the `chat_bans` table: per channel, the banned nicks and addresses.
+//! Typed functions for the `chat_bans` table (per channel, the banned nicks and addresses)
+//! and `chat_identity_bans` (the banned signed-in identities).
 //!
 //! The chat owns the rules (nicks compare case-insensitively, so it passes
 //! [`BanTarget::normalized`] targets) and keeps its own in-memory copy for the hot path; it
@@ -17,10 +18,12 @@ use crate::chat::BanTarget;
 const NICK: &str = "nick";
 const ADDRESS: &str = "address";
 
-fn row(target: &BanTarget) -> (&'static str, String) {
+/// The `chat_bans` row of a nick or address ban; `None` for an identity (its own table).
+fn row(target: &BanTarget) -> Option<(&'static str, String)> {
     match target {
-        BanTarget::Nick(n) => (NICK, n.clone()),
-        BanTarget::Address(a) => (ADDRESS, a.to_string()),
+        BanTarget::Nick(n) => Some((NICK, n.clone())),
+        BanTarget::Address(a) => Some((ADDRESS, a.to_string())),
+        BanTarget::Identity(_) => None,
     }
 }
 
@@ -52,12 +55,28 @@ pub fn all(conn: &Connection) -> Result<BanMap, DbError> {
             }
         }
     }
+    let mut stmt = conn.prepare("SELECT channel, identity FROM chat_identity_bans")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (channel, identity) = row?;
+        map.entry(channel).or_default().identities.insert(identity);
+    }
     Ok(map)
 }
 
 /// Bans `target` on `channel`; false if it already was.
 pub fn add(conn: &Connection, channel: &str, target: &BanTarget) -> Result<bool, DbError> {
-    let (kind, value) = row(target);
+    let Some((kind, value)) = row(target) else {
+        let BanTarget::Identity(i) = target else {
+            return Ok(false);
+        };
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO chat_identity_bans (channel, identity, created_at) \
+             VALUES (?1, ?2, ?3)",
+            (channel, i, super::now()),
+        )?;
+        return Ok(n == 1);
+    };
     let n = conn.execute(
         "INSERT OR IGNORE INTO chat_bans (channel, kind, value, created_at) \
          VALUES (?1, ?2, ?3, ?4)",
@@ -68,7 +87,16 @@ pub fn add(conn: &Connection, channel: &str, target: &BanTarget) -> Result<bool,
 
 /// Lifts the ban of `target` on `channel`; false if there was none.
 pub fn remove(conn: &Connection, channel: &str, target: &BanTarget) -> Result<bool, DbError> {
-    let (kind, value) = row(target);
+    let Some((kind, value)) = row(target) else {
+        let BanTarget::Identity(i) = target else {
+            return Ok(false);
+        };
+        let n = conn.execute(
+            "DELETE FROM chat_identity_bans WHERE channel = ?1 AND identity = ?2",
+            (channel, i),
+        )?;
+        return Ok(n == 1);
+    };
     let n = conn.execute(
         "DELETE FROM chat_bans WHERE channel = ?1 AND kind = ?2 AND value = ?3",
         (channel, kind, value),
@@ -83,7 +111,11 @@ pub fn add_all(conn: &Connection, map: &BanMap) -> Result<usize, DbError> {
     for (channel, bans) in map {
         let nicks = bans.nicks.iter().map(|n| BanTarget::Nick(n.clone()));
         let addresses = bans.addresses.iter().map(|a| BanTarget::Address(*a));
-        for target in nicks.chain(addresses) {
+        let identities = bans
+            .identities
+            .iter()
+            .map(|i| BanTarget::Identity(i.clone()));
+        for target in nicks.chain(addresses).chain(identities) {
             if add(conn, channel, &target.normalized())? {
                 new += 1;
             }

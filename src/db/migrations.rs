@@ -62,6 +62,25 @@ pub const MIGRATIONS: &[Migration] = &[
                   PRIMARY KEY (channel, kind, value)
               ) STRICT, WITHOUT ROWID;",
     },
+    Migration {
+        version: 3,
+        name: "sign_in",
+        // Sessions (found by the hash of the cookie; provider tokens sealed), onair's app on
+        // each Mastodon server (client secret sealed), owners' go-live posting: db::identity.
+        sql: super::identity::MIGRATION_SQL,
+    },
+    Migration {
+        version: 4,
+        name: "chat_identity_bans",
+        // `identity` is `provider:id`, as in channels[].owners (chat_bans keeps nicks and
+        // addresses; its CHECK cannot be widened in place).
+        sql: "CREATE TABLE chat_identity_bans (
+                  channel TEXT NOT NULL,
+                  identity TEXT NOT NULL,
+                  created_at TEXT NOT NULL,
+                  PRIMARY KEY (channel, identity)
+              ) STRICT, WITHOUT ROWID;",
+    },
 ];
 
 /// The schema version this binary brings the database to.
@@ -222,7 +241,11 @@ mod tests {
             [last.version],
         )
         .unwrap();
-        conn.execute_batch("DROP TABLE chat_bans").unwrap();
+        // ... and without the tables it makes.
+        for table in last.sql.split("CREATE TABLE ").skip(1) {
+            let name = table.split_whitespace().next().unwrap();
+            conn.execute_batch(&format!("DROP TABLE {name}")).unwrap();
+        }
         assert_eq!(migrate(&mut conn, &path).unwrap(), [last.name]);
         assert_eq!(recorded(&conn).len(), MIGRATIONS.len());
     }

@@ -33,6 +33,7 @@
 //! offline cache, and far more dependencies, for nothing we use.
 
 pub mod bans;
+pub mod identity;
 pub mod imports;
 pub mod migrations;
 

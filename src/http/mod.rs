@@ -3,19 +3,22 @@
 //! and [`HttpState::handle`], which routes each request ([`router::route`], pure) to the
 //! surface that answers it. One module per surface: [`hls`] (playlists, segments), [`api`]
 //! (JSON channels, health, metrics), [`chat`] (posts, event streams), [`pages`] (pages and
-//! embedded assets), [`admin`]; each has `handle(state, route, req)`. What every surface
+//! embedded assets), [`admin`], [`whip`] (WebRTC ingest); each has
+//! `handle(state, route, req)`. What every surface
 //! shares: [`request`] (client address, query, JSON bodies) and [`response`] (every response
 //! helper). A new surface is one more module, its routes in `router.rs`, and one line in the
 //! dispatch below. `lib.rs` builds the [`HttpState`] and starts [`serve`].
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod chat;
 pub mod hls;
 pub mod pages;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod whip;
 
 pub use router::{route, Route};
 
@@ -50,16 +53,25 @@ pub type Body = BoxBody<Bytes, Infallible>;
 
 /// What the HTTP service reads.
 pub struct HttpState {
+    /// Sign-in: who a request is (session cookie), providers, cross-posts.
+    pub auth: Arc<crate::identity::Auth>,
+    /// `server.public_url` without a trailing slash: the `Origin` our pages send, and the base
+    /// of the links pages hand out (the studio's watch link).
+    pub public_url: String,
     pub store: Arc<HlsStore>,
     pub bus: Arc<Bus>,
     pub announce: Arc<crate::announce::AnnounceStats>,
     pub chat: Arc<Chat>,
-    /// `server.admin_token`; empty turns the admin API off.
+    /// `server.admin_token`; empty turns the server-wide admin API off.
     pub admin_token: Secret,
+    /// The stream keys (swapped on reload): channel-scoped admin routes take a channel's key.
+    pub ingest: Arc<crate::ingest::Ingest>,
     /// `chat.trusted_proxies`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
     /// `None` when the ladder is empty (passthrough only).
     pub transcoder: Option<Arc<crate::transcode::Transcoder>>,
+    /// WHIP ingest; `None` when it is not running.
+    pub whip: Option<Arc<crate::ingest::whip::WhipIngest>>,
 }
 
 impl HttpState {
@@ -87,14 +99,27 @@ impl HttpState {
             Route::Channels | Route::Channel(_) | Route::Healthz | Route::Metrics => {
                 api::handle(self, route, req).await
             }
-            Route::ChatPost(_) | Route::Events(_) => chat::handle(self, route, req).await,
+            Route::ChatPost(_) | Route::ChatPreview(_) | Route::Events(_) => {
+                chat::handle(self, route, req).await
+            }
+            Route::AuthStart(_)
+            | Route::AuthCallback(_)
+            | Route::AuthAppPassword
+            | Route::AuthClientMetadata
+            | Route::AuthLogout
+            | Route::Me
+            | Route::MeCrossPosts => auth::handle(self, route, req).await,
             Route::AdminBans(_)
             | Route::AdminDeleteMessage(..)
             | Route::AdminSlowMode(_)
             | Route::AdminStreams
+            | Route::AdminOwnerAnnounce(_)
             | Route::AdminKick(_) => admin::handle(self, route, req).await,
-            Route::Index | Route::Watch(_) | Route::Asset(_) => {
+            Route::Index | Route::Watch(_) | Route::Studio(_) | Route::Asset(_) => {
                 pages::handle(self, route, req).await
+            }
+            Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => {
+                whip::handle(self, route, req).await
             }
             Route::Preflight => response::preflight(),
             Route::MethodNotAllowed => {

@@ -1,6 +1,9 @@
 //! Pages and their embedded assets: the index of live channels (`/`), the watch page
-//! (`/watch/{c}`: player, chat, viewer count) rendered from templates in `assets/`, and every
-//! file under `/assets/` (scripts, styles, the vendored hls.js), all built into the binary.
+//! (`/watch/{c}`: player, chat, viewer count), the broadcaster's studio (`/studio/{c}`: camera,
+//! go live over WHIP, status, chat moderation; its logic is in the `studio*.js` modules) rendered
+//! from templates in `assets/`, and every file under `/assets/` (scripts, styles, the vendored
+//! hls.js), all built into the binary. Pages never carry a secret: the studio's stream key is
+//! typed into the page and stays there.
 //! Text from channels reaches HTML only through [`html_escape`]; pages carry the CSP of
 //! `super::response::html`.
 
@@ -21,8 +24,22 @@ pub struct Asset {
     pub cache: &'static str,
 }
 
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// One of our own files: revalidated on every load, so a new binary's pages get new scripts.
+const fn ours(name: &'static str, content_type: &'static str, body: &'static [u8]) -> Asset {
+    Asset {
+        name,
+        content_type,
+        body,
+        cache: "no-cache",
+    }
+}
+
 /// Everything under `/assets/`, embedded at build time. hls.js comes from npm (version in
-/// package.json) and is vendored under assets/vendor/.
+/// package.json) and is vendored under assets/vendor/. Scripts that `import` each other are
+/// ES modules named by their file name (`./chat-list.js` is `/assets/chat-list.js`).
 pub static ASSETS: &[Asset] = &[
     Asset {
         name: "hls.min.js",
@@ -30,30 +47,59 @@ pub static ASSETS: &[Asset] = &[
         body: include_bytes!("../../assets/vendor/hls.min.js"),
         cache: "public, max-age=86400",
     },
-    Asset {
-        name: "watch.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../assets/watch.js"),
-        cache: "no-cache",
-    },
-    Asset {
-        name: "index.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../assets/index.js"),
-        cache: "no-cache",
-    },
-    Asset {
-        name: "style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../assets/style.css"),
-        cache: "no-cache",
-    },
+    ours("watch.js", JS, include_bytes!("../../assets/watch.js")),
+    ours("account.js", JS, include_bytes!("../../assets/account.js")),
+    ours("index.js", JS, include_bytes!("../../assets/index.js")),
+    ours("style.css", CSS, include_bytes!("../../assets/style.css")),
+    ours(
+        "chat-list.js",
+        JS,
+        include_bytes!("../../assets/chat-list.js"),
+    ),
+    ours("studio.css", CSS, include_bytes!("../../assets/studio.css")),
+    ours("studio.js", JS, include_bytes!("../../assets/studio.js")),
+    ours(
+        "studio-auth.js",
+        JS,
+        include_bytes!("../../assets/studio-auth.js"),
+    ),
+    ours(
+        "studio-broadcast.js",
+        JS,
+        include_bytes!("../../assets/studio-broadcast.js"),
+    ),
+    ours(
+        "studio-chat.js",
+        JS,
+        include_bytes!("../../assets/studio-chat.js"),
+    ),
+    ours(
+        "studio-events.js",
+        JS,
+        include_bytes!("../../assets/studio-events.js"),
+    ),
+    ours(
+        "studio-media.js",
+        JS,
+        include_bytes!("../../assets/studio-media.js"),
+    ),
+    ours(
+        "studio-status.js",
+        JS,
+        include_bytes!("../../assets/studio-status.js"),
+    ),
+    ours(
+        "studio-whip.js",
+        JS,
+        include_bytes!("../../assets/studio-whip.js"),
+    ),
 ];
 
 const WATCH_TEMPLATE: &str = include_str!("../../assets/watch.html");
 const INDEX_TEMPLATE: &str = include_str!("../../assets/index.html");
+const STUDIO_TEMPLATE: &str = include_str!("../../assets/studio.html");
 
-/// `GET /`, `/watch/{c}`, `/assets/{name}`.
+/// `GET /`, `/watch/{c}`, `/studio/{c}`, `/assets/{name}`.
 pub async fn handle(state: &HttpState, route: Route<'_>, _req: Req) -> Response<Body> {
     match route {
         Route::Asset(i) => match ASSETS.get(i) {
@@ -69,6 +115,10 @@ pub async fn handle(state: &HttpState, route: Route<'_>, _req: Req) -> Response<
         Route::Index => index_page(state),
         Route::Watch(c) => match state.bus.get(c) {
             Some(_) => html(StatusCode::OK, watch_page(c)),
+            None => not_found(),
+        },
+        Route::Studio(c) => match state.bus.get(c) {
+            Some(_) => html(StatusCode::OK, studio_page(c, &state.public_url)),
             None => not_found(),
         },
         _ => not_found(),
@@ -93,6 +143,14 @@ fn index_page(state: &HttpState) -> Response<Body> {
 
 fn watch_page(channel: &str) -> String {
     WATCH_TEMPLATE.replace("{{channel}}", &html_escape(channel))
+}
+
+/// The studio, with the watch link to share under `server.public_url`.
+fn studio_page(channel: &str, public_url: &str) -> String {
+    let watch = format!("{}/watch/{channel}", public_url.trim_end_matches('/'));
+    STUDIO_TEMPLATE
+        .replace("{{watch_url}}", &html_escape(&watch))
+        .replace("{{channel}}", &html_escape(channel))
 }
 
 /// Escapes text for HTML.
@@ -136,6 +194,47 @@ mod tests {
                 .any(|w| w == needle.as_bytes()),
             "assets/vendor/hls.min.js is not hls.js {version}: run `npm install && npm run vendor`"
         );
+    }
+
+    #[test]
+    fn every_asset_a_page_or_module_names_is_embedded() {
+        let has = |name: &str| ASSETS.iter().any(|a| a.name == name);
+        for page in [WATCH_TEMPLATE, INDEX_TEMPLATE, STUDIO_TEMPLATE] {
+            for part in page.split("\"/assets/").skip(1) {
+                let name = part.split('"').next().unwrap_or_default();
+                assert!(
+                    has(name),
+                    "a page names /assets/{name}, which is not embedded"
+                );
+            }
+        }
+        for a in ASSETS.iter().filter(|a| a.content_type == JS) {
+            let text = std::str::from_utf8(a.body).expect("scripts are UTF-8");
+            for line in text.lines().filter(|l| l.starts_with("import ")) {
+                let name = line
+                    .split("from './")
+                    .nth(1)
+                    .and_then(|t| t.split('\'').next())
+                    .unwrap_or_else(|| {
+                        panic!("{}: import not of the form from './x.js': {line}", a.name)
+                    });
+                assert!(
+                    has(name),
+                    "{} imports ./{name}, which is not embedded",
+                    a.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn studio_page_names_its_channel_and_watch_link_escaped() {
+        let page = studio_page("alice", "https://live.example.org/");
+        assert!(page.contains("data-channel=\"alice\""));
+        assert!(page.contains("value=\"https://live.example.org/watch/alice\""));
+        assert!(!page.contains("{{"), "a placeholder is left");
+        let odd = studio_page("alice", "https://x.example/\"><script>");
+        assert!(!odd.contains("<script>"), "public_url is escaped");
     }
 
     #[test]

@@ -12,9 +12,10 @@ use serde::Serialize;
 use super::Body;
 
 /// Content-Security-Policy of the pages: only our own scripts, styles and connections; hls.js
-/// plays from `blob:` URLs (MediaSource) and may start its worker from one.
+/// plays from `blob:` URLs (MediaSource) and may start its worker from one. Images may come
+/// from any https host: signed-in viewers' avatars are on their own servers.
 const PAGE_CSP: &str =
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; \
 media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; \
 base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
@@ -97,15 +98,23 @@ pub fn finish(mut resp: Response<Body>, head: bool) -> Response<Body> {
 
 /// The answer to a CORS preflight (`OPTIONS` on any path).
 pub fn preflight() -> Response<Body> {
+    preflight_for(
+        "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+        "Content-Type, Last-Event-ID, Authorization",
+    )
+}
+
+/// A CORS preflight answer allowing `methods` and request `headers` (cached a day).
+pub fn preflight_for(methods: &'static str, headers: &'static str) -> Response<Body> {
     let mut r = text(StatusCode::NO_CONTENT, "text/plain", "");
     let h = r.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+        HeaderValue::from_static(methods),
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Content-Type, Last-Event-ID, Authorization"),
+        HeaderValue::from_static(headers),
     );
     h.insert(
         header::ACCESS_CONTROL_MAX_AGE,

@@ -8,12 +8,15 @@ use http::Method;
 
 use super::pages::ASSETS;
 use crate::config::is_name;
+use crate::identity::Provider;
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
     Index,
     Watch(&'a str),
+    /// `GET /studio/{c}`: the broadcaster's page.
+    Studio(&'a str),
     Master(&'a str),
     MediaPlaylist(&'a str, &'a str),
     Segment(&'a str, &'a str, &'a str),
@@ -27,16 +30,41 @@ pub enum Route<'a> {
     AdminBans(&'a str),
     /// `DELETE /api/admin/channels/{c}/chat/{id}`
     AdminDeleteMessage(&'a str, u64),
-    /// `PUT /api/admin/channels/{c}/slow-mode`
+    /// `GET`/`PUT /api/admin/channels/{c}/slow-mode`
     AdminSlowMode(&'a str),
+    /// `GET`/`PUT /api/admin/channels/{c}/owner-announce`: the signed-in owner's go-live post
+    AdminOwnerAnnounce(&'a str),
     /// `GET /api/admin/streams`
     AdminStreams,
     /// `POST /api/admin/channels/{c}/kick`
     AdminKick(&'a str),
+    /// `POST /api/channels/{c}/chat/preview`: the exact cross-post text.
+    ChatPreview(&'a str),
+    /// `GET /auth/{provider}/start`
+    AuthStart(Provider),
+    /// `GET /auth/{provider}/callback`
+    AuthCallback(Provider),
+    /// `POST /auth/bluesky/app-password`
+    AuthAppPassword,
+    /// `GET /auth/bluesky/client-metadata.json` (atproto OAuth client id)
+    AuthClientMetadata,
+    /// `POST /auth/logout`
+    AuthLogout,
+    /// `GET /api/me`
+    Me,
+    /// `GET /api/me/cross-posts`
+    MeCrossPosts,
     /// An embedded file, by index in [`ASSETS`].
     Asset(usize),
     Healthz,
     Metrics,
+    /// CORS preflight for any path.
+    /// `POST /whip/{c}`: a WHIP offer.
+    WhipPublish(&'a str),
+    /// `PATCH`/`DELETE /whip/{c}/{session}`
+    WhipSession(&'a str, &'a str),
+    /// `OPTIONS` on a WHIP URL (true: a session's).
+    WhipOptions(bool),
     /// CORS preflight for any path.
     Preflight,
     NotFound,
@@ -49,6 +77,7 @@ impl Route<'_> {
         match self {
             Route::Index => "index",
             Route::Watch(_) => "watch",
+            Route::Studio(_) => "studio",
             Route::Master(_) => "master_playlist",
             Route::MediaPlaylist(..) => "media_playlist",
             Route::Segment(..) => "segment",
@@ -61,7 +90,16 @@ impl Route<'_> {
                 "admin_chat"
             }
             Route::AdminStreams | Route::AdminKick(_) => "admin_streams",
+            Route::AdminOwnerAnnounce(_) => "admin_owner",
+            Route::ChatPreview(_) => "chat_post",
+            Route::AuthStart(_)
+            | Route::AuthCallback(_)
+            | Route::AuthAppPassword
+            | Route::AuthClientMetadata
+            | Route::AuthLogout => "auth",
+            Route::Me | Route::MeCrossPosts => "me",
             Route::Asset(_) => "asset",
+            Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => "whip",
             Route::Preflight => "preflight",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
@@ -72,19 +110,24 @@ impl Route<'_> {
 /// Maps a method and path to a route. Names must be `[A-Za-z0-9_-]{1,64}`; anything else
 /// (encoded characters, dots, empty segments) is not found.
 pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
-    if method == Method::OPTIONS {
-        return Route::Preflight;
-    }
     let parts: Vec<&str> = match path.strip_prefix('/') {
         Some("") => Vec::new(),
         Some(rest) => rest.split('/').collect(),
         None => return Route::NotFound,
     };
+    if method == Method::OPTIONS {
+        return match parts.as_slice() {
+            ["whip", c] if is_name(c) => Route::WhipOptions(false),
+            ["whip", c, _] if is_name(c) => Route::WhipOptions(true),
+            _ => Route::Preflight,
+        };
+    }
     let r = match parts.as_slice() {
         [] => Route::Index,
         ["healthz"] => Route::Healthz,
         ["metrics"] => Route::Metrics,
         ["watch", c] if is_name(c) => Route::Watch(c),
+        ["studio", c] if is_name(c) => Route::Studio(c),
         ["hls", c, "master.m3u8"] if is_name(c) => Route::Master(c),
         ["hls", c, r, "index.m3u8"] if is_name(c) && is_name(r) => Route::MediaPlaylist(c, r),
         ["hls", c, r, s] if is_name(c) && is_name(r) && is_segment_name(s) => {
@@ -94,6 +137,20 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         ["api", "channels", c] if is_name(c) => Route::Channel(c),
         ["api", "channels", c, "chat"] if is_name(c) => Route::ChatPost(c),
         ["api", "channels", c, "events"] if is_name(c) => Route::Events(c),
+        ["api", "channels", c, "chat", "preview"] if is_name(c) => Route::ChatPreview(c),
+        ["api", "me"] => Route::Me,
+        ["api", "me", "cross-posts"] => Route::MeCrossPosts,
+        ["auth", "logout"] => Route::AuthLogout,
+        ["auth", "bluesky", "app-password"] => Route::AuthAppPassword,
+        ["auth", "bluesky", "client-metadata.json"] => Route::AuthClientMetadata,
+        ["auth", p, "start"] => match Provider::parse(p) {
+            Some(p) => Route::AuthStart(p),
+            None => return Route::NotFound,
+        },
+        ["auth", p, "callback"] => match Provider::parse(p) {
+            Some(p) => Route::AuthCallback(p),
+            None => return Route::NotFound,
+        },
         ["api", "admin", "channels", c, "bans"] if is_name(c) => Route::AdminBans(c),
         ["api", "admin", "channels", c, "chat", id] if is_name(c) => match parse_id(id) {
             Some(id) => Route::AdminDeleteMessage(c, id),
@@ -101,7 +158,12 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         },
         ["api", "admin", "channels", c, "slow-mode"] if is_name(c) => Route::AdminSlowMode(c),
         ["api", "admin", "streams"] => Route::AdminStreams,
+        ["api", "admin", "channels", c, "owner-announce"] if is_name(c) => {
+            Route::AdminOwnerAnnounce(c)
+        }
         ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
+        ["whip", c] if is_name(c) => Route::WhipPublish(c),
+        ["whip", c, s] if is_name(c) => Route::WhipSession(c, s),
         ["assets", name] => match ASSETS.iter().position(|a| a.name == *name) {
             Some(i) => Route::Asset(i),
             None => return Route::NotFound,
@@ -109,13 +171,18 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         _ => return Route::NotFound,
     };
     let allowed = match r {
-        Route::ChatPost(_) => method == Method::POST,
+        Route::ChatPost(_) | Route::ChatPreview(_) | Route::AuthAppPassword | Route::AuthLogout => {
+            method == Method::POST
+        }
         Route::AdminBans(_) => {
             method == Method::GET || method == Method::POST || method == Method::DELETE
         }
         Route::AdminDeleteMessage(..) => method == Method::DELETE,
-        Route::AdminSlowMode(_) => method == Method::PUT,
+        Route::AdminSlowMode(_) => method == Method::GET || method == Method::PUT,
         Route::AdminKick(_) => method == Method::POST,
+        Route::AdminOwnerAnnounce(_) => method == Method::GET || method == Method::PUT,
+        Route::WhipPublish(_) => method == Method::POST,
+        Route::WhipSession(..) => method == Method::PATCH || method == Method::DELETE,
         _ => method == Method::GET || method == Method::HEAD,
     };
     if allowed {
@@ -145,9 +212,43 @@ mod tests {
     fn routes() {
         let get = Method::GET;
         let cases: Vec<(Method, &str, Route)> = vec![
+            (get.clone(), "/api/me", Route::Me),
+            (get.clone(), "/api/me/cross-posts", Route::MeCrossPosts),
+            (Method::POST, "/api/me", Route::MethodNotAllowed),
+            (
+                get.clone(),
+                "/auth/mastodon/start",
+                Route::AuthStart(Provider::Mastodon),
+            ),
+            (
+                get.clone(),
+                "/auth/x/callback",
+                Route::AuthCallback(Provider::X),
+            ),
+            (get.clone(), "/auth/github/start", Route::NotFound),
+            (Method::POST, "/auth/logout", Route::AuthLogout),
+            (get.clone(), "/auth/logout", Route::MethodNotAllowed),
+            (
+                Method::POST,
+                "/auth/bluesky/app-password",
+                Route::AuthAppPassword,
+            ),
+            (
+                get.clone(),
+                "/auth/bluesky/client-metadata.json",
+                Route::AuthClientMetadata,
+            ),
+            (
+                Method::POST,
+                "/api/channels/alice/chat/preview",
+                Route::ChatPreview("alice"),
+            ),
             (get.clone(), "/", Route::Index),
             (get.clone(), "/healthz", Route::Healthz),
             (get.clone(), "/watch/alice", Route::Watch("alice")),
+            (get.clone(), "/studio/alice", Route::Studio("alice")),
+            (Method::POST, "/studio/alice", Route::MethodNotAllowed),
+            (get.clone(), "/studio/alice/x", Route::NotFound),
             (
                 get.clone(),
                 "/hls/alice/master.m3u8",
@@ -171,6 +272,26 @@ mod tests {
             (get.clone(), "/api/channels", Route::Channels),
             (get.clone(), "/api/channels/alice", Route::Channel("alice")),
             (Method::OPTIONS, "/anything", Route::Preflight),
+            (Method::OPTIONS, "/whip/alice", Route::WhipOptions(false)),
+            (
+                Method::OPTIONS,
+                "/whip/alice/0123",
+                Route::WhipOptions(true),
+            ),
+            (Method::POST, "/whip/alice", Route::WhipPublish("alice")),
+            (get.clone(), "/whip/alice", Route::MethodNotAllowed),
+            (
+                Method::PATCH,
+                "/whip/alice/ab12",
+                Route::WhipSession("alice", "ab12"),
+            ),
+            (
+                Method::DELETE,
+                "/whip/alice/ab12",
+                Route::WhipSession("alice", "ab12"),
+            ),
+            (Method::POST, "/whip/alice/ab12", Route::MethodNotAllowed),
+            (Method::POST, "/whip/../x", Route::NotFound),
             (
                 Method::POST,
                 "/hls/alice/master.m3u8",
@@ -256,6 +377,11 @@ mod tests {
             ),
             (
                 Method::PUT,
+                "/api/admin/channels/alice/slow-mode",
+                Route::AdminSlowMode("alice"),
+            ),
+            (
+                get.clone(),
                 "/api/admin/channels/alice/slow-mode",
                 Route::AdminSlowMode("alice"),
             ),

@@ -14,6 +14,7 @@
 pub mod media;
 pub mod rtmp;
 pub mod srt;
+pub mod whip;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,7 +27,7 @@ use tracing::{info, warn};
 
 pub use crate::bus::Protocol;
 use crate::bus::{Bus, ChannelName, Publication};
-use crate::config::ChannelConfig;
+use crate::config::{ChannelConfig, Secret};
 use crate::proto::rtmp::ChunkError;
 
 /// Why a connection closed with an error. The timeouts name the config key that set them, so
@@ -104,6 +105,15 @@ impl KeyTable {
         }
         found
     }
+
+    /// `channel`'s stream key, for a publish that was authorized otherwise (a signed-in owner
+    /// going live from the studio): it stays inside the server.
+    pub fn key_of(&self, channel: &str) -> Option<Secret> {
+        self.entries
+            .iter()
+            .find(|(_, name)| name.as_str() == channel)
+            .map(|(k, _)| Secret::new(String::from_utf8_lossy(k).into_owned()))
+    }
 }
 
 /// What every ingest protocol shares: the key table and the bus.
@@ -130,6 +140,12 @@ impl Ingest {
     pub fn lookup(&self, key: &str) -> Option<ChannelName> {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
         keys.lookup(key)
+    }
+
+    /// `channel`'s stream key (see [`KeyTable::key_of`]).
+    pub fn key_of(&self, channel: &str) -> Option<Secret> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
+        keys.key_of(channel)
     }
 
     pub fn bus(&self) -> &Arc<Bus> {
@@ -242,6 +258,7 @@ mod tests {
             key: Secret::new(key),
             key_env: None,
             title: None,
+            owners: Vec::new(),
         }
     }
 

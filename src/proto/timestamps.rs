@@ -9,6 +9,15 @@
 //! backward steps per track, and rebases large jumps so the output timeline carries on,
 //! reporting each rebase so the caller can log it. Pure: used by `ingest::media` for every
 //! protocol.
+//!
+//! A jump is judged per track, against that track's own last output: the tracks of one
+//! stream may reach the feed seconds apart (WHIP's audio comes out of a conversion job that
+//! can lag behind passthrough video on a loaded machine; RTMP encoders interleave loosely),
+//! and such a lag is not a clock reset. Judging it against the other track's timestamps
+//! rebased the lagging track onto the leading one at every switch, and the leading track then
+//! stepped forward by the lag each time: the timeline ran ahead of the wall clock. The offset
+//! a rebase sets is shared, so the other track, when its own jump arrives, lands next to the
+//! first without a second rebase and the tracks keep their relation.
 
 use super::media::{Track, TIMESCALE};
 
@@ -118,14 +127,28 @@ impl TimestampRepair {
                     delta -= modulus;
                 }
                 self.unwrapped += delta;
+                // Where this packet would land, against where its own track is; a track's
+                // first packet may land anywhere on the timeline so far (it can start late).
+                let candidate = self.unwrapped + self.offset;
                 let back = self.clock.ticks_from_ms(MAX_BACKWARD_STEP_MS);
                 let forward = self.clock.ticks_from_ms(MAX_FORWARD_JUMP_MS);
-                if !(-back..=forward).contains(&delta) {
+                let latest = self.latest_out();
+                let (step, fits) = match self.track_out(track) {
+                    Some(own) => (
+                        candidate - own,
+                        (-back..=forward).contains(&(candidate - own)),
+                    ),
+                    None => (
+                        candidate - latest,
+                        (-back..=forward).contains(&(candidate - latest))
+                            || (0..=latest + forward).contains(&candidate),
+                    ),
+                };
+                if !fits {
                     // Continue from the latest output time plus one small step.
-                    let latest = self.latest_out();
                     self.offset = latest + 1 - self.unwrapped;
                     repair = Repair::Rebased {
-                        jump_ms: delta * 1000 / self.clock.rate as i64,
+                        jump_ms: step * 1000 / self.clock.rate as i64,
                     };
                 }
             }
@@ -148,6 +171,15 @@ impl TimestampRepair {
         *last = Some(dts);
         let pts = (dts + composition * TIMESCALE / rate).max(dts);
         (dts, pts, repair)
+    }
+
+    /// A track's last output time, in ticks of the input clock.
+    fn track_out(&self, track: Track) -> Option<i64> {
+        let last = match track {
+            Track::Video => self.last_video,
+            Track::Audio => self.last_audio,
+        };
+        last.map(|v| v * self.clock.rate as i64 / TIMESCALE)
     }
 
     /// The latest output time, in ticks of the input clock.
@@ -213,16 +245,55 @@ mod tests {
             (Audio, 1010 + 3_600_000, 0),
             (Video, 500, 0),
         ]);
-        assert_eq!(
-            out[2].2,
-            Repair::Rebased {
-                jump_ms: 3_600_000 - 10
-            }
-        );
+        assert_eq!(out[2].2, Repair::Rebased { jump_ms: 3_600_000 });
         assert_eq!(out[2].0, 11);
         assert_eq!(out[3], (21, 21, Repair::None));
         assert!(matches!(out[4].2, Repair::Rebased { .. }));
         assert!(out[4].0 > out[3].0);
+    }
+
+    #[test]
+    fn a_track_that_lags_behind_the_other_is_not_a_clock_reset() {
+        // Video at 30 fps on time; audio (20 ms frames) reaching the feed 1.5 s late, in
+        // bursts, as converted audio does when its job waits behind the ladder. 30 s of both.
+        let mut r = TimestampRepair::with_clock(Clock::MPEG_TS);
+        let (mut v, mut a) = (0i64, 0i64);
+        let (mut last_v, mut last_a) = (0, 0);
+        let mut rebased = 0;
+        while v < 30 * 90_000 {
+            let (d, _, rep) = r.map_ticks(Video, v as u64, 0);
+            last_v = d;
+            rebased += matches!(rep, Repair::Rebased { .. }) as usize;
+            v += 3000;
+            // A burst of audio up to 1.5 s behind the video.
+            while a + 1800 <= v - 135_000 {
+                let (d, _, rep) = r.map_ticks(Audio, a as u64, 0);
+                last_a = d;
+                rebased += matches!(rep, Repair::Rebased { .. }) as usize;
+                a += 1800;
+            }
+        }
+        assert_eq!(rebased, 0);
+        // Both tracks keep their input times: the timeline is as long as the input.
+        assert_eq!(last_v, v - 3000);
+        assert_eq!(last_a, a - 1800);
+    }
+
+    #[test]
+    fn after_a_reset_the_second_track_follows_the_first_without_a_second_rebase() {
+        let out = run(&[
+            (Video, 5000, 0),
+            (Audio, 4990, 0),
+            (Video, 5033, 0),
+            // The encoder restarts its clock near zero; audio 10 ms before video, as before.
+            (Video, 40, 0),
+            (Audio, 30, 0),
+            (Video, 73, 0),
+        ]);
+        assert!(matches!(out[3].2, Repair::Rebased { .. }));
+        assert_eq!(out[3].0, 34);
+        assert_eq!(out[4], (24, 24, Repair::None));
+        assert_eq!(out[5], (67, 67, Repair::None));
     }
 
     #[test]

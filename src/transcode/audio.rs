@@ -22,6 +22,38 @@ use super::TranscodeError;
 use crate::proto::aac::AacConfig;
 use crate::proto::media::{MediaPacket, Track, TIMESCALE};
 
+/// Opens ffmpeg's AAC-LC encoder (planar float in, one thread) at `kbps`, its packets stamped
+/// in `time_base`. Shared by the ladder's audio job and the Opus converter.
+pub(super) fn open_aac(
+    rate: i32,
+    layout: ChannelLayout,
+    channels: i32,
+    kbps: u32,
+    time_base: ffmpeg::Rational,
+) -> Result<ffmpeg::encoder::Audio, TranscodeError> {
+    let err = |e: ffmpeg::Error| TranscodeError::Codec {
+        what: "aac encoder",
+        reason: e.to_string(),
+    };
+    let codec = ffmpeg::encoder::find(ffmpeg::codec::Id::AAC).ok_or(TranscodeError::Codec {
+        what: "aac encoder",
+        reason: "not in this FFmpeg build".into(),
+    })?;
+    let ctx = ffmpeg::codec::Context::new_with_codec(codec);
+    let mut enc = ctx.encoder().audio().map_err(err)?;
+    enc.set_rate(rate);
+    enc.set_channel_layout(layout);
+    enc.set_channels(channels);
+    enc.set_format(ffmpeg::format::Sample::F32(
+        ffmpeg::format::sample::Type::Planar,
+    ));
+    enc.set_bit_rate(kbps as usize * 1000);
+    enc.set_time_base(time_base);
+    let mut opts = ffmpeg::Dictionary::new();
+    opts.set("threads", "1");
+    enc.open_with(opts).map_err(err)
+}
+
 pub enum AudioMsg {
     Packet(MediaPacket),
     Resync,
@@ -97,28 +129,15 @@ impl AudioTranscoder {
     }
 
     fn open_encoder(&self, kbps: u32) -> Result<ffmpeg::encoder::Audio, TranscodeError> {
-        let err = |e: ffmpeg::Error| TranscodeError::Codec {
-            what: "aac encoder",
-            reason: e.to_string(),
-        };
-        let codec = ffmpeg::encoder::find(ffmpeg::codec::Id::AAC).ok_or(TranscodeError::Codec {
-            what: "aac encoder",
-            reason: "not in this FFmpeg build".into(),
-        })?;
-        let ctx = ffmpeg::codec::Context::new_with_codec(codec);
-        let mut enc = ctx.encoder().audio().map_err(err)?;
-        enc.set_rate(self.config.sample_rate as i32);
-        enc.set_channel_layout(self.layout());
-        enc.set_channels(self.config.channels.max(1) as i32);
-        enc.set_format(ffmpeg::format::Sample::F32(
-            ffmpeg::format::sample::Type::Planar,
-        ));
-        enc.set_bit_rate(kbps as usize * 1000);
+        let channels = self.config.channels.max(1) as i32;
         // 90 kHz like everything else; the encoder rescales its sample counts to it.
-        enc.set_time_base(ffmpeg::Rational::new(1, TIMESCALE as i32));
-        let mut opts = ffmpeg::Dictionary::new();
-        opts.set("threads", "1");
-        enc.open_with(opts).map_err(err)
+        open_aac(
+            self.config.sample_rate as i32,
+            self.layout(),
+            channels,
+            kbps,
+            ffmpeg::Rational::new(1, TIMESCALE as i32),
+        )
     }
 
     fn transcode(&mut self, pkt: &MediaPacket) -> Result<(), TranscodeError> {

@@ -28,6 +28,9 @@ pub struct RenditionPlan {
     pub max_fps: Option<f64>,
     /// Expected frames per second out (for rate control and the level).
     pub fps: f64,
+    /// x264 `tune=zerolatency` (no lookahead): for a live browser stream converted to H.264,
+    /// where the lookahead's frames would add their duration to the glass-to-glass delay.
+    pub zerolatency: bool,
 }
 
 impl RenditionPlan {
@@ -145,6 +148,7 @@ pub fn plan(
             profile,
             max_fps,
             fps,
+            zerolatency: false,
         });
     }
     (out, skipped)

@@ -16,6 +16,7 @@
 
 pub mod admission;
 pub mod audio;
+pub mod convert;
 pub mod ladder;
 pub mod output;
 pub mod pool;
@@ -51,6 +52,29 @@ pub enum TranscodeError {
     Threads { source: std::io::Error },
     #[error("libx264 is not available in this FFmpeg build")]
     NoX264,
+}
+
+/// A worker pool for browser-codec conversion when there is no transcoder (empty ladder);
+/// `None` (logged) when FFmpeg or the threads cannot start.
+pub fn conversion_pool(cfg: &TranscodeConfig) -> Option<Arc<Pool>> {
+    if let Err(e) = ffmpeg::init() {
+        warn!(error = %e, "FFmpeg unavailable: no browser-codec conversion");
+        return None;
+    }
+    ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+    let workers = match cfg.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    };
+    match Pool::new(workers) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            warn!(error = %e, "no worker threads for browser-codec conversion");
+            None
+        }
+    }
 }
 
 /// A live stream's pipeline, as the controller and the API see it.
@@ -116,6 +140,11 @@ impl Transcoder {
         info!(workers, renditions = t.cfg.ladder.len(), "transcoder ready");
         tracker.spawn(t.clone().controller(cancel));
         Ok(Some(t))
+    }
+
+    /// The worker pool (browser-codec conversions share it with the ladder).
+    pub fn pool(&self) -> Arc<Pool> {
+        self.pool.clone()
     }
 
     fn streams(&self) -> MutexGuard<'_, HashMap<String, StreamEntry>> {
@@ -388,8 +417,9 @@ impl Transcoder {
             slots.clone(),
             decoder_stats,
         ));
+        // Audio is cheap and holds segments back when late: ahead of the video batches.
         let audio = audio_cfg.map(|cfg| {
-            self.pool.job(AudioTranscoder::new(
+            self.pool.light_job(AudioTranscoder::new(
                 cfg,
                 audio_outs,
                 Arc::new(JobStats::default()),

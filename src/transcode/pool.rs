@@ -7,11 +7,17 @@
 //! mail waits, so one busy stream cannot starve the others. Sending never blocks: the queue
 //! depth shows up as lag ([`Job::lag`]), which admission control watches.
 //!
+//! Light, time-critical jobs ([`Pool::light_job`]: audio, a fraction of a millisecond per
+//! frame) always go to the front of the queue, and a worker running another job's batch
+//! stops after the current message when one is waiting. Without that, a browser's audio
+//! waited behind a busy ladder's video batches (eight `veryslow` frames per rendition per
+//! turn) for seconds and was dropped.
+//!
 //! Hand-written rather than rayon or a channel per job: rayon's work stealing has no notion of
 //! per-job ordering, and a thread per job would not bound CPU to the pool size.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,6 +36,7 @@ pub trait Handler: Send + 'static {
 /// Something the workers can run.
 trait Runnable: Send + Sync {
     fn run_batch(self: Arc<Self>);
+    fn is_light(&self) -> bool;
 }
 
 struct Queue {
@@ -43,6 +50,8 @@ struct PoolInner {
     wake: Condvar,
     /// Nanoseconds workers spent running jobs (for utilisation).
     busy_ns: AtomicU64,
+    /// Light jobs in `ready`: other jobs cut their batch short while any wait.
+    light_waiting: AtomicUsize,
     size: usize,
 }
 
@@ -56,7 +65,12 @@ impl PoolInner {
         if q.stopping {
             return;
         }
-        q.ready.push_back(job);
+        if job.is_light() {
+            self.light_waiting.fetch_add(1, Ordering::AcqRel);
+            q.ready.push_front(job);
+        } else {
+            q.ready.push_back(job);
+        }
         drop(q);
         self.wake.notify_one();
     }
@@ -79,6 +93,7 @@ impl Pool {
             }),
             wake: Condvar::new(),
             busy_ns: AtomicU64::new(0),
+            light_waiting: AtomicUsize::new(0),
             size,
         });
         let mut threads = Vec::with_capacity(size);
@@ -113,7 +128,18 @@ impl Pool {
     /// A new job with `handler` as its state. It logs inside the caller's current span (the
     /// channel task's, so pool threads' lines carry the channel).
     pub fn job<H: Handler>(&self, handler: H) -> Arc<Job<H>> {
+        self.make_job(handler, false)
+    }
+
+    /// A job whose messages are cheap and late output hurts (audio): queued ahead of the
+    /// others when new mail arrives for it.
+    pub fn light_job<H: Handler>(&self, handler: H) -> Arc<Job<H>> {
+        self.make_job(handler, true)
+    }
+
+    fn make_job<H: Handler>(&self, handler: H, light: bool) -> Arc<Job<H>> {
         Arc::new(Job {
+            light,
             span: tracing::Span::current(),
             mailbox: Mutex::new(Mailbox {
                 queue: VecDeque::new(),
@@ -131,6 +157,7 @@ impl Pool {
             let mut q = self.inner.lock();
             q.stopping = true;
             q.ready.clear();
+            self.inner.light_waiting.store(0, Ordering::Release);
         }
         self.inner.wake.notify_all();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
@@ -157,6 +184,9 @@ fn worker(inner: Arc<PoolInner>) {
                     return;
                 }
                 if let Some(j) = q.ready.pop_front() {
+                    if j.is_light() {
+                        inner.light_waiting.fetch_sub(1, Ordering::AcqRel);
+                    }
                     break j;
                 }
                 q = inner.wake.wait(q).unwrap_or_else(|e| e.into_inner());
@@ -190,6 +220,8 @@ pub struct Job<H: Handler> {
     pool: Arc<PoolInner>,
     /// Closed jobs drop new mail (their stream ended or they were replaced).
     closed: AtomicBool,
+    /// Queued at the front, and others yield to it ([`Pool::light_job`]).
+    light: bool,
     span: tracing::Span,
 }
 
@@ -250,7 +282,11 @@ impl<H: Handler> Runnable for Job<H> {
         {
             let _span = self.span.enter();
             let mut h = self.handler.lock().unwrap_or_else(|e| e.into_inner());
-            for _ in 0..BATCH {
+            for i in 0..BATCH {
+                // A light job waits: let it run before this job's next message.
+                if i > 0 && !self.light && self.pool.light_waiting.load(Ordering::Acquire) > 0 {
+                    break;
+                }
                 let next = {
                     let mut mb = self.mailbox();
                     match mb.queue.pop_front() {
@@ -271,6 +307,10 @@ impl<H: Handler> Runnable for Job<H> {
             drop(mb);
             self.pool.schedule(self.clone());
         }
+    }
+
+    fn is_light(&self) -> bool {
+        self.light
     }
 }
 
@@ -325,6 +365,78 @@ mod tests {
             assert_eq!(j.pending(), 0);
             assert_eq!(j.lag(), Duration::ZERO);
         }
+        pool.shutdown();
+    }
+
+    #[test]
+    fn light_jobs_go_ahead_of_a_backlog() {
+        let pool = Pool::new(1).expect("pool");
+        let (tx, rx) = mpsc::channel();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        struct Tag(
+            &'static str,
+            Arc<Mutex<Vec<&'static str>>>,
+            mpsc::Sender<()>,
+        );
+        impl Handler for Tag {
+            type Msg = ();
+            fn handle(&mut self, _: ()) {
+                self.1.lock().unwrap().push(self.0);
+                let _ = self.2.send(());
+            }
+        }
+        let heavy: Vec<_> = (0..3)
+            .map(|_| pool.job(Tag("heavy", order.clone(), tx.clone())))
+            .collect();
+        let light = pool.light_job(Tag("light", order.clone(), tx.clone()));
+        // Block the only worker on the first heavy job while the others queue up.
+        let now = Instant::now();
+        heavy[0].with_handler(|_| {
+            for h in &heavy {
+                h.send((), now);
+            }
+            light.send((), now);
+        });
+        for _ in 0..4 {
+            rx.recv_timeout(Duration::from_secs(10)).expect("ran");
+        }
+        let order = order.lock().unwrap().clone();
+        // The first heavy job may already be running; the light one comes before the rest.
+        let light_at = order.iter().position(|t| *t == "light").expect("light ran");
+        assert!(light_at <= 1, "{order:?}");
+        pool.shutdown();
+    }
+
+    #[test]
+    fn a_long_batch_yields_to_a_light_job() {
+        struct Slow(mpsc::Sender<&'static str>, &'static str, Duration);
+        impl Handler for Slow {
+            type Msg = ();
+            fn handle(&mut self, _: ()) {
+                std::thread::sleep(self.2);
+                let _ = self.0.send(self.1);
+            }
+        }
+        let pool = Pool::new(1).expect("pool");
+        let (tx, rx) = mpsc::channel();
+        let heavy = pool.job(Slow(tx.clone(), "heavy", Duration::from_millis(30)));
+        let light = pool.light_job(Slow(tx, "light", Duration::ZERO));
+        let now = Instant::now();
+        for _ in 0..BATCH {
+            heavy.send((), now);
+        }
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).expect("ran"),
+            "heavy"
+        );
+        light.send((), Instant::now());
+        let mut order = Vec::new();
+        for _ in 0..BATCH {
+            order.push(rx.recv_timeout(Duration::from_secs(10)).expect("ran"));
+        }
+        // At most the message that was running when the light job came, then the light job.
+        let light_at = order.iter().position(|t| *t == "light").expect("light ran");
+        assert!(light_at <= 1, "{order:?}");
         pool.shutdown();
     }
 

@@ -112,6 +112,77 @@ fn codec_err(what: &'static str) -> impl FnOnce(ffmpeg::Error) -> TranscodeError
     }
 }
 
+/// Opens libx264 for a rendition plan: its size, rate control, level and keyframe options,
+/// timestamps in 90 kHz. Shared by the ladder's renditions and the browser-codec converter.
+pub(super) fn open_x264(p: &RenditionPlan) -> Result<ffmpeg::encoder::Video, TranscodeError> {
+    let codec = ffmpeg::encoder::find_by_name("libx264").ok_or(TranscodeError::Codec {
+        what: "libx264",
+        reason: "not in this FFmpeg build".into(),
+    })?;
+    let ctx = ffmpeg::codec::Context::new_with_codec(codec);
+    let mut enc = ctx.encoder().video().map_err(codec_err("libx264"))?;
+    enc.set_width(p.width);
+    enc.set_height(p.height);
+    enc.set_format(Pixel::YUV420P);
+    // Source timestamps go through unchanged: 90 kHz in, 90 kHz out.
+    enc.set_time_base(ffmpeg::Rational::new(1, TIMESCALE as i32));
+    // x264 budgets bits per frame from the frame rate; timestamps still drive timing.
+    let fps = ffmpeg::Rational::new((p.fps * 1000.0).round() as i32, 1000).reduce();
+    enc.set_frame_rate(Some(fps));
+    let mut opts = ffmpeg::Dictionary::new();
+    opts.set("preset", &p.preset);
+    if p.zerolatency {
+        opts.set("tune", "zerolatency");
+    }
+    opts.set("profile", &p.profile);
+    opts.set("level", p.level);
+    opts.set("b", &format!("{}k", p.video_kbps));
+    opts.set("maxrate", &format!("{}k", p.maxrate_kbps()));
+    opts.set("bufsize", &format!("{}k", p.bufsize_kbps()));
+    opts.set("forced-idr", "1");
+    opts.set("x264-params", &p.x264_params());
+    // One thread per encoder: the pool is the unit of parallelism and of CPU bound; x264's
+    // frame threads would also add a frame of latency per thread.
+    opts.set("threads", "1");
+    enc.open_with(opts).map_err(codec_err("libx264"))
+}
+
+/// Takes an x264 encoder's finished packets as bus packets (length-prefixed), each with the
+/// configuration made from the parameter sets it carries in band (keyframes), if any.
+pub(super) fn drain_h264(
+    enc: &mut ffmpeg::encoder::Video,
+    packet: &mut ffmpeg::Packet,
+    what: &str,
+    mut out: impl FnMut(Option<AvcConfig>, MediaPacket),
+) {
+    while enc.receive_packet(packet).is_ok() {
+        let (Some(data), Some(pts)) = (packet.data(), packet.pts()) else {
+            continue;
+        };
+        let unit = annex_b_to_avcc(data);
+        let config = if unit.sps.is_empty() {
+            None
+        } else {
+            match AvcConfig::from_parameter_sets(&unit.sps, &unit.pps) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warn!(rendition = %what, error = %e, "encoder parameter sets unusable");
+                    None
+                }
+            }
+        };
+        let pkt = MediaPacket {
+            track: Track::Video,
+            dts: packet.dts().unwrap_or(pts),
+            pts,
+            keyframe: packet.is_key(),
+            // The converted unit's Vec becomes the payload without a copy.
+            data: bytes::Bytes::from(unit.data),
+        };
+        out(config, pkt);
+    }
+}
+
 /// Decodes the source video once per stream: H.264 and HEVC with libavcodec's decoders, AV1
 /// with libdav1d (Debian's FFmpeg 5.1 also has libaom-av1, slower, used when dav1d is absent;
 /// its native `av1` decoder needs a hardware accelerator).
@@ -332,40 +403,9 @@ impl VideoEncoder {
         }
     }
 
-    fn open(&mut self) -> Result<ffmpeg::encoder::Video, TranscodeError> {
-        let p = &self.plan;
-        let codec = ffmpeg::encoder::find_by_name("libx264").ok_or(TranscodeError::Codec {
-            what: "libx264",
-            reason: "not in this FFmpeg build".into(),
-        })?;
-        let ctx = ffmpeg::codec::Context::new_with_codec(codec);
-        let mut enc = ctx.encoder().video().map_err(codec_err("libx264"))?;
-        enc.set_width(p.width);
-        enc.set_height(p.height);
-        enc.set_format(Pixel::YUV420P);
-        // Source timestamps go through unchanged: 90 kHz in, 90 kHz out.
-        enc.set_time_base(ffmpeg::Rational::new(1, TIMESCALE as i32));
-        // x264 budgets bits per frame from the frame rate; timestamps still drive timing.
-        let fps = ffmpeg::Rational::new((p.fps * 1000.0).round() as i32, 1000).reduce();
-        enc.set_frame_rate(Some(fps));
-        let mut opts = ffmpeg::Dictionary::new();
-        opts.set("preset", &p.preset);
-        opts.set("profile", &p.profile);
-        opts.set("level", p.level);
-        opts.set("b", &format!("{}k", p.video_kbps));
-        opts.set("maxrate", &format!("{}k", p.maxrate_kbps()));
-        opts.set("bufsize", &format!("{}k", p.bufsize_kbps()));
-        opts.set("forced-idr", "1");
-        opts.set("x264-params", &p.x264_params());
-        // One thread per encoder: the pool is the unit of parallelism and of CPU bound; x264's
-        // frame threads would also add a frame of latency per thread.
-        opts.set("threads", "1");
-        enc.open_with(opts).map_err(codec_err("libx264"))
-    }
-
     fn encode(&mut self, src: &SourceFrame) -> Result<(), TranscodeError> {
         if self.encoder.is_none() {
-            self.encoder = Some(self.open()?);
+            self.encoder = Some(open_x264(&self.plan)?);
         }
         let (w, h) = (self.plan.width, self.plan.height);
         let input = (src.frame.format(), src.frame.width(), src.frame.height());
@@ -447,32 +487,10 @@ impl VideoEncoder {
         let Some(enc) = self.encoder.as_mut() else {
             return;
         };
-        while enc.receive_packet(&mut self.packet).is_ok() {
-            let (Some(data), Some(pts)) = (self.packet.data(), self.packet.pts()) else {
-                continue;
-            };
-            let unit = annex_b_to_avcc(data);
-            let config = if unit.sps.is_empty() {
-                None
-            } else {
-                match AvcConfig::from_parameter_sets(&unit.sps, &unit.pps) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        warn!(rendition = %self.plan.name, error = %e, "encoder parameter sets unusable");
-                        None
-                    }
-                }
-            };
-            let pkt = MediaPacket {
-                track: Track::Video,
-                dts: self.packet.dts().unwrap_or(pts),
-                pts,
-                keyframe: self.packet.is_key(),
-                // The converted unit's Vec becomes the payload without a copy.
-                data: bytes::Bytes::from(unit.data),
-            };
-            lock(&self.out).push_video(config, pkt);
-        }
+        let out = &self.out;
+        drain_h264(enc, &mut self.packet, &self.plan.name, |config, pkt| {
+            lock(out).push_video(config, pkt)
+        });
     }
 
     fn flush(&mut self) {

@@ -64,7 +64,18 @@ pub fn post_chat(srv: &TestServer, channel: &str, nick: &str, text: &str) -> Ans
 
 /// An admin request with [`ADMIN_TOKEN`].
 pub fn admin(srv: &TestServer, method: &str, path: &str, body: Option<Value>) -> Answer {
-    let auth = format!("Bearer {ADMIN_TOKEN}");
+    bearer(srv, ADMIN_TOKEN, method, path, body)
+}
+
+/// A request with `Authorization: Bearer {token}` (an admin token or a stream key).
+pub fn bearer(
+    srv: &TestServer,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Answer {
+    let auth = format!("Bearer {token}");
     request(
         srv,
         method,

@@ -6,6 +6,9 @@
 pub mod api;
 pub mod ertmp;
 pub mod rtmp;
+pub mod sse;
+pub mod whip;
+pub mod whip_client;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -34,6 +37,8 @@ pub struct TestServer {
     pub http: String,
     /// The RTMPS listener, when the config sets `rtmp.tls_listen`.
     pub rtmps: Option<String>,
+    /// The WebRTC (WHIP) UDP address.
+    pub webrtc: Option<String>,
     /// The SRT listener (on a free port unless the test turns SRT off).
     pub srt: Option<String>,
     logs: Arc<Mutex<String>>,
@@ -43,6 +48,15 @@ pub struct TestServer {
     /// Its `storage.data_dir`: inside the server's temp dir (removed with it) unless the test
     /// gave one with [`TestServer::start_in`].
     pub data_dir: PathBuf,
+}
+
+/// A TCP port free on 127.0.0.1 right now (for a server whose address must be known before
+/// it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -70,6 +84,37 @@ impl TestServer {
         Self::launch("", extra, &[], Some(data_dir.to_path_buf()), None)
     }
 
+    /// Starts on a free port known beforehand, with `server.public_url` pointing at it
+    /// (`https://` when `tls` holds a certificate and key; sign-in callbacks need the real
+    /// address): `server_keys` go in `[server]`, `alice_keys` in channel alice's table,
+    /// `extra` after them.
+    pub fn start_public(
+        server_keys: &str,
+        alice_keys: &str,
+        extra: &str,
+        tls: Option<(&Path, &Path)>,
+        env: &[(&str, &str)],
+    ) -> TestServer {
+        let port = free_port();
+        let (scheme, http_keys) = match tls {
+            Some((cert, key)) => (
+                "https",
+                format!(
+                    "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                    cert.display(),
+                    key.display()
+                ),
+            ),
+            None => ("http", String::new()),
+        };
+        let head = format!(
+            "[server]\npublic_url = \"{scheme}://127.0.0.1:{port}\"\n{server_keys}\n\
+[rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
+[http]\nlisten = \"127.0.0.1:{port}\"\n{http_keys}"
+        );
+        Self::launch_text(&head, extra, alice_keys, env, None)
+    }
+
     /// Starts with `http_keys` added to the `[http]` table.
     pub fn start_with_http(http_keys: &str) -> TestServer {
         Self::start_full(http_keys, "", &[])
@@ -94,13 +139,27 @@ impl TestServer {
         data_dir: Option<PathBuf>,
         open_files: Option<(u64, u64)>,
     ) -> TestServer {
+        let head = format!(
+            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
+[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}"
+        );
+        Self::launch_text(&head, extra, "", env, data_dir)
+    }
+
+    fn launch_text(
+        head: &str,
+        extra: &str,
+        alice_keys: &str,
+        env: &[(&str, &str)],
+        data_dir: Option<PathBuf>,
+    ) -> TestServer {
         let dir = temp_dir("srv");
         let cfg = dir.join("onair.toml");
         let data_dir = data_dir.unwrap_or_else(|| dir.join("data"));
         let storage = format!("[storage]\ndata_dir = \"{}\"\n", data_dir.display());
         let text = format!(
-            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{http_keys}{extra}\n{storage}\
-[[channels]]\nname = \"alice\"\nkey = \"{ALICE_KEY}\"\ntitle = \"Alice's debate\"\n\
+            "{head}{extra}\n{storage}\
+[[channels]]\nname = \"alice\"\nkey = \"{ALICE_KEY}\"\ntitle = \"Alice's debate\"\n{alice_keys}\n\
 [[channels]]\nname = \"bob\"\nkey = \"{BOB_KEY}\"\n"
         );
         std::fs::write(&cfg, text).expect("write config");
@@ -166,6 +225,7 @@ impl TestServer {
         TestServer {
             rtmps: optional("rtmps"),
             srt: optional("srt"),
+            webrtc: optional("webrtc"),
             rtmp: field("rtmp"),
             http: field("http"),
             child,

@@ -1,8 +1,14 @@
-//! Stand-ins for the posting APIs: tiny HTTP/1.1 servers on 127.0.0.1:0 (std threads, one per
+//! Stand-ins for the posting and sign-in APIs (the sign-in servers are in their own files:
+//! `mastodon_server`, `x_server`, `bluesky_server`, sharing `oauth`): tiny HTTP/1.1 servers on 127.0.0.1:0 (std threads, one per
 //! connection) that check requests as the real services do and answer as they do. The OAuth
 //! 1.0a check is an independent implementation (its own percent-encoding and base string), so
 //! a signer bug cannot cancel itself out.
 #![allow(dead_code)]
+
+pub mod bluesky_server;
+pub mod mastodon_server;
+pub mod oauth;
+pub mod x_server;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -410,24 +416,10 @@ pub fn mastodon(token: &'static str) -> impl FnMut(&Received) -> Reply + Send {
         if r.header("authorization") != Some(&format!("Bearer {token}")) {
             return Reply::new(401, r#"{"error":"The access token is invalid"}"#);
         }
-        if !r
-            .header("content-type")
-            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
-        {
-            return Reply::new(422, r#"{"error":"Validation failed: Text can't be blank"}"#);
-        }
-        let f = r.form();
-        let status = f.get("status").cloned().unwrap_or_default();
-        let vis = f.get("visibility").cloned().unwrap_or_default();
-        if status.is_empty() || weighted_len(&status) > 500 {
-            return Reply::new(422, r#"{"error":"Validation failed: Text can't be blank"}"#);
-        }
-        if !["public", "unlisted", "private", "direct"].contains(&vis.as_str()) {
-            return Reply::new(
-                422,
-                r#"{"error":"Validation failed: Visibility is invalid"}"#,
-            );
-        }
+        let (status, vis) = match status_form(r) {
+            Ok(x) => x,
+            Err(e) => return e,
+        };
         if r.header("idempotency-key").is_none_or(str::is_empty) {
             return Reply::new(422, r#"{"error":"test stand-in wants an Idempotency-Key"}"#);
         }
@@ -509,25 +501,7 @@ pub fn bluesky() -> impl FnMut(&Received) -> Reply + Send {
                 if r.header("authorization") != Some("Bearer jwt-access") {
                     return Reply::new(401, r#"{"error":"InvalidToken"}"#);
                 }
-                let rec = &v["record"];
-                let text = rec["text"].as_str().unwrap_or_default();
-                let facets_ok = rec["facets"].as_array().is_some_and(|fs| {
-                    !fs.is_empty()
-                        && fs.iter().all(|f| {
-                            let s = f["index"]["byteStart"].as_u64().unwrap_or(u64::MAX) as usize;
-                            let e = f["index"]["byteEnd"].as_u64().unwrap_or(0) as usize;
-                            let uri = f["features"][0]["uri"].as_str().unwrap_or_default();
-                            f["features"][0]["$type"] == "app.bsky.richtext.facet#link"
-                                && text.as_bytes().get(s..e) == Some(uri.as_bytes())
-                        })
-                });
-                if v["repo"] != "did:plc:test123"
-                    || v["collection"] != "app.bsky.feed.post"
-                    || rec["$type"] != "app.bsky.feed.post"
-                    || rec["createdAt"].as_str().is_none()
-                    || text.is_empty()
-                    || !facets_ok
-                {
+                if !post_record_ok(&v, "did:plc:test123") {
                     return Reply::new(400, r#"{"error":"InvalidRequest"}"#);
                 }
                 Reply::new(
@@ -538,6 +512,66 @@ pub fn bluesky() -> impl FnMut(&Received) -> Reply + Send {
             _ => Reply::new(404, r#"{"error":"MethodNotImplemented"}"#),
         }
     }
+}
+
+/// Whether a `createRecord` body is a valid `app.bsky.feed.post` in `repo`: text of at most
+/// 300 characters, link facets at the UTF-8 byte offsets of their URI, and an external embed
+/// (if any) pointing at a link of the text.
+pub fn post_record_ok(v: &serde_json::Value, repo: &str) -> bool {
+    let rec = &v["record"];
+    let text = rec["text"].as_str().unwrap_or_default();
+    let facets_ok = rec["facets"].as_array().is_some_and(|fs| {
+        !fs.is_empty()
+            && fs.iter().all(|f| {
+                let s = f["index"]["byteStart"].as_u64().unwrap_or(u64::MAX) as usize;
+                let e = f["index"]["byteEnd"].as_u64().unwrap_or(0) as usize;
+                let uri = f["features"][0]["uri"].as_str().unwrap_or_default();
+                f["features"][0]["$type"] == "app.bsky.richtext.facet#link"
+                    && text.as_bytes().get(s..e) == Some(uri.as_bytes())
+            })
+    });
+    let embed = &rec["embed"];
+    let embed_ok = embed.is_null()
+        || (embed["$type"] == "app.bsky.embed.external"
+            && embed["external"]["uri"]
+                .as_str()
+                .is_some_and(|u| text.contains(u))
+            && embed["external"]["title"].is_string()
+            && embed["external"]["description"].is_string());
+    v["repo"] == repo
+        && v["collection"] == "app.bsky.feed.post"
+        && rec["$type"] == "app.bsky.feed.post"
+        && rec["createdAt"].as_str().is_some()
+        && !text.is_empty()
+        && text.chars().count() <= 300
+        && facets_ok
+        && embed_ok
+}
+
+/// The `status` and `visibility` of a Mastodon `POST /api/v1/statuses`, checked as Mastodon
+/// does (form-encoded, 1 to 500 characters with links as 23, a known visibility), or its
+/// refusal.
+pub fn status_form(r: &Received) -> Result<(String, String), Reply> {
+    let blank = || Reply::new(422, r#"{"error":"Validation failed: Text can't be blank"}"#);
+    if !r
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+    {
+        return Err(blank());
+    }
+    let f = r.form();
+    let status = f.get("status").cloned().unwrap_or_default();
+    let vis = f.get("visibility").cloned().unwrap_or_default();
+    if status.trim().is_empty() || weighted_len(&status) > 500 {
+        return Err(blank());
+    }
+    if !["public", "unlisted", "private", "direct"].contains(&vis.as_str()) {
+        return Err(Reply::new(
+            422,
+            r#"{"error":"Validation failed: Visibility is invalid"}"#,
+        ));
+    }
+    Ok((status, vis))
 }
 
 /// Answers `first` (status, headers) `n` times, then hands over to `then`.
