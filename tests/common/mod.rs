@@ -112,7 +112,7 @@ impl TestServer {
 [rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
 [http]\nlisten = \"127.0.0.1:{port}\"\n{http_keys}"
         );
-        Self::launch_text(&head, extra, alice_keys, env, None)
+        Self::launch_text(&head, extra, alice_keys, env, None, None)
     }
 
     /// Starts with `http_keys` added to the `[http]` table.
@@ -143,7 +143,7 @@ impl TestServer {
             "[rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
 [http]\nlisten = \"127.0.0.1:0\"\n{http_keys}"
         );
-        Self::launch_text(&head, extra, "", env, data_dir)
+        Self::launch_text(&head, extra, "", env, data_dir, open_files)
     }
 
     fn launch_text(
@@ -152,6 +152,7 @@ impl TestServer {
         alice_keys: &str,
         env: &[(&str, &str)],
         data_dir: Option<PathBuf>,
+        open_files: Option<(u64, u64)>,
     ) -> TestServer {
         let dir = temp_dir("srv");
         let cfg = dir.join("onair.toml");
