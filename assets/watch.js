@@ -51,10 +51,11 @@ import { createChatList, postChat } from './chat-list.js';
     stopPlayer();
     if (useHlsJs()) {
       // Low-latency mode follows PART-HOLD-BACK on LL-HLS playlists (hls.js's default, 3
-      // segments back, on plain ones); after a stall or a slow start it plays up to 1.5x until
-      // it is back there. (Setting liveSyncDurationCount would override PART-HOLD-BACK: hls.js
-      // then sits 3 whole segments, 6 s, back even on LL-HLS.)
-      hls = new window.Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
+      // segments back, on plain ones). (Setting liveSyncDurationCount would override
+      // PART-HOLD-BACK: hls.js then sits 3 whole segments, 6 s, back even on LL-HLS.) hls.js's
+      // own catch-up is off (rate 1): it only speeds up with more than 1 s buffered ahead, which
+      // a player a fraction of a second behind never has; this page catches up itself (below).
+      hls = new window.Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1 });
       // On LL-HLS this page plays two parts behind the newest, one closer than PART-HOLD-BACK
       // (what any other player is told): chat is a conversation. After a stall hls.js moves the
       // target back by itself.
@@ -104,6 +105,25 @@ import { createChatList, postChat } from './chat-list.js';
     if (native) { video.removeAttribute('src'); video.load(); native = false; }
     fillQualities([]);
   }
+
+  // Catch-up: the time hls.js takes to start (and any hiccup later) would otherwise stay in
+  // the delay for good. More than 80 ms behind the target, with more than 0.5 s buffered
+  // ahead, play at 1.2x (the browser keeps the audio's pitch); back at 1x within 30 ms of the
+  // target, or once less than 0.4 s is buffered ahead: catching up never eats the margin that
+  // keeps playback from stalling (a stall would move hls.js's target a second back).
+  video.addEventListener('timeupdate', () => {
+    if (!hls || native) return;
+    const latency = hls.latency;
+    const target = hls.targetLatency;
+    if (latency == null || target == null || !isFinite(latency)) return;
+    const b = video.buffered;
+    const ahead = b.length ? b.end(b.length - 1) - video.currentTime : 0;
+    const behind = latency - target;
+    let rate = video.playbackRate;
+    if (ahead < 0.4 || behind < 0.03) rate = 1;
+    else if (behind > 0.08 && ahead > 0.5) rate = 1.2;
+    if (rate !== video.playbackRate && video.playbackRate !== 0) video.playbackRate = rate;
+  });
 
   video.addEventListener('error', () => { if (native && live) scheduleRetry(); });
   // A playlist that ended (the broadcaster dropped and came back) while the channel is live:

@@ -24,6 +24,7 @@ pub mod hls;
 pub mod http;
 pub mod identity;
 pub mod ingest;
+pub mod limits;
 pub mod metrics;
 pub mod proto;
 pub mod srt;

@@ -49,6 +49,19 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => match load_or_report(config.as_deref()) {
             Some(cfg) => {
                 print!("{}", cfg.to_redacted_toml());
+                // `serve` raises its soft limit to the hard one: judge the budgets by that.
+                if let Ok(l) = onair::limits::raise_open_file_limit() {
+                    let b = onair::limits::budget(&cfg, l.hard);
+                    if !b.fits() {
+                        eprintln!(
+                            "onair: warning: {}; serve will lower http.max_event_streams to {} \
+                             (raise the limit: ulimit -n, LimitNOFILE= in systemd, --ulimit nofile= \
+                             in a container)",
+                            b.describe(),
+                            b.event_streams_that_fit()
+                        );
+                    }
+                }
                 ExitCode::SUCCESS
             }
             None => ExitCode::from(2),
@@ -61,10 +74,11 @@ fn main() -> ExitCode {
             announce_test(cfg, target.as_deref())
         }
         Command::Serve { config } => {
-            let Some(cfg) = load_or_report(config.as_deref()) else {
+            let Some(mut cfg) = load_or_report(config.as_deref()) else {
                 return ExitCode::from(2);
             };
             init_logs(&cfg);
+            fit_open_file_limit(&mut cfg);
             match serve(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -81,6 +95,31 @@ fn load_or_report(path: Option<&std::path::Path>) -> Option<Config> {
     Config::load(path)
         .map_err(|e| eprintln!("onair: invalid configuration: {e}"))
         .ok()
+}
+
+/// Raises the open-file limit as far as the hard limit allows and fits the connection budgets
+/// to it (`onair::limits`), saying what it got.
+fn fit_open_file_limit(cfg: &mut Config) {
+    match onair::limits::raise_open_file_limit() {
+        Ok(l) => {
+            tracing::info!(
+                before = l.before,
+                soft = l.soft,
+                hard = l.hard,
+                "open-file limit (soft limit raised to the hard limit)"
+            );
+            if let Some(b) = onair::limits::fit(cfg, l.soft) {
+                tracing::warn!(
+                    "{}: http.max_event_streams lowered to {} so that other connections still \
+                     fit (raise the limit: ulimit -n, LimitNOFILE= in systemd, --ulimit nofile= \
+                     in a container)",
+                    b.describe(),
+                    cfg.http.max_event_streams
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
 }
 
 fn init_logs(cfg: &Config) {

@@ -23,6 +23,36 @@ fn check_config_prints_effective_settings_with_secrets_redacted() {
     );
 }
 
+/// `check-config` says when the connection budgets do not fit the open-file limit `serve`
+/// will have, and what `serve` will do about it.
+#[test]
+fn check_config_warns_when_the_budgets_exceed_the_open_file_limit() {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 1024 && exec \"$0\" check-config"])
+        .arg(env!("CARGO_BIN_EXE_onair"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run onair under sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("http.max_event_streams (20000)")
+            && err.contains("the open-file limit is 1024")
+            && err.contains("serve will lower http.max_event_streams to 1"),
+        "{err}"
+    );
+    // With room enough, nothing to say.
+    let (code, _, err) = common::onair(
+        &["check-config"],
+        &[
+            ("ONAIR__HTTP__MAX_EVENT_STREAMS", "100"),
+            ("ONAIR__HTTP__MAX_CONNECTIONS", "100"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("open-file limit"), "{err}");
+}
+
 #[test]
 fn invalid_config_names_key_value_and_allowed_with_exit_2() {
     let dir = common::temp_dir("cli");

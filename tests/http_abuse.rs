@@ -382,3 +382,39 @@ fn idle_event_streams_do_not_starve_other_requests() {
         open_event_stream(&srv.http, "bob").ok()
     });
 }
+
+/// The server raises its open-file limit to the hard limit at start and fits the event-stream
+/// budget to it: started with 256 open files allowed (hard limit 1024), it holds more event
+/// streams than 256 (which would fail at accept with EMFILE without the raise), lowers
+/// `http.max_event_streams` so that the other budgets still fit (1024 - 256 RTMP - 64 HTTP -
+/// 256 reserved = 448), says so in its log, refuses the 449th stream with 503 and goes on
+/// answering everything else.
+#[test]
+fn the_open_file_limit_is_raised_and_the_budgets_fit_it() {
+    let srv = TestServer::start_with_open_files(
+        "max_connections = 64\n",
+        "[chat]\nmax_subscribers_per_address = 1000\n",
+        256,
+        1024,
+    );
+    srv.wait_log("http.max_event_streams lowered to 448", 10 * SECS);
+    let logs = srv.logs();
+    assert!(
+        logs.contains("before=256") && logs.contains("soft=1024"),
+        "{logs}"
+    );
+    let _streams: Vec<TcpStream> = (0..448)
+        .map(|i| {
+            open_event_stream(&srv.http, "alice")
+                .unwrap_or_else(|code| panic!("event stream {i} refused with {code}"))
+        })
+        .collect();
+    assert_eq!(open_event_stream(&srv.http, "bob").err(), Some(503));
+    assert_eq!(get_raw(&srv.http, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(srv.get("/api/channels/alice").0, 200);
+    assert!(
+        !srv.logs().contains("Too many open files"),
+        "{}",
+        srv.logs()
+    );
+}

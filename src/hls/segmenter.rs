@@ -83,6 +83,12 @@ struct OpenPart {
     independent: bool,
 }
 
+impl OpenPart {
+    fn has_video(&self) -> bool {
+        self.samples.iter().any(|s| s.track == Track::Video)
+    }
+}
+
 struct OpenSegment {
     start: i64,
     last_dts: i64,
@@ -208,9 +214,23 @@ impl Segmenter {
                 let age = pkt.dts - open.start;
                 let forced = age >= (MAX_SEGMENT_SECONDS * TIMESCALE).max(4 * self.target);
                 if (starts_segment && age >= self.target) || forced {
+                    // Audio that came after the part's last video frame (published with it,
+                    // see below) opens the next segment's first part, rather than making a
+                    // part of almost no duration at the end of this one.
+                    let carried = if video_stream && !open.part.has_video() {
+                        self.open
+                            .as_mut()
+                            .map(|o| std::mem::take(&mut o.part.samples))
+                            .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
                     step.part = self.close_part(pkt.dts);
                     step.segment = self.close(pkt.dts);
                     self.begin(pkt.dts);
+                    if let Some(open) = self.open.as_mut() {
+                        open.part.samples = carried;
+                    }
                 } else if cuts
                     && self.container == Container::Fmp4
                     && !open.part.samples.is_empty()
@@ -224,6 +244,25 @@ impl Segmenter {
             .write(pkt)
             .err()
             .map(|e| SegmenterNote::Rejected(e.to_string()));
+        // A part is published with the frame that completes it (the next frame, of the same
+        // duration, would not fit), not when that next frame arrives: one frame sooner on the
+        // viewer's screen. Its end is where the next frame is due. The check before `write`
+        // still closes a part whose next frame came earlier than due.
+        // (Not on a segment cut: the step's part would come before the segment it follows.)
+        if cuts
+            && self.container == Container::Fmp4
+            && step.part.is_none()
+            && step.segment.is_none()
+        {
+            let end = pkt.dts + self.frame_ticks;
+            let complete = self.open.as_ref().is_some_and(|open| {
+                !open.part.samples.is_empty()
+                    && end - open.part.start + self.frame_ticks > self.part_target
+            });
+            if complete {
+                step.part = self.close_part(end);
+            }
+        }
         step
     }
 
@@ -286,9 +325,15 @@ impl Segmenter {
         }
         match self.container {
             Container::Fmp4 => {
-                if open.part.samples.is_empty() {
-                    open.part.independent =
-                        pkt.keyframe && (pkt.track == Track::Video || self.info.video.is_none());
+                // Independent when its first video frame is a keyframe (audio before it, carried
+                // over from the previous part, needs nothing earlier); audio-only parts are.
+                let first = match (&self.info.video, pkt.track) {
+                    (Some(_), Track::Video) => !open.part.has_video(),
+                    (Some(_), Track::Audio) => false,
+                    (None, _) => open.part.samples.is_empty(),
+                };
+                if first {
+                    open.part.independent = pkt.keyframe;
                 }
                 open.part.samples.push(Sample {
                     track: pkt.track,
@@ -362,161 +407,5 @@ impl Segmenter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::media::{tests::info, VideoConfig};
-
-    fn video(dts: i64, key: bool) -> MediaPacket {
-        MediaPacket {
-            track: Track::Video,
-            dts,
-            pts: dts,
-            keyframe: key,
-            data: Bytes::from_static(&[0, 0, 0, 2, 0x41, 0]),
-        }
-    }
-
-    /// 30 fps video with a keyframe every `gop` frames; returns the closed segments.
-    fn run(seg: &mut Segmenter, frames: i64, gop: i64) -> Vec<Segment> {
-        let mut out = Vec::new();
-        for i in 0..frames {
-            out.extend(seg.push(&video(i * 3000, i % gop == 0)).segment);
-        }
-        out
-    }
-
-    #[test]
-    fn cuts_at_keyframes_after_target() {
-        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
-        s.set_info(info());
-        let segs = run(&mut s, 300, 60);
-        assert_eq!(segs.len(), 4);
-        for seg in &segs {
-            assert_eq!(seg.duration, 180_000);
-            assert_eq!(seg.video_frames, 60);
-            assert!(!seg.discontinuity);
-        }
-        let last = s.flush().segment.expect("open segment");
-        assert_eq!(last.duration, 180_000);
-    }
-
-    #[test]
-    fn long_gop_makes_long_segments() {
-        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
-        s.set_info(info());
-        let segs = run(&mut s, 301, 150);
-        assert_eq!(segs.len(), 2);
-        assert_eq!(segs[0].duration, 450_000);
-    }
-
-    #[test]
-    fn no_keyframes_still_cut_at_the_maximum() {
-        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
-        s.set_info(info());
-        // One keyframe, then 100 s of frames without another.
-        let segs = run(&mut s, 3000, 100_000);
-        assert_eq!(
-            segs.len(),
-            3,
-            "{:?}",
-            segs.iter().map(|s| s.duration).collect::<Vec<_>>()
-        );
-        assert!(segs
-            .iter()
-            .all(|s| s.duration == MAX_SEGMENT_SECONDS * TIMESCALE));
-    }
-
-    #[test]
-    fn waits_for_first_keyframe() {
-        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
-        s.set_info(info());
-        let step = s.push(&video(0, false));
-        assert!(step.segment.is_none());
-        assert_eq!(step.note, Some(SegmenterNote::WaitingForKeyframe));
-    }
-
-    #[test]
-    fn restart_marks_discontinuity() {
-        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
-        s.set_info(info());
-        run(&mut s, 70, 60);
-        let closed = s.restart().segment.expect("open segment closed");
-        assert!(!closed.discontinuity);
-        let segs = run(&mut s, 121, 60);
-        assert!(segs[0].discontinuity);
-        assert!(!segs[1].discontinuity);
-    }
-
-    #[test]
-    fn audio_only_cuts_on_time() {
-        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
-        let mut i = info();
-        i.video = None;
-        s.set_info(i);
-        let mut segs = Vec::new();
-        for n in 0..500i64 {
-            let step = s.push(&MediaPacket {
-                track: Track::Audio,
-                dts: n * 2089,
-                pts: n * 2089,
-                keyframe: true,
-                data: Bytes::from_static(&[1, 2, 3]),
-            });
-            segs.extend(step.segment);
-        }
-        assert_eq!(segs.len(), 5);
-        assert!(segs.iter().all(|s| (s.seconds() - 2.0).abs() < 0.05));
-    }
-
-    #[test]
-    fn resolution_change_is_a_discontinuity() {
-        let mut s = Segmenter::new(Container::Ts, 2.0, 0.333);
-        s.set_info(info());
-        run(&mut s, 30, 60);
-        let mut other = info();
-        let mut v = (*other.video.clone().expect("video")).clone();
-        if let VideoConfig::Avc(c) = &mut v {
-            c.width = 640;
-        }
-        other.video = Some(Arc::new(v));
-        assert!(s.set_info(other).segment.is_some());
-        let segs = run(&mut s, 61, 60);
-        assert!(segs[0].discontinuity);
-    }
-
-    #[test]
-    fn fmp4_parts_are_bounded_and_make_up_the_segment() {
-        let mut s = Segmenter::new(Container::Fmp4, 2.0, 0.333);
-        s.set_info(info());
-        let (id, init) = s.init().expect("init segment");
-        assert_eq!(id, 1);
-        assert!(init.starts_with(&[0, 0, 0, 28, b'f', b't', b'y', b'p']));
-        let mut parts = Vec::new();
-        let mut segs = Vec::new();
-        for i in 0..181i64 {
-            let step = s.push(&video(i * 3000, i % 60 == 0));
-            parts.extend(step.part);
-            if let Some(seg) = step.segment {
-                segs.push((seg, std::mem::take(&mut parts)));
-            }
-        }
-        assert_eq!(segs.len(), 3);
-        for (seg, parts) in &segs {
-            assert_eq!(seg.duration, 180_000);
-            // 9 frames of 33.3 ms fit in 0.333 s: 6 parts of 9 frames and one of 6.
-            assert_eq!(
-                parts.len(),
-                7,
-                "{:?}",
-                parts.iter().map(|p| p.duration).collect::<Vec<_>>()
-            );
-            assert!(parts.iter().all(|p| p.duration <= 29_970));
-            assert_eq!(parts.iter().map(|p| p.duration).sum::<i64>(), seg.duration);
-            assert!(parts[0].independent);
-            assert!(parts[1..].iter().all(|p| !p.independent));
-            let joined: Vec<u8> = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
-            assert_eq!(joined, seg.data.to_vec());
-            assert_eq!(seg.init_id, 1);
-        }
-    }
-}
+#[path = "segmenter_tests.rs"]
+mod tests;

@@ -81,7 +81,7 @@ impl TestServer {
     /// Starts on `data_dir` (which outlives the server, so a test can start another process
     /// on the same database) with `extra` TOML as in [`TestServer::start`].
     pub fn start_in(data_dir: &Path, extra: &str) -> TestServer {
-        Self::launch("", extra, &[], Some(data_dir.to_path_buf()))
+        Self::launch("", extra, &[], Some(data_dir.to_path_buf()), None)
     }
 
     /// Starts on a free port known beforehand, with `server.public_url` pointing at it
@@ -112,7 +112,7 @@ impl TestServer {
 [rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
 [http]\nlisten = \"127.0.0.1:{port}\"\n{http_keys}"
         );
-        Self::launch_text(&head, extra, alice_keys, env, None)
+        Self::launch_text(&head, extra, alice_keys, env, None, None)
     }
 
     /// Starts with `http_keys` added to the `[http]` table.
@@ -123,7 +123,13 @@ impl TestServer {
     /// `http_keys` go in the `[http]` table, `extra` after it; `env` is added to the server's.
     /// The database goes in the server's temp dir.
     pub fn start_full(http_keys: &str, extra: &str, env: &[(&str, &str)]) -> TestServer {
-        Self::launch(http_keys, extra, env, None)
+        Self::launch(http_keys, extra, env, None, None)
+    }
+
+    /// Starts as [`TestServer::start_full`] (without env), under an open-file limit of `soft`
+    /// (what the process gets) and `hard` (how far it may raise it).
+    pub fn start_with_open_files(http_keys: &str, extra: &str, soft: u64, hard: u64) -> TestServer {
+        Self::launch(http_keys, extra, &[], None, Some((soft, hard)))
     }
 
     fn launch(
@@ -131,12 +137,13 @@ impl TestServer {
         extra: &str,
         env: &[(&str, &str)],
         data_dir: Option<PathBuf>,
+        open_files: Option<(u64, u64)>,
     ) -> TestServer {
         let head = format!(
             "[rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
 [http]\nlisten = \"127.0.0.1:0\"\n{http_keys}"
         );
-        Self::launch_text(&head, extra, "", env, data_dir)
+        Self::launch_text(&head, extra, "", env, data_dir, open_files)
     }
 
     fn launch_text(
@@ -145,6 +152,7 @@ impl TestServer {
         alice_keys: &str,
         env: &[(&str, &str)],
         data_dir: Option<PathBuf>,
+        open_files: Option<(u64, u64)>,
     ) -> TestServer {
         let dir = temp_dir("srv");
         let cfg = dir.join("onair.toml");
@@ -166,6 +174,23 @@ impl TestServer {
             .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some((soft, hard)) = open_files {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
+            };
+            // SAFETY: setrlimit only, between fork and exec (async-signal-safe).
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         let mut child = cmd.spawn().expect("start onair");
         let logs = Arc::new(Mutex::new(String::new()));
