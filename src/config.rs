@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize, Serializer};
 
 mod auth;
+mod record;
 pub use auth::{
     identity_string_ok, AuthBlueskyConfig, AuthConfig, AuthMastodonConfig, AuthXConfig, PROVIDERS,
 };
+pub use record::{RecordConfig, RecordRenditions};
 
 /// The file used when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
@@ -86,6 +88,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub webrtc: WebrtcConfig,
+    pub record: RecordConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -904,6 +907,7 @@ impl Config {
         }
         auth::validate_identities("server.admin_identities", &self.server.admin_identities)?;
         self.auth.validate()?;
+        self.record.validate()?;
         self.validate_announce()
     }
 

@@ -27,6 +27,7 @@ pub mod ingest;
 pub mod limits;
 pub mod metrics;
 pub mod proto;
+pub mod record;
 pub mod srt;
 pub mod tls;
 pub mod transcode;
@@ -109,6 +110,8 @@ pub struct Server {
     channel_tasks: Mutex<HashMap<String, CancellationToken>>,
     /// `None` when the ladder is empty or libx264 is missing (source renditions only).
     transcoder: Option<Arc<transcode::Transcoder>>,
+    /// Recordings of every broadcast (`[record]`).
+    pub recorder: Arc<record::Recorder>,
 }
 
 /// What a reload changed.
@@ -252,6 +255,8 @@ impl Server {
             tokio::spawn(async move { auth.owner_go_live(&a).await });
         }));
         metrics::init(&tracker, cancel.child_token());
+        let recorder =
+            record::Recorder::start(&cfg, db.clone(), &tracker, cancel.child_token()).await;
         let state = Arc::new(HttpState {
             auth: auth.clone(),
             public_url: cfg.server.public_url.trim_end_matches('/').to_string(),
@@ -263,6 +268,7 @@ impl Server {
             ingest: ingest.clone(),
             trusted_proxies: cfg.chat.trusted_proxies.clone(),
             transcoder: transcoder.clone(),
+            recorder: recorder.clone(),
             whip,
         });
         let tls = http::tls_config(&cfg.http)?;
@@ -297,6 +303,7 @@ impl Server {
             channel_tasks: Mutex::new(HashMap::new()),
             cfg: Mutex::new(cfg.clone()),
             transcoder,
+            recorder,
         };
         for ch in &cfg.channels {
             server.start_channel(&cfg, &ch.name);
@@ -313,6 +320,7 @@ impl Server {
         if let Some(t) = &self.transcoder {
             t.start_channel(channel.clone(), &self.tracker, token.clone());
         }
+        self.recorder.start_channel(channel.clone(), token.clone());
         hls::start_channel(
             channel,
             self.store.clone(),
@@ -359,6 +367,7 @@ impl Server {
         }
         // Titles, new channels and rotated keys reach the announcer now; its targets at restart.
         self.announcer.set_channels(&new.channels);
+        self.recorder.set_titles(&new.channels);
         // Owners and admins change live too.
         self.auth
             .set_roles(&new.channels, &new.server.admin_identities);
@@ -390,6 +399,11 @@ impl Server {
                 "transcode",
                 format!("{:?}", old.transcode),
                 format!("{:?}", new.transcode),
+            ),
+            (
+                "record",
+                format!("{:?}", old.record),
+                format!("{:?}", new.record),
             ),
             (
                 "storage",

@@ -81,6 +81,26 @@ pub const MIGRATIONS: &[Migration] = &[
                   PRIMARY KEY (channel, identity)
               ) STRICT, WITHOUT ROWID;",
     },
+    Migration {
+        version: 5,
+        // Reserved for the debate branch's `debate_questions` (CONTRACT: debate takes 5):
+        // versions must count up without a gap. When both land, debate's migration replaces
+        // this placeholder (only databases made by this branch's builds ever ran it).
+        name: "reserved_debate",
+        sql: "SELECT 1;",
+    },
+    Migration {
+        version: 6,
+        name: "recordings",
+        // Recordings and their fsynced segments, rebuilt from the files: db::recordings.
+        sql: super::recordings::MIGRATION_SQL,
+    },
+    Migration {
+        version: 7,
+        name: "recording_chat",
+        // The chat log of each recording with each message's media time: db::recordings.
+        sql: super::recordings::CHAT_MIGRATION_SQL,
+    },
 ];
 
 /// The schema version this binary brings the database to.
