@@ -30,7 +30,10 @@ fn cpu_seconds() -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let path = args.first().cloned().unwrap_or_else(|| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/testsrc-320x180.flv").to_string()
     });
@@ -99,7 +102,12 @@ fn main() {
 
 /// Publishes every packet at `speed` times real time; returns (CPU seconds, bytes recorded,
 /// segments).
-async fn run(info: &StreamInfo, packets: &[MediaPacket], speed: f64, record: bool) -> (f64, i64, usize) {
+async fn run(
+    info: &StreamInfo,
+    packets: &[MediaPacket],
+    speed: f64,
+    record: bool,
+) -> (f64, i64, usize) {
     let dir = std::env::temp_dir().join(format!("onair-bench-record-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = Config::default();

@@ -427,3 +427,40 @@ fn a_disk_that_fills_up_mid_show_ends_the_recording_cleanly_while_viewers_watch(
     let _ = Command::new("umount").arg(&rec_dir).status();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn with_renditions_all_the_ladder_is_recorded_next_to_the_source() {
+    let _g = media_lock();
+    let ladder = "[[transcode.ladder]]\nname = \"90p\"\nheight = 90\nvideo_kbps = 150\n\
+                  audio_kbps = 64\npreset = \"ultrafast\"\n";
+    let srv = TestServer::start(&format!("{}{ladder}", config(0, "renditions = \"all\"")));
+    let p = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            seconds: 8.0,
+            ..Default::default()
+        },
+    );
+    let (ok, err) = p.wait(Duration::from_secs(40));
+    assert!(ok, "{err}");
+    let r = wait_recording(&srv, "the recording to end", |r| r["live"] == false);
+    let id = r["id"].as_str().expect("id");
+    let master = wait_for(Duration::from_secs(10), "two variants", || {
+        let (_, m) = srv.get(&format!("/vod/alice/{id}/master.m3u8"));
+        (m.contains("source/index.m3u8") && m.contains("90p/index.m3u8")).then_some(m)
+    });
+    assert!(master.contains("RESOLUTION=160x90"), "{master}");
+    let (s, ladder) = srv.get(&format!("/vod/alice/{id}/90p/index.m3u8"));
+    assert_eq!(s, 200);
+    assert!(ladder.trim_end().ends_with("#EXT-X-ENDLIST"), "{ladder}");
+    let url = srv.url(&format!("/vod/alice/{id}/90p/index.m3u8"));
+    let streams = ffprobe_url(&url);
+    assert!(
+        streams
+            .iter()
+            .any(|s| s.codec_name == "h264" && s.height == Some(90)),
+        "{streams:?}"
+    );
+    let (ok, err) = ffmpeg_decode(&url, &[]);
+    assert!(ok, "{err}");
+}
