@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize, Serializer};
 
 mod auth;
+mod debate;
 pub use auth::{
     identity_string_ok, AuthBlueskyConfig, AuthConfig, AuthMastodonConfig, AuthXConfig, PROVIDERS,
 };
+pub use debate::{DebateConfig, MAX_TIMER_SECONDS};
 
 /// The file used when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
@@ -83,6 +85,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub announce: AnnounceConfig,
     pub auth: AuthConfig,
+    pub debate: DebateConfig,
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub webrtc: WebrtcConfig,
@@ -904,6 +907,7 @@ impl Config {
         }
         auth::validate_identities("server.admin_identities", &self.server.admin_identities)?;
         self.auth.validate()?;
+        self.debate.validate()?;
         self.validate_announce()
     }
 

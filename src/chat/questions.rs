@@ -1,0 +1,804 @@
+//! Debate mode: viewers' questions with votes, the broadcaster's queue (shortlist, pin one at
+//! a time, answered, dismissed, reopen) and a speaking timer.
+//!
+//! `http::questions` calls [`Debate::ask`], [`Debate::vote`], [`Debate::list`] for viewers and
+//! [`Debate::set_state`], [`Debate::set_timer`] for the channel-scoped admin routes. Questions
+//! follow the chat's rules (word filter, nick rules, bans, names of signed-in viewers) and
+//! their events (`question`, `pinned`, `timer`) go through the channel's chat ring: one id
+//! sequence with chat, kept in the chat history, so `Last-Event-ID` resumes them like chat.
+//!
+//! **Who a viewer is.** The signed-in identity (`provider:id`) when there is one, else the
+//! client address as the chat counts it (behind `chat.trusted_proxies`), stored hashed. One
+//! vote per viewer and question; one question per `debate.seconds_between_questions`.
+//!
+//! **Durability.** Every change is committed to the database (`db::questions`) before the
+//! caller is answered. Asks and state changes write first, then change memory and publish;
+//! votes change memory at once (under the channel lock, which orders them) and queue their
+//! row for one writer task that commits whatever is queued in one transaction (group commit:
+//! 1,000 votes a second cost a few fsyncs, not 1,000), answering each voter after its batch.
+//!
+//! **Coalescing.** A vote does not publish by itself: it marks its question dirty, and dirty
+//! questions go out as `question` events at most every [`VOTE_EVENT_INTERVAL`] per channel (the
+//! first at once, the rest at the end of the interval), however fast votes come.
+//!
+//! **Timer.** Only its deadline is sent (`ends_at`, with the server's `now` so pages correct
+//! their clock); pages count down by themselves and show "time's up". It lives in memory.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+use tracing::{error, info};
+
+use super::moderation::{clean_nick, clean_text, retry_after_seconds};
+use super::{name_key, now_rfc3339, Chat, ChatError};
+use crate::config::{DebateConfig, MAX_TIMER_SECONDS};
+use crate::db::questions::{self as rows, QuestionRow};
+use crate::db::{Db, DbError};
+use crate::identity::Identity;
+
+/// At most one `question` event per question this often while votes come in (per channel).
+pub const VOTE_EVENT_INTERVAL: Duration = Duration::from_millis(250);
+/// Votes waiting for the writer before voters are told to retry.
+const VOTE_QUEUE: usize = 4096;
+/// Votes committed in one transaction at most.
+const VOTE_BATCH: usize = 1024;
+/// The nick of an anonymous question asked without one.
+const ANONYMOUS: &str = "anonymous";
+
+/// A question's place in the broadcaster's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuestionState {
+    Open,
+    Shortlisted,
+    Pinned,
+    Answered,
+    Dismissed,
+}
+
+impl QuestionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuestionState::Open => "open",
+            QuestionState::Shortlisted => "shortlisted",
+            QuestionState::Pinned => "pinned",
+            QuestionState::Answered => "answered",
+            QuestionState::Dismissed => "dismissed",
+        }
+    }
+
+    /// A state by its name or by the admin's verb (`pin`, `shortlist`, `answer`, `dismiss`,
+    /// `reopen`).
+    pub fn parse(s: &str) -> Option<QuestionState> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "open" | "reopen" | "unpin" => QuestionState::Open,
+            "shortlisted" | "shortlist" => QuestionState::Shortlisted,
+            "pinned" | "pin" => QuestionState::Pinned,
+            "answered" | "answer" => QuestionState::Answered,
+            "dismissed" | "dismiss" => QuestionState::Dismissed,
+            _ => return None,
+        })
+    }
+
+    /// Answered and dismissed questions have left the queue (still listed, no votes).
+    pub fn is_closed(self) -> bool {
+        matches!(self, QuestionState::Answered | QuestionState::Dismissed)
+    }
+}
+
+/// Why a debate request was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum QuestionError {
+    /// The chat's refusals (no channel, bad input, too long, banned, rate limited, unsaved).
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    #[error("no such question")]
+    NoSuchQuestion { id: u64 },
+    #[error("this question is {state}: it takes no votes")]
+    Closed { state: &'static str },
+    #[error("state must be open, shortlisted, pinned, answered or dismissed")]
+    BadState,
+    #[error("the timer is limited to {max} seconds", max = MAX_TIMER_SECONDS)]
+    TimerTooLong { seconds: u64 },
+    #[error("too many votes at once; retry")]
+    Busy,
+}
+
+/// Who asks or votes: the signed-in identity, else the client address.
+#[derive(Debug, Clone)]
+pub struct Viewer<'a> {
+    pub addr: IpAddr,
+    pub identity: Option<&'a Identity>,
+}
+
+impl Viewer<'_> {
+    /// The key limits and votes count by: `provider:id`, or `address:` and a hash of it (the
+    /// database keeps no viewer's address).
+    pub fn key(&self) -> String {
+        match self.identity {
+            Some(i) => i.key(),
+            None => {
+                let h = Sha256::digest(self.addr.to_string().as_bytes());
+                let hex: String = h[..12].iter().map(|b| format!("{b:02x}")).collect();
+                format!("address:{hex}")
+            }
+        }
+    }
+}
+
+/// A question as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuestionView {
+    pub id: u64,
+    pub text: String,
+    pub author: Option<Identity>,
+    pub nick: String,
+    pub votes: usize,
+    pub state: QuestionState,
+    pub asked_at: String,
+    /// `started_at` of the broadcast it was asked in (`null`: asked while offline).
+    pub broadcast: Option<String>,
+}
+
+/// The speaking timer as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimerView {
+    /// RFC 3339 deadline; `null` when stopped.
+    pub ends_at: Option<String>,
+    /// The deadline is still ahead.
+    pub running: bool,
+    pub seconds: u64,
+    /// The server's clock when this was said: pages correct theirs by it.
+    pub now: String,
+}
+
+/// `GET /api/channels/{c}/questions`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    /// Queue first (by votes, then age), then answered and dismissed ones.
+    pub questions: Vec<ListedQuestion>,
+    pub pinned: Option<u64>,
+    pub timer: Option<TimerView>,
+    /// The channel's last event id when this was read: pages skip replayed `question`,
+    /// `pinned` and `timer` events up to it (they are already in this listing).
+    pub event_id: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedQuestion {
+    #[serde(flatten)]
+    pub question: QuestionView,
+    /// The asking viewer has voted for it.
+    pub voted: bool,
+}
+
+struct Question {
+    row: QuestionRow,
+    state: QuestionState,
+    /// What it goes back to when another question is pinned.
+    before_pin: QuestionState,
+    voters: HashSet<String>,
+}
+
+impl Question {
+    fn view(&self) -> QuestionView {
+        QuestionView {
+            id: self.row.id,
+            text: self.row.text.clone(),
+            author: self.row.author.clone(),
+            nick: self.row.nick.clone(),
+            votes: self.voters.len(),
+            state: self.state,
+            asked_at: self.row.asked_at.clone(),
+            broadcast: self.row.broadcast.clone(),
+        }
+    }
+}
+
+struct Timer {
+    ends_at: chrono::DateTime<Utc>,
+    seconds: u64,
+}
+
+impl Timer {
+    fn view(&self) -> TimerView {
+        let now = Utc::now();
+        TimerView {
+            ends_at: Some(now_rfc3339(self.ends_at)),
+            running: now < self.ends_at,
+            seconds: self.seconds,
+            now: now_rfc3339(now),
+        }
+    }
+}
+
+#[derive(Default)]
+struct DebateState {
+    questions: BTreeMap<u64, Question>,
+    pinned: Option<u64>,
+    timer: Option<Timer>,
+    /// When each viewer last asked (for `debate.seconds_between_questions`).
+    last_asked: HashMap<String, Instant>,
+    /// Questions whose votes changed since their last event.
+    dirty: BTreeSet<u64>,
+    last_flush: Option<Instant>,
+    flush_scheduled: bool,
+}
+
+/// One channel's debate.
+struct DebateChannel {
+    name: String,
+    /// A std mutex: short sections, no `.await` inside. Events are published under it (the
+    /// chat channel's lock nests inside this one, never the other way round), so events go
+    /// out in the order of the changes.
+    state: Mutex<DebateState>,
+    /// Serializes the broadcaster's changes (held across their database write), so two
+    /// admins pinning at once cannot leave two questions pinned.
+    admin: tokio::sync::Mutex<()>,
+}
+
+impl DebateChannel {
+    fn lock(&self) -> MutexGuard<'_, DebateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A vote waiting for the writer.
+struct VoteJob {
+    question: u64,
+    voter: String,
+    add: bool,
+    done: oneshot::Sender<bool>,
+}
+
+/// Every channel's debate.
+pub struct Debate {
+    cfg: DebateConfig,
+    /// `debate.require_sign_in`, in force only when some sign-in provider is enabled.
+    require_sign_in: bool,
+    chat: Arc<Chat>,
+    db: Db,
+    tracker: TaskTracker,
+    /// Std mutex, short sections.
+    channels: Mutex<HashMap<String, Arc<DebateChannel>>>,
+    votes: mpsc::Sender<VoteJob>,
+}
+
+impl Debate {
+    /// Loads the stored questions and starts the vote writer.
+    pub async fn start(
+        cfg: DebateConfig,
+        require_sign_in: bool,
+        chat: Arc<Chat>,
+        db: Db,
+        tracker: &TaskTracker,
+    ) -> Result<Arc<Debate>, DbError> {
+        let stored = db.call(|c| rows::all(c)).await?;
+        info!(questions = stored.len(), "debate questions loaded");
+        let mut channels: HashMap<String, Arc<DebateChannel>> = HashMap::new();
+        for row in stored {
+            let Some(state) = QuestionState::parse(&row.state) else {
+                error!(id = row.id, state = %row.state, "questions: skipping a row with an unknown state");
+                continue;
+            };
+            let ch = channels
+                .entry(row.channel.clone())
+                .or_insert_with(|| new_channel(&row.channel));
+            let mut st = ch.lock();
+            if state == QuestionState::Pinned {
+                st.pinned = Some(row.id);
+            }
+            let voters = row.voters.iter().cloned().collect();
+            let id = row.id;
+            let q = Question {
+                row,
+                state,
+                before_pin: QuestionState::Open,
+                voters,
+            };
+            st.questions.insert(id, q);
+        }
+        let (votes, rx) = mpsc::channel(VOTE_QUEUE);
+        tracker.spawn(vote_writer(db.clone(), rx));
+        Ok(Arc::new(Debate {
+            cfg,
+            require_sign_in,
+            chat,
+            db,
+            tracker: tracker.clone(),
+            channels: Mutex::new(channels),
+            votes,
+        }))
+    }
+
+    /// Whether asking and voting need a signed-in viewer here.
+    pub fn requires_sign_in(&self) -> bool {
+        self.require_sign_in
+    }
+
+    /// The debate of a channel the bus knows.
+    fn channel(&self, name: &str) -> Result<Arc<DebateChannel>, QuestionError> {
+        let bus = self.chat.bus.get(name).ok_or(ChatError::NoChannel)?;
+        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(map
+            .entry(bus.name.to_string())
+            .or_insert_with(|| new_channel(bus.name.as_str()))
+            .clone())
+    }
+
+    /// Publishes one event on the channel's stream (kept in the history for resumes).
+    /// Called with the debate channel's lock held.
+    fn emit(&self, channel: &str, event: &str, data: &serde_json::Value) {
+        if let Some(ch) = self.chat.channel(channel) {
+            let mut st = ch.lock();
+            ch.publish(&mut st, self.chat.cfg.history, event, data, Some(None));
+        }
+    }
+
+    fn emit_question(&self, channel: &str, q: &Question) {
+        let data = serde_json::to_value(q.view()).unwrap_or_default();
+        self.emit(channel, "question", &data);
+    }
+
+    fn emit_pinned(&self, channel: &str, st: &DebateState) {
+        let q = st
+            .pinned
+            .and_then(|id| st.questions.get(&id))
+            .map(Question::view);
+        let data = serde_json::json!({ "id": st.pinned, "question": q });
+        self.emit(channel, "pinned", &data);
+    }
+
+    /// Refuses a banned viewer (nick, address or identity, as the chat bans them).
+    fn check_bans(
+        &self,
+        channel: &str,
+        v: &Viewer<'_>,
+        nick: Option<&str>,
+    ) -> Result<(), ChatError> {
+        let ch = self.chat.channel(channel).ok_or(ChatError::NoChannel)?;
+        let st = ch.lock();
+        let banned = st.bans.addresses.contains(&v.addr)
+            || v.identity
+                .is_some_and(|i| st.bans.identities.contains(&i.key()))
+            || nick.is_some_and(|n| st.bans.nicks.contains(&n.to_lowercase()));
+        if banned {
+            return Err(ChatError::Banned);
+        }
+        if let (None, Some(n)) = (v.identity, nick) {
+            if st.signed_names.contains(&name_key(n)) {
+                return Err(ChatError::Invalid {
+                    reason:
+                        "this name belongs to a signed-in viewer here: pick another nick, or sign in"
+                            .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks a question; answers with it once it is stored and published.
+    pub async fn ask(
+        &self,
+        channel: &str,
+        viewer: &Viewer<'_>,
+        nick: &str,
+        text: &str,
+    ) -> Result<QuestionView, QuestionError> {
+        let dc = self.channel(channel)?;
+        let chat = &self.chat.cfg;
+        let nick = match viewer.identity {
+            Some(a) => a.handle.clone(),
+            None if nick.trim().is_empty() => ANONYMOUS.to_string(),
+            None => clean_nick(nick, chat.max_nick_chars, &chat.blocked_words)
+                .map_err(ChatError::from)?,
+        };
+        let text = clean_text(text, self.cfg.max_question_chars, &chat.blocked_words)
+            .map_err(ChatError::from)?;
+        self.check_bans(channel, viewer, Some(&nick))?;
+        let key = viewer.key();
+        let now = Instant::now();
+        let every = Duration::from_secs(self.cfg.seconds_between_questions);
+        {
+            let mut st = dc.lock();
+            if let Some(last) = st.last_asked.get(&key) {
+                let next = *last + every;
+                if next > now {
+                    return Err(ChatError::RateLimited {
+                        retry_after: retry_after_seconds(next - now),
+                    }
+                    .into());
+                }
+            }
+            // Forget viewers free to ask again, then reserve this one's turn now, so that
+            // two requests at once cannot both pass.
+            st.last_asked
+                .retain(|_, t| now.saturating_duration_since(*t) < every);
+            st.last_asked.insert(key.clone(), now);
+        }
+        let broadcast = self
+            .chat
+            .bus
+            .get(channel)
+            .and_then(|b| b.publisher())
+            .map(|p| now_rfc3339(p.live_since));
+        let mut row = QuestionRow {
+            id: 0,
+            channel: dc.name.clone(),
+            broadcast,
+            text,
+            nick,
+            author: viewer.identity.cloned(),
+            asker: key.clone(),
+            state: QuestionState::Open.as_str().into(),
+            asked_at: now_rfc3339(Utc::now()),
+            voters: Vec::new(),
+        };
+        let stored = row.clone();
+        let id = match self.db.write(move |tx| rows::insert(tx, &stored)).await {
+            Ok(id) => id,
+            Err(e) => {
+                dc.lock().last_asked.remove(&key);
+                return Err(super::unsaved(channel, "question", e).into());
+            }
+        };
+        row.id = id;
+        let q = Question {
+            row,
+            state: QuestionState::Open,
+            before_pin: QuestionState::Open,
+            voters: HashSet::new(),
+        };
+        let view = q.view();
+        let mut st = dc.lock();
+        self.emit_question(&dc.name, &q);
+        st.questions.insert(id, q);
+        info!(channel = %dc.name, id, "question asked");
+        Ok(view)
+    }
+
+    /// Votes for a question (`add`) or takes the vote back; answers with the count once the
+    /// change is committed. Voting twice (or taking back a vote never given) changes nothing.
+    pub async fn vote(
+        self: &Arc<Self>,
+        channel: &str,
+        viewer: &Viewer<'_>,
+        id: u64,
+        add: bool,
+    ) -> Result<usize, QuestionError> {
+        let dc = self.channel(channel)?;
+        self.check_bans(channel, viewer, None)?;
+        let key = viewer.key();
+        let done = {
+            let mut st = dc.lock();
+            let q = st
+                .questions
+                .get_mut(&id)
+                .ok_or(QuestionError::NoSuchQuestion { id })?;
+            if q.state.is_closed() {
+                return Err(QuestionError::Closed {
+                    state: q.state.as_str(),
+                });
+            }
+            let changed = if add {
+                q.voters.insert(key.clone())
+            } else {
+                q.voters.remove(&key)
+            };
+            if !changed {
+                return Ok(q.voters.len());
+            }
+            let (tx, rx) = oneshot::channel();
+            let job = VoteJob {
+                question: id,
+                voter: key.clone(),
+                add,
+                done: tx,
+            };
+            // Queued under the lock: the writer sees the votes in the order memory did.
+            if self.votes.try_send(job).is_err() {
+                if add {
+                    q.voters.remove(&key);
+                } else {
+                    q.voters.insert(key);
+                }
+                return Err(QuestionError::Busy);
+            }
+            self.touch(&dc, &mut st, id);
+            rx
+        };
+        if done.await != Ok(true) {
+            let mut st = dc.lock();
+            if let Some(q) = st.questions.get_mut(&id) {
+                if add {
+                    q.voters.remove(&key);
+                } else {
+                    q.voters.insert(key);
+                }
+            }
+            self.touch(&dc, &mut st, id);
+            return Err(ChatError::Unsaved.into());
+        }
+        let votes = dc.lock().questions.get(&id).map_or(0, |q| q.voters.len());
+        Ok(votes)
+    }
+
+    /// Marks a question's votes changed: published now if the channel's last vote event is
+    /// [`VOTE_EVENT_INTERVAL`] old, else at the end of the interval.
+    fn touch(self: &Arc<Self>, dc: &Arc<DebateChannel>, st: &mut DebateState, id: u64) {
+        st.dirty.insert(id);
+        if st.flush_scheduled {
+            return;
+        }
+        let now = Instant::now();
+        match st.last_flush.map(|t| t + VOTE_EVENT_INTERVAL) {
+            Some(due) if due > now => {
+                st.flush_scheduled = true;
+                let (me, dc) = (self.clone(), dc.clone());
+                self.tracker.spawn(async move {
+                    tokio::time::sleep_until(due.into()).await;
+                    let mut st = dc.lock();
+                    st.flush_scheduled = false;
+                    me.flush(&dc, &mut st);
+                });
+            }
+            _ => self.flush(dc, st),
+        }
+    }
+
+    fn flush(&self, dc: &DebateChannel, st: &mut DebateState) {
+        st.last_flush = Some(Instant::now());
+        for id in std::mem::take(&mut st.dirty) {
+            if let Some(q) = st.questions.get(&id) {
+                self.emit_question(&dc.name, q);
+            }
+        }
+    }
+
+    /// Moves a question in the queue. Pinning one returns the pinned one (if any) to where
+    /// it was; leaving `pinned` clears the pin. Answers with the question once committed.
+    pub async fn set_state(
+        &self,
+        channel: &str,
+        id: u64,
+        to: QuestionState,
+    ) -> Result<QuestionView, QuestionError> {
+        let dc = self.channel(channel)?;
+        let _one = dc.admin.lock().await;
+        let changes: Vec<(u64, QuestionState)> = {
+            let st = dc.lock();
+            let q = st
+                .questions
+                .get(&id)
+                .ok_or(QuestionError::NoSuchQuestion { id })?;
+            let mut changes = vec![(id, to)];
+            if to == QuestionState::Pinned {
+                if let Some(p) = st.pinned.filter(|p| *p != id) {
+                    let back = st
+                        .questions
+                        .get(&p)
+                        .map_or(QuestionState::Open, |q| q.before_pin);
+                    changes.push((p, back));
+                }
+            }
+            if q.state == to {
+                changes.retain(|(i, _)| *i != id);
+            }
+            changes
+        };
+        let stored = changes.clone();
+        self.db
+            .write(move |tx| {
+                for (id, s) in &stored {
+                    rows::set_state(tx, *id, s.as_str())?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| super::unsaved(channel, "question state", e))?;
+        let mut st = dc.lock();
+        let before = st.pinned;
+        for (qid, s) in &changes {
+            if let Some(q) = st.questions.get_mut(qid) {
+                if *s == QuestionState::Pinned && q.state != QuestionState::Pinned {
+                    q.before_pin = q.state;
+                }
+                q.state = *s;
+            }
+            if *s == QuestionState::Pinned {
+                st.pinned = Some(*qid);
+            } else if st.pinned == Some(*qid) {
+                st.pinned = None;
+            }
+        }
+        for (qid, _) in &changes {
+            st.dirty.remove(qid);
+            if let Some(q) = st.questions.get(qid) {
+                self.emit_question(&dc.name, q);
+            }
+        }
+        if st.pinned != before {
+            self.emit_pinned(&dc.name, &st);
+        }
+        info!(channel = %dc.name, id, state = to.as_str(), "question moved");
+        st.questions
+            .get(&id)
+            .map(Question::view)
+            .ok_or(QuestionError::NoSuchQuestion { id })
+    }
+
+    /// Starts the speaking timer for `seconds` from now (0 stops it); every page gets a
+    /// `timer` event with the deadline.
+    pub fn set_timer(
+        &self,
+        channel: &str,
+        seconds: u64,
+    ) -> Result<Option<TimerView>, QuestionError> {
+        if seconds > MAX_TIMER_SECONDS {
+            return Err(QuestionError::TimerTooLong { seconds });
+        }
+        let dc = self.channel(channel)?;
+        let mut st = dc.lock();
+        st.timer = (seconds > 0).then(|| Timer {
+            ends_at: Utc::now() + chrono::Duration::seconds(seconds as i64),
+            seconds,
+        });
+        let view = st.timer.as_ref().map(Timer::view);
+        let data = match &view {
+            Some(v) => serde_json::to_value(v).unwrap_or_default(),
+            None => serde_json::json!({
+                "ends_at": null, "running": false, "seconds": 0, "now": now_rfc3339(Utc::now())
+            }),
+        };
+        self.emit(&dc.name, "timer", &data);
+        info!(channel = %dc.name, seconds, "speaking timer set");
+        Ok(view)
+    }
+
+    /// The channel's questions (queue first, by votes then age; then the closed ones), the
+    /// pinned one and the timer, as `viewer` sees them.
+    pub fn list(
+        &self,
+        channel: &str,
+        viewer: Option<&Viewer<'_>>,
+    ) -> Result<Listing, QuestionError> {
+        let dc = self.channel(channel)?;
+        let key = viewer.map(Viewer::key);
+        let st = dc.lock();
+        // Read under our lock: no debate event can slip between this id and the listing.
+        let event_id = self.chat.channel(channel).map_or(0, |ch| ch.lock().last_id);
+        let mut questions: Vec<ListedQuestion> = st
+            .questions
+            .values()
+            .map(|q| ListedQuestion {
+                voted: key.as_ref().is_some_and(|k| q.voters.contains(k)),
+                question: q.view(),
+            })
+            .collect();
+        questions.sort_by(|a, b| order(&a.question, &b.question));
+        Ok(Listing {
+            questions,
+            pinned: st.pinned,
+            timer: st.timer.as_ref().map(Timer::view),
+            event_id,
+        })
+    }
+}
+
+/// Queue first, then answered and dismissed; within each, most votes first, then oldest.
+pub fn order(a: &QuestionView, b: &QuestionView) -> std::cmp::Ordering {
+    (a.state.is_closed(), std::cmp::Reverse(a.votes), a.id).cmp(&(
+        b.state.is_closed(),
+        std::cmp::Reverse(b.votes),
+        b.id,
+    ))
+}
+
+fn new_channel(name: &str) -> Arc<DebateChannel> {
+    Arc::new(DebateChannel {
+        name: name.to_string(),
+        state: Mutex::new(DebateState::default()),
+        admin: tokio::sync::Mutex::new(()),
+    })
+}
+
+/// Commits queued votes, as many as are waiting in one transaction, then answers their voters.
+async fn vote_writer(db: Db, mut rx: mpsc::Receiver<VoteJob>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < VOTE_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let ops: Vec<(u64, String, bool)> = batch
+            .iter()
+            .map(|j| (j.question, j.voter.clone(), j.add))
+            .collect();
+        let n = ops.len();
+        let saved = db
+            .write(move |tx| {
+                for (id, voter, add) in &ops {
+                    rows::vote(tx, *id, voter, *add)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = &saved {
+            error!(error = %e, votes = n, "votes not saved to the database; taken back");
+        }
+        for j in batch {
+            let _ = j.done.send(saved.is_ok());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_parse_from_names_and_verbs() {
+        let cases = [
+            ("open", Some(QuestionState::Open)),
+            ("reopen", Some(QuestionState::Open)),
+            ("Pin", Some(QuestionState::Pinned)),
+            ("pinned", Some(QuestionState::Pinned)),
+            ("shortlist", Some(QuestionState::Shortlisted)),
+            ("answered", Some(QuestionState::Answered)),
+            ("dismiss", Some(QuestionState::Dismissed)),
+            ("delete", None),
+            ("", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(QuestionState::parse(s), want, "{s}");
+        }
+        assert!(QuestionState::Answered.is_closed() && !QuestionState::Pinned.is_closed());
+    }
+
+    fn view(id: u64, votes: usize, state: QuestionState) -> QuestionView {
+        QuestionView {
+            id,
+            text: String::new(),
+            author: None,
+            nick: String::new(),
+            votes,
+            state,
+            asked_at: String::new(),
+            broadcast: None,
+        }
+    }
+
+    #[test]
+    fn queue_by_votes_then_age_closed_last() {
+        let mut v = vec![
+            view(1, 2, QuestionState::Open),
+            view(2, 5, QuestionState::Answered),
+            view(3, 2, QuestionState::Shortlisted),
+            view(4, 3, QuestionState::Pinned),
+            view(5, 0, QuestionState::Dismissed),
+        ];
+        v.sort_by(order);
+        let ids: Vec<u64> = v.iter().map(|q| q.id).collect();
+        assert_eq!(ids, [4, 1, 3, 2, 5]);
+    }
+
+    #[test]
+    fn anonymous_viewers_are_keyed_by_a_hash_of_their_address() {
+        let v = Viewer {
+            addr: "192.0.2.7".parse().unwrap(),
+            identity: None,
+        };
+        let k = v.key();
+        assert!(k.starts_with("address:") && !k.contains("192.0.2.7"), "{k}");
+        assert_eq!(k.len(), "address:".len() + 24);
+    }
+}
