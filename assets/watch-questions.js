@@ -96,6 +96,7 @@ form.addEventListener('submit', async (e) => {
   status.textContent = '';
   const r = await debate.ask(text, nickEl ? nickEl.value.trim() : '');
   askBtn.disabled = false;
+  status.classList.toggle('ok', r.ok);
   if (r.ok) {
     input.value = '';
     status.textContent = 'Asked. Others can vote for it now.';

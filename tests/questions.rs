@@ -84,7 +84,7 @@ fn ids(l: &Value) -> Vec<u64> {
         .collect()
 }
 
-fn question<'a>(l: &'a Value, id: u64) -> &'a Value {
+fn question(l: &Value, id: u64) -> &Value {
     l["questions"]
         .as_array()
         .and_then(|qs| qs.iter().find(|q| q["id"].as_u64() == Some(id)))

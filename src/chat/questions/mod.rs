@@ -25,14 +25,11 @@
 //! their clock); pages count down by themselves and show "time's up". It lives in memory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
@@ -41,143 +38,23 @@ use super::{name_key, now_rfc3339, Chat, ChatError};
 use crate::config::{DebateConfig, MAX_TIMER_SECONDS};
 use crate::db::questions::{self as rows, QuestionRow};
 use crate::db::{Db, DbError};
-use crate::identity::Identity;
+
+mod model;
+mod votes;
+
+pub use model::{
+    order, ListedQuestion, Listing, QuestionError, QuestionState, QuestionView, TimerView, Viewer,
+};
+use votes::{vote_writer, VoteJob};
 
 /// At most one `question` event per question this often while votes come in (per channel).
 pub const VOTE_EVENT_INTERVAL: Duration = Duration::from_millis(250);
 /// Votes waiting for the writer before voters are told to retry.
 const VOTE_QUEUE: usize = 4096;
 /// Votes committed in one transaction at most.
-const VOTE_BATCH: usize = 1024;
+pub(super) const VOTE_BATCH: usize = 1024;
 /// The nick of an anonymous question asked without one.
 const ANONYMOUS: &str = "anonymous";
-
-/// A question's place in the broadcaster's queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QuestionState {
-    Open,
-    Shortlisted,
-    Pinned,
-    Answered,
-    Dismissed,
-}
-
-impl QuestionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QuestionState::Open => "open",
-            QuestionState::Shortlisted => "shortlisted",
-            QuestionState::Pinned => "pinned",
-            QuestionState::Answered => "answered",
-            QuestionState::Dismissed => "dismissed",
-        }
-    }
-
-    /// A state by its name or by the admin's verb (`pin`, `shortlist`, `answer`, `dismiss`,
-    /// `reopen`).
-    pub fn parse(s: &str) -> Option<QuestionState> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
-            "open" | "reopen" | "unpin" => QuestionState::Open,
-            "shortlisted" | "shortlist" => QuestionState::Shortlisted,
-            "pinned" | "pin" => QuestionState::Pinned,
-            "answered" | "answer" => QuestionState::Answered,
-            "dismissed" | "dismiss" => QuestionState::Dismissed,
-            _ => return None,
-        })
-    }
-
-    /// Answered and dismissed questions have left the queue (still listed, no votes).
-    pub fn is_closed(self) -> bool {
-        matches!(self, QuestionState::Answered | QuestionState::Dismissed)
-    }
-}
-
-/// Why a debate request was refused.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum QuestionError {
-    /// The chat's refusals (no channel, bad input, too long, banned, rate limited, unsaved).
-    #[error(transparent)]
-    Chat(#[from] ChatError),
-    #[error("no such question")]
-    NoSuchQuestion { id: u64 },
-    #[error("this question is {state}: it takes no votes")]
-    Closed { state: &'static str },
-    #[error("state must be open, shortlisted, pinned, answered or dismissed")]
-    BadState,
-    #[error("the timer is limited to {max} seconds", max = MAX_TIMER_SECONDS)]
-    TimerTooLong { seconds: u64 },
-    #[error("too many votes at once; retry")]
-    Busy,
-}
-
-/// Who asks or votes: the signed-in identity, else the client address.
-#[derive(Debug, Clone)]
-pub struct Viewer<'a> {
-    pub addr: IpAddr,
-    pub identity: Option<&'a Identity>,
-}
-
-impl Viewer<'_> {
-    /// The key limits and votes count by: `provider:id`, or `address:` and a hash of it (the
-    /// database keeps no viewer's address).
-    pub fn key(&self) -> String {
-        match self.identity {
-            Some(i) => i.key(),
-            None => {
-                let h = Sha256::digest(self.addr.to_string().as_bytes());
-                let hex: String = h[..12].iter().map(|b| format!("{b:02x}")).collect();
-                format!("address:{hex}")
-            }
-        }
-    }
-}
-
-/// A question as clients see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct QuestionView {
-    pub id: u64,
-    pub text: String,
-    pub author: Option<Identity>,
-    pub nick: String,
-    pub votes: usize,
-    pub state: QuestionState,
-    pub asked_at: String,
-    /// `started_at` of the broadcast it was asked in (`null`: asked while offline).
-    pub broadcast: Option<String>,
-}
-
-/// The speaking timer as clients see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TimerView {
-    /// RFC 3339 deadline; `null` when stopped.
-    pub ends_at: Option<String>,
-    /// The deadline is still ahead.
-    pub running: bool,
-    pub seconds: u64,
-    /// The server's clock when this was said: pages correct theirs by it.
-    pub now: String,
-}
-
-/// `GET /api/channels/{c}/questions`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Listing {
-    /// Queue first (by votes, then age), then answered and dismissed ones.
-    pub questions: Vec<ListedQuestion>,
-    pub pinned: Option<u64>,
-    pub timer: Option<TimerView>,
-    /// The channel's last event id when this was read: pages skip replayed `question`,
-    /// `pinned` and `timer` events up to it (they are already in this listing).
-    pub event_id: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ListedQuestion {
-    #[serde(flatten)]
-    pub question: QuestionView,
-    /// The asking viewer has voted for it.
-    pub voted: bool,
-}
 
 struct Question {
     row: QuestionRow,
@@ -248,14 +125,6 @@ impl DebateChannel {
     fn lock(&self) -> MutexGuard<'_, DebateState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// A vote waiting for the writer.
-struct VoteJob {
-    question: u64,
-    voter: String,
-    add: bool,
-    done: oneshot::Sender<bool>,
 }
 
 /// Every channel's debate.
@@ -464,104 +333,6 @@ impl Debate {
         Ok(view)
     }
 
-    /// Votes for a question (`add`) or takes the vote back; answers with the count once the
-    /// change is committed. Voting twice (or taking back a vote never given) changes nothing.
-    pub async fn vote(
-        self: &Arc<Self>,
-        channel: &str,
-        viewer: &Viewer<'_>,
-        id: u64,
-        add: bool,
-    ) -> Result<usize, QuestionError> {
-        let dc = self.channel(channel)?;
-        self.check_bans(channel, viewer, None)?;
-        let key = viewer.key();
-        let done = {
-            let mut st = dc.lock();
-            let q = st
-                .questions
-                .get_mut(&id)
-                .ok_or(QuestionError::NoSuchQuestion { id })?;
-            if q.state.is_closed() {
-                return Err(QuestionError::Closed {
-                    state: q.state.as_str(),
-                });
-            }
-            let changed = if add {
-                q.voters.insert(key.clone())
-            } else {
-                q.voters.remove(&key)
-            };
-            if !changed {
-                return Ok(q.voters.len());
-            }
-            let (tx, rx) = oneshot::channel();
-            let job = VoteJob {
-                question: id,
-                voter: key.clone(),
-                add,
-                done: tx,
-            };
-            // Queued under the lock: the writer sees the votes in the order memory did.
-            if self.votes.try_send(job).is_err() {
-                if add {
-                    q.voters.remove(&key);
-                } else {
-                    q.voters.insert(key);
-                }
-                return Err(QuestionError::Busy);
-            }
-            self.touch(&dc, &mut st, id);
-            rx
-        };
-        if done.await != Ok(true) {
-            let mut st = dc.lock();
-            if let Some(q) = st.questions.get_mut(&id) {
-                if add {
-                    q.voters.remove(&key);
-                } else {
-                    q.voters.insert(key);
-                }
-            }
-            self.touch(&dc, &mut st, id);
-            return Err(ChatError::Unsaved.into());
-        }
-        let votes = dc.lock().questions.get(&id).map_or(0, |q| q.voters.len());
-        Ok(votes)
-    }
-
-    /// Marks a question's votes changed: published now if the channel's last vote event is
-    /// [`VOTE_EVENT_INTERVAL`] old, else at the end of the interval.
-    fn touch(self: &Arc<Self>, dc: &Arc<DebateChannel>, st: &mut DebateState, id: u64) {
-        st.dirty.insert(id);
-        if st.flush_scheduled {
-            return;
-        }
-        let now = Instant::now();
-        match st.last_flush.map(|t| t + VOTE_EVENT_INTERVAL) {
-            Some(due) if due > now => {
-                st.flush_scheduled = true;
-                let (me, dc) = (self.clone(), dc.clone());
-                self.tracker.spawn(async move {
-                    tokio::time::sleep_until(due.into()).await;
-                    let mut st = dc.lock();
-                    st.flush_scheduled = false;
-                    me.flush(&dc, &mut st);
-                });
-            }
-            _ => self.flush(dc, st),
-        }
-    }
-
-    fn flush(&self, dc: &DebateChannel, st: &mut DebateState) {
-        st.last_flush = Some(Instant::now());
-        for id in std::mem::take(&mut st.dirty) {
-            if let Some(q) = st.questions.get(&id) {
-                self.emit_question(&dc.name, q);
-            }
-        }
-    }
-
     /// Moves a question in the queue. Pinning one returns the pinned one (if any) to where
     /// it was; leaving `pinned` clears the pin. Answers with the question once committed.
     pub async fn set_state(
@@ -692,113 +463,10 @@ impl Debate {
     }
 }
 
-/// Queue first, then answered and dismissed; within each, most votes first, then oldest.
-pub fn order(a: &QuestionView, b: &QuestionView) -> std::cmp::Ordering {
-    (a.state.is_closed(), std::cmp::Reverse(a.votes), a.id).cmp(&(
-        b.state.is_closed(),
-        std::cmp::Reverse(b.votes),
-        b.id,
-    ))
-}
-
 fn new_channel(name: &str) -> Arc<DebateChannel> {
     Arc::new(DebateChannel {
         name: name.to_string(),
         state: Mutex::new(DebateState::default()),
         admin: tokio::sync::Mutex::new(()),
     })
-}
-
-/// Commits queued votes, as many as are waiting in one transaction, then answers their voters.
-async fn vote_writer(db: Db, mut rx: mpsc::Receiver<VoteJob>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < VOTE_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        let ops: Vec<(u64, String, bool)> = batch
-            .iter()
-            .map(|j| (j.question, j.voter.clone(), j.add))
-            .collect();
-        let n = ops.len();
-        let saved = db
-            .write(move |tx| {
-                for (id, voter, add) in &ops {
-                    rows::vote(tx, *id, voter, *add)?;
-                }
-                Ok(())
-            })
-            .await;
-        if let Err(e) = &saved {
-            error!(error = %e, votes = n, "votes not saved to the database; taken back");
-        }
-        for j in batch {
-            let _ = j.done.send(saved.is_ok());
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn states_parse_from_names_and_verbs() {
-        let cases = [
-            ("open", Some(QuestionState::Open)),
-            ("reopen", Some(QuestionState::Open)),
-            ("Pin", Some(QuestionState::Pinned)),
-            ("pinned", Some(QuestionState::Pinned)),
-            ("shortlist", Some(QuestionState::Shortlisted)),
-            ("answered", Some(QuestionState::Answered)),
-            ("dismiss", Some(QuestionState::Dismissed)),
-            ("delete", None),
-            ("", None),
-        ];
-        for (s, want) in cases {
-            assert_eq!(QuestionState::parse(s), want, "{s}");
-        }
-        assert!(QuestionState::Answered.is_closed() && !QuestionState::Pinned.is_closed());
-    }
-
-    fn view(id: u64, votes: usize, state: QuestionState) -> QuestionView {
-        QuestionView {
-            id,
-            text: String::new(),
-            author: None,
-            nick: String::new(),
-            votes,
-            state,
-            asked_at: String::new(),
-            broadcast: None,
-        }
-    }
-
-    #[test]
-    fn queue_by_votes_then_age_closed_last() {
-        let mut v = vec![
-            view(1, 2, QuestionState::Open),
-            view(2, 5, QuestionState::Answered),
-            view(3, 2, QuestionState::Shortlisted),
-            view(4, 3, QuestionState::Pinned),
-            view(5, 0, QuestionState::Dismissed),
-        ];
-        v.sort_by(order);
-        let ids: Vec<u64> = v.iter().map(|q| q.id).collect();
-        assert_eq!(ids, [4, 1, 3, 2, 5]);
-    }
-
-    #[test]
-    fn anonymous_viewers_are_keyed_by_a_hash_of_their_address() {
-        let v = Viewer {
-            addr: "192.0.2.7".parse().unwrap(),
-            identity: None,
-        };
-        let k = v.key();
-        assert!(k.starts_with("address:") && !k.contains("192.0.2.7"), "{k}");
-        assert_eq!(k.len(), "address:".len() + 24);
-    }
 }
