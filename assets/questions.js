@@ -57,6 +57,10 @@ export function createDebate(channel, onChange) {
       if (!data) return;
       if (name === 'question' && data.id != null) {
         questions.set(data.id, data);
+      } else if (name === 'pinned' && data.new_broadcast) {
+        // A new broadcast: the previous one's questions left the list.
+        debate.load();
+        return;
       } else if (name === 'pinned') {
         pinned = data.id == null ? null : data.id;
         if (data.question) questions.set(data.question.id, data.question);

@@ -299,9 +299,11 @@ pub fn http_route(data: &[u8]) {
                 let debate = crate::chat::questions::Debate::start(
                     crate::config::DebateConfig::default(),
                     false,
+                    std::time::Duration::from_secs(300),
                     chat.clone(),
                     crate::db::Db::open_in_memory().await?,
                     &tracker,
+                    tokio_util::sync::CancellationToken::new(),
                 )
                 .await?;
                 Ok::<_, crate::db::DbError>((chat, auth, debate))

@@ -248,9 +248,11 @@ impl Server {
         let debate = chat::questions::Debate::start(
             cfg.debate.clone(),
             cfg.debate.sign_in_required(&cfg.auth),
+            Duration::from_secs(cfg.announce.grace_seconds),
             chat.clone(),
             db.clone(),
             &tracker,
+            cancel.child_token(),
         )
         .await?;
         // Announced go-lives are also posted on owners' own accounts, when they asked.

@@ -670,3 +670,76 @@ fn a_vote_flood_is_coalesced_and_does_not_delay_chat() {
     );
     assert_eq!(question(&list(&srv, "x"), id)["votes"], VOTERS);
 }
+
+/// Pushes to alice with ffmpeg until it is live.
+fn go_live(srv: &TestServer) -> Push {
+    let p = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            seconds: 120.0,
+            ..PushOpts::default()
+        },
+    );
+    wait_for(20 * SECS, "alice live", || {
+        (srv.json("/api/channels/alice")["live"] == true).then_some(())
+    });
+    p
+}
+
+#[test]
+fn questions_stay_with_their_broadcast() {
+    let _g = media_lock();
+    // No grace: going live again is a new broadcast at once.
+    let srv = TestServer::start(&(config("") + "[announce]\ngrace_seconds = 0\n"));
+    let sse = Sse::open(&srv, "alice", None);
+    sse.next_event("viewers");
+    let before = id_of(&ask(&srv, "198.51.100.1", "ann", "Asked before the show?"));
+    assert!(question(&list(&srv, "x"), before)["broadcast"].is_null());
+
+    let mut first = go_live(&srv);
+    let started = srv.json("/api/channels/alice")["started_at"].clone();
+    // The question asked before the show joins it.
+    let tagged = wait_for(10 * SECS, "the early question tagged", || {
+        let b = question(&list(&srv, "x"), before)["broadcast"].clone();
+        b.as_str().map(String::from)
+    });
+    let during = id_of(&ask(&srv, "198.51.100.2", "bea", "Asked during the show?"));
+    assert_eq!(
+        question(&list(&srv, "x"), during)["broadcast"],
+        tagged.as_str()
+    );
+    assert_eq!(set_state(&srv, during, "pinned").status, 200);
+    first.stop();
+    wait_for(20 * SECS, "alice offline", || {
+        (srv.json("/api/channels/alice")["live"] == false).then_some(())
+    });
+    // After the show its questions stay listed (and exportable) until the next one.
+    let after = id_of(&ask(&srv, "198.51.100.3", "cat", "Asked after the show?"));
+    assert_eq!(ids(&list(&srv, "x")), [before, during, after]);
+    let md = ureq::get(&srv.url("/api/channels/alice/questions?format=markdown"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(md.contains("Asked during the show?"), "{md}");
+
+    // The next broadcast starts with the questions asked since, and pages are told to reload.
+    let mut second = go_live(&srv);
+    assert_ne!(srv.json("/api/channels/alice")["started_at"], started);
+    let reset = sse.next_where(20 * SECS, "the new broadcast", |e| {
+        e.event == "pinned" && e.json()["new_broadcast"].is_string()
+    });
+    assert!(
+        reset.json()["id"].is_null(),
+        "the old pin went with its broadcast"
+    );
+    let l = list(&srv, "x");
+    assert_eq!(ids(&l), [after]);
+    assert!(l["pinned"].is_null());
+    let new = question(&l, after)["broadcast"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new, tagged);
+    second.stop();
+}

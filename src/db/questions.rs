@@ -91,6 +91,15 @@ pub fn set_state(conn: &Connection, id: u64, state: &str) -> Result<bool, DbErro
     Ok(n == 1)
 }
 
+/// Puts a question with the broadcast it was asked before; false if there is no such question.
+pub fn set_broadcast(conn: &Connection, id: u64, broadcast: &str) -> Result<bool, DbError> {
+    let n = conn.execute(
+        "UPDATE questions SET broadcast = ?2 WHERE id = ?1",
+        (id as i64, broadcast),
+    )?;
+    Ok(n == 1)
+}
+
 /// Adds (`true`) or takes back (`false`) a vote; false if nothing changed.
 pub fn vote(conn: &Connection, id: u64, voter: &str, add: bool) -> Result<bool, DbError> {
     let n = if add {

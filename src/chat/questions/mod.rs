@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
@@ -40,6 +41,7 @@ use crate::db::questions::{self as rows, QuestionRow};
 use crate::db::{Db, DbError};
 
 mod model;
+mod session;
 mod votes;
 
 pub use model::{
@@ -107,6 +109,12 @@ struct DebateState {
     dirty: BTreeSet<u64>,
     last_flush: Option<Instant>,
     flush_scheduled: bool,
+    /// The broadcast new questions belong to while live (`started_at`), see `session`.
+    session: Option<String>,
+    live: bool,
+    /// When it went offline (or the server started): a go-live within the grace continues
+    /// the broadcast.
+    offline_since: Option<Instant>,
 }
 
 /// One channel's debate.
@@ -132,6 +140,8 @@ pub struct Debate {
     cfg: DebateConfig,
     /// `debate.require_sign_in`, in force only when some sign-in provider is enabled.
     require_sign_in: bool,
+    /// `announce.grace_seconds`: going live again this soon continues the broadcast.
+    grace: Duration,
     chat: Arc<Chat>,
     db: Db,
     tracker: TaskTracker,
@@ -141,50 +151,55 @@ pub struct Debate {
 }
 
 impl Debate {
-    /// Loads the stored questions and starts the vote writer.
+    /// Loads each channel's questions of its latest broadcast (and those asked after it),
+    /// starts the vote writer and follows the channels going live and offline.
     pub async fn start(
         cfg: DebateConfig,
         require_sign_in: bool,
+        grace: Duration,
         chat: Arc<Chat>,
         db: Db,
         tracker: &TaskTracker,
+        cancel: CancellationToken,
     ) -> Result<Arc<Debate>, DbError> {
         let stored = db.call(|c| rows::all(c)).await?;
-        info!(questions = stored.len(), "debate questions loaded");
+        let total = stored.len();
+        let current = session::current(stored);
         let mut channels: HashMap<String, Arc<DebateChannel>> = HashMap::new();
-        for row in stored {
-            let Some(state) = QuestionState::parse(&row.state) else {
-                error!(id = row.id, state = %row.state, "questions: skipping a row with an unknown state");
-                continue;
-            };
-            let ch = channels
-                .entry(row.channel.clone())
-                .or_insert_with(|| new_channel(&row.channel));
-            let mut st = ch.lock();
-            if state == QuestionState::Pinned {
-                st.pinned = Some(row.id);
+        let mut shown = 0;
+        for (name, (latest, rows)) in current {
+            let ch = new_channel(&name);
+            {
+                // A restart counts as going offline now: a go-live within the grace
+                // continues the broadcast.
+                let mut st = ch.lock();
+                st.session = latest;
+                st.offline_since = Some(Instant::now());
             }
-            let voters = row.voters.iter().cloned().collect();
-            let id = row.id;
-            let q = Question {
-                row,
-                state,
-                before_pin: QuestionState::Open,
-                voters,
-            };
-            st.questions.insert(id, q);
+            shown += rows.len();
+            channels.insert(name, ch);
+            rows_into(&channels, rows);
         }
+        info!(
+            questions = total,
+            current = shown,
+            "debate questions loaded"
+        );
         let (votes, rx) = mpsc::channel(VOTE_QUEUE);
         tracker.spawn(vote_writer(db.clone(), rx));
-        Ok(Arc::new(Debate {
+        let lifecycle = chat.bus.subscribe_lifecycle();
+        let debate = Arc::new(Debate {
             cfg,
             require_sign_in,
+            grace,
             chat,
             db,
             tracker: tracker.clone(),
             channels: Mutex::new(channels),
             votes,
-        }))
+        });
+        tracker.spawn(session::lifecycle_task(debate.clone(), lifecycle, cancel));
+        Ok(debate)
     }
 
     /// Whether asking and voting need a signed-in viewer here.
@@ -216,12 +231,17 @@ impl Debate {
         self.emit(channel, "question", &data);
     }
 
-    fn emit_pinned(&self, channel: &str, st: &DebateState) {
+    /// A `pinned` event's data: the id and the whole question (or nulls).
+    fn pinned_data(&self, st: &DebateState) -> serde_json::Value {
         let q = st
             .pinned
             .and_then(|id| st.questions.get(&id))
             .map(Question::view);
-        let data = serde_json::json!({ "id": st.pinned, "question": q });
+        serde_json::json!({ "id": st.pinned, "question": q })
+    }
+
+    fn emit_pinned(&self, channel: &str, st: &DebateState) {
+        let data = self.pinned_data(st);
         self.emit(channel, "pinned", &data);
     }
 
@@ -275,7 +295,7 @@ impl Debate {
         let key = viewer.key();
         let now = Instant::now();
         let every = Duration::from_secs(self.cfg.seconds_between_questions);
-        {
+        let broadcast = {
             let mut st = dc.lock();
             if let Some(last) = st.last_asked.get(&key) {
                 let next = *last + every;
@@ -291,13 +311,9 @@ impl Debate {
             st.last_asked
                 .retain(|_, t| now.saturating_duration_since(*t) < every);
             st.last_asked.insert(key.clone(), now);
-        }
-        let broadcast = self
-            .chat
-            .bus
-            .get(channel)
-            .and_then(|b| b.publisher())
-            .map(|p| now_rfc3339(p.live_since));
+            // Asked while offline: it waits for the next broadcast (see `session`).
+            st.live.then(|| st.session.clone()).flatten()
+        };
         let mut row = QuestionRow {
             id: 0,
             channel: dc.name.clone(),
@@ -460,6 +476,32 @@ impl Debate {
             timer: st.timer.as_ref().map(Timer::view),
             event_id,
         })
+    }
+}
+
+/// Puts stored questions (of one channel, already in `channels`) into memory.
+fn rows_into(channels: &HashMap<String, Arc<DebateChannel>>, rows: Vec<QuestionRow>) {
+    for row in rows {
+        let Some(state) = QuestionState::parse(&row.state) else {
+            error!(id = row.id, state = %row.state, "questions: skipping a row with an unknown state");
+            continue;
+        };
+        let Some(ch) = channels.get(&row.channel) else {
+            continue;
+        };
+        let mut st = ch.lock();
+        if state == QuestionState::Pinned {
+            st.pinned = Some(row.id);
+        }
+        let voters = row.voters.iter().cloned().collect();
+        let id = row.id;
+        let q = Question {
+            row,
+            state,
+            before_pin: QuestionState::Open,
+            voters,
+        };
+        st.questions.insert(id, q);
     }
 }
 
