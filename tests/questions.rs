@@ -743,3 +743,57 @@ fn questions_stay_with_their_broadcast() {
     assert_ne!(new, tagged);
     second.stop();
 }
+
+#[test]
+fn votes_on_many_questions_stay_a_few_events_a_second() {
+    let srv = TestServer::start(&config("seconds_between_questions = 0\n"));
+    let qs: Vec<u64> = (0..20)
+        .map(|i| id_of(&ask(&srv, "198.51.100.1", "ann", &format!("Question {i}?"))))
+        .collect();
+    let sse = Sse::open(&srv, "alice", None);
+    sse.next_event("viewers");
+    // 25 viewers vote for every question, spread over about a second.
+    let start = Instant::now();
+    let workers: Vec<_> = (0..10)
+        .map(|t| {
+            let (base, qs) = (srv.url("/api/channels/alice/questions"), qs.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().timeout(10 * SECS).build();
+                for v in (t..25).step_by(10) {
+                    for q in &qs {
+                        let r = agent
+                            .post(&format!("{base}/{q}/vote"))
+                            .set("X-Forwarded-For", &format!("10.1.0.{}", v + 1))
+                            .call();
+                        assert!(matches!(r, Ok(ref r) if r.status() == 200));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let voting = start.elapsed();
+    // Every question's final count arrives (first in, first out: none is starved)...
+    let mut last = std::collections::HashMap::new();
+    let mut events = 0;
+    let mut last_at = start;
+    while last.values().filter(|v| **v == 25).count() < qs.len() {
+        let e = sse.next_where(15 * SECS, "the final counts", |e| e.event == "question");
+        last_at = Instant::now();
+        events += 1;
+        let d = e.json();
+        last.insert(d["id"].as_u64().unwrap(), d["votes"].as_u64().unwrap());
+    }
+    // ...at no more than 8 a second (2 every 250 ms) from the first vote to the last event
+    // (read here after the voters are done: arrival times say nothing finer).
+    let span = last_at - start;
+    let allowed = (span.as_secs_f64() / 0.25).floor() as usize * 2 + 2;
+    println!("500 votes on 20 questions in {voting:?}: {events} question events over {span:?}");
+    assert!(
+        events <= allowed,
+        "{events} events in {span:?} (at most {allowed})"
+    );
+}

@@ -18,13 +18,14 @@
 //! 1,000 votes a second cost a few fsyncs, not 1,000), answering each voter after its batch.
 //!
 //! **Coalescing.** A vote does not publish by itself: it marks its question dirty, and dirty
-//! questions go out as `question` events at most every [`VOTE_EVENT_INTERVAL`] per channel (the
-//! first at once, the rest at the end of the interval), however fast votes come.
+//! questions go out as `question` events, [`VOTE_EVENTS_PER_FLUSH`] (dirty longest first) every
+//! [`VOTE_EVENT_INTERVAL`] per channel at most (the first at once, the rest at the end of the
+//! interval), however fast votes come and on however many questions.
 //!
 //! **Timer.** Only its deadline is sent (`ends_at`, with the server's `now` so pages correct
 //! their clock); pages count down by themselves and show "time's up". It lives in memory.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -49,8 +50,11 @@ pub use model::{
 };
 use votes::{vote_writer, VoteJob};
 
-/// At most one `question` event per question this often while votes come in (per channel).
+/// Vote counts go out at most this often per channel...
 pub const VOTE_EVENT_INTERVAL: Duration = Duration::from_millis(250);
+/// ...for at most this many questions each time: at most 8 `question` events a second per
+/// channel from votes, however many questions get votes and however fast.
+pub const VOTE_EVENTS_PER_FLUSH: usize = 2;
 /// Votes waiting for the writer before voters are told to retry.
 const VOTE_QUEUE: usize = 4096;
 /// Votes committed in one transaction at most.
@@ -106,7 +110,8 @@ struct DebateState {
     /// When each viewer last asked (for `debate.seconds_between_questions`).
     last_asked: HashMap<String, Instant>,
     /// Questions whose votes changed since their last event.
-    dirty: BTreeSet<u64>,
+    /// Oldest first.
+    dirty: VecDeque<u64>,
     last_flush: Option<Instant>,
     flush_scheduled: bool,
     /// The broadcast new questions belong to while live (`started_at`), see `session`.
@@ -406,7 +411,7 @@ impl Debate {
             }
         }
         for (qid, _) in &changes {
-            st.dirty.remove(qid);
+            st.dirty.retain(|d| d != qid);
             if let Some(q) = st.questions.get(qid) {
                 self.emit_question(&dc.name, q);
             }

@@ -1,6 +1,6 @@
 //! Votes: one per viewer and question, changed in memory at once and committed by one writer
-//! task in batches (group commit); their `question` events are coalesced per channel to one
-//! every [`VOTE_EVENT_INTERVAL`] at most.
+//! task in batches (group commit); their `question` events are coalesced per channel: at most
+//! [`VOTE_EVENTS_PER_FLUSH`] every [`VOTE_EVENT_INTERVAL`], however many questions get votes.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +9,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
 use super::{
-    Debate, DebateChannel, DebateState, QuestionError, Viewer, VOTE_BATCH, VOTE_EVENT_INTERVAL,
+    Debate, DebateChannel, DebateState, QuestionError, Viewer, VOTE_BATCH, VOTE_EVENTS_PER_FLUSH,
+    VOTE_EVENT_INTERVAL,
 };
 use crate::chat::ChatError;
 use crate::db::questions as rows;
@@ -92,9 +93,16 @@ impl Debate {
 
     /// Marks a question's votes changed: published now if the channel's last vote event is
     /// [`VOTE_EVENT_INTERVAL`] old, else at the end of the interval.
-    fn touch(self: &Arc<Self>, dc: &Arc<DebateChannel>, st: &mut DebateState, id: u64) {
-        st.dirty.insert(id);
-        if st.flush_scheduled {
+    pub(super) fn touch(self: &Arc<Self>, dc: &Arc<DebateChannel>, st: &mut DebateState, id: u64) {
+        if !st.dirty.contains(&id) {
+            st.dirty.push_back(id);
+        }
+        self.schedule(dc, st);
+    }
+
+    /// Flushes now if the last flush is an interval old, else at the end of the interval.
+    fn schedule(self: &Arc<Self>, dc: &Arc<DebateChannel>, st: &mut DebateState) {
+        if st.flush_scheduled || st.dirty.is_empty() {
             return;
         }
         let now = Instant::now();
@@ -113,13 +121,19 @@ impl Debate {
         }
     }
 
-    fn flush(&self, dc: &DebateChannel, st: &mut DebateState) {
+    /// Publishes the [`VOTE_EVENTS_PER_FLUSH`] questions dirty longest; the rest wait for
+    /// the next interval (first in, first out, so none waits for ever).
+    fn flush(self: &Arc<Self>, dc: &Arc<DebateChannel>, st: &mut DebateState) {
         st.last_flush = Some(Instant::now());
-        for id in std::mem::take(&mut st.dirty) {
+        for _ in 0..VOTE_EVENTS_PER_FLUSH {
+            let Some(id) = st.dirty.pop_front() else {
+                break;
+            };
             if let Some(q) = st.questions.get(&id) {
                 self.emit_question(&dc.name, q);
             }
         }
+        self.schedule(dc, st);
     }
 }
 
