@@ -5,7 +5,8 @@
 //! [`Debate::set_state`], [`Debate::set_timer`] for the channel-scoped admin routes. Questions
 //! follow the chat's rules (word filter, nick rules, bans, names of signed-in viewers) and
 //! their events (`question`, `pinned`, `timer`) go through the channel's chat ring: one id
-//! sequence with chat, kept in the chat history, so `Last-Event-ID` resumes them like chat.
+//! sequence with chat, kept in the chat history, so `Last-Event-ID` resumes them like chat
+//! (all but the coalesced vote counts, which pages get back from the listing on reconnect).
 //!
 //! **Who a viewer is.** The signed-in identity (`provider:id`) when there is one, else the
 //! client address as the chat counts it (behind `chat.trusted_proxies`), stored hashed. One
@@ -234,6 +235,18 @@ impl Debate {
     fn emit_question(&self, channel: &str, q: &Question) {
         let data = serde_json::to_value(q.view()).unwrap_or_default();
         self.emit(channel, "question", &data);
+    }
+
+    /// A question's new vote count: sent, but not kept in the chat history, so a busy vote
+    /// cannot push chat out of what a new viewer gets. A page that reconnects reloads the
+    /// listing (which has every count); the changes that matter for a resume (new questions,
+    /// states, pins, the timer) are kept.
+    fn emit_votes(&self, channel: &str, q: &Question) {
+        let data = serde_json::to_value(q.view()).unwrap_or_default();
+        if let Some(ch) = self.chat.channel(channel) {
+            let mut st = ch.lock();
+            ch.publish(&mut st, self.chat.cfg.history, "question", &data, None);
+        }
     }
 
     /// A `pinned` event's data: the id and the whole question (or nulls).

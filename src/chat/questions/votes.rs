@@ -130,7 +130,7 @@ impl Debate {
                 break;
             };
             if let Some(q) = st.questions.get(&id) {
-                self.emit_question(&dc.name, q);
+                self.emit_votes(&dc.name, q);
             }
         }
         self.schedule(dc, st);
