@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod edge;
 pub mod ertmp;
 pub mod rtmp;
 pub mod sse;
