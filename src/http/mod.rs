@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod chat;
 pub mod hls;
 pub mod pages;

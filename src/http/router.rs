@@ -321,13 +321,13 @@ mod tests {
             ),
             (
                 get.clone(),
-                "/hls/alice/360p/12.ts",
-                Route::Segment("alice", "360p", "12.ts"),
+                "/hls/alice/360p/0a1b2c3d4e5f-12.ts",
+                Route::Segment("alice", "360p", "0a1b2c3d4e5f-12.ts"),
             ),
             (
                 Method::HEAD,
-                "/hls/alice/360p/12.ts",
-                Route::Segment("alice", "360p", "12.ts"),
+                "/hls/alice/360p/0a1b2c3d4e5f-12.ts",
+                Route::Segment("alice", "360p", "0a1b2c3d4e5f-12.ts"),
             ),
             (get.clone(), "/api/channels", Route::Channels),
             (get.clone(), "/api/channels/alice", Route::Channel("alice")),
@@ -368,10 +368,18 @@ mod tests {
                 "/hls/alice%2fsource/index.m3u8",
                 Route::NotFound,
             ),
-            (get.clone(), "/hls/alice/source/1.ts/", Route::NotFound),
+            (
+                get.clone(),
+                "/hls/alice/source/0a1b2c3d4e5f-1.ts/",
+                Route::NotFound,
+            ),
             (get.clone(), "/hls/alice/source/x.ts", Route::NotFound),
             (get.clone(), "/hls/alice/source/.ts", Route::NotFound),
-            (get.clone(), "/hls//source/1.ts", Route::NotFound),
+            (
+                get.clone(),
+                "/hls//source/0a1b2c3d4e5f-1.ts",
+                Route::NotFound,
+            ),
             (get.clone(), "//", Route::NotFound),
             (get.clone(), "", Route::NotFound),
             (
