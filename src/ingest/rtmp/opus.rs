@@ -1,0 +1,247 @@
+//! Enhanced RTMP Opus audio (FourCC `Opus`) on its way to the bus as AAC: the connection reads
+//! the tags ([`super::feed_audio_tag`] returns [`OpusAudio`]), places each packet on the
+//! feed's 90 kHz timeline by sample count ([`crate::proto::opus::OpusTimeline`]), and hands it to
+//! an [`OpusPath`]: a light job on the transcode pool running the same
+//! [`OpusToAac`] converter as WHIP. The AAC frames go from the pool thread to the publication
+//! through the connection's [`RtmpSink`], which, while audio is converted, holds passthrough
+//! video back (at most [`MAX_HELD_VIDEO`]) until the converted audio has caught up, so that
+//! consumers get the two tracks interleaved in DTS order as from any RTMP encoder.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use crate::bus::{ChannelStats, Publication};
+use crate::ingest::media::{MediaPacket, MediaSink, StreamInfo, Track};
+use crate::proto::media::TIMESCALE;
+use crate::proto::opus::OpusHead;
+use crate::transcode::convert::OpusToAac;
+use crate::transcode::output::Interleaver;
+use crate::transcode::pool::{Handler, Job, Pool};
+
+/// Video held back behind converted audio at most this long (1 s of stream time): if the
+/// converter stalls or the audio stops, video goes on with that much delay at worst.
+pub const MAX_HELD_VIDEO: i64 = TIMESCALE;
+/// Opus packets a conversion job may have waiting (2 s of 20 ms packets).
+pub const MAX_PENDING: usize = 100;
+
+/// What an Opus tag amounts to, for the connection to pass to its [`OpusPath`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpusAudio {
+    /// A SequenceStart: the stream's identification header.
+    Head(OpusHead),
+    /// One packet and its exact start on the feed's timeline (90 kHz).
+    Packet { data: Bytes, pts: i64 },
+}
+
+/// What the RTMP ingest's converter settings are: the pool and the AAC bitrate.
+#[derive(Clone)]
+pub struct OpusSettings {
+    pub pool: Arc<Pool>,
+    pub kbps: u32,
+}
+
+/// The publication and the interleaving of converted audio with passthrough video.
+struct SinkShared {
+    publication: Publication,
+    /// Std mutex: held for one packet's ordering and broadcast send, never across an await.
+    /// `None` while no audio is converted: packets go straight through.
+    order: Mutex<Option<(Interleaver, Vec<MediaPacket>)>>,
+}
+
+impl SinkShared {
+    fn order(&self) -> MutexGuard<'_, Option<(Interleaver, Vec<MediaPacket>)>> {
+        self.order.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A packet into the order: `leads` for converted audio (it releases the video before it),
+    /// else held until the converted audio reaches it.
+    fn send(&self, pkt: MediaPacket, leads: bool) {
+        let mut o = self.order();
+        let Some((inter, out)) = o.as_mut() else {
+            drop(o);
+            return self.publication.send_packet(pkt);
+        };
+        if leads {
+            inter.video(pkt, out);
+        } else {
+            inter.audio(pkt, out);
+        }
+        for p in out.drain(..) {
+            self.publication.send_packet(p);
+        }
+    }
+
+    /// Converted audio stops: what is held goes out, and packets go straight through again.
+    fn release(&self) {
+        let mut o = self.order();
+        if let Some((mut inter, mut out)) = o.take() {
+            inter.flush(&mut out);
+            for p in out {
+                self.publication.send_packet(p);
+            }
+        }
+    }
+}
+
+/// Where an RTMP publication's [`crate::ingest::media::MediaFeed`] delivers: the publication,
+/// shared with the Opus conversion job of the connection.
+pub struct RtmpSink(Arc<SinkShared>);
+
+impl RtmpSink {
+    pub fn new(publication: Publication) -> Self {
+        RtmpSink(Arc::new(SinkShared {
+            publication,
+            order: Mutex::new(None),
+        }))
+    }
+
+    pub fn publication(&self) -> &Publication {
+        &self.0.publication
+    }
+}
+
+impl MediaSink for RtmpSink {
+    fn channel_name(&self) -> &str {
+        self.0.publication.channel().name.as_str()
+    }
+    fn stats(&self) -> &ChannelStats {
+        &self.0.publication.channel().stats
+    }
+    fn set_info(&self, info: StreamInfo) {
+        self.0.publication.set_info(info)
+    }
+    fn send_packet(&self, pkt: MediaPacket) {
+        // AAC that needs no conversion leads like converted audio.
+        let leads = pkt.track == Track::Audio;
+        self.0.send(pkt, leads)
+    }
+}
+
+enum OpusMsg {
+    Head(OpusHead),
+    Packet(Bytes, i64),
+    Finish,
+}
+
+/// Opus to AAC for one RTMP publication, on the pool.
+struct OpusJob {
+    kbps: u32,
+    head: OpusHead,
+    conv: Option<OpusToAac>,
+    failed: bool,
+    sink: Option<Arc<SinkShared>>,
+}
+
+impl OpusJob {
+    fn emit(sink: &SinkShared, packets: Vec<MediaPacket>) {
+        for p in packets {
+            // The AAC encoder's priming frame of a stream that starts at zero.
+            if p.dts < 0 {
+                continue;
+            }
+            sink.publication
+                .channel()
+                .stats
+                .audio_frames
+                .fetch_add(1, Ordering::Relaxed);
+            sink.send(p, true);
+        }
+    }
+}
+
+impl Handler for OpusJob {
+    type Msg = OpusMsg;
+
+    fn handle(&mut self, msg: OpusMsg) {
+        let Some(sink) = self.sink.clone() else {
+            return;
+        };
+        match msg {
+            OpusMsg::Head(head) => {
+                if head != self.head {
+                    // A new stream configuration: the old converter's tail first.
+                    if let Some(mut c) = self.conv.take() {
+                        Self::emit(&sink, c.finish());
+                    }
+                    self.head = head;
+                    self.failed = false;
+                }
+            }
+            OpusMsg::Packet(data, pts) => {
+                if self.conv.is_none() && !self.failed {
+                    match OpusToAac::with_head(self.kbps, &self.head) {
+                        Ok(c) => self.conv = Some(c),
+                        Err(e) => {
+                            self.failed = true;
+                            sink.release();
+                            warn!(channel = %sink.publication.channel().name, error = %e, "Opus audio cannot be converted to AAC; the stream goes on without audio");
+                        }
+                    }
+                }
+                if let Some(c) = self.conv.as_mut() {
+                    let out = c.push(&data, pts);
+                    Self::emit(&sink, out);
+                }
+            }
+            OpusMsg::Finish => {
+                if let Some(c) = self.conv.as_mut() {
+                    Self::emit(&sink, c.finish());
+                }
+                sink.release();
+                // The publication ends when the last holder lets go.
+                self.sink = None;
+            }
+        }
+    }
+}
+
+/// A publication's Opus conversion, held by the connection; dropping it finishes the job
+/// (the AAC encoder's tail, held video), which then lets go of the publication.
+pub struct OpusPath {
+    job: Arc<Job<OpusJob>>,
+    channel: String,
+}
+
+impl OpusPath {
+    /// Starts converting for the publication behind `sink`: from now on its video waits for
+    /// the converted audio.
+    pub fn start(settings: &OpusSettings, sink: &RtmpSink) -> OpusPath {
+        let shared = sink.0.clone();
+        *shared.order() = Some((Interleaver::with_max_held(MAX_HELD_VIDEO), Vec::new()));
+        let channel = shared.publication.channel().name.to_string();
+        info!(channel = %channel, kbps = settings.kbps, "Opus audio: converted to AAC on the transcode pool");
+        // Light: ahead of the ladder's video batches, so audio keeps up on a busy pool.
+        let job = settings.pool.light_job(OpusJob {
+            kbps: settings.kbps,
+            head: OpusHead::stereo(),
+            conv: None,
+            failed: false,
+            sink: Some(shared),
+        });
+        OpusPath { job, channel }
+    }
+
+    pub fn send(&self, audio: OpusAudio) {
+        let msg = match audio {
+            OpusAudio::Head(h) => OpusMsg::Head(h),
+            OpusAudio::Packet { data, pts } => {
+                if self.job.pending() >= MAX_PENDING {
+                    let dropped = self.job.discard(|m| !matches!(m, OpusMsg::Packet(..)));
+                    warn!(channel = %self.channel, dropped, "Opus conversion fell behind; packets dropped");
+                }
+                OpusMsg::Packet(data, pts)
+            }
+        };
+        self.job.send(msg, Instant::now());
+    }
+}
+
+impl Drop for OpusPath {
+    fn drop(&mut self) {
+        self.job.send(OpusMsg::Finish, Instant::now());
+    }
+}
