@@ -245,3 +245,86 @@ impl Drop for OpusPath {
         self.job.send(OpusMsg::Finish, Instant::now());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{feed_audio_tag, FlvTracks};
+    use super::*;
+    use crate::ingest::media::{Clock, MediaFeed};
+
+    #[derive(Default)]
+    struct Collect {
+        stats: ChannelStats,
+        packets: Mutex<Vec<MediaPacket>>,
+    }
+
+    impl MediaSink for Collect {
+        fn channel_name(&self) -> &str {
+            "test"
+        }
+        fn stats(&self) -> &ChannelStats {
+            &self.stats
+        }
+        fn set_info(&self, _: StreamInfo) {}
+        fn send_packet(&self, pkt: MediaPacket) {
+            self.packets.lock().unwrap().push(pkt);
+        }
+    }
+
+    fn tag(
+        feed: &mut MediaFeed<Collect>,
+        tracks: &mut FlvTracks,
+        body: &[u8],
+        ms: u32,
+    ) -> Option<OpusAudio> {
+        feed_audio_tag(feed, tracks, &Bytes::copy_from_slice(body), ms)
+    }
+
+    /// The tags FFmpeg 9 sends for libopus: SequenceStart (OpusHead), MultichannelConfig,
+    /// CodedFrames stamped in rounded milliseconds.
+    #[test]
+    fn opus_tags_become_exactly_placed_packets() {
+        let mut feed = MediaFeed::new(Collect::default(), Clock::RTMP);
+        let mut tracks = FlvTracks::default();
+        let head = b"\x90OpusOpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00";
+        let Some(OpusAudio::Head(h)) = tag(&mut feed, &mut tracks, head, 0) else {
+            panic!("a head");
+        };
+        assert_eq!((h.channels, h.pre_skip), (2, 312));
+        let aac = feed.info().audio.clone().expect("AAC output configured");
+        assert_eq!((aac.sample_rate, aac.channels), (48_000, 2));
+        assert_eq!(
+            tag(
+                &mut feed,
+                &mut tracks,
+                b"\x94Opus\x01\x02\x00\x00\x00\x03",
+                0
+            ),
+            None
+        );
+        let mut pts = Vec::new();
+        for ms in [0u32, 21, 41, 60, 81, 101] {
+            match tag(&mut feed, &mut tracks, b"\x91Opus\xfc\x01\x02", ms) {
+                Some(OpusAudio::Packet { data, pts: p }) => {
+                    assert_eq!(&data[..], b"\xfc\x01\x02");
+                    pts.push(p);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(pts, vec![0, 1800, 3600, 5400, 7200, 9000]);
+        // A packet whose TOC says nothing valid is dropped; nothing went to the feed itself.
+        assert_eq!(tag(&mut feed, &mut tracks, b"\x91Opus\xfb\x00", 120), None);
+        assert!(feed.sink().packets.lock().unwrap().is_empty());
+
+        // `mp4a` goes the way of legacy AAC: straight to the feed.
+        let mut feed = MediaFeed::new(Collect::default(), Clock::RTMP);
+        let mut tracks = FlvTracks::default();
+        assert_eq!(tag(&mut feed, &mut tracks, b"\x90mp4a\x11\x90", 0), None);
+        assert_eq!(tag(&mut feed, &mut tracks, b"\x91mp4a\x21\x10", 0), None);
+        assert_eq!(tag(&mut feed, &mut tracks, b"\xaf\x01\x21\x10", 23), None);
+        let packets = feed.sink().packets.lock().unwrap();
+        assert_eq!(packets.len(), 2);
+        assert_eq!(packets[1].dts - packets[0].dts, 23 * 90);
+    }
+}
