@@ -327,4 +327,44 @@ mod tests {
         assert_eq!(packets.len(), 2);
         assert_eq!(packets[1].dts - packets[0].dts, 23 * 90);
     }
+
+    /// FFmpeg 9's FLV of H.264, Opus (track 0) and a second audio track in AAC (track 1, as
+    /// multitrack `mp4a` messages): the Opus track is read, placed sample-exactly, the AAC
+    /// track ignored and said so.
+    #[test]
+    fn ffmpeg_multitrack_file_reads_the_opus_track() {
+        use super::super::feed_video_tag;
+        use crate::proto::flv::file_tags;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/h264-opus-aac-multitrack-160x90.flv"
+        );
+        let file = Bytes::from(std::fs::read(path).expect("fixture"));
+        let mut feed = MediaFeed::new(Collect::default(), Clock::RTMP);
+        let mut tracks = FlvTracks::default();
+        let (mut heads, mut pts) = (Vec::new(), Vec::new());
+        for t in file_tags(&file) {
+            match t.kind {
+                9 => feed_video_tag(&mut feed, &mut tracks, &t.body, t.timestamp_ms),
+                8 => match feed_audio_tag(&mut feed, &mut tracks, &t.body, t.timestamp_ms) {
+                    Some(OpusAudio::Head(h)) => heads.push(h),
+                    Some(OpusAudio::Packet { pts: p, .. }) => pts.push(p),
+                    None => {}
+                },
+                _ => {}
+            }
+        }
+        assert_eq!(heads.len(), 1);
+        assert_eq!((heads[0].channels, heads[0].pre_skip), (2, 312));
+        assert!(pts.len() >= 49, "{} Opus packets in 1 s", pts.len());
+        for w in pts.windows(2) {
+            assert_eq!(w[1] - w[0], 1800, "20 ms apart, exactly");
+        }
+        assert!(tracks.logged_others, "the AAC track is reported as ignored");
+        assert_eq!(tracks.audio, Some(0));
+        // Only video reached the feed itself: the AAC track was not mixed in.
+        let packets = feed.sink().packets.lock().unwrap();
+        assert!(packets.iter().all(|p| p.track == Track::Video));
+        assert_eq!(packets.len(), 30);
+    }
 }
