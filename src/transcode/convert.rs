@@ -1,6 +1,7 @@
 //! Browser codecs to what the bus carries (H.264 + AAC), as reusable, synchronous pieces: each
 //! converter takes coded frames with 90 kHz timestamps and returns coded frames, so any
-//! ingest (WHIP today, Enhanced RTMP's Opus audio next) wraps it in a pool job of its own.
+//! ingest wraps it in a pool job: [`super::opus_job`] is the one job around [`OpusToAac`] that
+//! WHIP and Enhanced RTMP share.
 //!
 //! - [`OpusToAac`]: decodes Opus (always 48 kHz) and encodes AAC-LC 48 kHz stereo, for WHIP
 //!   (browser Opus, no header on the wire) and Enhanced RTMP (`Opus` FourCC, whose

@@ -1,8 +1,8 @@
 //! Enhanced RTMP Opus audio (FourCC `Opus`) on its way to the bus as AAC: the connection reads
 //! the tags ([`super::feed_audio_tag`] returns [`OpusAudio`]), places each packet on the
 //! feed's 90 kHz timeline by sample count ([`crate::proto::opus::OpusTimeline`]), and hands it to
-//! an [`OpusPath`]: a light job on the transcode pool running the same
-//! [`OpusToAac`] converter as WHIP. The AAC frames go from the pool thread to the publication
+//! an [`OpusPath`]: the light pool job that WHIP uses too ([`OpusJob`], around
+//! `crate::transcode::convert::OpusToAac`). The AAC frames go from the pool thread to the publication
 //! through the connection's [`RtmpSink`], which, while audio is converted, holds passthrough
 //! video back (at most [`MAX_HELD_VIDEO`]) until the converted audio has caught up, so that
 //! consumers get the two tracks interleaved in DTS order as from any RTMP encoder.
@@ -12,21 +12,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::bus::{ChannelStats, Publication};
 use crate::ingest::media::{MediaPacket, MediaSink, StreamInfo, Track};
+use crate::proto::aac::AacConfig;
 use crate::proto::media::TIMESCALE;
 use crate::proto::opus::OpusHead;
-use crate::transcode::convert::OpusToAac;
+use crate::transcode::opus_job::{self, AacOutput, OpusJob, OpusMsg};
 use crate::transcode::output::Interleaver;
-use crate::transcode::pool::{Handler, Job, Pool};
+use crate::transcode::pool::{Job, Pool};
 
 /// Video held back behind converted audio at most this long (1 s of stream time): if the
 /// converter stalls or the audio stops, video goes on with that much delay at worst.
 pub const MAX_HELD_VIDEO: i64 = TIMESCALE;
-/// Opus packets a conversion job may have waiting (2 s of 20 ms packets).
-pub const MAX_PENDING: usize = 100;
 
 /// What an Opus tag amounts to, for the connection to pass to its [`OpusPath`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,88 +120,36 @@ impl MediaSink for RtmpSink {
     }
 }
 
-enum OpusMsg {
-    Head(OpusHead),
-    Packet(Bytes, i64),
-    Finish,
-}
+/// The conversion job's output: AAC frames into the interleaving, counted.
+struct RtmpAac(Arc<SinkShared>);
 
-/// Opus to AAC for one RTMP publication, on the pool.
-struct OpusJob {
-    kbps: u32,
-    head: OpusHead,
-    conv: Option<OpusToAac>,
-    failed: bool,
-    sink: Option<Arc<SinkShared>>,
-}
+impl AacOutput for RtmpAac {
+    // The feed states the configuration when the Opus header arrives.
+    fn opened(&self, _: &AacConfig) {}
 
-impl OpusJob {
-    fn emit(sink: &SinkShared, packets: Vec<MediaPacket>) {
-        for p in packets {
-            // The AAC encoder's priming frame of a stream that starts at zero.
-            if p.dts < 0 {
-                continue;
-            }
-            sink.publication
-                .channel()
-                .stats
-                .audio_frames
-                .fetch_add(1, Ordering::Relaxed);
-            sink.send(p, true);
-        }
-    }
-}
-
-impl Handler for OpusJob {
-    type Msg = OpusMsg;
-
-    fn handle(&mut self, msg: OpusMsg) {
-        let Some(sink) = self.sink.clone() else {
+    fn frame(&self, pkt: MediaPacket) {
+        // The AAC encoder's priming frame of a stream that starts at zero.
+        if pkt.dts < 0 {
             return;
-        };
-        match msg {
-            OpusMsg::Head(head) => {
-                if head != self.head {
-                    // A new stream configuration: the old converter's tail first.
-                    if let Some(mut c) = self.conv.take() {
-                        Self::emit(&sink, c.finish());
-                    }
-                    self.head = head;
-                    self.failed = false;
-                }
-            }
-            OpusMsg::Packet(data, pts) => {
-                if self.conv.is_none() && !self.failed {
-                    match OpusToAac::with_head(self.kbps, &self.head) {
-                        Ok(c) => self.conv = Some(c),
-                        Err(e) => {
-                            self.failed = true;
-                            sink.release();
-                            warn!(channel = %sink.publication.channel().name, error = %e, "Opus audio cannot be converted to AAC; the stream goes on without audio");
-                        }
-                    }
-                }
-                if let Some(c) = self.conv.as_mut() {
-                    let out = c.push(&data, pts);
-                    Self::emit(&sink, out);
-                }
-            }
-            OpusMsg::Finish => {
-                if let Some(c) = self.conv.as_mut() {
-                    Self::emit(&sink, c.finish());
-                }
-                sink.release();
-                // The publication ends when the last holder lets go.
-                self.sink = None;
-            }
         }
+        let stats = &self.0.publication.channel().stats;
+        stats.audio_frames.fetch_add(1, Ordering::Relaxed);
+        self.0.send(pkt, true);
+    }
+
+    fn failed(&self) {
+        self.0.release();
+    }
+
+    fn finished(&self) {
+        self.0.release();
     }
 }
 
 /// A publication's Opus conversion, held by the connection; dropping it finishes the job
 /// (the AAC encoder's tail, held video), which then lets go of the publication.
 pub struct OpusPath {
-    job: Arc<Job<OpusJob>>,
+    job: Arc<Job<OpusJob<RtmpAac>>>,
     channel: String,
 }
 
@@ -214,29 +161,18 @@ impl OpusPath {
         *shared.order() = Some((Interleaver::with_max_held(MAX_HELD_VIDEO), Vec::new()));
         let channel = shared.publication.channel().name.to_string();
         info!(channel = %channel, kbps = settings.kbps, "Opus audio: converted to AAC on the transcode pool");
-        // Light: ahead of the ladder's video batches, so audio keeps up on a busy pool.
-        let job = settings.pool.light_job(OpusJob {
-            kbps: settings.kbps,
-            head: OpusHead::stereo(),
-            conv: None,
-            failed: false,
-            sink: Some(shared),
-        });
+        let job = settings
+            .pool
+            .light_job(OpusJob::new(settings.kbps, &channel, RtmpAac(shared)));
         OpusPath { job, channel }
     }
 
     pub fn send(&self, audio: OpusAudio) {
         let msg = match audio {
             OpusAudio::Head(h) => OpusMsg::Head(h),
-            OpusAudio::Packet { data, pts } => {
-                if self.job.pending() >= MAX_PENDING {
-                    let dropped = self.job.discard(|m| !matches!(m, OpusMsg::Packet(..)));
-                    warn!(channel = %self.channel, dropped, "Opus conversion fell behind; packets dropped");
-                }
-                OpusMsg::Packet(data, pts)
-            }
+            OpusAudio::Packet { data, pts } => OpusMsg::Packet(data, pts),
         };
-        self.job.send(msg, Instant::now());
+        opus_job::send(&self.job, msg, &self.channel);
     }
 }
 
