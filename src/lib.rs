@@ -175,10 +175,20 @@ impl Server {
         let rtmps_addr = rtmps.as_ref().map(|(_, _, a)| *a);
 
         let ingest = Arc::new(Ingest::new(KeyTable::new(&cfg.channels), bus.clone()));
-        let rtmp_shared = Arc::new(ingest::rtmp::RtmpShared::new(
-            cfg.rtmp.clone(),
-            ingest.clone(),
-        ));
+        // Browser-codec conversion runs on the transcode pool, or on a pool of its own when
+        // the ladder is empty.
+        let pool = match &transcoder {
+            Some(t) => Some(t.pool()),
+            None => transcode::conversion_pool(&cfg.transcode),
+        };
+        // Enhanced RTMP Opus audio becomes AAC on the same pool, at the WHIP conversion bitrate.
+        let opus = pool.clone().map(|pool| ingest::rtmp::OpusSettings {
+            pool,
+            kbps: cfg.webrtc.audio_kbps,
+        });
+        let rtmp_shared = Arc::new(
+            ingest::rtmp::RtmpShared::new(cfg.rtmp.clone(), ingest.clone()).with_opus(opus),
+        );
         tracker.spawn(ingest::rtmp::serve(
             rtmp,
             None,
@@ -197,12 +207,6 @@ impl Server {
                 cancel.child_token(),
             ));
         }
-        // Browser-codec conversion runs on the transcode pool, or on a pool of its own when
-        // the ladder is empty.
-        let pool = match &transcoder {
-            Some(t) => Some(t.pool()),
-            None => transcode::conversion_pool(&cfg.transcode),
-        };
         let whip = match pool {
             Some(pool) => Some(
                 ingest::whip::WhipIngest::start(

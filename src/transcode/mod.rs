@@ -18,6 +18,7 @@ pub mod admission;
 pub mod audio;
 pub mod convert;
 pub mod ladder;
+pub mod opus_job;
 pub mod output;
 pub mod pool;
 pub mod video;
