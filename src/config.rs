@@ -15,6 +15,8 @@ mod auth;
 pub use auth::{
     identity_string_ok, AuthBlueskyConfig, AuthConfig, AuthMastodonConfig, AuthXConfig, PROVIDERS,
 };
+mod thumbnail;
+pub use thumbnail::ThumbnailConfig;
 
 /// The file used when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
@@ -86,6 +88,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub webrtc: WebrtcConfig,
+    pub thumbnail: ThumbnailConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -443,6 +446,14 @@ pub struct AnnounceConfig {
     pub ended: bool,
     /// Text of the "ended" post; same placeholders as `template`.
     pub ended_template: String,
+    /// At the end of a show (once offline for `grace_seconds`), post a link to its replay;
+    /// this post replaces the "ended" one.
+    pub replay_post: bool,
+    /// Text of the replay post; `{url}` is the replay page.
+    pub replay_template: String,
+    /// Seconds a go-live post waits for the broadcast's first thumbnail to attach it; 0 posts
+    /// at once, with the picture only if one is already there.
+    pub picture_wait_seconds: u64,
     /// Tries per post and target (the first attempt included) before giving up.
     pub tries: u32,
     /// First retry delay in milliseconds; doubled per retry, with jitter.
@@ -466,6 +477,9 @@ impl Default for AnnounceConfig {
             template: "{channel} is live now: {title} {url}".into(),
             ended: false,
             ended_template: "{channel}'s stream has ended. Thanks for watching!".into(),
+            replay_post: false,
+            replay_template: "{channel}'s show has ended. Watch the replay: {url}".into(),
+            picture_wait_seconds: 8,
             tries: 5,
             backoff_base_ms: 2000,
             backoff_max_seconds: 300,
@@ -730,6 +744,7 @@ impl Config {
             self.http.header_timeout_seconds as f64,
         )?;
         self.validate_webrtc()?;
+        self.thumbnail.validate()?;
         if self.http.tls_cert.is_empty() != self.http.tls_key.is_empty() {
             return Err(invalid(
                 "http.tls_key",
@@ -947,6 +962,7 @@ impl Config {
         for (key, t) in [
             ("announce.template", &a.template),
             ("announce.ended_template", &a.ended_template),
+            ("announce.replay_template", &a.replay_template),
         ] {
             if t.trim().is_empty() || unknown_placeholder(t).is_some() {
                 return Err(invalid(
@@ -955,6 +971,13 @@ impl Config {
                     "non-empty text whose only placeholders are {channel}, {title} and {url}",
                 ));
             }
+        }
+        if a.picture_wait_seconds > 60 {
+            return Err(invalid(
+                "announce.picture_wait_seconds",
+                a.picture_wait_seconds.to_string(),
+                "0 to 60",
+            ));
         }
         if !(1..=20).contains(&a.tries) {
             return Err(invalid("announce.tries", a.tries.to_string(), "1 to 20"));

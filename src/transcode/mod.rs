@@ -20,6 +20,8 @@ pub mod convert;
 pub mod ladder;
 pub mod output;
 pub mod pool;
+pub mod thumbnail;
+pub mod thumbnails;
 pub mod video;
 
 use std::collections::HashMap;
