@@ -413,6 +413,11 @@ impl Server {
                 format!("{:?}", old.storage),
                 format!("{:?}", new.storage),
             ),
+            (
+                "thumbnail",
+                format!("{:?}", old.thumbnail),
+                format!("{:?}", new.thumbnail),
+            ),
         ];
         for (section, before, after) in sections {
             if before != after {
