@@ -208,7 +208,9 @@ async fn go_live_posts_carry_the_picture_on_every_target() {
     let id = ids[0].clone();
     let p = paths(&m);
     assert_eq!(
-        p.iter().map(|(_, path, s)| (path.as_str(), *s)).collect::<Vec<_>>(),
+        p.iter()
+            .map(|(_, path, s)| (path.as_str(), *s))
+            .collect::<Vec<_>>(),
         [
             ("/api/v2/media", 202),
             (&*format!("/api/v1/media/{id}"), 206),

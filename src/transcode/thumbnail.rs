@@ -137,8 +137,12 @@ impl ThumbnailMaker {
         // One packet, then end of stream: a decoder with a reorder delay still hands the picture
         // out. The flush afterwards makes it ready for the next keyframe.
         let sent = dec.send_packet(&p).and_then(|_| dec.send_eof());
+        // receive_frame empties its frame when it fails (at the end of stream): decode into a
+        // scratch frame and keep the last picture that came out.
         let mut got = false;
-        while dec.receive_frame(&mut self.frame).is_ok() {
+        let mut scratch = ffmpeg::frame::Video::empty();
+        while dec.receive_frame(&mut scratch).is_ok() {
+            std::mem::swap(&mut self.frame, &mut scratch);
             got = true;
         }
         dec.flush();
@@ -155,6 +159,13 @@ impl ThumbnailMaker {
     fn encode(&mut self) -> Result<Bytes, TranscodeError> {
         let (w, h) = (self.width, self.height);
         let src = &self.frame;
+        // swscale aborts the process on a frame without a pixel format: never hand it one.
+        if src.format() == Pixel::None || src.width() == 0 || src.height() == 0 {
+            return Err(TranscodeError::Codec {
+                what: "thumbnail",
+                reason: "the decoder gave an empty picture".into(),
+            });
+        }
         let sar = src.aspect_ratio();
         let f = fit(
             src.width(),

@@ -154,11 +154,17 @@ pub fn mastodon_api(api: MastodonApi) -> impl FnMut(&Received) -> Reply + Send {
                     .header("content-type")
                     .and_then(|ct| multipart(ct, &r.body))
                 else {
-                    return Reply::new(422, r#"{"error":"Validation failed: File can't be blank"}"#);
+                    return Reply::new(
+                        422,
+                        r#"{"error":"Validation failed: File can't be blank"}"#,
+                    );
                 };
                 let file = parts.iter().find(|p| p.name == "file");
                 let Some(file) = file.filter(|f| f.filename.is_some()) else {
-                    return Reply::new(422, r#"{"error":"Validation failed: File can't be blank"}"#);
+                    return Reply::new(
+                        422,
+                        r#"{"error":"Validation failed: File can't be blank"}"#,
+                    );
                 };
                 // Mastodon checks the type by the content as well as the declared one.
                 let jpeg = file.data.starts_with(&[0xff, 0xd8, 0xff]);
@@ -229,7 +235,10 @@ pub fn mastodon_api(api: MastodonApi) -> impl FnMut(&Received) -> Reply + Send {
                     Err(e) => return e,
                 };
                 if r.header("idempotency-key").is_none_or(str::is_empty) {
-                    return Reply::new(422, r#"{"error":"test stand-in wants an Idempotency-Key"}"#);
+                    return Reply::new(
+                        422,
+                        r#"{"error":"test stand-in wants an Idempotency-Key"}"#,
+                    );
                 }
                 let ids = form_all(r, "media_ids[]");
                 if ids.len() > 4 {
@@ -281,7 +290,10 @@ pub fn blob_ref(data: &[u8]) -> String {
     let d = Sha256::digest(data);
     format!(
         "bafkrei{}",
-        d[..16].iter().map(|b| format!("{b:02x}")).collect::<String>()
+        d[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     )
 }
 
