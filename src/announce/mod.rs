@@ -5,7 +5,10 @@
 //! `Live` that follows the channel's `Offline` within `announce.grace_seconds` (a broadcaster
 //! reconnecting), renders `announce.template` and hands the post to every enabled target's own
 //! bounded queue (`queue.rs`), which delivers it with retries. Nothing here touches the media
-//! path, and the dispatcher never waits on a target. Counters per target live in
+//! path, and the dispatcher never waits on a target. Each post carries the channel's live
+//! thumbnail when there is one (`picture.rs`: Mastodon and Bluesky upload it, webhooks link
+//! it), and `announce.replay_post` ends a show with its replay's link (the recorder tells
+//! where through [`AnnounceHandle::set_replay_links`]). Counters per target live in
 //! [`AnnounceStats`], reachable from `Server::announce` for `/metrics`.
 //! `onair announce-test` uses [`send_test`].
 
