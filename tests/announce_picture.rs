@@ -353,3 +353,76 @@ async fn a_failing_upload_still_posts_the_text() {
     run.wait_counts("mastodon", (1, 1, 0, 0)).await;
     run.wait_counts("bluesky", (1, 1, 0, 0)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_post_links_the_recorded_show_with_its_last_picture() {
+    let m = StandIn::start(stand_in::mastodon(TOKEN));
+    let hook = StandIn::start(stand_in::webhook(HOOK_SECRET));
+    let mut cfg = config();
+    cfg.announce.grace_seconds = 0;
+    cfg.announce.replay_post = true;
+    mastodon(&mut cfg, &m);
+    webhook(&mut cfg, "hook", hook.url(), "json", HOOK_SECRET);
+    cfg.validate().expect("valid");
+    let bus = Bus::new();
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let h = announce::start(&cfg, &bus, &tracker, cancel.clone()).expect("announce starts");
+    let thumbs = Thumbnails::new(ThumbnailConfig::default(), None);
+    h.set_thumbnails(thumbs.clone());
+    // What the recorder answers: alice's shows are recorded, bob's are not.
+    h.set_replay_links(Arc::new(
+        |channel: &str, started: chrono::DateTime<chrono::Utc>| {
+            (channel == "alice")
+                .then(|| format!("{PUBLIC}/replay/alice/{}", started.timestamp_millis()))
+        },
+    ));
+    let addr: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+    let (alice, _) = bus.ensure(&ChannelName::new("alice"));
+    let (bob, _) = bus.ensure(&ChannelName::new("bob"));
+    let a = alice.begin_publish(addr, onair::bus::Protocol::Rtmp);
+    let b = bob.begin_publish(addr, onair::bus::Protocol::Rtmp);
+    let started = alice.publisher().expect("live").live_since;
+    for c in ["alice", "bob"] {
+        thumbs.put(
+            c,
+            jpeg(),
+            chrono::Utc::now(),
+            1280,
+            720,
+            Duration::from_millis(20),
+        );
+    }
+    // Both go-lives posted with the picture (upload + status each), then both shows end.
+    m.wait_accepted(4, WAIT).await;
+    drop((a, b));
+    let replay = format!("{PUBLIC}/replay/alice/{}", started.timestamp_millis());
+    let hooked = hook.wait_accepted(3, WAIT).await;
+    let ended: Vec<_> = hooked
+        .iter()
+        .map(|r| r.json())
+        .filter(|v| v["event"] == "ended")
+        .collect();
+    assert_eq!(ended.len(), 1, "only the recorded show gets a replay post");
+    assert_eq!(ended[0]["channel"], "alice");
+    assert_eq!(ended[0]["url"], replay.as_str());
+    assert!(ended[0]["text"]
+        .as_str()
+        .is_some_and(|t| t.contains("Watch the replay") && t.contains(&replay)));
+    assert!(ended[0]["image_url"].is_string(), "the show's last picture");
+    let statuses: Vec<String> = m
+        .wait_accepted(6, WAIT)
+        .await
+        .iter()
+        .filter(|r| r.path == "/api/v1/statuses")
+        .map(|r| r.form()["status"].clone())
+        .collect();
+    assert!(statuses.iter().any(|s| s.contains(&replay)), "{statuses:?}");
+    // Nothing for bob's unrecorded show.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!m
+        .requests()
+        .iter()
+        .any(|(r, _)| r.text().contains("/replay/bob")));
+    cancel.cancel();
+}
