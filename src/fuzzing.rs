@@ -326,6 +326,8 @@ pub fn http_route(data: &[u8]) {
             trusted_proxies: Vec::new(),
             transcoder: None,
             whip: None,
+            thumbnails: crate::transcode::thumbnails::Thumbnails::new(Default::default(), None),
+            cards: Arc::default(),
         })
     });
     let Some((&m, rest)) = data.split_first() else {

@@ -47,6 +47,7 @@ use crate::config::Config;
 use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
 use crate::ingest::{Ingest, KeyTable};
+use crate::transcode::thumbnails::Thumbnails;
 use crate::transcode::Transcoder;
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +110,10 @@ pub struct Server {
     channel_tasks: Mutex<HashMap<String, CancellationToken>>,
     /// `None` when the ladder is empty or libx264 is missing (source renditions only).
     transcoder: Option<Arc<transcode::Transcoder>>,
+    /// Every channel's latest live thumbnail (`jpeg(channel)`: a recording's poster).
+    pub thumbnails: Arc<Thumbnails>,
+    /// Channel titles for the share cards (swapped on reload).
+    cards: Arc<http::cards::Titles>,
 }
 
 /// What a reload changed.
@@ -207,6 +212,9 @@ impl Server {
                 cancel.child_token(),
             ));
         }
+        // Live thumbnails run on the browser-codec conversion pool.
+        let thumbnails = Thumbnails::new(cfg.thumbnail.clone(), pool.clone());
+        announce.set_thumbnails(thumbnails.clone());
         let whip = match pool {
             Some(pool) => Some(
                 ingest::whip::WhipIngest::start(
@@ -266,6 +274,7 @@ impl Server {
             tokio::spawn(async move { auth.owner_go_live(&a).await });
         }));
         metrics::init(&tracker, cancel.child_token());
+        let cards = http::cards::Titles::new(&cfg.channels);
         let state = Arc::new(HttpState {
             auth: auth.clone(),
             public_url: cfg.server.public_url.trim_end_matches('/').to_string(),
@@ -279,6 +288,8 @@ impl Server {
             trusted_proxies: cfg.chat.trusted_proxies.clone(),
             transcoder: transcoder.clone(),
             whip,
+            thumbnails: thumbnails.clone(),
+            cards: cards.clone(),
         });
         let tls = http::tls_config(&cfg.http)?;
         certificates.extend(tls.clone());
@@ -312,6 +323,8 @@ impl Server {
             channel_tasks: Mutex::new(HashMap::new()),
             cfg: Mutex::new(cfg.clone()),
             transcoder,
+            thumbnails,
+            cards,
         };
         for ch in &cfg.channels {
             server.start_channel(&cfg, &ch.name);
@@ -328,6 +341,8 @@ impl Server {
         if let Some(t) = &self.transcoder {
             t.start_channel(channel.clone(), &self.tracker, token.clone());
         }
+        self.thumbnails
+            .start_channel(channel.clone(), &self.tracker, token.clone());
         hls::start_channel(
             channel,
             self.store.clone(),
@@ -368,12 +383,14 @@ impl Server {
             if let Some(ch) = channel {
                 ch.kick();
             }
+            self.thumbnails.remove(name);
         }
         for name in &report.added {
             self.start_channel(&new, name);
         }
         // Titles, new channels and rotated keys reach the announcer now; its targets at restart.
         self.announcer.set_channels(&new.channels);
+        self.cards.set(&new.channels);
         // Owners and admins change live too.
         self.auth
             .set_roles(&new.channels, &new.server.admin_identities);
@@ -410,6 +427,11 @@ impl Server {
                 "storage",
                 format!("{:?}", old.storage),
                 format!("{:?}", new.storage),
+            ),
+            (
+                "thumbnail",
+                format!("{:?}", old.thumbnail),
+                format!("{:?}", new.thumbnail),
             ),
         ];
         for (section, before, after) in sections {

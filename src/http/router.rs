@@ -66,6 +66,8 @@ pub enum Route<'a> {
     MeCrossPosts,
     /// An embedded file, by index in [`ASSETS`].
     Asset(usize),
+    /// `GET /thumb/{c}.jpg`: the live thumbnail.
+    Thumb(&'a str),
     Healthz,
     Metrics,
     /// CORS preflight for any path.
@@ -112,6 +114,7 @@ impl Route<'_> {
             | Route::AuthLogout => "auth",
             Route::Me | Route::MeCrossPosts => "me",
             Route::Asset(_) => "asset",
+            Route::Thumb(_) => "thumb",
             Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => "whip",
             Route::Preflight => "preflight",
             Route::NotFound => "not_found",
@@ -188,6 +191,10 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
         ["whip", c] if is_name(c) => Route::WhipPublish(c),
         ["whip", c, s] if is_name(c) => Route::WhipSession(c, s),
+        ["thumb", file] => match file.strip_suffix(".jpg") {
+            Some(c) if is_name(c) => Route::Thumb(c),
+            _ => return Route::NotFound,
+        },
         ["assets", name] => match ASSETS.iter().position(|a| a.name == *name) {
             Some(i) => Route::Asset(i),
             None => return Route::NotFound,
@@ -469,6 +476,12 @@ mod tests {
                 "/api/admin/channels/alice/slow-mode",
                 Route::MethodNotAllowed,
             ),
+            (get.clone(), "/thumb/alice.jpg", Route::Thumb("alice")),
+            (Method::HEAD, "/thumb/alice.jpg", Route::Thumb("alice")),
+            (Method::POST, "/thumb/alice.jpg", Route::MethodNotAllowed),
+            (get.clone(), "/thumb/alice.png", Route::NotFound),
+            (get.clone(), "/thumb/.jpg", Route::NotFound),
+            (get.clone(), "/thumb/a.b.jpg", Route::NotFound),
             (get.clone(), "/assets/hls.min.js", Route::Asset(0)),
             (get.clone(), "/assets/watch.js", Route::Asset(1)),
             (get.clone(), "/assets/../Cargo.toml", Route::NotFound),

@@ -21,6 +21,8 @@ pub mod ladder;
 pub mod opus_job;
 pub mod output;
 pub mod pool;
+pub mod thumbnail;
+pub mod thumbnails;
 pub mod video;
 
 use std::collections::HashMap;
