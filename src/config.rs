@@ -19,6 +19,7 @@ mod media;
 mod record;
 #[cfg(test)]
 mod tests;
+mod thumbnail;
 
 pub use announce::{AnnounceConfig, BlueskyConfig, MastodonConfig, TwitterConfig, WebhookConfig};
 pub use auth::{
@@ -30,6 +31,7 @@ pub use ingest::{RtmpConfig, SrtConfig, WebrtcConfig};
 use media::X264_PRESETS;
 pub use media::{Container, HlsConfig, HttpConfig, RenditionConfig, TranscodeConfig};
 pub use record::{RecordConfig, RecordRenditions};
+pub use thumbnail::ThumbnailConfig;
 
 /// The file used when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
@@ -103,6 +105,7 @@ pub struct Config {
     pub log: LogConfig,
     pub webrtc: WebrtcConfig,
     pub record: RecordConfig,
+    pub thumbnail: ThumbnailConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -286,6 +289,7 @@ impl Config {
         self.webrtc.validate()?;
         self.hls.validate()?;
         self.transcode.validate()?;
+        self.thumbnail.validate()?;
         let mut names = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
         for (i, ch) in self.channels.iter().enumerate() {

@@ -48,6 +48,7 @@ use crate::config::Config;
 use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
 use crate::ingest::{Ingest, KeyTable};
+use crate::transcode::thumbnails::Thumbnails;
 use crate::transcode::Transcoder;
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,10 @@ pub struct Server {
     transcoder: Option<Arc<transcode::Transcoder>>,
     /// Recordings of every broadcast (`[record]`).
     pub recorder: Arc<record::Recorder>,
+    /// Every channel's latest live thumbnail (`jpeg(channel)`: a recording's poster).
+    pub thumbnails: Arc<Thumbnails>,
+    /// Channel titles for the share cards (swapped on reload).
+    cards: Arc<http::cards::Titles>,
 }
 
 /// What a reload changed.
@@ -178,10 +183,20 @@ impl Server {
         let rtmps_addr = rtmps.as_ref().map(|(_, _, a)| *a);
 
         let ingest = Arc::new(Ingest::new(KeyTable::new(&cfg.channels), bus.clone()));
-        let rtmp_shared = Arc::new(ingest::rtmp::RtmpShared::new(
-            cfg.rtmp.clone(),
-            ingest.clone(),
-        ));
+        // Browser-codec conversion runs on the transcode pool, or on a pool of its own when
+        // the ladder is empty.
+        let pool = match &transcoder {
+            Some(t) => Some(t.pool()),
+            None => transcode::conversion_pool(&cfg.transcode),
+        };
+        // Enhanced RTMP Opus audio becomes AAC on the same pool, at the WHIP conversion bitrate.
+        let opus = pool.clone().map(|pool| ingest::rtmp::OpusSettings {
+            pool,
+            kbps: cfg.webrtc.audio_kbps,
+        });
+        let rtmp_shared = Arc::new(
+            ingest::rtmp::RtmpShared::new(cfg.rtmp.clone(), ingest.clone()).with_opus(opus),
+        );
         tracker.spawn(ingest::rtmp::serve(
             rtmp,
             None,
@@ -200,12 +215,9 @@ impl Server {
                 cancel.child_token(),
             ));
         }
-        // Browser-codec conversion runs on the transcode pool, or on a pool of its own when
-        // the ladder is empty.
-        let pool = match &transcoder {
-            Some(t) => Some(t.pool()),
-            None => transcode::conversion_pool(&cfg.transcode),
-        };
+        // Live thumbnails run on the browser-codec conversion pool.
+        let thumbnails = Thumbnails::new(cfg.thumbnail.clone(), pool.clone());
+        announce.set_thumbnails(thumbnails.clone());
         let whip = match pool {
             Some(pool) => Some(
                 ingest::whip::WhipIngest::start(
@@ -268,6 +280,7 @@ impl Server {
         let recorder =
             record::Recorder::start(&cfg, db.clone(), &tracker, cancel.child_token()).await;
         recorder.record_renditions(&store);
+        let cards = http::cards::Titles::new(&cfg.channels);
         let state = Arc::new(HttpState {
             auth: auth.clone(),
             public_url: cfg.server.public_url.trim_end_matches('/').to_string(),
@@ -282,6 +295,8 @@ impl Server {
             transcoder: transcoder.clone(),
             recorder: recorder.clone(),
             whip,
+            thumbnails: thumbnails.clone(),
+            cards: cards.clone(),
         });
         let tls = http::tls_config(&cfg.http)?;
         certificates.extend(tls.clone());
@@ -316,6 +331,8 @@ impl Server {
             cfg: Mutex::new(cfg.clone()),
             transcoder,
             recorder,
+            thumbnails,
+            cards,
         };
         for ch in &cfg.channels {
             server.start_channel(&cfg, &ch.name);
@@ -333,6 +350,8 @@ impl Server {
             t.start_channel(channel.clone(), &self.tracker, token.clone());
         }
         self.recorder.start_channel(channel.clone(), token.clone());
+        self.thumbnails
+            .start_channel(channel.clone(), &self.tracker, token.clone());
         hls::start_channel(
             channel,
             self.store.clone(),
@@ -373,6 +392,7 @@ impl Server {
             if let Some(ch) = channel {
                 ch.kick();
             }
+            self.thumbnails.remove(name);
         }
         for name in &report.added {
             self.start_channel(&new, name);
@@ -380,6 +400,7 @@ impl Server {
         // Titles, new channels and rotated keys reach the announcer now; its targets at restart.
         self.announcer.set_channels(&new.channels);
         self.recorder.set_titles(&new.channels);
+        self.cards.set(&new.channels);
         // Owners and admins change live too.
         self.auth
             .set_roles(&new.channels, &new.server.admin_identities);
@@ -421,6 +442,11 @@ impl Server {
                 "storage",
                 format!("{:?}", old.storage),
                 format!("{:?}", new.storage),
+            ),
+            (
+                "thumbnail",
+                format!("{:?}", old.thumbnail),
+                format!("{:?}", new.thumbnail),
             ),
         ];
         for (section, before, after) in sections {
