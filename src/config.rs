@@ -16,6 +16,7 @@ mod chat;
 mod debate;
 mod ingest;
 mod media;
+mod record;
 #[cfg(test)]
 mod tests;
 mod thumbnail;
@@ -29,6 +30,7 @@ pub use debate::{DebateConfig, MAX_TIMER_SECONDS};
 pub use ingest::{RtmpConfig, SrtConfig, WebrtcConfig};
 use media::X264_PRESETS;
 pub use media::{Container, HlsConfig, HttpConfig, RenditionConfig, TranscodeConfig};
+pub use record::{RecordConfig, RecordRenditions};
 pub use thumbnail::ThumbnailConfig;
 
 /// The file used when `--config` is not given and it exists.
@@ -102,6 +104,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub webrtc: WebrtcConfig,
+    pub record: RecordConfig,
     pub thumbnail: ThumbnailConfig,
 }
 
@@ -150,7 +153,7 @@ pub struct ChannelConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Directory of the database `onair.sqlite3` (and, next, recordings); relative paths are
+    /// Directory of the database `onair.sqlite3` and of `recordings/`; relative paths are
     /// from the working directory. Created at start if missing; must be writable.
     pub data_dir: PathBuf,
 }
@@ -330,6 +333,7 @@ impl Config {
         }
         auth::validate_identities("server.admin_identities", &self.server.admin_identities)?;
         self.auth.validate()?;
+        self.record.validate()?;
         self.debate.validate()?;
         self.announce.validate()
     }

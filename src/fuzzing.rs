@@ -272,7 +272,7 @@ pub fn http_route(data: &[u8]) {
         store.push_segment("alice", "source", 0, &seg, chrono::Utc::now());
         let tracker = tokio_util::task::TaskTracker::new();
         // An in-memory database: fuzzed admin bans must not reach a file.
-        let (chat, auth, debate) = rt
+        let (chat, auth, debate, recorder) = rt
             .block_on(async {
                 let db = crate::db::Db::open_in_memory().await?;
                 let chat = crate::chat::Chat::start(
@@ -288,7 +288,7 @@ pub fn http_route(data: &[u8]) {
                 cfg.auth.secret = crate::config::Secret::new("fuzz-auth-secret-0123456789");
                 let auth = crate::identity::Auth::spawn(
                     &cfg,
-                    db,
+                    db.clone(),
                     &tracker,
                     tokio_util::sync::CancellationToken::new(),
                 )
@@ -306,7 +306,17 @@ pub fn http_route(data: &[u8]) {
                     tokio_util::sync::CancellationToken::new(),
                 )
                 .await?;
-                Ok::<_, crate::db::DbError>((chat, auth, debate))
+                // Recordings off, under a directory that does not exist: nothing on disk.
+                cfg.record.enabled = false;
+                cfg.storage.data_dir = "/nonexistent/onair-fuzz".into();
+                let recorder = crate::record::Recorder::start(
+                    &cfg,
+                    db,
+                    &tracker,
+                    tokio_util::sync::CancellationToken::new(),
+                )
+                .await;
+                Ok::<_, crate::db::DbError>((chat, auth, debate, recorder))
             })
             .expect("chat and sign-in with an in-memory database");
         let ingest = Arc::new(crate::ingest::Ingest::new(
@@ -325,6 +335,7 @@ pub fn http_route(data: &[u8]) {
             ingest,
             trusted_proxies: Vec::new(),
             transcoder: None,
+            recorder,
             whip: None,
             thumbnails: crate::transcode::thumbnails::Thumbnails::new(Default::default(), None),
             cards: Arc::default(),

@@ -27,6 +27,7 @@ pub mod ingest;
 pub mod limits;
 pub mod metrics;
 pub mod proto;
+pub mod record;
 pub mod srt;
 pub mod tls;
 pub mod transcode;
@@ -110,6 +111,8 @@ pub struct Server {
     channel_tasks: Mutex<HashMap<String, CancellationToken>>,
     /// `None` when the ladder is empty or libx264 is missing (source renditions only).
     transcoder: Option<Arc<transcode::Transcoder>>,
+    /// Recordings of every broadcast (`[record]`).
+    pub recorder: Arc<record::Recorder>,
     /// Every channel's latest live thumbnail (`jpeg(channel)`: a recording's poster).
     pub thumbnails: Arc<Thumbnails>,
     /// Channel titles for the share cards (swapped on reload).
@@ -274,6 +277,9 @@ impl Server {
             tokio::spawn(async move { auth.owner_go_live(&a).await });
         }));
         metrics::init(&tracker, cancel.child_token());
+        let recorder =
+            record::Recorder::start(&cfg, db.clone(), &tracker, cancel.child_token()).await;
+        recorder.record_renditions(&store);
         let cards = http::cards::Titles::new(&cfg.channels);
         let state = Arc::new(HttpState {
             auth: auth.clone(),
@@ -287,6 +293,7 @@ impl Server {
             ingest: ingest.clone(),
             trusted_proxies: cfg.chat.trusted_proxies.clone(),
             transcoder: transcoder.clone(),
+            recorder: recorder.clone(),
             whip,
             thumbnails: thumbnails.clone(),
             cards: cards.clone(),
@@ -323,6 +330,7 @@ impl Server {
             channel_tasks: Mutex::new(HashMap::new()),
             cfg: Mutex::new(cfg.clone()),
             transcoder,
+            recorder,
             thumbnails,
             cards,
         };
@@ -341,6 +349,7 @@ impl Server {
         if let Some(t) = &self.transcoder {
             t.start_channel(channel.clone(), &self.tracker, token.clone());
         }
+        self.recorder.start_channel(channel.clone(), token.clone());
         self.thumbnails
             .start_channel(channel.clone(), &self.tracker, token.clone());
         hls::start_channel(
@@ -390,6 +399,7 @@ impl Server {
         }
         // Titles, new channels and rotated keys reach the announcer now; its targets at restart.
         self.announcer.set_channels(&new.channels);
+        self.recorder.set_titles(&new.channels);
         self.cards.set(&new.channels);
         // Owners and admins change live too.
         self.auth
@@ -422,6 +432,11 @@ impl Server {
                 "transcode",
                 format!("{:?}", old.transcode),
                 format!("{:?}", new.transcode),
+            ),
+            (
+                "record",
+                format!("{:?}", old.record),
+                format!("{:?}", new.record),
             ),
             (
                 "storage",

@@ -88,6 +88,18 @@ pub const MIGRATIONS: &[Migration] = &[
         // asked in: db::questions.
         sql: super::questions::MIGRATION_SQL,
     },
+    Migration {
+        version: 6,
+        name: "recordings",
+        // Recordings and their fsynced segments, rebuilt from the files: db::recordings.
+        sql: super::recordings::MIGRATION_SQL,
+    },
+    Migration {
+        version: 7,
+        name: "recording_chat",
+        // The chat log of each recording with each message's media time: db::recordings.
+        sql: super::recordings::CHAT_MIGRATION_SQL,
+    },
 ];
 
 /// The schema version this binary brings the database to.

@@ -37,6 +37,7 @@ pub mod identity;
 pub mod imports;
 pub mod migrations;
 pub mod questions;
+pub mod recordings;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};

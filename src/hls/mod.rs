@@ -22,7 +22,9 @@ use crate::proto::media::{MediaPacket, StreamInfo, TIMESCALE};
 use crate::proto::ts::video_stream_type;
 pub use names::{MediaKind, MediaName};
 use segmenter::{Segmenter, SegmenterNote, Step};
-pub use store::{HlsStore, Lookup, Position, RenditionSummary, StoreConfig};
+pub use store::{
+    HlsStore, Lookup, Position, RenditionSummary, SegmentTap, StoreConfig, TapSegment,
+};
 
 /// Name of the untouched input rendition.
 pub const SOURCE: &str = "source";
@@ -159,6 +161,17 @@ impl RenditionWriter {
                 "segment is much longer than hls.segment_seconds: set the encoder's keyframe interval to {} s",
                 self.segment_seconds
             );
+        }
+        if self.rendition != SOURCE {
+            if let Some(tap) = self.store.tap() {
+                tap(&TapSegment {
+                    channel: &self.channel,
+                    rendition: &self.rendition,
+                    segment: &seg,
+                    init: self.segmenter.init(),
+                    program_time: pdt,
+                });
+            }
         }
         let seq = self
             .store

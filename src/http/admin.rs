@@ -221,7 +221,8 @@ fn scope<'a>(route: &Route<'a>) -> Option<&'a str> {
         Route::AdminBans(c)
         | Route::AdminDeleteMessage(c, _)
         | Route::AdminSlowMode(c)
-        | Route::AdminKick(c) => Some(c),
+        | Route::AdminKick(c)
+        | Route::AdminDeleteRecording(c, _) => Some(c),
         _ => None,
     }
 }
@@ -254,8 +255,12 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
             Ok(b) => ban(state, c, method == Method::POST, b).await,
             Err(r) => r,
         },
+        Route::AdminDeleteRecording(c, id) => super::vod::delete(state, c, id).await,
         Route::AdminDeleteMessage(c, id) => match state.chat.delete(c, id) {
-            Ok(()) => json(StatusCode::OK, &serde_json::json!({ "deleted": id })),
+            Ok(()) => {
+                state.recorder.chat_deleted(c, id);
+                json(StatusCode::OK, &serde_json::json!({ "deleted": id }))
+            }
             Err(e) => chat_error(&e),
         },
         Route::AdminStreams => json(StatusCode::OK, &streams(&state.bus, &state.store)),

@@ -67,6 +67,7 @@ async fn post(state: &HttpState, c: &str, req: Req) -> Response<Body> {
         Ok(m) => m,
         Err(e) => return chat_error(&e),
     };
+    state.recorder.chat_posted(c, &msg);
     let mut answer = match serde_json::to_value(&msg) {
         Ok(v) => v,
         Err(_) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed"),

@@ -23,6 +23,7 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod thumb;
+pub mod vod;
 pub mod whip;
 
 pub use router::{route, Route};
@@ -77,6 +78,8 @@ pub struct HttpState {
     pub trusted_proxies: Vec<IpAddr>,
     /// `None` when the ladder is empty (passthrough only).
     pub transcoder: Option<Arc<crate::transcode::Transcoder>>,
+    /// Recordings: index, files, chat log, deletes.
+    pub recorder: Arc<crate::record::Recorder>,
     /// WHIP ingest; `None` when it is not running.
     pub whip: Option<Arc<crate::ingest::whip::WhipIngest>>,
     /// Live thumbnails (`/thumb`, the cards' picture).
@@ -125,7 +128,8 @@ impl HttpState {
             | Route::AdminSlowMode(_)
             | Route::AdminStreams
             | Route::AdminOwnerAnnounce(_)
-            | Route::AdminKick(_) => admin::handle(self, route, req).await,
+            | Route::AdminKick(_)
+            | Route::AdminDeleteRecording(..) => admin::handle(self, route, req).await,
             Route::Index | Route::Watch(_) | Route::Studio(_) | Route::Asset(_) => {
                 pages::handle(self, route, req).await
             }
@@ -133,6 +137,12 @@ impl HttpState {
             Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => {
                 whip::handle(self, route, req).await
             }
+            Route::Recordings(_)
+            | Route::RecordingChat(..)
+            | Route::Replay(..)
+            | Route::VodMaster(..)
+            | Route::VodPlaylist(..)
+            | Route::VodFile(..) => vod::handle(self, route, req).await,
             Route::Overlay(_)
             | Route::Questions(_)
             | Route::QuestionVote(..)

@@ -90,6 +90,12 @@ pub static ASSETS: &[Asset] = &[
         JS,
         include_bytes!("../../assets/studio-status.js"),
     ),
+    ours("replay.js", JS, include_bytes!("../../assets/replay.js")),
+    ours(
+        "past-shows.js",
+        JS,
+        include_bytes!("../../assets/past-shows.js"),
+    ),
     ours(
         "studio-whip.js",
         JS,
@@ -245,7 +251,14 @@ mod tests {
     fn every_asset_a_page_or_module_names_is_embedded() {
         let has = |name: &str| ASSETS.iter().any(|a| a.name == name);
         let overlay = include_str!("../../assets/overlay.html");
-        for page in [WATCH_TEMPLATE, INDEX_TEMPLATE, STUDIO_TEMPLATE, overlay] {
+        let replay = include_str!("../../assets/replay.html");
+        for page in [
+            WATCH_TEMPLATE,
+            INDEX_TEMPLATE,
+            STUDIO_TEMPLATE,
+            overlay,
+            replay,
+        ] {
             for part in page.split("\"/assets/").skip(1) {
                 let name = part.split('"').next().unwrap_or_default();
                 assert!(

@@ -70,7 +70,20 @@ pub enum Route<'a> {
     Thumb(&'a str),
     Healthz,
     Metrics,
-    /// CORS preflight for any path.
+    /// `GET /api/channels/{c}/recordings`
+    Recordings(&'a str),
+    /// `GET /api/channels/{c}/recordings/{id}/chat`
+    RecordingChat(&'a str, &'a str),
+    /// `GET /replay/{c}/{id}`
+    Replay(&'a str, &'a str),
+    /// `GET /vod/{c}/{id}/master.m3u8`
+    VodMaster(&'a str, &'a str),
+    /// `GET /vod/{c}/{id}/{rendition}/index.m3u8`
+    VodPlaylist(&'a str, &'a str, &'a str),
+    /// `GET /vod/{c}/{id}/{rendition}/{file}` or `/vod/{c}/{id}/poster.jpg` (no rendition)
+    VodFile(&'a str, &'a str, Option<&'a str>, &'a str),
+    /// `DELETE /api/admin/channels/{c}/recordings/{id}`
+    AdminDeleteRecording(&'a str, &'a str),
     /// `POST /whip/{c}`: a WHIP offer.
     WhipPublish(&'a str),
     /// `PATCH`/`DELETE /whip/{c}/{session}`
@@ -116,6 +129,11 @@ impl Route<'_> {
             Route::Asset(_) => "asset",
             Route::Thumb(_) => "thumb",
             Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => "whip",
+            Route::Recordings(_) | Route::RecordingChat(..) => "api_recordings",
+            Route::Replay(..) => "replay",
+            Route::VodMaster(..) | Route::VodPlaylist(..) => "vod_playlist",
+            Route::VodFile(..) => "vod_segment",
+            Route::AdminDeleteRecording(..) => "admin_recordings",
             Route::Preflight => "preflight",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
@@ -189,6 +207,24 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
             Route::AdminOwnerAnnounce(c)
         }
         ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
+        ["api", "channels", c, "recordings"] if is_name(c) => Route::Recordings(c),
+        ["api", "channels", c, "recordings", id, "chat"] if is_name(c) && is_id(id) => {
+            Route::RecordingChat(c, id)
+        }
+        ["api", "admin", "channels", c, "recordings", id] if is_name(c) && is_id(id) => {
+            Route::AdminDeleteRecording(c, id)
+        }
+        ["replay", c, id] if is_name(c) && is_id(id) => Route::Replay(c, id),
+        ["vod", c, id, "master.m3u8"] if is_name(c) && is_id(id) => Route::VodMaster(c, id),
+        ["vod", c, id, "poster.jpg"] if is_name(c) && is_id(id) => {
+            Route::VodFile(c, id, None, "poster.jpg")
+        }
+        ["vod", c, id, r, "index.m3u8"] if is_name(c) && is_id(id) && is_name(r) => {
+            Route::VodPlaylist(c, id, r)
+        }
+        ["vod", c, id, r, f] if is_name(c) && is_id(id) && is_name(r) && is_vod_file(f) => {
+            Route::VodFile(c, id, Some(r), f)
+        }
         ["whip", c] if is_name(c) => Route::WhipPublish(c),
         ["whip", c, s] if is_name(c) => Route::WhipSession(c, s),
         ["thumb", file] => match file.strip_suffix(".jpg") {
@@ -208,7 +244,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         Route::AdminBans(_) => {
             method == Method::GET || method == Method::POST || method == Method::DELETE
         }
-        Route::AdminDeleteMessage(..) => method == Method::DELETE,
+        Route::AdminDeleteMessage(..) | Route::AdminDeleteRecording(..) => method == Method::DELETE,
         Route::Questions(_) => {
             method == Method::GET || method == Method::HEAD || method == Method::POST
         }
@@ -234,6 +270,15 @@ fn parse_id(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
+}
+
+fn is_id(s: &str) -> bool {
+    crate::record::is_id(s)
+}
+
+/// A recording's segment or init segment (the poster has its own route).
+fn is_vod_file(s: &str) -> bool {
+    s != "poster.jpg" && crate::record::is_file_name(s)
 }
 
 fn is_segment_name(s: &str) -> bool {
@@ -476,6 +521,72 @@ mod tests {
                 "/api/admin/channels/alice/slow-mode",
                 Route::MethodNotAllowed,
             ),
+            (
+                get.clone(),
+                "/api/channels/alice/recordings",
+                Route::Recordings("alice"),
+            ),
+            (
+                get.clone(),
+                "/api/channels/alice/recordings/20261202T170000Z/chat",
+                Route::RecordingChat("alice", "20261202T170000Z"),
+            ),
+            (
+                Method::DELETE,
+                "/api/admin/channels/alice/recordings/20261202T170000Z-2",
+                Route::AdminDeleteRecording("alice", "20261202T170000Z-2"),
+            ),
+            (
+                get.clone(),
+                "/api/admin/channels/alice/recordings/x",
+                Route::MethodNotAllowed,
+            ),
+            (
+                get.clone(),
+                "/replay/alice/20261202T170000Z",
+                Route::Replay("alice", "20261202T170000Z"),
+            ),
+            (
+                get.clone(),
+                "/vod/alice/r1/master.m3u8",
+                Route::VodMaster("alice", "r1"),
+            ),
+            (
+                get.clone(),
+                "/vod/alice/r1/source/index.m3u8",
+                Route::VodPlaylist("alice", "r1", "source"),
+            ),
+            (
+                get.clone(),
+                "/vod/alice/r1/source/000001.m4s",
+                Route::VodFile("alice", "r1", Some("source"), "000001.m4s"),
+            ),
+            (
+                get.clone(),
+                "/vod/alice/r1/source/init-1.mp4",
+                Route::VodFile("alice", "r1", Some("source"), "init-1.mp4"),
+            ),
+            (
+                get.clone(),
+                "/vod/alice/r1/poster.jpg",
+                Route::VodFile("alice", "r1", None, "poster.jpg"),
+            ),
+            (
+                get.clone(),
+                "/vod/alice/r1/source/segments.log",
+                Route::NotFound,
+            ),
+            (
+                get.clone(),
+                "/vod/alice/r1/source/poster.jpg",
+                Route::NotFound,
+            ),
+            (
+                get.clone(),
+                "/vod/alice/../source/000001.m4s",
+                Route::NotFound,
+            ),
+            (get.clone(), "/vod/alice/r1/meta.json", Route::NotFound),
             (get.clone(), "/thumb/alice.jpg", Route::Thumb("alice")),
             (Method::HEAD, "/thumb/alice.jpg", Route::Thumb("alice")),
             (Method::POST, "/thumb/alice.jpg", Route::MethodNotAllowed),

@@ -1,0 +1,249 @@
+//! Recordings over HTTP: the list (`GET /api/channels/{c}/recordings`), each recording's chat
+//! log (`…/recordings/{id}/chat`), its HLS (`/vod/{c}/{id}/master.m3u8`, media playlists,
+//! segments and init segments from disk with `Range`), its poster, the replay page
+//! (`/replay/{c}/{id}`) and the admin delete (called from `admin`). The index comes from
+//! `db::recordings`, files from [`crate::record::Recorder::file_path`]; names are checked by
+//! the router, so no path is built from anything else.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use serde::Serialize;
+
+use super::pages::html_escape;
+use super::request::Req;
+use super::response::{bytes_response, html, json, json_error, not_found, ranged};
+use super::router::Route;
+use super::{Body, HttpState};
+use crate::db::recordings::{self, Recording};
+use crate::db::DbError;
+use crate::record::{playlist, RecordError};
+
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+/// Listed files never change: a segment is written once, fsynced, then listed.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// A finished recording's playlists do not change either (until it is deleted).
+const FINAL: &str = "public, max-age=86400";
+const REPLAY_TEMPLATE: &str = include_str!("../../assets/replay.html");
+
+/// One recording as the API lists it.
+#[derive(Debug, Serialize)]
+pub struct RecordingView {
+    pub id: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub duration_seconds: f64,
+    pub bytes: i64,
+    pub title: Option<String>,
+    pub live: bool,
+    /// `/vod/{c}/{id}/master.m3u8`
+    pub playlist: String,
+    /// `/replay/{c}/{id}`
+    pub replay: String,
+    /// `/vod/{c}/{id}/poster.jpg` when the recording has a poster, else null.
+    pub thumbnail: Option<String>,
+}
+
+fn db_error(e: &DbError) -> Response<Body> {
+    tracing::error!(error = %e, "recordings: database request failed");
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "recordings are unavailable",
+    )
+}
+
+async fn find(state: &HttpState, c: &str, id: &str) -> Result<Recording, Response<Body>> {
+    if state.bus.get(c).is_none() {
+        return Err(not_found());
+    }
+    let (c, i) = (c.to_string(), id.to_string());
+    match state
+        .recorder
+        .db
+        .call(move |conn| recordings::get(conn, &c, &i))
+        .await
+    {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(not_found()),
+        Err(e) => Err(db_error(&e)),
+    }
+}
+
+fn with_cache(mut r: Response<Body>, cache: &'static str) -> Response<Body> {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    r
+}
+
+pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<Body> {
+    match route {
+        Route::Recordings(c) => list(state, c).await,
+        Route::RecordingChat(c, id) => chat(state, c, id).await,
+        Route::Replay(c, id) => match find(state, c, id).await {
+            Ok(_) => html(StatusCode::OK, replay_page(c, id)),
+            Err(r) => r,
+        },
+        Route::VodMaster(c, id) => {
+            let rec = match find(state, c, id).await {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            let (cc, i) = (c.to_string(), id.to_string());
+            match state
+                .recorder
+                .db
+                .call(move |conn| recordings::renditions(conn, &cc, &i))
+                .await
+            {
+                Ok(rs) => playlist_response(playlist::master(&rs), rec.live()),
+                Err(e) => db_error(&e),
+            }
+        }
+        Route::VodPlaylist(c, id, r) => {
+            let rec = match find(state, c, id).await {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            let (cc, i, rr) = (c.to_string(), id.to_string(), r.to_string());
+            match state
+                .recorder
+                .db
+                .call(move |conn| recordings::segments(conn, &cc, &i, &rr))
+                .await
+            {
+                Ok(segs) if segs.is_empty() && r != crate::record::SOURCE => not_found(),
+                Ok(segs) => playlist_response(playlist::media(&segs, !rec.live()), rec.live()),
+                Err(e) => db_error(&e),
+            }
+        }
+        Route::VodFile(c, id, rendition, file) => {
+            if state.bus.get(c).is_none() {
+                return not_found();
+            }
+            let path = state.recorder.file_path(c, id, rendition, file);
+            let data = match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+                Ok(Ok(d)) => bytes::Bytes::from(d),
+                _ => return not_found(),
+            };
+            let (kind, cache) = if file.ends_with(".m4s") {
+                ("video/iso.segment", IMMUTABLE)
+            } else if file.ends_with(".mp4") {
+                ("video/mp4", IMMUTABLE)
+            } else {
+                ("image/jpeg", "public, max-age=300")
+            };
+            let range = req
+                .parts
+                .headers
+                .get(header::RANGE)
+                .and_then(|v| v.to_str().ok());
+            with_cache(ranged(data, kind, range), cache)
+        }
+        _ => not_found(),
+    }
+}
+
+fn playlist_response(text: String, live: bool) -> Response<Body> {
+    let r = bytes_response(StatusCode::OK, PLAYLIST, bytes::Bytes::from(text));
+    with_cache(r, if live { "no-cache" } else { FINAL })
+}
+
+async fn list(state: &HttpState, c: &str) -> Response<Body> {
+    if state.bus.get(c).is_none() {
+        return not_found();
+    }
+    let cc = c.to_string();
+    let all = match state
+        .recorder
+        .db
+        .call(move |conn| recordings::list(conn, &cc))
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return db_error(&e),
+    };
+    // Which have a poster: a stat per recording, off the runtime.
+    let posters: Vec<std::path::PathBuf> = all
+        .iter()
+        .map(|r| state.recorder.file_path(c, &r.id, None, "poster.jpg"))
+        .collect();
+    let has = tokio::task::spawn_blocking(move || {
+        posters.iter().map(|p| p.is_file()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let views: Vec<RecordingView> = all
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| RecordingView {
+            playlist: format!("/vod/{c}/{}/master.m3u8", r.id),
+            replay: format!("/replay/{c}/{}", r.id),
+            thumbnail: has
+                .get(i)
+                .copied()
+                .unwrap_or(false)
+                .then(|| format!("/vod/{c}/{}/poster.jpg", r.id)),
+            duration_seconds: (r.duration_seconds() * 1000.0).round() / 1000.0,
+            live: r.live(),
+            id: r.id,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            bytes: r.bytes,
+            title: r.title,
+        })
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "recordings": views }))
+}
+
+async fn chat(state: &HttpState, c: &str, id: &str) -> Response<Body> {
+    if let Err(r) = find(state, c, id).await {
+        return r;
+    }
+    let (cc, i) = (c.to_string(), id.to_string());
+    let rows = match state
+        .recorder
+        .db
+        .call(move |conn| recordings::chat(conn, &cc, &i))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return db_error(&e),
+    };
+    let messages: Vec<serde_json::Value> = rows
+        .into_iter()
+        .filter_map(|row| {
+            let mut v: serde_json::Value = serde_json::from_str(&row.message).ok()?;
+            v["offset_seconds"] = serde_json::json!(row.offset_ms as f64 / 1000.0);
+            Some(v)
+        })
+        .collect();
+    // Questions join when the debate surface lands.
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "messages": messages, "questions": [] }),
+    )
+}
+
+/// `DELETE /api/admin/channels/{c}/recordings/{id}` (authorized by `admin`).
+pub async fn delete(state: &HttpState, c: &str, id: &str) -> Response<Body> {
+    if state.bus.get(c).is_none() {
+        return not_found();
+    }
+    match state.recorder.delete(c, id).await {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({ "deleted": id })),
+        Err(RecordError::NotFound) => not_found(),
+        Err(e @ RecordError::Live) => json_error(StatusCode::CONFLICT, &e.to_string()),
+        Err(e) => {
+            tracing::error!(channel = %c, recording = %id, error = %e, "recording not deleted");
+            json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the recording could not be deleted",
+            )
+        }
+    }
+}
+
+fn replay_page(channel: &str, id: &str) -> String {
+    REPLAY_TEMPLATE
+        .replace("{{channel}}", &html_escape(channel))
+        .replace("{{id}}", &html_escape(id))
+}
