@@ -19,6 +19,7 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod vod;
+pub mod vod_store;
 pub mod whip;
 
 pub use router::{route, Route};
