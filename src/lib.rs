@@ -257,6 +257,7 @@ impl Server {
         metrics::init(&tracker, cancel.child_token());
         let recorder =
             record::Recorder::start(&cfg, db.clone(), &tracker, cancel.child_token()).await;
+        recorder.record_renditions(&store);
         let state = Arc::new(HttpState {
             auth: auth.clone(),
             public_url: cfg.server.public_url.trim_end_matches('/').to_string(),

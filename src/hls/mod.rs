@@ -20,7 +20,9 @@ use crate::config::{Container, HlsConfig};
 use crate::proto::media::{MediaPacket, StreamInfo, TIMESCALE};
 use crate::proto::ts::video_stream_type;
 use segmenter::{Segmenter, SegmenterNote, Step};
-pub use store::{HlsStore, Lookup, MediaName, Position, RenditionSummary, StoreConfig};
+pub use store::{
+    HlsStore, Lookup, MediaName, Position, RenditionSummary, SegmentTap, StoreConfig, TapSegment,
+};
 
 /// Name of the untouched input rendition.
 pub const SOURCE: &str = "source";
@@ -157,6 +159,17 @@ impl RenditionWriter {
                 "segment is much longer than hls.segment_seconds: set the encoder's keyframe interval to {} s",
                 self.segment_seconds
             );
+        }
+        if self.rendition != SOURCE {
+            if let Some(tap) = self.store.tap() {
+                tap(&TapSegment {
+                    channel: &self.channel,
+                    rendition: &self.rendition,
+                    segment: &seg,
+                    init: self.segmenter.init(),
+                    program_time: pdt,
+                });
+            }
         }
         let seq = self
             .store

@@ -165,7 +165,23 @@ pub struct StoreConfig {
 pub struct HlsStore {
     cfg: StoreConfig,
     channels: RwLock<HashMap<String, ChannelHls>>,
+    /// Sees every finished segment of the transcoded renditions (set once at start).
+    tap: std::sync::OnceLock<SegmentTap>,
 }
+
+/// A finished segment of a transcoded rendition, as the [`SegmentTap`] sees it.
+pub struct TapSegment<'a> {
+    pub channel: &'a str,
+    pub rendition: &'a str,
+    pub segment: &'a Segment,
+    /// The rendition's current init segment (id, bytes).
+    pub init: Option<(u32, Bytes)>,
+    pub program_time: DateTime<Utc>,
+}
+
+/// Called on the writer's thread (a transcode worker) for every finished segment of a
+/// transcoded rendition: the recorder with `record.renditions = "all"`. Must not block.
+pub type SegmentTap = std::sync::Arc<dyn Fn(&TapSegment<'_>) + Send + Sync>;
 
 /// Why a lookup failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +242,17 @@ impl HlsStore {
         Self {
             cfg,
             channels: RwLock::new(HashMap::new()),
+            tap: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Installs the segment tap (once; later calls are ignored).
+    pub fn set_tap(&self, tap: SegmentTap) {
+        let _ = self.tap.set(tap);
+    }
+
+    pub fn tap(&self) -> Option<&SegmentTap> {
+        self.tap.get()
     }
 
     pub fn segment_seconds(&self) -> f64 {

@@ -9,8 +9,9 @@
 //! end continues the same recording; its first segment is a discontinuity. A takeover (a new
 //! publisher while live) continues it too.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 
 use super::disk::{self, DiskJob, Meta};
+use super::renditions::{Sink, TapState};
 use super::{LiveClock, Recorder, SOURCE};
 use crate::bus::{ChannelBus, MediaEvent};
 use crate::config::Container;
@@ -46,6 +48,18 @@ struct Active {
     anchor: Option<(i64, DateTime<Utc>)>,
     /// When it ended (None while live).
     ended: Option<Instant>,
+    /// The transcoded renditions' numbering (`record.renditions = "all"`).
+    taps: Arc<Mutex<HashMap<String, TapState>>>,
+}
+
+impl Active {
+    fn sink(&self) -> Option<Sink> {
+        Some(Sink {
+            jobs: self.jobs.clone()?,
+            failed: self.failed.clone(),
+            state: self.taps.clone(),
+        })
+    }
 }
 
 struct Task {
@@ -154,6 +168,7 @@ impl Task {
             a.failed = failed;
             a.ended = None;
             a.anchor = None;
+            self.rec.set_sink(&self.channel, a.sink());
             // The init segment is written again if it changed; the same one is reused.
             info!(recording = %a.id, "broadcaster back within announce.grace_seconds: the recording goes on");
             self.clock();
@@ -190,7 +205,7 @@ impl Task {
             failed.clone(),
         ));
         info!(recording = %id, "recording started");
-        self.active = Some(Active {
+        let active = Active {
             id,
             jobs: Some(tx),
             disk: Some(disk),
@@ -200,7 +215,10 @@ impl Task {
             init: None,
             anchor: None,
             ended: None,
-        });
+            taps: Arc::default(),
+        };
+        self.rec.set_sink(&self.channel, active.sink());
+        self.active = Some(active);
         // A configuration that came before the start is written with the first segment.
         self.clock();
     }
@@ -232,12 +250,14 @@ impl Task {
             }
         }
         self.rec.set_live(&self.channel, None);
+        self.rec.set_sink(&self.channel, None);
     }
 
     fn close(&mut self) {
         if let Some(a) = self.active.as_mut() {
             a.jobs = None;
         }
+        self.rec.set_sink(&self.channel, None);
     }
 
     /// The chat log's clock: media written so far, as of now.
@@ -263,16 +283,20 @@ impl Task {
     }
 
     /// Gives the recording up: the disk cannot keep up.
-    fn give_up(&mut self, why: &'static str) {
+    /// `why` is logged and counted, unless whoever failed it already did (`None`).
+    fn give_up(&mut self, why: Option<&'static str>) {
         if let Some(a) = self.active.as_mut() {
-            warn!(recording = %a.id, reason = why, "recording dropped: the disk is not keeping up (the live stream goes on)");
-            metrics::counter!("onair_record_dropped_total", "reason" => why).increment(1);
+            if let Some(why) = why {
+                warn!(recording = %a.id, reason = why, "recording dropped: the disk is not keeping up (the live stream goes on)");
+                metrics::counter!("onair_record_dropped_total", "reason" => why).increment(1);
+            }
             a.jobs = None;
             a.failed.store(true, Ordering::Release);
             a.ended = Some(Instant::now());
         }
         self.gave_up = true;
         self.rec.set_live(&self.channel, None);
+        self.rec.set_sink(&self.channel, None);
     }
 
     fn send(&mut self, job: DiskJob) -> bool {
@@ -282,12 +306,12 @@ impl Task {
         match tx.try_send(job) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.give_up("queue_full");
+                self.give_up(Some("queue_full"));
                 false
             }
             // The disk task stopped on a write error (it said why).
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.give_up("write_error");
+                self.give_up(None);
                 false
             }
         }
@@ -300,6 +324,12 @@ impl Task {
         let Some(a) = self.active.as_mut().filter(|a| a.ended.is_none()) else {
             return;
         };
+        if a.failed.load(Ordering::Acquire) {
+            // A transcoded rendition's segment found the queue full, or the disk task failed
+            // (each said so).
+            self.give_up(None);
+            return;
+        }
         // The init segment this one needs, written first when new.
         let known = self.inits.iter().find(|(id, _)| *id == seg.init_id);
         let init_job = match (&a.init, known) {

@@ -28,6 +28,7 @@ pub mod chatlog;
 pub mod disk;
 pub mod index;
 pub mod playlist;
+pub mod renditions;
 pub mod retention;
 pub mod store;
 pub mod upload;
@@ -103,6 +104,9 @@ pub struct Recorder {
     /// The recording being made per channel. Std mutex: looked up and replaced in short
     /// sections, never held across an await.
     live: Mutex<HashMap<String, LiveClock>>,
+    /// Where each recorded channel's transcoded segments go (`record.renditions = "all"`).
+    /// Std mutex: looked up per segment on transcode workers, never held across an await.
+    sinks: Mutex<HashMap<String, renditions::Sink>>,
     chat: mpsc::Sender<chatlog::Item>,
     /// Wakes retention (a recording ended).
     sweep: Notify,
@@ -164,6 +168,7 @@ impl Recorder {
             segment_seconds: cfg.hls.segment_seconds,
             titles: Mutex::new(titles),
             live: Mutex::new(HashMap::new()),
+            sinks: Mutex::new(HashMap::new()),
             chat: chat_tx,
             sweep: Notify::new(),
             tracker: tracker.clone(),
@@ -178,6 +183,11 @@ impl Recorder {
             info!("record.enabled = false: broadcasts are not recorded");
         }
         rec
+    }
+
+    /// Records the ladder's renditions too, when `record.renditions = "all"`.
+    pub fn record_renditions(self: &Arc<Self>, store: &crate::hls::HlsStore) {
+        renditions::install(self, store);
     }
 
     /// Starts recording a channel's broadcasts (when `record.enabled`). Subscribes before it
