@@ -52,7 +52,7 @@ pub async fn rebuild(root: &Path, db: &Db) -> Result<RebuildReport, RecordError>
                 let source = f.renditions.iter().find(|(r, _)| r == SOURCE);
                 let ended = source
                     .and_then(|(_, s)| s.last())
-                    .and_then(|s| end_of(s))
+                    .and_then(end_of)
                     .unwrap_or_else(|| f.meta.started_at.clone());
                 recordings::insert(
                     tx,
