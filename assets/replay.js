@@ -16,6 +16,7 @@ import { createChatList } from './chat-list.js';
   const master = '/vod/' + base + '/master.m3u8';
 
   let log = []; // messages sorted by offset_seconds
+  let chatFailed = false;
   let shown = 0; // how many of `log` are in the list
   let chat = createChatList(list);
 
@@ -30,17 +31,19 @@ import { createChatList } from './chat-list.js';
       shown = 0;
     }
     for (; shown < want; shown++) chat.add(log[shown]);
-    count.textContent = log.length ? shown + ' of ' + log.length : '';
+    if (!chatFailed) count.textContent = log.length ? shown + ' of ' + log.length : '';
   }
 
   async function loadChat() {
     try {
-      const r = await fetch('/api/channels/' + base + '/chat');
+      const r = await fetch('/api/channels/' + encodeURIComponent(channel) + '/recordings/' +
+        encodeURIComponent(recording) + '/chat');
       if (!r.ok) throw new Error(String(r.status));
       const j = await r.json();
       log = (j.messages || []).slice().sort((a, b) => a.offset_seconds - b.offset_seconds);
       render();
     } catch (e) {
+      chatFailed = true;
       count.textContent = '(chat unavailable)';
     }
   }

@@ -247,6 +247,13 @@ impl Recorder {
         };
     }
 
+    /// The directory of the recording being made on `channel`, if any: where the thumbnail
+    /// code puts the recording's poster (`poster.jpg`, served as its `thumbnail`).
+    pub fn live_recording_dir(&self, channel: &str) -> Option<PathBuf> {
+        let id = lock(&self.live).get(channel).map(|c| c.id.clone())?;
+        Some(self.dir(channel, &id))
+    }
+
     /// Whether `id` is the recording being made on `channel`.
     pub fn is_recording(&self, channel: &str, id: &str) -> bool {
         lock(&self.live).get(channel).is_some_and(|c| c.id == id)
