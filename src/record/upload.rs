@@ -291,7 +291,12 @@ impl Uploader {
             if self.cancel.is_cancelled() {
                 return None;
             }
-            match f().await {
+            // A request in flight does not hold up shutdown.
+            let r = tokio::select! {
+                r = f() => r,
+                _ = self.cancel.cancelled() => return None,
+            };
+            match r {
                 Ok(v) => {
                     self.mark_up();
                     return Some(v);
