@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize, Serializer};
 mod announce;
 mod auth;
 mod chat;
+mod debate;
 mod ingest;
 mod media;
 mod record;
@@ -24,6 +25,7 @@ pub use auth::{
     identity_string_ok, AuthBlueskyConfig, AuthConfig, AuthMastodonConfig, AuthXConfig, PROVIDERS,
 };
 pub use chat::{ChatConfig, ChatMode};
+pub use debate::{DebateConfig, MAX_TIMER_SECONDS};
 pub use ingest::{RtmpConfig, SrtConfig, WebrtcConfig};
 use media::X264_PRESETS;
 pub use media::{Container, HlsConfig, HttpConfig, RenditionConfig, TranscodeConfig};
@@ -96,6 +98,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub announce: AnnounceConfig,
     pub auth: AuthConfig,
+    pub debate: DebateConfig,
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub webrtc: WebrtcConfig,
@@ -327,6 +330,7 @@ impl Config {
         auth::validate_identities("server.admin_identities", &self.server.admin_identities)?;
         self.auth.validate()?;
         self.record.validate()?;
+        self.debate.validate()?;
         self.announce.validate()
     }
 

@@ -83,11 +83,10 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 5,
-        // Reserved for the debate branch's `debate_questions` (CONTRACT: debate takes 5):
-        // versions must count up without a gap. When both land, debate's migration replaces
-        // this placeholder (only databases made by this branch's builds ever ran it).
-        name: "reserved_debate",
-        sql: "SELECT 1;",
+        name: "debate_questions",
+        // Viewers' questions, their states and votes, kept with the broadcast they were
+        // asked in: db::questions.
+        sql: super::questions::MIGRATION_SQL,
     },
     Migration {
         version: 6,

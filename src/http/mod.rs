@@ -15,6 +15,7 @@ pub mod auth;
 pub mod chat;
 pub mod hls;
 pub mod pages;
+pub mod questions;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -64,6 +65,8 @@ pub struct HttpState {
     pub bus: Arc<Bus>,
     pub announce: Arc<crate::announce::AnnounceStats>,
     pub chat: Arc<Chat>,
+    /// Debate mode: questions, votes, the pinned question and the speaking timer.
+    pub debate: Arc<crate::chat::questions::Debate>,
     /// `server.admin_token`; empty turns the server-wide admin API off.
     pub admin_token: Secret,
     /// The stream keys (swapped on reload): channel-scoped admin routes take a channel's key.
@@ -132,6 +135,11 @@ impl HttpState {
             | Route::VodMaster(..)
             | Route::VodPlaylist(..)
             | Route::VodFile(..) => vod::handle(self, route, req).await,
+            Route::Overlay(_)
+            | Route::Questions(_)
+            | Route::QuestionVote(..)
+            | Route::AdminQuestion(..)
+            | Route::AdminTimer(_) => questions::handle(self, route, req).await,
             Route::Preflight => response::preflight(),
             Route::MethodNotAllowed => {
                 json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
