@@ -24,6 +24,7 @@ pub mod response;
 pub mod router;
 pub mod thumb;
 pub mod vod;
+pub mod vod_store;
 pub mod whip;
 
 pub use router::{route, Route};

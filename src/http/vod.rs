@@ -3,7 +3,8 @@
 //! segments and init segments from disk with `Range`), its poster, the replay page
 //! (`/replay/{c}/{id}`) and the admin delete (called from `admin`). The index comes from
 //! `db::recordings`, files from [`crate::record::Recorder::file_path`]; names are checked by
-//! the router, so no path is built from anything else.
+//! the router, so no path is built from anything else. What is not on this node (pruned after
+//! upload, or recorded by another node) comes from the object store through [`super::vod_store`].
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -85,7 +86,7 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
         Route::VodMaster(c, id) => {
             let rec = match find(state, c, id).await {
                 Ok(r) => r,
-                Err(r) => return r,
+                Err(r) => return from_store(state, r, c, id, None).await,
             };
             let (cc, i) = (c.to_string(), id.to_string());
             match state
@@ -101,7 +102,7 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
         Route::VodPlaylist(c, id, r) => {
             let rec = match find(state, c, id).await {
                 Ok(r) => r,
-                Err(r) => return r,
+                Err(resp) => return from_store(state, resp, c, id, Some(r)).await,
             };
             let (cc, i, rr) = (c.to_string(), id.to_string(), r.to_string());
             match state
@@ -120,10 +121,7 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
                 return not_found();
             }
             let path = state.recorder.file_path(c, id, rendition, file);
-            let data = match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
-                Ok(Ok(d)) => bytes::Bytes::from(d),
-                _ => return not_found(),
-            };
+            let local = tokio::task::spawn_blocking(move || std::fs::read(path)).await;
             let (kind, cache) = if file.ends_with(".m4s") {
                 ("video/iso.segment", IMMUTABLE)
             } else if file.ends_with(".mp4") {
@@ -136,9 +134,36 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
                 .headers
                 .get(header::RANGE)
                 .and_then(|v| v.to_str().ok());
-            with_cache(ranged(data, kind, range), cache)
+            match (local, &state.recorder.uploader) {
+                (Ok(Ok(d)), _) => with_cache(ranged(bytes::Bytes::from(d), kind, range), cache),
+                // Not on this node's disk (pruned after upload, or recorded by another node).
+                (_, Some(up)) => {
+                    let rel = match rendition {
+                        Some(r) => format!("{r}/{file}"),
+                        None => file.to_string(),
+                    };
+                    super::vod_store::file(&up.store, c, id, &rel, range, kind, cache).await
+                }
+                _ => not_found(),
+            }
         }
         _ => not_found(),
+    }
+}
+
+/// A recording this node's index does not know may still be in the object store.
+async fn from_store(
+    state: &HttpState,
+    resp: Response<Body>,
+    c: &str,
+    id: &str,
+    rendition: Option<&str>,
+) -> Response<Body> {
+    match &state.recorder.uploader {
+        Some(up) if resp.status() == StatusCode::NOT_FOUND && state.bus.get(c).is_some() => {
+            super::vod_store::playlist(&up.store, c, id, rendition).await
+        }
+        _ => resp,
     }
 }
 

@@ -105,6 +105,7 @@ pub async fn run(
         error!(%channel, recording = %id, error = %e, "recording end not saved");
     }
     info!(%channel, recording = %id, "recording session closed");
+    rec.upload_finish(&channel, &id);
     rec.kick_retention();
 }
 
@@ -130,8 +131,11 @@ async fn handle(
                 bytes: 0,
             };
             rec.db.write(move |tx| recordings::insert(tx, &row)).await?;
+            rec.uploaded(channel, id, vec![META.to_string()]);
         }
         DiskJob::Resume => {
+            // No longer wholly uploaded: the next finish marks it again.
+            let _ = std::fs::remove_file(dir.join(super::store::UPLOADED));
             let (c, i) = (channel.to_string(), id.to_string());
             rec.db
                 .write(move |tx| recordings::set_ended(tx, &c, &i, None))
@@ -142,13 +146,15 @@ async fn handle(
             file,
             data,
         } => {
-            let d = dir.join(rendition);
+            let d = dir.join(&rendition);
+            let rel = format!("{rendition}/{file}");
             blocking(move || {
                 std::fs::create_dir_all(&d).map_err(io(&d))?;
                 write_synced(&d.join(&file), &data)?;
                 sync_dir(&d)
             })
             .await?;
+            rec.uploaded(channel, id, vec![rel]);
         }
         DiskJob::Segment { row, data } => {
             let d = dir.join(&row.rendition);
@@ -162,9 +168,14 @@ async fn handle(
             .await?;
             let (c, i) = (channel.to_string(), id.to_string());
             let source = row.rendition == SOURCE;
+            let rels = vec![
+                format!("{}/{}", row.rendition, row.file),
+                format!("{}/{LOG}", row.rendition),
+            ];
             rec.db
                 .write(move |tx| recordings::add_segment(tx, &c, &i, &row, source))
                 .await?;
+            rec.uploaded(channel, id, rels);
         }
     }
     Ok(())

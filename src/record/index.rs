@@ -2,7 +2,9 @@
 //! `meta.json` is listed, with each rendition's segments as its `segments.log` gives them, up to
 //! the last one whose file is complete on disk. Rows of recordings whose directory is gone
 //! are dropped; recordings still marked live (the server was killed mid-show) are ended.
-//! Running it on an index that matches the files changes nothing.
+//! A recording marked wholly uploaded to the object store (`uploaded`, see `record::upload`)
+//! keeps every logged segment, present locally or not. Running it on an index that matches
+//! the files changes nothing.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -141,6 +143,7 @@ fn scan(root: &Path) -> Result<Vec<Found>, RecordError> {
                 warn!(path = %rdir.display(), "recording directory without a valid meta.json: left out of the index");
                 continue;
             };
+            let uploaded = rdir.join(super::store::UPLOADED).is_file();
             let mut renditions = Vec::new();
             for (rendition, d) in subdirs(&rdir)? {
                 if !crate::config::is_name(&rendition) {
@@ -148,7 +151,12 @@ fn scan(root: &Path) -> Result<Vec<Found>, RecordError> {
                 }
                 let text = std::fs::read_to_string(d.join(disk::LOG)).unwrap_or_default();
                 let mut segs = disk::parse_log(&rendition, &text);
-                // Up to the last segment complete on disk (with its init segment).
+                // Up to the last segment complete on disk (with its init segment), unless the
+                // recording is wholly in the object store (its media may be pruned locally).
+                if uploaded {
+                    renditions.push((rendition, segs));
+                    continue;
+                }
                 let complete = segs
                     .iter()
                     .position(|s| {

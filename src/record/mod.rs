@@ -30,6 +30,8 @@ pub mod index;
 pub mod playlist;
 pub mod renditions;
 pub mod retention;
+pub mod store;
+pub mod upload;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -109,6 +111,8 @@ pub struct Recorder {
     /// Wakes retention (a recording ended).
     sweep: Notify,
     tracker: TaskTracker,
+    /// The object store uploader, when `record.object_store_url` is set.
+    pub uploader: Option<Arc<upload::Uploader>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -135,6 +139,22 @@ impl Recorder {
             Err(e) => warn!(error = %e, "recordings index not rebuilt"),
         }
         let (chat_tx, chat_rx) = mpsc::channel(CHAT_QUEUE);
+        let grace = Duration::from_secs(cfg.announce.grace_seconds);
+        let uploader = match store::RecordStore::from_config(&cfg.record) {
+            Ok(Some(s)) => Some(upload::Uploader::start(
+                s,
+                root.clone(),
+                &cfg.record,
+                grace,
+                tracker,
+                cancel.clone(),
+            )),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "object store not set up: recordings stay on local disk only");
+                None
+            }
+        };
         let titles = cfg
             .channels
             .iter()
@@ -144,7 +164,7 @@ impl Recorder {
             cfg: cfg.record.clone(),
             root,
             db: db.clone(),
-            grace: Duration::from_secs(cfg.announce.grace_seconds),
+            grace,
             segment_seconds: cfg.hls.segment_seconds,
             titles: Mutex::new(titles),
             live: Mutex::new(HashMap::new()),
@@ -152,7 +172,11 @@ impl Recorder {
             chat: chat_tx,
             sweep: Notify::new(),
             tracker: tracker.clone(),
+            uploader,
         });
+        if let Some(u) = &rec.uploader {
+            u.set_recorder(&rec);
+        }
         tracker.spawn(chatlog::run(db, chat_rx, cancel.clone()));
         tracker.spawn(retention::run(rec.clone(), cancel));
         if !rec.cfg.enabled {
@@ -296,12 +320,30 @@ impl Recorder {
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         removed.map_err(|source| RecordError::Io { path: dir, source })?;
+        if let Some(up) = &self.uploader {
+            up.delete(channel, id).await;
+        }
         let (c, i) = (channel.to_string(), id.to_string());
         self.db
             .write(move |tx| db::recordings::delete(tx, &c, &i))
             .await?;
         info!(%channel, recording = %id, "recording deleted");
         Ok(())
+    }
+
+    /// Files of a recording (`rel` as on disk) are fsynced and listed: upload them, in order,
+    /// in the background (when an object store is configured).
+    pub(crate) fn uploaded(&self, channel: &str, id: &str, rels: Vec<String>) {
+        if let Some(up) = &self.uploader {
+            up.enqueue(channel, id, rels);
+        }
+    }
+
+    /// A recording session closed (see [`upload::Uploader::finish`]).
+    pub(crate) fn upload_finish(&self, channel: &str, id: &str) {
+        if let Some(up) = &self.uploader {
+            up.finish(channel, id);
+        }
     }
 
     pub(crate) fn kick_retention(&self) {

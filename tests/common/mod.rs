@@ -85,6 +85,11 @@ impl TestServer {
         Self::launch("", extra, &[], Some(data_dir.to_path_buf()), None)
     }
 
+    /// As [`TestServer::start_in`], with `env` added to the server's.
+    pub fn start_in_with_env(data_dir: &Path, extra: &str, env: &[(&str, &str)]) -> TestServer {
+        Self::launch("", extra, env, Some(data_dir.to_path_buf()), None)
+    }
+
     /// Starts on a free port known beforehand, with `server.public_url` pointing at it
     /// (`https://` when `tls` holds a certificate and key; sign-in callbacks need the real
     /// address): `server_keys` go in `[server]`, `alice_keys` in channel alice's table,
