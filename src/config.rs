@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize, Serializer};
 
 mod auth;
+pub mod cluster;
 pub use auth::{
     identity_string_ok, AuthBlueskyConfig, AuthConfig, AuthMastodonConfig, AuthXConfig, PROVIDERS,
 };
@@ -83,6 +84,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub announce: AnnounceConfig,
     pub auth: AuthConfig,
+    pub cluster: cluster::ClusterConfig,
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub webrtc: WebrtcConfig,
@@ -904,6 +906,7 @@ impl Config {
         }
         auth::validate_identities("server.admin_identities", &self.server.admin_identities)?;
         self.auth.validate()?;
+        self.cluster.validate()?;
         self.validate_announce()
     }
 

@@ -72,6 +72,8 @@ pub struct HttpState {
     pub transcoder: Option<Arc<crate::transcode::Transcoder>>,
     /// WHIP ingest; `None` when it is not running.
     pub whip: Option<Arc<crate::ingest::whip::WhipIngest>>,
+    /// `None` for a single node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl HttpState {
