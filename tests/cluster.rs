@@ -234,6 +234,10 @@ fn hls_from_the_origin_node_takeover_from_another_node_and_one_announcement() {
     assert!(b.json("/api/channels/alice")["playlist"].is_string());
 
     // B serves A's HLS: ffprobe decodes it through B.
+    wait_for(WAIT, "B to serve alice's playlists", || {
+        let (s, list) = b.get("/hls/alice/source/index.m3u8");
+        (s == 200 && segments(&list).len() >= 2).then_some(())
+    });
     let streams = common::ffprobe_url(&b.url("/hls/alice/master.m3u8"));
     common::assert_test_pattern(&streams);
 
