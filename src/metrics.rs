@@ -140,7 +140,11 @@ pub fn render(src: &Sources) -> String {
         counter!("onair_chat_slow_disconnects_total", "channel" => name).absolute(c.lagged);
     }
     if let Some(c) = &src.cluster {
-        gauge!("onair_cluster_redis_up", "node" => c.node.clone()).set(if c.redis_up { 1.0 } else { 0.0 });
+        gauge!("onair_cluster_redis_up", "node" => c.node.clone()).set(if c.redis_up {
+            1.0
+        } else {
+            0.0
+        });
         counter!("onair_cluster_upstream_requests_total").absolute(c.upstream_requests);
         counter!("onair_cluster_upstream_shared_total").absolute(c.upstream_waiters);
     }

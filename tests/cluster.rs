@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::api::{admin, post_chat, ADMIN_TOKEN};
 use common::sse::Sse;
-use common::{
-    free_port, push, segments, temp_dir, wait_for, PushOpts, TestServer, ALICE_KEY,
-};
+use common::{free_port, push, segments, temp_dir, wait_for, PushOpts, TestServer, ALICE_KEY};
 use serde_json::json;
 use stand_in::StandIn;
 
@@ -54,7 +52,9 @@ impl Redis {
             .expect("redis-server (scripts/packages-test.txt installs it)");
         self.child = Some(child);
         let port = self.port;
-        wait_for(WAIT, "redis-server to answer PING", || ping(port).then_some(()));
+        wait_for(WAIT, "redis-server to answer PING", || {
+            ping(port).then_some(())
+        });
     }
 
     fn stop(&mut self) {
@@ -83,7 +83,8 @@ fn ping(port: u16) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
     let mut buf = [0u8; 16];
     s.write_all(b"PING\r\n").is_ok()
-        && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+        && s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
 }
 
 /// A node of the cluster on `redis`, HTTP on a port known beforehand (its advertise_url).
@@ -162,15 +163,24 @@ fn chat_is_shared_in_order_resumes_on_any_node_and_moderation_and_counts_are_clu
 
     // A viewer of A resumes on B from the first message.
     let resumed = Sse::open(&b, "alice", Some(&ids[0].to_string()));
-    let got: Vec<String> = chat_texts(&resumed, 3).into_iter().map(|(_, t)| t).collect();
+    let got: Vec<String> = chat_texts(&resumed, 3)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
     assert_eq!(got, ["two", "three", "four"]);
 
     // A ban on A: ann's messages go on B too, and B refuses her.
-    let r = admin(&a, "POST", "/api/admin/channels/alice/bans", Some(json!({"nick": "ann"})));
+    let r = admin(
+        &a,
+        "POST",
+        "/api/admin/channels/alice/bans",
+        Some(json!({"nick": "ann"})),
+    );
     assert_eq!(r.status, 200, "{:?}", r.body);
     let mut deleted: Vec<u64> = (0..3)
         .map(|_| {
-            on_b.next_where(WAIT, "a delete on B", |e| e.event == "delete").json()["id"]
+            on_b.next_where(WAIT, "a delete on B", |e| e.event == "delete")
+                .json()["id"]
                 .as_u64()
                 .unwrap_or(0)
         })
@@ -187,7 +197,12 @@ fn chat_is_shared_in_order_resumes_on_any_node_and_moderation_and_counts_are_clu
     );
 
     // Slow mode set on B holds on A.
-    let r = admin(&b, "PUT", "/api/admin/channels/alice/slow-mode", Some(json!({"seconds": 60})));
+    let r = admin(
+        &b,
+        "PUT",
+        "/api/admin/channels/alice/slow-mode",
+        Some(json!({"seconds": 60})),
+    );
     assert_eq!(r.status, 200, "{:?}", r.body);
     wait_for(WAIT, "A to apply B's slow mode", || {
         let first = post_chat(&a, "alice", "cid", "hello").status;
@@ -230,7 +245,9 @@ fn hls_from_the_origin_node_takeover_from_another_node_and_one_announcement() {
     let b = node("b", &redis, &hook_toml(&hook.url()), &env);
 
     let mut on_a = push(&a.rtmp_url(ALICE_KEY), long_push());
-    wait_for(WAIT, "B to list alice live", || live_on(&b, "alice").then_some(()));
+    wait_for(WAIT, "B to list alice live", || {
+        live_on(&b, "alice").then_some(())
+    });
     assert!(b.json("/api/channels/alice")["playlist"].is_string());
 
     // B serves A's HLS: ffprobe decodes it through B.
@@ -270,8 +287,15 @@ fn hls_from_the_origin_node_takeover_from_another_node_and_one_announcement() {
         .collect();
     let after = metric(&b, "onair_cluster_upstream_requests_total");
     assert!(sizes.iter().all(|s| *s > 0 && *s == sizes[0]), "{sizes:?}");
-    assert_eq!(after - before, 1.0, "{viewers} viewers, one upstream request");
-    eprintln!("{viewers} concurrent viewers of one segment on B: {} upstream request(s)", after - before);
+    assert_eq!(
+        after - before,
+        1.0,
+        "{viewers} viewers, one upstream request"
+    );
+    eprintln!(
+        "{viewers} concurrent viewers of one segment on B: {} upstream request(s)",
+        after - before
+    );
 
     // One go-live, one announcement (both nodes have the webhook).
     hook.wait_accepted_blocking(1, WAIT);
@@ -279,7 +303,9 @@ fn hls_from_the_origin_node_takeover_from_another_node_and_one_announcement() {
     // The same key on B takes over: A's publisher is stopped, the channel stays live.
     let _on_b = push(&b.rtmp_url(ALICE_KEY), long_push());
     b.wait_log("took the channel over from another node", WAIT);
-    wait_for(WAIT, "A's publisher to be stopped", || (!on_a.running()).then_some(()));
+    wait_for(WAIT, "A's publisher to be stopped", || {
+        (!on_a.running()).then_some(())
+    });
     a.wait_log("channel taken over by another node", WAIT);
     assert!(live_on(&a, "alice") && live_on(&b, "alice"));
     // A serves B's HLS now.
@@ -302,7 +328,9 @@ fn losing_redis_keeps_media_and_per_node_chat_and_the_nodes_rejoin() {
     let a = node("a", &redis, "", &[]);
     let b = node("b", &redis, "", &[]);
     let _p = push(&a.rtmp_url(ALICE_KEY), long_push());
-    wait_for(WAIT, "B to list alice live", || live_on(&b, "alice").then_some(()));
+    wait_for(WAIT, "B to list alice live", || {
+        live_on(&b, "alice").then_some(())
+    });
     let on_a = Sse::open(&a, "alice", None);
     let on_b = Sse::open(&b, "alice", None);
 
@@ -335,12 +363,39 @@ fn losing_redis_keeps_media_and_per_node_chat_and_the_nodes_rejoin() {
     // Redis back (empty): the nodes rejoin and share again.
     redis.spawn();
     for srv in [&a, &b] {
-        wait_for(WAIT, "/healthz ok again", || (srv.get("/healthz").1 == "ok\n").then_some(()));
+        wait_for(WAIT, "/healthz ok again", || {
+            (srv.get("/healthz").1 == "ok\n").then_some(())
+        });
     }
-    wait_for(WAIT, "B to list alice live again", || live_on(&b, "alice").then_some(()));
+    wait_for(WAIT, "B to list alice live again", || {
+        live_on(&b, "alice").then_some(())
+    });
     assert_eq!(post_chat(&b, "alice", "bea", "together again").status, 202);
     let e = on_a.next_where(WAIT, "B's message on A", |e| e.event == "chat");
     assert_eq!(e.json()["text"], json!("together again"));
     let e = on_b.next_where(WAIT, "B's message on B", |e| e.event == "chat");
     assert_eq!(e.json()["text"], json!("together again"));
+}
+
+#[test]
+fn a_dead_origin_node_shows_its_channel_offline_within_the_heartbeat_ttl() {
+    let redis = Redis::start();
+    let a = node("a", &redis, "", &[]);
+    let b = node("b", &redis, "", &[]);
+    let _p = common::rtmp::LoopingPublisher::start(&a.rtmp, ALICE_KEY);
+    wait_for(WAIT, "B to list alice live", || {
+        live_on(&b, "alice").then_some(())
+    });
+    let on_b = Sse::open(&b, "alice", None);
+    on_b.next_event("live");
+    a.signal("KILL");
+    let t0 = Instant::now();
+    on_b.next_where(Duration::from_secs(10), "offline on B", |e| {
+        e.event == "offline"
+    });
+    let took = t0.elapsed();
+    assert!(!live_on(&b, "alice"));
+    // TTL 3 s, plus up to one heartbeat of B.
+    assert!(took < Duration::from_secs(5), "offline after {took:?}");
+    eprintln!("origin killed: offline on B after {took:?} (ttl 3 s)");
 }

@@ -107,7 +107,8 @@ impl Chat {
                         .extend(names.iter().filter_map(Value::as_str).map(str::to_string));
                 }
                 ch.publish_at(&mut st, h, ev.id, "chat", &data, Some(Some(who)));
-                ch.messages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ch.messages
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             "delete" => {
                 let id = ev.data["id"].as_u64().unwrap_or(0);
@@ -181,7 +182,8 @@ impl Chat {
             return self.post(channel, addr, nick, text, author);
         };
         let (ch, a) = self.admit(channel, addr, nick, text, author)?;
-        let data = json!({"nick": a.msg.nick, "text": a.msg.text, "ts": a.msg.ts, "author": a.msg.author});
+        let data =
+            json!({"nick": a.msg.nick, "text": a.msg.text, "ts": a.msg.ts, "author": a.msg.author});
         let meta = json!({"who": a.who, "signed": a.signed_names});
         match c.append(channel, &[("chat", data, meta)]).await {
             Some(ids) => Ok(ChatMessage {
@@ -194,10 +196,18 @@ impl Chat {
 
     /// Sends an event of any kind to the channel's viewers on every node, kept in the history;
     /// returns its id.
-    pub async fn broadcast(&self, channel: &str, kind: &str, data: Value) -> Result<u64, ChatError> {
+    pub async fn broadcast(
+        &self,
+        channel: &str,
+        kind: &str,
+        data: Value,
+    ) -> Result<u64, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
         if let Some(c) = self.shared() {
-            if let Some(ids) = c.append(channel, &[(kind, data.clone(), Value::Null)]).await {
+            if let Some(ids) = c
+                .append(channel, &[(kind, data.clone(), Value::Null)])
+                .await
+            {
                 return Ok(ids.first().copied().unwrap_or(0));
             }
         }
@@ -219,7 +229,10 @@ impl Chat {
         {
             return Err(ChatError::NoSuchMessage { id });
         }
-        match c.append(channel, &[("delete", json!({ "id": id }), Value::Null)]).await {
+        match c
+            .append(channel, &[("delete", json!({ "id": id }), Value::Null)])
+            .await
+        {
             Some(_) => {
                 info!(channel, id, "chat message deleted (cluster)");
                 Ok(())
@@ -237,7 +250,13 @@ impl Chat {
             return Err(ChatError::SlowModeTooLong { seconds });
         }
         self.channel(channel).ok_or(ChatError::NoChannel)?;
-        match c.append(channel, &[("slow", json!({ "seconds": seconds }), Value::Null)]).await {
+        match c
+            .append(
+                channel,
+                &[("slow", json!({ "seconds": seconds }), Value::Null)],
+            )
+            .await
+        {
             Some(_) => {
                 info!(channel, seconds, "chat slow mode set (cluster)");
                 Ok(())
@@ -282,10 +301,12 @@ impl Chat {
         };
         let stored = self.save_ban(ch, target, false).await?;
         let held = ch.has_ban(target);
-        if c
-            .append(ch.name.as_str(), &[("unban", json!({}), target_json(target))])
-            .await
-            .is_none()
+        if c.append(
+            ch.name.as_str(),
+            &[("unban", json!({}), target_json(target))],
+        )
+        .await
+        .is_none()
         {
             ch.apply_unban(target);
         }

@@ -191,7 +191,12 @@ impl Cluster {
     }
 
     /// Starts the event reader, the heartbeat and the lifecycle task.
-    pub fn start(self: &Arc<Self>, chat: Arc<Chat>, tracker: &TaskTracker, cancel: CancellationToken) {
+    pub fn start(
+        self: &Arc<Self>,
+        chat: Arc<Chat>,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) {
         let _ = self.chat.set(chat);
         info!(node = %self.node, advertise_url = %self.url, "cluster on: sharing chat, counts and live state through Redis");
         tracker.spawn(stream::reader(self.clone(), cancel.clone()));
@@ -221,8 +226,12 @@ impl Cluster {
         let ok = result.is_ok();
         let was = self.up.swap(ok, Ordering::AcqRel);
         match result {
-            Err(e) if was => warn!(error = %e, "lost Redis: this node goes on with its own viewers (per-node chat, local counts) until it comes back"),
-            Ok(()) if !was => info!(node = %self.node, "Redis reachable: chat, counts and live state shared with the cluster"),
+            Err(e) if was => {
+                warn!(error = %e, "lost Redis: this node goes on with its own viewers (per-node chat, local counts) until it comes back")
+            }
+            Ok(()) if !was => {
+                info!(node = %self.node, "Redis reachable: chat, counts and live state shared with the cluster")
+            }
             _ => {}
         }
     }

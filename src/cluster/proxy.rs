@@ -191,12 +191,21 @@ mod tests {
             cache_control: None,
             body: Bytes::new(),
         };
-        assert_eq!(p.hold("/hls/a/source/index.m3u8", &ok), Duration::from_millis(500));
+        assert_eq!(
+            p.hold("/hls/a/source/index.m3u8", &ok),
+            Duration::from_millis(500)
+        );
         assert_eq!(
             p.hold("/hls/a/source/index.m3u8?_HLS_msn=4&_HLS_part=1", &ok),
             Duration::from_secs(12)
         );
-        assert_eq!(p.hold("/hls/a/source/seg4.m4s", &ok), Duration::from_secs(12));
-        assert_eq!(p.hold("/hls/a/source/seg4.m4s", &Fetched::bad_gateway()), ERROR_HOLD);
+        assert_eq!(
+            p.hold("/hls/a/source/seg4.m4s", &ok),
+            Duration::from_secs(12)
+        );
+        assert_eq!(
+            p.hold("/hls/a/source/seg4.m4s", &Fetched::bad_gateway()),
+            ERROR_HOLD
+        );
     }
 }

@@ -33,11 +33,7 @@ impl Cluster {
     }
 
     /// A local go-live: claims the channel. `Ok(true)` for a new go-live in the cluster.
-    async fn claim(
-        &self,
-        ch: &str,
-        started_at: chrono::DateTime<Utc>,
-    ) -> redis::RedisResult<bool> {
+    async fn claim(&self, ch: &str, started_at: chrono::DateTime<Utc>) -> redis::RedisResult<bool> {
         let mut conn = self.conn().await?;
         let data = serde_json::json!({
             "channel": ch,
@@ -86,12 +82,14 @@ impl Cluster {
             Lifecycle::Live {
                 channel,
                 started_at,
-            } => self.claim(channel.as_str(), *started_at).await.map(|new| {
-                if !new {
-                    info!(channel = %channel, "took the channel over from another node: not a new go-live");
-                }
-                new
-            }),
+            } => self
+                .claim(channel.as_str(), *started_at)
+                .await
+                .inspect(|&new| {
+                    if !new {
+                        info!(channel = %channel, "took the channel over from another node: not a new go-live");
+                    }
+                }),
             Lifecycle::Offline { channel } => self.end(&scripts::RELEASE, channel.as_str()).await,
         };
         match result {
@@ -171,7 +169,10 @@ impl Cluster {
             if b.publisher().is_none() && !view.contains_key(ch) {
                 let was_live = lock(&self.origins).contains_key(ch);
                 if was_live && self.end(&scripts::EXPIRE, ch).await? {
-                    info!(channel = ch, "the channel's origin node stopped its heartbeat: offline");
+                    info!(
+                        channel = ch,
+                        "the channel's origin node stopped its heartbeat: offline"
+                    );
                     self.announce(Lifecycle::Offline {
                         channel: b.name.clone(),
                     });

@@ -138,7 +138,11 @@ async fn bootstrap(
     if let Some(chat) = cluster.chat() {
         chat.seed_shared_id(ch, seq.unwrap_or(from).max(from));
     }
-    debug!(channel = ch, entries = reply.ids.len(), "cluster stream bootstrapped");
+    debug!(
+        channel = ch,
+        entries = reply.ids.len(),
+        "cluster stream bootstrapped"
+    );
     Ok(from)
 }
 
