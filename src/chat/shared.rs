@@ -46,6 +46,14 @@ impl Chat {
     /// Joins the cluster: from now on, channels take their ids from it.
     pub fn attach_cluster(&self, cluster: Arc<Cluster>) {
         let _ = self.cluster.set(cluster);
+        // Channels the housekeeping made before this (nothing said in them yet) drop their
+        // clock-made ids: in a cluster only the cluster's ids may reach a client.
+        for ch in self.all() {
+            let mut st = ch.lock();
+            if st.history.is_empty() {
+                st.last_id = 0;
+            }
+        }
     }
 
     /// The cluster while Redis answers.

@@ -137,6 +137,11 @@ impl Cluster {
         // Our live channels: renew, or stop if another node took over.
         for b in &channels {
             let Some(p) = b.publisher() else { continue };
+            if Utc::now() - p.started_at < chrono::Duration::seconds(2) {
+                // Just published: its claim (the lifecycle task) may not have landed yet, and
+                // the entry it replaces is not a takeover of this one.
+                continue;
+            }
             let ours: i64 = scripts::HEARTBEAT
                 .key(self.keys.origin(b.name.as_str()))
                 .key(self.keys.state(b.name.as_str()))
