@@ -219,6 +219,34 @@ fn chat_is_shared_in_order_resumes_on_any_node_and_moderation_and_counts_are_clu
     on_a.next_where(WAIT, "a viewers event of 3", |e| {
         e.event == "viewers" && e.json()["viewers"] == json!(3)
     });
+
+    // How long a message takes from a post on A to B's subscribers (a figure, not a limit).
+    let r = admin(
+        &a,
+        "PUT",
+        "/api/admin/channels/alice/slow-mode",
+        Some(json!({"seconds": 0})),
+    );
+    assert_eq!(r.status, 200);
+    wait_for(WAIT, "slow mode off on A", || {
+        (post_chat(&a, "alice", "dee", "warm-up").status == 202).then_some(())
+    });
+    on_b.next_where(WAIT, "the warm-up on B", |e| {
+        e.json()["text"] == json!("warm-up")
+    });
+    let mut took = Vec::new();
+    for i in 0..20 {
+        let t0 = Instant::now();
+        assert_eq!(post_chat(&a, "alice", "dee", &format!("m{i}")).status, 202);
+        let e = on_b.next_where(WAIT, "the message on B", |e| e.event == "chat");
+        assert_eq!(e.json()["text"], json!(format!("m{i}")));
+        took.push(t0.elapsed());
+    }
+    took.sort();
+    eprintln!(
+        "post on A -> event on B: median {:?}, max {:?} (20 messages)",
+        took[10], took[19]
+    );
 }
 
 fn hook_toml(url: &str) -> String {
