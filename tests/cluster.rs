@@ -210,6 +210,20 @@ fn chat_is_shared_in_order_resumes_on_any_node_and_moderation_and_counts_are_clu
         (post_chat(&a, "alice", "cid", "again").status == 429).then_some(())
     });
 
+    // A node that joins now has the history, the ban and the slow mode.
+    let c = node("c", &redis, "", &[]);
+    wait_for(WAIT, "C to know A's ban", || {
+        let bans = admin(&c, "GET", "/api/admin/channels/alice/bans", None).body;
+        (bans["nicks"] == json!(["ann"])).then_some(())
+    });
+    assert_eq!(post_chat(&c, "alice", "ann", "from C").status, 403);
+    let r = admin(&c, "GET", "/api/admin/channels/alice/slow-mode", None);
+    assert_eq!(r.body["seconds"], json!(60), "{:?}", r.body);
+    let late = Sse::open(&c, "alice", None);
+    let history: Vec<String> = chat_texts(&late, 1).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(history, ["four"], "ann's messages were deleted everywhere");
+    drop(late);
+
     // Viewers: one stream on A, two on B; both nodes say three.
     for srv in [&a, &b] {
         wait_for(WAIT, "the viewers summed over the nodes", || {

@@ -112,6 +112,12 @@ impl Keys {
     pub fn state(&self, channel: &str) -> String {
         self.ch(channel, "state")
     }
+    pub fn bans(&self, channel: &str) -> String {
+        self.ch(channel, "bans")
+    }
+    pub fn slow(&self, channel: &str) -> String {
+        self.ch(channel, "slow")
+    }
     pub fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)
     }
@@ -271,6 +277,8 @@ impl Cluster {
             let mut inv = scripts::APPEND_EVENTS.prepare_invoke();
             inv.key(self.keys.events(channel))
                 .key(self.keys.seq(channel))
+                .key(self.keys.bans(channel))
+                .key(self.keys.slow(channel))
                 .arg(self.maxlen)
                 .arg(&self.node);
             for (kind, data, meta) in events {

@@ -30,13 +30,19 @@ fn with_append(body: &str) -> Script {
     Script::new(&format!("{APPEND}\n{body}"))
 }
 
-/// KEYS: stream, seq. ARGV: maxlen, node, then (kind, data, meta) triples. Returns the ids.
+/// KEYS: stream, seq, bans, slow. ARGV: maxlen, node, then (kind, data, meta) triples.
+/// Returns the ids. Bans (a set of targets) and slow mode are also kept as state, for a node
+/// that joins after their events have left the stream.
 pub static APPEND_EVENTS: LazyLock<Script> = LazyLock::new(|| {
     with_append(
         r#"
 local ids = {}
 for i = 3, #ARGV, 3 do
-  ids[#ids + 1] = append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  local kind = ARGV[i]
+  ids[#ids + 1] = append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], kind, ARGV[i + 1], ARGV[i + 2])
+  if kind == 'ban' then redis.call('SADD', KEYS[3], ARGV[i + 2])
+  elseif kind == 'unban' then redis.call('SREM', KEYS[3], ARGV[i + 2])
+  elseif kind == 'slow' then redis.call('SET', KEYS[4], ARGV[i + 1]) end
 end
 return ids
 "#,

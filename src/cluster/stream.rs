@@ -128,12 +128,30 @@ async fn bootstrap(
         .xrevrange_count(cluster.keys.events(ch), "+", "-", cluster.maxlen)
         .await?;
     let seq: Option<u64> = c.get(cluster.keys.seq(ch)).await?;
+    let bans: Vec<String> = c.smembers(cluster.keys.bans(ch)).await?;
+    let slow: Option<String> = c.get(cluster.keys.slow(ch)).await?;
     let mut from = 0;
     for entry in reply.ids.iter().rev() {
         if let Some(ev) = parse(entry) {
             from = ev.id;
             apply(cluster, ch, &ev);
         }
+    }
+    // The bans and slow mode in force, whose events may have left the stream.
+    let state = bans
+        .iter()
+        .map(|b| ("ban", "{}", b.as_str()))
+        .chain(slow.as_deref().map(|s| ("slow", s, "")));
+    for (kind, data, meta) in state {
+        let json = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
+        let ev = Event {
+            id: 0,
+            kind: kind.to_string(),
+            data: json(data),
+            meta: json(meta),
+            node: String::new(),
+        };
+        apply(cluster, ch, &ev);
     }
     if let Some(chat) = cluster.chat() {
         chat.seed_shared_id(ch, seq.unwrap_or(from).max(from));
