@@ -17,7 +17,7 @@ export function openEvents(channel) {
     let data;
     try { data = JSON.parse(ev.data); } catch (e) { return; }
     for (const fn of handlers.get(name) || []) {
-      try { fn(data); } catch (e) { console.error('studio: handler for', name, 'failed:', e); }
+      try { fn(data, ev.lastEventId); } catch (e) { console.error('studio: handler for', name, 'failed:', e); }
     }
   }
 
@@ -49,7 +49,7 @@ export function openEvents(channel) {
   }
 
   return {
-    /** Calls `fn(data)` for every event `name` (JSON-decoded). */
+    /** Calls `fn(data, id)` for every event `name` (JSON-decoded, with its event id). */
     on(name, fn) {
       if (!handlers.has(name)) {
         handlers.set(name, new Set());

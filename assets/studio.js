@@ -15,12 +15,14 @@ import { mountBroadcast } from './studio-broadcast.js';
 import { mountChat } from './studio-chat.js';
 import { openEvents } from './studio-events.js';
 import { createMedia } from './studio-media.js';
+import { mountQuestions } from './studio-questions.js';
 import { mountStatus } from './studio-status.js';
 
 const PANELS = {
   status: mountStatus,
   broadcast: mountBroadcast,
   chat: mountChat,
+  questions: mountQuestions,
 };
 
 const $ = (id) => document.getElementById(id);

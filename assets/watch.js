@@ -209,7 +209,18 @@ import { createChatList, postChat } from './chat-list.js';
     let url = '/api/channels/' + encodeURIComponent(channel) + '/events';
     if (lastId) url += '?last_event_id=' + encodeURIComponent(lastId);
     es = new EventSource(url);
-    es.onopen = () => { connEl.textContent = ''; backoff = 1000; };
+    es.onopen = () => {
+      connEl.textContent = '';
+      backoff = 1000;
+      document.dispatchEvent(new CustomEvent('onair:events-open'));
+    };
+    // Debate events go to the Questions panel (watch-questions.js) as DOM events.
+    for (const name of ['question', 'pinned', 'timer']) {
+      es.addEventListener(name, (ev) => {
+        const data = parse(ev);
+        document.dispatchEvent(new CustomEvent('onair:' + name, { detail: { data, id: ev.lastEventId } }));
+      });
+    }
     es.addEventListener('chat', (ev) => { const m = parse(ev); if (m) chat.add(m); });
     es.addEventListener('delete', (ev) => { const d = parse(ev); if (d) chat.remove(d.id); });
     es.addEventListener('live', (ev) => {

@@ -4,6 +4,10 @@
 //!
 //!   chat_load ADDR CHANNEL SUBSCRIBERS MESSAGES INTERVAL_MS SERVER_PID
 //!
+//! With `DEBATE_VOTERS=N` (the debate run), N viewers (told apart by `X-Forwarded-For`; the
+//! server must trust 127.0.0.1) each ask a question before the message phase and then vote
+//! and take votes back on random questions every `DEBATE_VOTE_MS` (default 500) during it.
+//!
 //! Loopback only: ADDR must be a 127.0.0.0/8 or ::1 address. Bounded: every phase has a
 //! deadline. Hand-written HTTP/1.1 (a GET per stream, scanning the raw bytes for markers)
 //! because an HTTP client per subscriber would cost more memory than what is being measured.
@@ -153,6 +157,114 @@ async fn post(addr: SocketAddr, channel: &str, k: usize) -> Result<(), String> {
     }
 }
 
+/// One request with `Connection: close` and `headers` (each ending in CRLF); the status code.
+async fn request(addr: SocketAddr, head: &str, headers: &str, body: &str) -> Result<u16, String> {
+    let req = format!(
+        "{head} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut resp)).await;
+    let code = resp
+        .get(9..12)
+        .and_then(|c| std::str::from_utf8(c).ok()?.parse().ok());
+    code.ok_or_else(|| "no answer".to_string())
+}
+
+/// The debate run's viewers: each asks once, then votes (or takes back) on a random question
+/// every `every` until `stop`. Returns (questions asked, votes sent, refused requests).
+async fn debate(
+    addr: SocketAddr,
+    channel: String,
+    voters: usize,
+    every: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, usize, usize) {
+    let ids = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let mut tasks = Vec::new();
+    for v in 0..voters {
+        let (channel, ids, stop) = (channel.clone(), ids.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let ip = format!("10.{}.{}.{}", v / 62500, (v / 250) % 250, v % 250 + 1);
+            let xff = format!("X-Forwarded-For: {ip}\r\n");
+            let (mut asked, mut votes, mut refused) = (0, 0, 0);
+            let body = format!("{{\"nick\":\"v{v}\",\"text\":\"Question {v}?\"}}");
+            let head = format!("POST /api/channels/{channel}/questions");
+            // The ids come from the listing (below), which every voter then picks from.
+            match request(addr, &head, &xff, &body).await {
+                Ok(202) => asked += 1,
+                _ => refused += 1,
+            }
+            let mut seed = v as u64 * 2654435761 + 1;
+            let mut mine = std::collections::HashSet::new();
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(every).await;
+                let pick = {
+                    let ids = ids.lock().unwrap_or_else(|e| e.into_inner());
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    ids[(seed % ids.len() as u64) as usize]
+                };
+                let method = if mine.remove(&pick) {
+                    "DELETE"
+                } else {
+                    mine.insert(pick);
+                    "POST"
+                };
+                let head = format!("{method} /api/channels/{channel}/questions/{pick}/vote");
+                match request(addr, &head, &xff, "").await {
+                    Ok(200) => votes += 1,
+                    _ => refused += 1,
+                }
+            }
+            (asked, votes, refused)
+        }));
+    }
+    // The question ids, from the listing once the questions are in.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok(mut s) = TcpStream::connect(addr).await else {
+            continue;
+        };
+        let req = format!("GET /api/channels/{channel}/questions HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+        if s.write_all(req.as_bytes()).await.is_err() {
+            continue;
+        }
+        let mut resp = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut resp)).await;
+        let text = String::from_utf8_lossy(&resp);
+        let Some(json) = text.split("\r\n\r\n").nth(1) else {
+            continue;
+        };
+        let found: Vec<u64> = json
+            .split("\"id\":")
+            .skip(1)
+            .filter_map(|p| p.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .collect();
+        let n = found.len();
+        *ids.lock().unwrap_or_else(|e| e.into_inner()) = found;
+        if n >= voters {
+            break;
+        }
+    }
+    let mut total = (0, 0, 0);
+    for t in tasks {
+        if let Ok((a, v, r)) = t.await {
+            total = (total.0 + a, total.1 + v, total.2 + r);
+        }
+    }
+    total
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 7 {
@@ -230,6 +342,25 @@ async fn run(addr: SocketAddr, channel: String, n: usize, m: usize, interval: Du
         "server RSS: {rss_before} KiB before, {rss_after} KiB with {ready} subscribers: {per_sub:.2} KiB per subscriber"
     );
 
+    let voters: usize = std::env::var("DEBATE_VOTERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let every = Duration::from_millis(
+        std::env::var("DEBATE_VOTE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let debate_run = (voters > 0).then(|| {
+        println!("debate: {voters} viewers ask and vote every {every:?}");
+        tokio::spawn(debate(addr, channel.clone(), voters, every, stop.clone()))
+    });
+    if debate_run.is_some() {
+        // Let the questions in and the voting start before measuring chat.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
     let cpu_server = cpu_seconds(&pid.to_string());
     let cpu_client = cpu_seconds("self");
     let mut sent = vec![0u64; m];
@@ -255,6 +386,12 @@ async fn run(addr: SocketAddr, channel: String, n: usize, m: usize, interval: Du
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(d) = debate_run {
+        if let Ok((asked, votes, refused)) = d.await {
+            println!("debate: {asked} questions asked, {votes} votes, {refused} refused");
+        }
     }
     let rss_end = rss_kib(pid);
     println!(

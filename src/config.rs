@@ -14,6 +14,7 @@ mod announce;
 mod auth;
 mod chat;
 pub mod cluster;
+mod debate;
 mod ingest;
 mod media;
 #[cfg(test)]
@@ -24,6 +25,7 @@ pub use auth::{
     identity_string_ok, AuthBlueskyConfig, AuthConfig, AuthMastodonConfig, AuthXConfig, PROVIDERS,
 };
 pub use chat::{ChatConfig, ChatMode};
+pub use debate::{DebateConfig, MAX_TIMER_SECONDS};
 pub use ingest::{RtmpConfig, SrtConfig, WebrtcConfig};
 use media::X264_PRESETS;
 pub use media::{Container, HlsConfig, HttpConfig, RenditionConfig, TranscodeConfig};
@@ -96,6 +98,7 @@ pub struct Config {
     pub announce: AnnounceConfig,
     pub auth: AuthConfig,
     pub cluster: cluster::ClusterConfig,
+    pub debate: DebateConfig,
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub webrtc: WebrtcConfig,
@@ -326,6 +329,7 @@ impl Config {
         auth::validate_identities("server.admin_identities", &self.server.admin_identities)?;
         self.auth.validate()?;
         self.cluster.validate()?;
+        self.debate.validate()?;
         self.announce.validate()
     }
 

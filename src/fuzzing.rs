@@ -272,7 +272,7 @@ pub fn http_route(data: &[u8]) {
         store.push_segment("alice", "source", 0, &seg, chrono::Utc::now());
         let tracker = tokio_util::task::TaskTracker::new();
         // An in-memory database: fuzzed admin bans must not reach a file.
-        let (chat, auth) = rt
+        let (chat, auth, debate) = rt
             .block_on(async {
                 let db = crate::db::Db::open_in_memory().await?;
                 let chat = crate::chat::Chat::start(
@@ -296,7 +296,17 @@ pub fn http_route(data: &[u8]) {
                     table: "auth",
                     reason: e.to_string(),
                 })?;
-                Ok::<_, crate::db::DbError>((chat, auth))
+                let debate = crate::chat::questions::Debate::start(
+                    crate::config::DebateConfig::default(),
+                    false,
+                    std::time::Duration::from_secs(300),
+                    chat.clone(),
+                    crate::db::Db::open_in_memory().await?,
+                    &tracker,
+                    tokio_util::sync::CancellationToken::new(),
+                )
+                .await?;
+                Ok::<_, crate::db::DbError>((chat, auth, debate))
             })
             .expect("chat and sign-in with an in-memory database");
         let ingest = Arc::new(crate::ingest::Ingest::new(
@@ -311,6 +321,7 @@ pub fn http_route(data: &[u8]) {
             bus,
             announce: Arc::new(crate::announce::AnnounceStats::default()),
             chat,
+            debate,
             admin_token: crate::config::Secret::new("fuzz-admin-token"),
             ingest,
             trusted_proxies: Vec::new(),

@@ -257,6 +257,16 @@ impl Server {
             c.start(chat.clone(), &tracker, cancel.child_token());
         }
         let auth = identity::Auth::spawn(&cfg, db.clone(), &tracker, cancel.child_token())?;
+        let debate = chat::questions::Debate::start(
+            cfg.debate.clone(),
+            cfg.debate.sign_in_required(&cfg.auth),
+            Duration::from_secs(cfg.announce.grace_seconds),
+            chat.clone(),
+            db.clone(),
+            &tracker,
+            cancel.child_token(),
+        )
+        .await?;
         // Announced go-lives are also posted on owners' own accounts, when they asked.
         let owners = auth.clone();
         announce.on_live(Arc::new(move |a| {
@@ -271,6 +281,7 @@ impl Server {
             store: store.clone(),
             bus: bus.clone(),
             chat: chat.clone(),
+            debate,
             admin_token: cfg.server.admin_token.clone(),
             ingest: ingest.clone(),
             trusted_proxies: cfg.chat.trusted_proxies.clone(),

@@ -23,8 +23,10 @@
 
 pub mod bans;
 pub mod moderation;
+pub mod questions;
 mod shared;
 mod sse;
+mod tasks;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -38,7 +40,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, instrument, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::bus::{Bus, ChannelName, Lifecycle};
 use crate::config::ChatConfig;
@@ -456,12 +458,12 @@ impl Chat {
             saved_bans: Mutex::new(saved_bans),
             cluster: std::sync::OnceLock::new(),
         });
-        tracker.spawn(lifecycle_task(
+        tracker.spawn(tasks::lifecycle_task(
             chat.clone(),
             bus.subscribe_lifecycle(),
             cancel.clone(),
         ));
-        tracker.spawn(housekeeping_task(chat.clone(), cancel));
+        tracker.spawn(tasks::housekeeping_task(chat.clone(), cancel));
         Ok(chat)
     }
 
@@ -980,74 +982,6 @@ impl Drop for SubscriberGuard {
         if self.audience == Audience::Studio {
             release(&mut st.studio_by_address);
         }
-    }
-}
-
-#[instrument(skip_all)]
-async fn lifecycle_task(
-    chat: Arc<Chat>,
-    mut rx: broadcast::Receiver<Lifecycle>,
-    cancel: CancellationToken,
-) {
-    loop {
-        let ev = tokio::select! {
-            ev = rx.recv() => ev,
-            _ = cancel.cancelled() => return,
-        };
-        match ev {
-            // In a cluster, live and offline come through Redis (or from the cluster when it
-            // is lost), so that every node numbers them alike.
-            Ok(_) if chat.cluster.get().is_some() => {}
-            Ok(ev) => chat.lifecycle(&ev),
-            Err(broadcast::error::RecvError::Lagged(_)) if chat.cluster.get().is_some() => {}
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                // Missed some: tell every channel's viewers the state as it is now.
-                debug!(missed = n, "chat lagged on lifecycle events; resyncing");
-                for c in chat.bus.all() {
-                    let ev = match c.publisher() {
-                        Some(p) => Lifecycle::Live {
-                            channel: c.name.clone(),
-                            started_at: p.live_since,
-                        },
-                        None => Lifecycle::Offline {
-                            channel: c.name.clone(),
-                        },
-                    };
-                    chat.lifecycle(&ev);
-                }
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
-}
-
-/// Viewer counts and rate-limit upkeep every [`VIEWERS_INTERVAL`], keep-alive comments every
-/// [`KEEPALIVE_INTERVAL`]; at shutdown, ends every event stream.
-async fn housekeeping_task(chat: Arc<Chat>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(VIEWERS_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_keepalive = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            now = tick.tick() => {
-                let keepalive = now.duration_since(last_keepalive) >= KEEPALIVE_INTERVAL;
-                if keepalive {
-                    last_keepalive = now;
-                }
-                chat.housekeeping(keepalive);
-            }
-            _ = cancel.cancelled() => break,
-        }
-    }
-    let channels: Vec<_> = chat
-        .channels
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .cloned()
-        .collect();
-    for ch in channels {
-        ch.close();
     }
 }
 

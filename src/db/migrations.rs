@@ -81,6 +81,13 @@ pub const MIGRATIONS: &[Migration] = &[
                   PRIMARY KEY (channel, identity)
               ) STRICT, WITHOUT ROWID;",
     },
+    Migration {
+        version: 5,
+        name: "debate_questions",
+        // Viewers' questions, their states and votes, kept with the broadcast they were
+        // asked in: db::questions.
+        sql: super::questions::MIGRATION_SQL,
+    },
 ];
 
 /// The schema version this binary brings the database to.

@@ -36,6 +36,7 @@ pub mod bans;
 pub mod identity;
 pub mod imports;
 pub mod migrations;
+pub mod questions;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};

@@ -330,6 +330,23 @@ async fn owner_announce(state: &HttpState, channel: &str, req: Req) -> Response<
     )
 }
 
+/// The check of a channel-scoped admin route served by another surface (questions, timer):
+/// the admin token, `channel`'s stream key, or a signed-in owner's session (`Origin` checked).
+pub async fn authorize_channel_request(
+    state: &HttpState,
+    parts: &http::request::Parts,
+    channel: &str,
+) -> Result<Grant, Response<Body>> {
+    match authorize_channel(&parts.headers, &state.admin_token, &state.ingest, channel) {
+        Ok(g) => Ok(g),
+        Err(denied) => match by_session(state, parts, Some(channel)).await {
+            Ok(true) => Ok(Grant::Session),
+            Ok(false) => Err(denied.response()),
+            Err(r) => Err(r),
+        },
+    }
+}
+
 /// Whether a request without the admin token is a signed-in admin (`server.admin_identities`)
 /// or, on a channel-scoped route, an owner of that channel (`channels[].owners`). The session
 /// cookie of a state-changing request must come with our own `Origin` (else 403); a signed-in

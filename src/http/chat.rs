@@ -38,7 +38,7 @@ struct PreviewBody {
 }
 
 /// A `chat.mode` refusal.
-fn gate_error(g: &ChatGate) -> Response<Body> {
+pub(super) fn gate_error(g: &ChatGate) -> Response<Body> {
     let status = match g {
         ChatGate::SignIn(_) => StatusCode::UNAUTHORIZED,
         ChatGate::Forbidden(_) => StatusCode::FORBIDDEN,

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod chat;
 pub mod hls;
 pub mod pages;
+pub mod questions;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -62,6 +63,8 @@ pub struct HttpState {
     pub bus: Arc<Bus>,
     pub announce: Arc<crate::announce::AnnounceStats>,
     pub chat: Arc<Chat>,
+    /// Debate mode: questions, votes, the pinned question and the speaking timer.
+    pub debate: Arc<crate::chat::questions::Debate>,
     /// `server.admin_token`; empty turns the server-wide admin API off.
     pub admin_token: Secret,
     /// The stream keys (swapped on reload): channel-scoped admin routes take a channel's key.
@@ -123,6 +126,11 @@ impl HttpState {
             Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => {
                 whip::handle(self, route, req).await
             }
+            Route::Overlay(_)
+            | Route::Questions(_)
+            | Route::QuestionVote(..)
+            | Route::AdminQuestion(..)
+            | Route::AdminTimer(_) => questions::handle(self, route, req).await,
             Route::Preflight => response::preflight(),
             Route::MethodNotAllowed => {
                 json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

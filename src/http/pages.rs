@@ -93,6 +93,27 @@ pub static ASSETS: &[Asset] = &[
         JS,
         include_bytes!("../../assets/studio-whip.js"),
     ),
+    ours(
+        "questions.js",
+        JS,
+        include_bytes!("../../assets/questions.js"),
+    ),
+    ours(
+        "watch-questions.js",
+        JS,
+        include_bytes!("../../assets/watch-questions.js"),
+    ),
+    ours(
+        "studio-questions.js",
+        JS,
+        include_bytes!("../../assets/studio-questions.js"),
+    ),
+    ours("overlay.js", JS, include_bytes!("../../assets/overlay.js")),
+    ours(
+        "overlay.css",
+        CSS,
+        include_bytes!("../../assets/overlay.css"),
+    ),
 ];
 
 const WATCH_TEMPLATE: &str = include_str!("../../assets/watch.html");
@@ -199,7 +220,8 @@ mod tests {
     #[test]
     fn every_asset_a_page_or_module_names_is_embedded() {
         let has = |name: &str| ASSETS.iter().any(|a| a.name == name);
-        for page in [WATCH_TEMPLATE, INDEX_TEMPLATE, STUDIO_TEMPLATE] {
+        let overlay = include_str!("../../assets/overlay.html");
+        for page in [WATCH_TEMPLATE, INDEX_TEMPLATE, STUDIO_TEMPLATE, overlay] {
             for part in page.split("\"/assets/").skip(1) {
                 let name = part.split('"').next().unwrap_or_default();
                 assert!(

@@ -17,6 +17,16 @@ pub enum Route<'a> {
     Watch(&'a str),
     /// `GET /studio/{c}`: the broadcaster's page.
     Studio(&'a str),
+    /// `GET /overlay/{c}`: pinned question and timer for an OBS Browser Source.
+    Overlay(&'a str),
+    /// `GET`/`POST /api/channels/{c}/questions`
+    Questions(&'a str),
+    /// `POST`/`DELETE /api/channels/{c}/questions/{id}/vote`
+    QuestionVote(&'a str, u64),
+    /// `PUT /api/admin/channels/{c}/questions/{id}`
+    AdminQuestion(&'a str, u64),
+    /// `PUT /api/admin/channels/{c}/timer`
+    AdminTimer(&'a str),
     Master(&'a str),
     MediaPlaylist(&'a str, &'a str),
     Segment(&'a str, &'a str, &'a str),
@@ -78,6 +88,9 @@ impl Route<'_> {
             Route::Index => "index",
             Route::Watch(_) => "watch",
             Route::Studio(_) => "studio",
+            Route::Overlay(_) => "overlay",
+            Route::Questions(_) | Route::QuestionVote(..) => "questions",
+            Route::AdminQuestion(..) | Route::AdminTimer(_) => "admin_questions",
             Route::Master(_) => "master_playlist",
             Route::MediaPlaylist(..) => "media_playlist",
             Route::Segment(..) => "segment",
@@ -128,6 +141,17 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         ["metrics"] => Route::Metrics,
         ["watch", c] if is_name(c) => Route::Watch(c),
         ["studio", c] if is_name(c) => Route::Studio(c),
+        ["overlay", c] if is_name(c) => Route::Overlay(c),
+        ["api", "channels", c, "questions"] if is_name(c) => Route::Questions(c),
+        ["api", "channels", c, "questions", id, "vote"] if is_name(c) => match parse_id(id) {
+            Some(id) => Route::QuestionVote(c, id),
+            None => return Route::NotFound,
+        },
+        ["api", "admin", "channels", c, "questions", id] if is_name(c) => match parse_id(id) {
+            Some(id) => Route::AdminQuestion(c, id),
+            None => return Route::NotFound,
+        },
+        ["api", "admin", "channels", c, "timer"] if is_name(c) => Route::AdminTimer(c),
         ["hls", c, "master.m3u8"] if is_name(c) => Route::Master(c),
         ["hls", c, r, "index.m3u8"] if is_name(c) && is_name(r) => Route::MediaPlaylist(c, r),
         ["hls", c, r, s] if is_name(c) && is_name(r) && is_segment_name(s) => {
@@ -178,6 +202,11 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
             method == Method::GET || method == Method::POST || method == Method::DELETE
         }
         Route::AdminDeleteMessage(..) => method == Method::DELETE,
+        Route::Questions(_) => {
+            method == Method::GET || method == Method::HEAD || method == Method::POST
+        }
+        Route::QuestionVote(..) => method == Method::POST || method == Method::DELETE,
+        Route::AdminQuestion(..) | Route::AdminTimer(_) => method == Method::PUT,
         Route::AdminSlowMode(_) => method == Method::GET || method == Method::PUT,
         Route::AdminKick(_) => method == Method::POST,
         Route::AdminOwnerAnnounce(_) => method == Method::GET || method == Method::PUT,
@@ -249,6 +278,37 @@ mod tests {
             (get.clone(), "/studio/alice", Route::Studio("alice")),
             (Method::POST, "/studio/alice", Route::MethodNotAllowed),
             (get.clone(), "/studio/alice/x", Route::NotFound),
+            (get.clone(), "/overlay/alice", Route::Overlay("alice")),
+            (
+                Method::POST,
+                "/api/channels/alice/questions",
+                Route::Questions("alice"),
+            ),
+            (
+                Method::DELETE,
+                "/api/channels/alice/questions/7/vote",
+                Route::QuestionVote("alice", 7),
+            ),
+            (
+                get.clone(),
+                "/api/channels/alice/questions/7/vote",
+                Route::MethodNotAllowed,
+            ),
+            (
+                Method::PUT,
+                "/api/admin/channels/alice/questions/7",
+                Route::AdminQuestion("alice", 7),
+            ),
+            (
+                Method::PUT,
+                "/api/admin/channels/alice/questions/x7",
+                Route::NotFound,
+            ),
+            (
+                Method::PUT,
+                "/api/admin/channels/alice/timer",
+                Route::AdminTimer("alice"),
+            ),
             (
                 get.clone(),
                 "/hls/alice/master.m3u8",
