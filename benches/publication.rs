@@ -126,10 +126,10 @@ async fn run() {
     cancel.cancel();
 }
 
-/// Whether the media playlist lists segment `sequence`.
+/// Whether the media playlist lists segment `sequence` (`{epoch}-{sequence}.ts`).
 fn is_listed(store: &HlsStore, sequence: usize) -> bool {
     store
         .media_playlist("bench", "source")
-        .map(|p| String::from_utf8_lossy(&p).contains(&format!("\n{sequence}.ts\n")))
+        .map(|p| String::from_utf8_lossy(&p).contains(&format!("-{sequence}.ts\n")))
         .unwrap_or(false)
 }

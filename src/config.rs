@@ -19,6 +19,7 @@ mod ingest;
 mod media;
 #[cfg(test)]
 mod tests;
+mod thumbnail;
 
 pub use announce::{AnnounceConfig, BlueskyConfig, MastodonConfig, TwitterConfig, WebhookConfig};
 pub use auth::{
@@ -29,6 +30,7 @@ pub use debate::{DebateConfig, MAX_TIMER_SECONDS};
 pub use ingest::{RtmpConfig, SrtConfig, WebrtcConfig};
 use media::X264_PRESETS;
 pub use media::{Container, HlsConfig, HttpConfig, RenditionConfig, TranscodeConfig};
+pub use thumbnail::ThumbnailConfig;
 
 /// The file used when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
@@ -102,6 +104,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub webrtc: WebrtcConfig,
+    pub thumbnail: ThumbnailConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -285,6 +288,7 @@ impl Config {
         self.webrtc.validate()?;
         self.hls.validate()?;
         self.transcode.validate()?;
+        self.thumbnail.validate()?;
         let mut names = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
         for (i, ch) in self.channels.iter().enumerate() {

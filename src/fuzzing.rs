@@ -327,6 +327,8 @@ pub fn http_route(data: &[u8]) {
             trusted_proxies: Vec::new(),
             transcoder: None,
             whip: None,
+            thumbnails: crate::transcode::thumbnails::Thumbnails::new(Default::default(), None),
+            cards: Arc::default(),
         })
     });
     let Some((&m, rest)) = data.split_first() else {
@@ -367,12 +369,12 @@ pub fn http_route(data: &[u8]) {
 
 /// Reads records `[flags, track, len(2), body(len)]` and runs each body through the Enhanced
 /// RTMP tag parser (flags bit 0: audio; bit 1: read `track` from multitrack messages), the
-/// configuration record parsers (HEVC, AV1, H.264, AAC), and for coded frames the conversions
+/// configuration record parsers (HEVC, AV1, H.264, AAC, OpusHead; Opus packet durations), and for coded frames the conversions
 /// a segment needs (Annex B for MPEG-TS, OBU filtering) and the fMP4 writer. A record with
 /// flags bit 2 is also read as a `connect` command and an rml_rtmp `_result` packet to amend.
 pub fn ertmp_tags(data: &[u8]) {
     use crate::proto::media::{AudioCodec, VideoCodec, VideoConfig};
-    use crate::proto::{aac, av1, ertmp, flv, fmp4, hevc, ts};
+    use crate::proto::{aac, av1, ertmp, flv, fmp4, hevc, opus, ts};
     let bytes = Bytes::copy_from_slice(data);
     let mut info = StreamInfo::default();
     let mut samples = Vec::new();
@@ -401,6 +403,21 @@ pub fn ertmp_tags(data: &[u8]) {
                     } => {
                         if let Ok(c) = aac::AacConfig::parse(config) {
                             info.audio = Some(Arc::new(c));
+                        }
+                    }
+                    flv::AudioTag::SequenceHeader {
+                        codec: AudioCodec::Opus,
+                        config,
+                    } => {
+                        let _ = opus::OpusHead::parse(&config);
+                    }
+                    flv::AudioTag::Frame {
+                        codec: AudioCodec::Opus,
+                        data,
+                    } => {
+                        let mut timeline = opus::OpusTimeline::default();
+                        if let Some(n) = opus::packet_samples(&data) {
+                            let _ = timeline.place(pos as i64 * 1800, n);
                         }
                     }
                     flv::AudioTag::Frame { data, .. } => samples.push(MediaPacket {

@@ -48,6 +48,7 @@ use crate::config::Config;
 use crate::hls::{HlsStore, StoreConfig};
 use crate::http::HttpState;
 use crate::ingest::{Ingest, KeyTable};
+use crate::transcode::thumbnails::Thumbnails;
 use crate::transcode::Transcoder;
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,10 @@ pub struct Server {
     channel_tasks: Mutex<HashMap<String, CancellationToken>>,
     /// `None` when the ladder is empty or libx264 is missing (source renditions only).
     transcoder: Option<Arc<transcode::Transcoder>>,
+    /// Every channel's latest live thumbnail (`jpeg(channel)`: a recording's poster).
+    pub thumbnails: Arc<Thumbnails>,
+    /// Channel titles for the share cards (swapped on reload).
+    cards: Arc<http::cards::Titles>,
 }
 
 /// What a reload changed.
@@ -183,10 +188,20 @@ impl Server {
         let rtmps_addr = rtmps.as_ref().map(|(_, _, a)| *a);
 
         let ingest = Arc::new(Ingest::new(KeyTable::new(&cfg.channels), bus.clone()));
-        let rtmp_shared = Arc::new(ingest::rtmp::RtmpShared::new(
-            cfg.rtmp.clone(),
-            ingest.clone(),
-        ));
+        // Browser-codec conversion runs on the transcode pool, or on a pool of its own when
+        // the ladder is empty.
+        let pool = match &transcoder {
+            Some(t) => Some(t.pool()),
+            None => transcode::conversion_pool(&cfg.transcode),
+        };
+        // Enhanced RTMP Opus audio becomes AAC on the same pool, at the WHIP conversion bitrate.
+        let opus = pool.clone().map(|pool| ingest::rtmp::OpusSettings {
+            pool,
+            kbps: cfg.webrtc.audio_kbps,
+        });
+        let rtmp_shared = Arc::new(
+            ingest::rtmp::RtmpShared::new(cfg.rtmp.clone(), ingest.clone()).with_opus(opus),
+        );
         tracker.spawn(ingest::rtmp::serve(
             rtmp,
             None,
@@ -205,12 +220,9 @@ impl Server {
                 cancel.child_token(),
             ));
         }
-        // Browser-codec conversion runs on the transcode pool, or on a pool of its own when
-        // the ladder is empty.
-        let pool = match &transcoder {
-            Some(t) => Some(t.pool()),
-            None => transcode::conversion_pool(&cfg.transcode),
-        };
+        // Live thumbnails run on the browser-codec conversion pool.
+        let thumbnails = Thumbnails::new(cfg.thumbnail.clone(), pool.clone());
+        announce.set_thumbnails(thumbnails.clone());
         let whip = match pool {
             Some(pool) => Some(
                 ingest::whip::WhipIngest::start(
@@ -274,6 +286,7 @@ impl Server {
             tokio::spawn(async move { auth.owner_go_live(&a).await });
         }));
         metrics::init(&tracker, cancel.child_token());
+        let cards = http::cards::Titles::new(&cfg.channels);
         let state = Arc::new(HttpState {
             auth: auth.clone(),
             public_url: cfg.server.public_url.trim_end_matches('/').to_string(),
@@ -288,6 +301,8 @@ impl Server {
             transcoder: transcoder.clone(),
             whip,
             cluster,
+            thumbnails: thumbnails.clone(),
+            cards: cards.clone(),
         });
         let tls = http::tls_config(&cfg.http)?;
         certificates.extend(tls.clone());
@@ -321,6 +336,8 @@ impl Server {
             channel_tasks: Mutex::new(HashMap::new()),
             cfg: Mutex::new(cfg.clone()),
             transcoder,
+            thumbnails,
+            cards,
         };
         for ch in &cfg.channels {
             server.start_channel(&cfg, &ch.name);
@@ -337,6 +354,8 @@ impl Server {
         if let Some(t) = &self.transcoder {
             t.start_channel(channel.clone(), &self.tracker, token.clone());
         }
+        self.thumbnails
+            .start_channel(channel.clone(), &self.tracker, token.clone());
         hls::start_channel(
             channel,
             self.store.clone(),
@@ -377,12 +396,14 @@ impl Server {
             if let Some(ch) = channel {
                 ch.kick();
             }
+            self.thumbnails.remove(name);
         }
         for name in &report.added {
             self.start_channel(&new, name);
         }
         // Titles, new channels and rotated keys reach the announcer now; its targets at restart.
         self.announcer.set_channels(&new.channels);
+        self.cards.set(&new.channels);
         // Owners and admins change live too.
         self.auth
             .set_roles(&new.channels, &new.server.admin_identities);
@@ -419,6 +440,11 @@ impl Server {
                 "storage",
                 format!("{:?}", old.storage),
                 format!("{:?}", new.storage),
+            ),
+            (
+                "thumbnail",
+                format!("{:?}", old.thumbnail),
+                format!("{:?}", new.thumbnail),
             ),
         ];
         for (section, before, after) in sections {

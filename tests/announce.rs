@@ -501,6 +501,8 @@ async fn reload_brings_new_titles_and_channels_and_reports_announce_changes() {
     cfg.webrtc.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.storage.data_dir = common::temp_dir("announce-reload");
     cfg.srt.listen = "127.0.0.1:0".into();
+    // Nothing is pushed, so no thumbnail comes: post at once rather than wait for one.
+    cfg.announce.picture_wait_seconds = 0;
     mastodon(&mut cfg, &m);
     let server = onair::Server::start(cfg.clone())
         .await
@@ -595,7 +597,10 @@ fn end_to_end_ffmpeg_push_is_announced_once_per_go_live() {
         },
     );
     let tweet = x.wait_accepted_blocking(1, WAIT);
-    let toot = m.wait_accepted_blocking(1, WAIT);
+    // Mastodon gets the live thumbnail first, then the status that attaches it.
+    let toot = m.wait_accepted_blocking(2, WAIT);
+    assert_eq!(toot[0].path, "/api/v2/media");
+    let toot = &toot[1..];
     let hooked = hook.wait_accepted_blocking(1, WAIT);
     eprintln!(
         "X, Mastodon and the webhook had the post {:?} after ffmpeg started",
@@ -619,7 +624,7 @@ fn end_to_end_ffmpeg_push_is_announced_once_per_go_live() {
     srv.wait_log("not announced again", Duration::from_secs(10));
     let _ = p.wait(Duration::from_secs(20));
     assert_eq!(x.requests().len(), 1);
-    assert_eq!(m.requests().len(), 1);
+    assert_eq!(m.requests().len(), 2);
     assert_eq!(hook.requests().len(), 1);
 
     let logs = srv.logs();

@@ -175,7 +175,7 @@ fn reconnect_continues_the_same_playlist_with_a_discontinuity() {
     // The sequence numbers carry on from the first session.
     let uris: Vec<u64> = segments(&p)
         .iter()
-        .filter_map(|(u, _)| u.trim_end_matches(".ts").parse().ok())
+        .filter_map(|(u, _)| segment_number(u))
         .collect();
     assert!(uris.windows(2).all(|w| w[1] == w[0] + 1), "{uris:?}");
 }

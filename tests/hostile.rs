@@ -19,7 +19,7 @@ const SECS: Duration = Duration::from_secs(1);
 fn last_seq(p: &str) -> u64 {
     segments(p)
         .last()
-        .and_then(|(u, _)| u.trim_end_matches(".ts").parse().ok())
+        .and_then(|(u, _)| segment_number(u))
         .unwrap_or(0)
 }
 
@@ -395,7 +395,7 @@ fn an_obs_style_reconnect_after_3_s_continues_the_playlist() {
     assert!(media_sequence(&p) >= media_sequence(&ended), "{ended}\n{p}");
     let uris: Vec<u64> = segments(&p)
         .iter()
-        .filter_map(|(u, _)| u.trim_end_matches(".ts").parse().ok())
+        .filter_map(|(u, _)| segment_number(u))
         .collect();
     assert!(uris.windows(2).all(|w| w[1] == w[0] + 1), "{uris:?}");
     assert_eq!(srv.json("/api/channels/alice")["live"], true);

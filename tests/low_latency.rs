@@ -20,16 +20,23 @@ fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
         .map(|v| v.trim_matches('"'))
 }
 
-/// (msn, part) of the preload hint.
-fn hint(p: &str) -> (u64, u64) {
+/// (epoch, msn, part) of the preload hint (`{epoch}-{msn}.{part}.m4s`).
+fn hint(p: &str) -> (String, u64, u64) {
     let line = p
         .lines()
         .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
         .unwrap_or_else(|| panic!("no preload hint in {p}"));
     let uri = attr(line, "URI").expect("URI");
-    let (m, rest) = uri.split_once('.').expect("msn.part.m4s");
-    let part = rest.trim_end_matches(".m4s");
-    (m.parse().expect("msn"), part.parse().expect("part"))
+    let (epoch, rest) = uri.split_once('-').expect("epoch-msn.part.m4s");
+    let (m, part) = rest
+        .trim_end_matches(".m4s")
+        .split_once('.')
+        .expect("msn.part");
+    (
+        epoch.to_string(),
+        m.parse().expect("msn"),
+        part.parse().expect("part"),
+    )
 }
 
 #[test]
@@ -100,8 +107,8 @@ fn low_latency_playlists_parts_and_blocking_reload() {
     // Blocking reload: ask for the hinted (not yet existing) part; the answer comes only once
     // it is listed, and within a part duration or so.
     let now = srv.get("/hls/alice/source/index.m3u8").1;
-    let (msn, part_no) = hint(&now);
-    let want = format!("{msn}.{part_no}.m4s");
+    let (epoch, msn, part_no) = hint(&now);
+    let want = format!("{epoch}-{msn}.{part_no}.m4s");
     let listed = |p: &str| {
         p.lines()
             .any(|l| l.starts_with("#EXT-X-PART:") && l.contains(&format!("URI=\"{want}\"")))
@@ -120,8 +127,8 @@ fn low_latency_playlists_parts_and_blocking_reload() {
     );
 
     // The preload-hinted part: a request for it waits and then gets the bytes.
-    let (msn, part_no) = hint(&blocked);
-    let (status, bytes) = srv.get_bytes(&format!("/hls/alice/source/{msn}.{part_no}.m4s"));
+    let (epoch, msn, part_no) = hint(&blocked);
+    let (status, bytes) = srv.get_bytes(&format!("/hls/alice/source/{epoch}-{msn}.{part_no}.m4s"));
     assert_eq!(status, 200);
     assert_eq!(&bytes[4..8], b"moof");
 
@@ -132,7 +139,8 @@ fn low_latency_playlists_parts_and_blocking_reload() {
     ));
     assert_eq!(status, 400);
     assert_eq!(
-        srv.get(&format!("/hls/alice/source/{}.0.m4s", msn + 3)).0,
+        srv.get(&format!("/hls/alice/source/{epoch}-{}.0.m4s", msn + 3))
+            .0,
         404
     );
     assert_eq!(srv.get("/hls/alice/source/index.m3u8?_HLS_part=1").0, 400);
@@ -159,11 +167,7 @@ fn parts_by_msn(p: &str) -> std::collections::BTreeMap<u64, Vec<String>> {
     let mut out: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
     for l in p.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
         let uri = attr(l, "URI").expect("URI");
-        let msn: u64 = uri
-            .split('.')
-            .next()
-            .and_then(|m| m.parse().ok())
-            .expect("msn");
+        let msn: u64 = segment_number(uri).expect("msn");
         let dur = attr(l, "DURATION").expect("DURATION").to_string();
         out.entry(msn).or_default().push(dur);
     }
@@ -199,7 +203,10 @@ fn abr_renditions_carry_aligned_parts_and_rendition_reports() {
     let (a, b) = (parts_by_msn(&source), parts_by_msn(&low));
     let mut compared = 0;
     for (msn, durs) in &b {
-        let complete = |p: &str| p.contains(&format!("\n{msn}.m4s\n"));
+        let complete = |p: &str| {
+            p.lines()
+                .any(|l| l.ends_with(&format!("-{msn}.m4s")) && !l.starts_with('#'))
+        };
         if complete(&source) && complete(&low) {
             assert_eq!(a.get(msn), Some(durs), "parts of segment {msn} differ");
             compared += 1;

@@ -11,7 +11,7 @@ const SECS: Duration = Duration::from_secs(1);
 fn last_sequence(p: &str) -> u64 {
     segments(p)
         .last()
-        .and_then(|(u, _)| u.trim_end_matches(".ts").parse().ok())
+        .and_then(|(u, _)| segment_number(u))
         .unwrap_or(0)
 }
 

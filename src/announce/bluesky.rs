@@ -1,18 +1,27 @@
 //! The Bluesky target: `com.atproto.server.createSession` with the handle and an app password,
-//! then `com.atproto.repo.createRecord` of an `app.bsky.feed.post` whose watch link is a
-//! rich-text facet (Bluesky does not linkify plain text; facet offsets count UTF-8 bytes, not
-//! characters). A session is made per post: go-lives are rare, sessions are rate limited far
-//! above that, and nothing has to be refreshed or kept.
+//! then the picture as a blob (`com.atproto.repo.uploadBlob`, the raw JPEG with its
+//! `Content-Type`), then `com.atproto.repo.createRecord` of an `app.bsky.feed.post` whose watch
+//! link is a rich-text facet (Bluesky does not linkify plain text; facet offsets count UTF-8
+//! bytes, not characters) and whose `app.bsky.embed.external` is the link card, with the blob
+//! as its `thumb` (Bluesky makes no card by itself). A failed upload still posts, with a card
+//! without picture. A session is made per post: go-lives are rare, sessions are rate limited
+//! far above that, and nothing has to be refreshed or kept.
 
 use chrono::Utc;
 
+use tracing::warn;
+
 use super::message::Announcement;
+use super::picture::Picture;
 use super::queue::{check, AttemptError};
 use crate::config::BlueskyConfig;
 
 pub struct BlueskyTarget {
     cfg: BlueskyConfig,
 }
+
+/// `app.bsky.embed.external`'s limit on its thumb blob.
+pub const THUMB_MAX_BYTES: usize = 1_000_000;
 
 /// The link facets of `text`: every occurrence of `url`, as UTF-8 byte ranges.
 pub fn link_facets(text: &str, url: &str) -> Vec<serde_json::Value> {
@@ -54,15 +63,53 @@ impl BlueskyTarget {
         Self { cfg }
     }
 
-    /// The record to create.
-    pub fn record(a: &Announcement) -> serde_json::Value {
-        post_record(a, None)
+    /// The record to create: the post with its link card, `thumb` the uploaded picture's blob.
+    pub fn record(a: &Announcement, thumb: Option<serde_json::Value>) -> serde_json::Value {
+        let (title, description) = (a.card_title(), a.card_description());
+        let mut rec = post_record(a, Some((&title, &description)));
+        if let Some(blob) = thumb {
+            rec["embed"]["external"]["thumb"] = blob;
+        }
+        rec
+    }
+
+    /// Uploads the picture as a blob; the blob object the record refers to.
+    async fn upload(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        jwt: &str,
+        p: &Picture,
+    ) -> Result<serde_json::Value, AttemptError> {
+        if p.jpeg.len() > THUMB_MAX_BYTES {
+            return Err(AttemptError::fatal(format!(
+                "picture of {} bytes is over the {THUMB_MAX_BYTES} a link card takes",
+                p.jpeg.len()
+            )));
+        }
+        let resp = client
+            .post(format!("{base}/xrpc/com.atproto.repo.uploadBlob"))
+            .bearer_auth(jwt)
+            .header(reqwest::header::CONTENT_TYPE, "image/jpeg")
+            .body(p.jpeg.clone())
+            .send()
+            .await
+            .map_err(AttemptError::network)?;
+        let v: serde_json::Value =
+            check(resp).await?.json().await.map_err(|e| {
+                AttemptError::fatal(format!("uploadBlob answer: {}", e.without_url()))
+            })?;
+        match &v["blob"] {
+            b if b["ref"]["$link"].is_string() => Ok(b.clone()),
+            _ => Err(AttemptError::fatal("uploadBlob answer lacks blob.ref")),
+        }
     }
 
     pub async fn attempt(
         &self,
         client: &reqwest::Client,
         a: &Announcement,
+        picture: Option<&Picture>,
     ) -> Result<(), AttemptError> {
         let base = self.cfg.service.trim_end_matches('/');
         let resp = client
@@ -83,13 +130,24 @@ impl BlueskyTarget {
                 "createSession answer lacks accessJwt or did",
             ));
         };
+        let thumb = match picture {
+            Some(p) => match self.upload(client, base, jwt, p).await {
+                Ok(blob) => Some(blob),
+                Err(e) => {
+                    warn!(target = "bluesky", channel = %a.channel, error = %e,
+                        "picture upload failed; posting the card without it");
+                    None
+                }
+            },
+            None => None,
+        };
         let resp = client
             .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
             .bearer_auth(jwt)
             .json(&serde_json::json!({
                 "repo": did,
                 "collection": "app.bsky.feed.post",
-                "record": Self::record(a),
+                "record": Self::record(a, thumb),
             }))
             .send()
             .await

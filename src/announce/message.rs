@@ -118,6 +118,53 @@ impl Announcement {
         }
     }
 
+    /// The end-of-show post pointing at the replay page `replay_url` (absolute).
+    pub fn for_replay(
+        template: &str,
+        channel: &str,
+        title: &str,
+        started_at: DateTime<Utc>,
+        replay_url: &str,
+    ) -> Self {
+        Self {
+            kind: AnnounceKind::Ended,
+            text: render(template, channel, title, replay_url),
+            id: format!("onair-replay-{channel}-{}", started_at.timestamp_millis()),
+            channel: channel.to_string(),
+            title: title.to_string(),
+            url: replay_url.to_string(),
+            started_at: Some(started_at),
+            template: template.to_string(),
+        }
+    }
+
+    /// The link card's title: the channel's title, else its name.
+    pub fn card_title(&self) -> String {
+        if self.title.trim().is_empty() {
+            self.channel.clone()
+        } else {
+            self.title.clone()
+        }
+    }
+
+    /// The link card's text.
+    pub fn card_description(&self) -> String {
+        match self.kind {
+            AnnounceKind::Ended => format!("A past show of {} on onair", self.channel),
+            _ => format!("{} is live now: watch and join the chat", self.channel),
+        }
+    }
+
+    /// Alt text of the post's picture (a frame of the stream).
+    pub fn picture_alt(&self) -> String {
+        let what = if self.title.trim().is_empty() {
+            String::new()
+        } else {
+            format!(": {}", self.title.chars().take(200).collect::<String>())
+        };
+        format!("A frame of {}'s live stream{what}", self.channel)
+    }
+
     /// The post of `onair announce-test`: no link (X bills posts with links).
     pub fn test(public_url: &str) -> Self {
         let now = Utc::now();

@@ -5,7 +5,10 @@
 //! `Live` that follows the channel's `Offline` within `announce.grace_seconds` (a broadcaster
 //! reconnecting), renders `announce.template` and hands the post to every enabled target's own
 //! bounded queue (`queue.rs`), which delivers it with retries. Nothing here touches the media
-//! path, and the dispatcher never waits on a target. Counters per target live in
+//! path, and the dispatcher never waits on a target. Each post carries the channel's live
+//! thumbnail when there is one (`picture.rs`: Mastodon and Bluesky upload it, webhooks link
+//! it), and `announce.replay_post` ends a show with its replay's link (the recorder tells
+//! where through [`AnnounceHandle::set_replay_links`]). Counters per target live in
 //! [`AnnounceStats`], reachable from `Server::announce` for `/metrics`.
 //! `onair announce-test` uses [`send_test`].
 
@@ -13,6 +16,7 @@ pub mod bluesky;
 pub mod mastodon;
 pub mod message;
 pub mod oauth1;
+pub mod picture;
 pub mod queue;
 pub mod twitter;
 pub mod webhook;
@@ -31,6 +35,7 @@ use tracing::{error, info, warn};
 use crate::bus::{Bus, Lifecycle};
 use crate::config::{AnnounceConfig, ChannelConfig, Config, Secret};
 pub use message::{AnnounceKind, Announcement};
+pub use picture::{Picture, Pictures};
 pub use queue::{AnnounceStats, Delivery, Destination, RetryPolicy, TargetStats};
 
 use bluesky::BlueskyTarget;
@@ -72,23 +77,25 @@ impl Target {
     pub fn credentials_hint(&self) -> &'static str {
         match self {
             Target::Twitter(_) => "announce.twitter.consumer_key, consumer_secret, access_token and access_token_secret (the app needs Read and Write permission; regenerate the access token after changing it)",
-            Target::Mastodon(_) => "announce.mastodon.access_token (it needs the write:statuses scope) and instance_url",
+            Target::Mastodon(_) => "announce.mastodon.access_token (it needs the write:statuses scope, and write:media for the picture) and instance_url",
             Target::Bluesky(_) => "announce.bluesky.identifier and app_password",
             Target::Webhook(_) => "the webhook's url and secret",
         }
     }
 
-    /// One try: builds and sends the request(s).
+    /// One try: builds and sends the request(s), with the post's picture if it has one (X
+    /// shows the watch page's card instead: its media upload needs another API tier).
     pub async fn attempt(
         &self,
         client: &reqwest::Client,
         a: &Announcement,
+        picture: Option<&Picture>,
     ) -> Result<(), AttemptError> {
         match self {
             Target::Twitter(t) => t.attempt(client, a).await,
-            Target::Mastodon(t) => t.attempt(client, a).await,
-            Target::Bluesky(t) => t.attempt(client, a).await,
-            Target::Webhook(t) => t.attempt(client, a).await,
+            Target::Mastodon(t) => t.attempt(client, a, picture).await,
+            Target::Bluesky(t) => t.attempt(client, a, picture).await,
+            Target::Webhook(t) => t.attempt(client, a, picture).await,
         }
     }
 }
@@ -97,6 +104,7 @@ impl Target {
 pub struct Posting {
     pub target: Target,
     pub client: reqwest::Client,
+    pub pictures: Pictures,
 }
 
 impl Destination for Posting {
@@ -119,7 +127,11 @@ impl Destination for Posting {
     }
 
     async fn attempt(&self, a: &Announcement) -> Result<(), AttemptError> {
-        self.target.attempt(&self.client, a).await
+        let picture = match self.target {
+            Target::Twitter(_) => None,
+            _ => self.pictures.for_post(a).await,
+        };
+        self.target.attempt(&self.client, a, picture.as_ref()).await
     }
 }
 
@@ -222,6 +234,10 @@ type SharedFacts = Arc<RwLock<Arc<ChannelFacts>>>;
 /// `identity`). Called from the dispatcher: it must only hand the post on, never wait.
 pub type LiveHook = Arc<dyn Fn(Arc<Announcement>) + Send + Sync>;
 
+/// The replay page (absolute URL) of a channel's show that went live at the given time, from
+/// the recorder; `None` when it was not recorded. Called from the dispatcher: no waiting.
+pub type ReplayLinks = Arc<dyn Fn(&str, DateTime<Utc>) -> Option<String> + Send + Sync>;
+
 /// What `Server` keeps of the announcer.
 #[derive(Clone)]
 pub struct AnnounceHandle {
@@ -229,6 +245,10 @@ pub struct AnnounceHandle {
     channels: SharedFacts,
     /// Set once, when the sign-in component has started.
     live_hook: Arc<OnceLock<LiveHook>>,
+    /// The posts' pictures (live thumbnails, set once they exist).
+    pictures: Pictures,
+    /// Set once by the recorder: where a show's replay is (`announce.replay_post`).
+    replay_links: Arc<OnceLock<ReplayLinks>>,
 }
 
 impl AnnounceHandle {
@@ -243,6 +263,16 @@ impl AnnounceHandle {
     /// check), whether or not a target is enabled.
     pub fn on_live(&self, hook: LiveHook) {
         let _ = self.live_hook.set(hook);
+    }
+
+    /// Where posts take their picture from (Mastodon and Bluesky upload it, webhooks link it).
+    pub fn set_thumbnails(&self, t: Arc<crate::transcode::thumbnails::Thumbnails>) {
+        self.pictures.set(t);
+    }
+
+    /// How `announce.replay_post` finds a show's replay page.
+    pub fn set_replay_links(&self, links: ReplayLinks) {
+        let _ = self.replay_links.set(links);
     }
 }
 
@@ -265,6 +295,7 @@ struct Dispatcher {
     pending_ended: HashMap<String, (Instant, Arc<Announcement>)>,
     targets: Vec<Queued>,
     live_hook: Arc<OnceLock<LiveHook>>,
+    replay_links: Arc<OnceLock<ReplayLinks>>,
 }
 
 /// Starts the announcer: one task per enabled target and the dispatcher. Subscribes to the
@@ -294,6 +325,11 @@ pub fn start_with(
     }
     let client = http_client(&cfg.announce)?;
     let policy = retry_policy(&cfg.announce);
+    let pictures = Pictures::new(
+        &cfg.server.public_url,
+        Duration::from_secs(cfg.announce.picture_wait_seconds),
+    );
+    let replay_links: Arc<OnceLock<ReplayLinks>> = Arc::new(OnceLock::new());
     let mut queued = Vec::new();
     for t in targets {
         let stats = Arc::new(TargetStats::new(t.name()));
@@ -302,6 +338,7 @@ pub fn start_with(
             Posting {
                 target: t,
                 client: client.clone(),
+                pictures: pictures.clone(),
             },
             policy,
             cfg.announce.queue,
@@ -331,12 +368,15 @@ pub fn start_with(
         pending_ended: HashMap::new(),
         targets: queued,
         live_hook: live_hook.clone(),
+        replay_links: replay_links.clone(),
     };
     tracker.spawn(d.run(rx, cancel));
     Ok(AnnounceHandle {
         stats,
         channels,
         live_hook,
+        pictures,
+        replay_links,
     })
 }
 
@@ -408,7 +448,7 @@ impl Dispatcher {
             grace_seconds = self.cfg.grace_seconds,
             "channel offline: going live again within the grace period is not announced"
         );
-        if !self.cfg.ended {
+        if !self.cfg.ended && !self.cfg.replay_post {
             return;
         }
         let started_at = self
@@ -416,14 +456,25 @@ impl Dispatcher {
             .get(channel)
             .copied()
             .unwrap_or_else(Utc::now);
-        let a = Announcement::for_channel(
-            AnnounceKind::Ended,
-            &self.cfg.ended_template,
-            &self.public_url,
-            channel,
-            &self.title(channel),
-            started_at,
-        );
+        let a = if self.cfg.replay_post {
+            // The replay is looked up when the post is due (the recording is final by then).
+            Announcement::for_replay(
+                &self.cfg.replay_template,
+                channel,
+                &self.title(channel),
+                started_at,
+                "",
+            )
+        } else {
+            Announcement::for_channel(
+                AnnounceKind::Ended,
+                &self.cfg.ended_template,
+                &self.public_url,
+                channel,
+                &self.title(channel),
+                started_at,
+            )
+        };
         let due = now + Duration::from_secs(self.cfg.grace_seconds);
         self.pending_ended
             .insert(channel.to_string(), (due, Arc::new(a)));
@@ -443,9 +494,31 @@ impl Dispatcher {
         for c in due {
             if let Some((_, a)) = self.pending_ended.remove(&c) {
                 self.live_since.remove(&c);
+                if a.url.is_empty() {
+                    // A replay post: its link comes from the recorder now.
+                    match self.replay_link(&a) {
+                        Some(a) => self.dispatch(a),
+                        None => info!(channel = %c, "no replay of this show: no replay post"),
+                    }
+                    continue;
+                }
                 self.dispatch_arc(a);
             }
         }
+    }
+
+    /// The replay post of `pending` with its link, if the recorder has the show.
+    fn replay_link(&self, pending: &Announcement) -> Option<Announcement> {
+        let links = self.replay_links.get()?;
+        let started_at = pending.started_at?;
+        let url = links(&pending.channel, started_at)?;
+        Some(Announcement::for_replay(
+            &pending.template,
+            &pending.channel,
+            &pending.title,
+            started_at,
+            &url,
+        ))
     }
 
     fn dispatch(&mut self, a: Announcement) {
@@ -524,7 +597,11 @@ pub async fn send_test(
         set.spawn(async move {
             let stats = TargetStats::new(t.name());
             let name = t.name().to_string();
-            let p = Posting { target: t, client };
+            let p = Posting {
+                target: t,
+                client,
+                pictures: Pictures::default(),
+            };
             let d = queue::deliver(&p, &a, policy, &stats, &cancel).await;
             (i, name, d)
         });

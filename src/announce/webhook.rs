@@ -1,9 +1,11 @@
 //! Webhook targets (`[[announce.webhooks]]`). Format `json` POSTs
-//! `{"event", "channel", "title", "url", "started_at", "text"}` with
+//! `{"event", "channel", "title", "url", "started_at", "text", "image_url"}` (`image_url`: the
+//! live thumbnail's absolute URL, or null) with
 //! `X-Onair-Signature: sha256=<hex HMAC-SHA256 of the body>` when a secret is set, plus
 //! `X-Onair-Event` and `X-Onair-Delivery` (stable across retries, for de-duplication).
 //! Format `discord` POSTs `{"content": text}` as Discord's (and compatible) incoming webhooks
-//! expect, with mentions disabled so that a title cannot ping `@everyone`.
+//! expect, with mentions disabled so that a title cannot ping `@everyone`, and with a picture
+//! an embed (title, link, description, image URL) that Discord shows as the card.
 //!
 //! The URL is a secret (Discord's carries its token): it is never logged.
 
@@ -11,6 +13,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::message::Announcement;
+use super::picture::Picture;
 use super::queue::{check, AttemptError};
 use crate::config::WebhookConfig;
 
@@ -40,13 +43,23 @@ impl WebhookTarget {
     }
 
     /// The exact bytes sent.
-    pub fn body(&self, a: &Announcement) -> Vec<u8> {
+    pub fn body(&self, a: &Announcement, picture: Option<&Picture>) -> Vec<u8> {
         let v = if self.cfg.format == "discord" {
-            serde_json::json!({
+            let mut v = serde_json::json!({
                 // Discord's limit is 2000 characters.
                 "content": a.fit(2000, |t, _| t.chars().count()),
                 "allowed_mentions": { "parse": [] },
-            })
+            });
+            if let Some(p) = picture {
+                v["embeds"] = serde_json::json!([{
+                    // Discord's limits: title 256, description 4096 characters.
+                    "title": a.card_title().chars().take(256).collect::<String>(),
+                    "url": a.url,
+                    "description": a.card_description(),
+                    "image": { "url": p.url },
+                }]);
+            }
+            v
         } else {
             serde_json::json!({
                 "event": a.kind.as_str(),
@@ -55,6 +68,7 @@ impl WebhookTarget {
                 "url": a.url,
                 "started_at": a.started_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                 "text": a.text,
+                "image_url": picture.map(|p| p.url.as_str()),
             })
         };
         serde_json::to_vec(&v).unwrap_or_default()
@@ -64,8 +78,9 @@ impl WebhookTarget {
         &self,
         client: &reqwest::Client,
         a: &Announcement,
+        picture: Option<&Picture>,
     ) -> Result<(), AttemptError> {
-        let body = self.body(a);
+        let body = self.body(a, picture);
         let mut req = client
             .post(self.cfg.url.expose())
             .header(reqwest::header::CONTENT_TYPE, "application/json")

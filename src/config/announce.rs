@@ -19,6 +19,14 @@ pub struct AnnounceConfig {
     pub ended: bool,
     /// Text of the "ended" post; same placeholders as `template`.
     pub ended_template: String,
+    /// At the end of a show (once offline for `grace_seconds`), post a link to its replay;
+    /// this post replaces the "ended" one.
+    pub replay_post: bool,
+    /// Text of the replay post; `{url}` is the replay page.
+    pub replay_template: String,
+    /// Seconds a go-live post waits for the broadcast's first thumbnail to attach it; 0 posts
+    /// at once, with the picture only if one is already there.
+    pub picture_wait_seconds: u64,
     /// Tries per post and target (the first attempt included) before giving up.
     pub tries: u32,
     /// First retry delay in milliseconds; doubled per retry, with jitter.
@@ -42,6 +50,9 @@ impl Default for AnnounceConfig {
             template: "{channel} is live now: {title} {url}".into(),
             ended: false,
             ended_template: "{channel}'s stream has ended. Thanks for watching!".into(),
+            replay_post: false,
+            replay_template: "{channel}'s show has ended. Watch the replay: {url}".into(),
+            picture_wait_seconds: 8,
             tries: 5,
             backoff_base_ms: 2000,
             backoff_max_seconds: 300,
@@ -158,6 +169,7 @@ impl AnnounceConfig {
         for (key, t) in [
             ("announce.template", &a.template),
             ("announce.ended_template", &a.ended_template),
+            ("announce.replay_template", &a.replay_template),
         ] {
             if t.trim().is_empty() || unknown_placeholder(t).is_some() {
                 return Err(invalid(
@@ -166,6 +178,13 @@ impl AnnounceConfig {
                     "non-empty text whose only placeholders are {channel}, {title} and {url}",
                 ));
             }
+        }
+        if a.picture_wait_seconds > 60 {
+            return Err(invalid(
+                "announce.picture_wait_seconds",
+                a.picture_wait_seconds.to_string(),
+                "0 to 60",
+            ));
         }
         if !(1..=20).contains(&a.tries) {
             return Err(invalid("announce.tries", a.tries.to_string(), "1 to 20"));

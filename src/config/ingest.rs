@@ -135,7 +135,7 @@ pub struct WebrtcConfig {
     pub convert_preset: String,
     /// Bitrate of that re-encoded video; 0 picks one from the picture size.
     pub convert_video_kbps: u32,
-    /// Bitrate of the AAC that browser Opus audio becomes.
+    /// Bitrate of the AAC that Opus audio becomes (WHIP, and Enhanced RTMP Opus).
     pub audio_kbps: u32,
 }
 

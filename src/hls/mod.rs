@@ -2,6 +2,7 @@
 //! HTTP serves from. One task per channel subscribes to the bus and feeds the `source`
 //! rendition's segmenter; transcoders feed theirs through the same [`RenditionWriter`].
 
+pub mod names;
 pub mod segmenter;
 pub mod serve;
 pub mod store;
@@ -19,8 +20,9 @@ use crate::bus::{ChannelBus, MediaEvent};
 use crate::config::{Container, HlsConfig};
 use crate::proto::media::{MediaPacket, StreamInfo, TIMESCALE};
 use crate::proto::ts::video_stream_type;
+pub use names::{MediaKind, MediaName};
 use segmenter::{Segmenter, SegmenterNote, Step};
-pub use store::{HlsStore, Lookup, MediaName, Position, RenditionSummary, StoreConfig};
+pub use store::{HlsStore, Lookup, Position, RenditionSummary, StoreConfig};
 
 /// Name of the untouched input rendition.
 pub const SOURCE: &str = "source";

@@ -1,14 +1,18 @@
 //! HLS requests that may wait: blocking playlist reloads (`_HLS_msn`, `_HLS_part`), delta
 //! updates (`_HLS_skip`) and requests for the preload-hinted part (RFC 8216bis 6.2.5). A
 //! waiting request awaits the rendition's `watch` channel, so it is answered the moment the
-//! part lands, never by polling. HTTP calls these; the parsing of the query is a pure function.
+//! part lands, never by polling. Requests that can never be answered in time (too far ahead,
+//! `_HLS_part` without `_HLS_msn`) are refused at once. HTTP calls these and says from the
+//! [`PlaylistAnswer`] how long a cache may keep the answer; the parsing of the query and the
+//! limits are pure functions.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::store::{HlsStore, Lookup, MediaName, Position};
+use super::names::{MediaKind, MediaName};
+use super::store::{HlsStore, Lookup, Position};
 use crate::config::Container;
 
 /// What a playlist request asks for.
@@ -62,8 +66,50 @@ impl PlaylistQuery {
 }
 
 /// How long a blocking request may wait: three target durations, as the spec suggests.
-fn block_limit(store: &HlsStore) -> Duration {
-    Duration::from_secs_f64(store.segment_seconds().ceil().max(1.0) * 3.0)
+pub fn block_limit(segment_seconds: f64) -> Duration {
+    Duration::from_secs_f64(segment_seconds.ceil().max(1.0) * 3.0)
+}
+
+/// RFC 8216bis 6.2.5.2's Advance Part Limit: how many parts past the last one a request may
+/// ask for (three seconds' worth of parts, at least three).
+pub fn advance_part_limit(part_seconds: f64) -> u64 {
+    if part_seconds < 1.0 {
+        (3.0 / part_seconds.max(0.01)).floor() as u64
+    } else {
+        3
+    }
+}
+
+/// Whether a blocking request for `msn`/`part` is beyond what the spec lets a client ask for
+/// at position `now` (answered at once with 400): `_HLS_msn` more than two past the last
+/// complete segment, or `_HLS_part` more than the advance part limit past the last part.
+pub fn too_far_ahead(now: &Position, msn: u64, part: Option<u64>, part_limit: u64) -> bool {
+    // The last complete segment is `now.msn - 1`; the open one is `now.msn`.
+    if msn > now.msn + 1 {
+        return true;
+    }
+    let Some(part) = part else { return false };
+    // Parts ahead of the last available one (`now.parts - 1` of segment `now.msn`); for the
+    // next segment at least `part + 1` (the open segment's remaining parts are unknown).
+    let ahead = if msn == now.msn {
+        (part + 1).saturating_sub(now.parts)
+    } else if msn == now.msn + 1 {
+        part + 1
+    } else {
+        0
+    };
+    ahead > part_limit
+}
+
+/// What a media playlist request got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaylistAnswer {
+    pub body: Bytes,
+    /// It answered a blocking request whose segment or part now exists: the same query will
+    /// always be answered with at least this, so a cache may keep it (under its full query)
+    /// for a few target durations. Plain requests, and blocking ones answered early because
+    /// the stream ended, are `false`.
+    pub reached: bool,
 }
 
 /// Whether a position satisfies `_HLS_msn=msn[&_HLS_part=part]`.
@@ -76,21 +122,25 @@ pub fn reached(p: &Position, msn: u64, part: Option<u64>) -> bool {
     }
 }
 
-/// Waits until `ready` holds for the rendition's position, the stream ends, or `limit` passes.
+/// Waits until `ready` holds for the rendition's position (`true`), the stream ends (`false`),
+/// or `limit` passes.
 async fn wait_for(
     store: &HlsStore,
     channel: &str,
     rendition: &str,
     limit: Duration,
     ready: impl Fn(&Position) -> bool,
-) -> Result<(), ServeError> {
+) -> Result<bool, ServeError> {
     let mut rx = store.watch(channel, rendition)?;
     let deadline = Instant::now() + limit;
     loop {
         {
             let p = rx.borrow_and_update();
-            if ready(&p) || p.ended {
-                return Ok(());
+            if ready(&p) {
+                return Ok(true);
+            }
+            if p.ended {
+                return Ok(false);
             }
         }
         match tokio::time::timeout_at(deadline, rx.changed()).await {
@@ -107,19 +157,25 @@ pub async fn media_playlist(
     channel: &str,
     rendition: &str,
     q: PlaylistQuery,
-) -> Result<Bytes, ServeError> {
+) -> Result<PlaylistAnswer, ServeError> {
+    let mut got = false;
     if let (Some(msn), Container::Fmp4) = (q.msn, store.container()) {
         let now = *store.watch(channel, rendition)?.borrow();
-        // The spec's limit: at most two segments ahead of the last one listed.
-        if msn > now.msn + 1 {
-            return Err(ServeError::BadRequest("_HLS_msn is too far ahead"));
+        if too_far_ahead(&now, msn, q.part, advance_part_limit(store.part_seconds())) {
+            return Err(ServeError::BadRequest(
+                "_HLS_msn or _HLS_part is too far ahead",
+            ));
         }
-        wait_for(store, channel, rendition, block_limit(store), |p| {
+        let limit = block_limit(store.segment_seconds());
+        got = wait_for(store, channel, rendition, limit, |p| {
             reached(p, msn, q.part)
         })
         .await?;
     }
-    Ok(store.playlist(channel, rendition, q.skip)?)
+    Ok(PlaylistAnswer {
+        body: store.playlist(channel, rendition, q.skip)?,
+        reached: got,
+    })
 }
 
 /// A segment, part or init segment with its content type. A request for the part the playlist
@@ -131,17 +187,17 @@ pub async fn media_object(
     name: &str,
 ) -> Result<(Bytes, &'static str), ServeError> {
     let media = MediaName::parse(name).ok_or(ServeError::NotFound)?;
-    let content_type = match (media, store.container()) {
-        (MediaName::Segment(_), Container::Ts) => "video/mp2t",
-        (MediaName::Segment(_), Container::Fmp4) => "video/iso.segment",
-        (m, _) => m.content_type(),
+    let content_type = match (media.kind, store.container()) {
+        (MediaKind::Segment(_), Container::Ts) => "video/mp2t",
+        (MediaKind::Segment(_), Container::Fmp4) => "video/iso.segment",
+        _ => media.content_type(),
     };
     match store.media(channel, rendition, media) {
         Ok(b) => return Ok((b, content_type)),
         Err(Lookup::NoSegment) => {}
         Err(e) => return Err(e.into()),
     }
-    let MediaName::Part(msn, part) = media else {
+    let MediaKind::Part(msn, part) = media.kind else {
         return Err(ServeError::NotFound);
     };
     let now = *store.watch(channel, rendition)?.borrow();
@@ -149,7 +205,8 @@ pub async fn media_object(
     if !(msn == now.msn && part == now.parts) {
         return Err(ServeError::NotFound);
     }
-    wait_for(store, channel, rendition, block_limit(store), |p| {
+    let limit = block_limit(store.segment_seconds());
+    wait_for(store, channel, rendition, limit, |p| {
         reached(p, msn, Some(part))
     })
     .await?;
@@ -193,6 +250,44 @@ mod tests {
         ];
         for (q, want) in cases {
             assert_eq!(PlaylistQuery::parse(q), want, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn too_far_ahead_follows_the_spec() {
+        let p = Position {
+            msn: 5,
+            parts: 2,
+            ended: false,
+            version: 1,
+        };
+        // 0.2 s parts: 15 parts ahead allowed; 1 s parts: 3.
+        assert_eq!(advance_part_limit(0.2), 15);
+        assert_eq!(advance_part_limit(0.333), 9);
+        assert_eq!(advance_part_limit(1.0), 3);
+        assert_eq!(advance_part_limit(2.0), 3);
+        let cases = [
+            // (msn, part, limit, refused)
+            (3, None, 3, false),
+            (5, None, 3, false),
+            (6, None, 3, false),
+            (7, None, 3, true),
+            (1000, None, 3, true),
+            (5, Some(1), 3, false),
+            (5, Some(4), 3, false),
+            (5, Some(5), 3, true),
+            (6, Some(2), 3, false),
+            (6, Some(3), 3, true),
+            (6, Some(14), 15, false),
+            (4, Some(99), 3, false),
+            (7, Some(0), 15, true),
+        ];
+        for (msn, part, limit, want) in cases {
+            assert_eq!(
+                too_far_ahead(&p, msn, part, limit),
+                want,
+                "{msn} {part:?} {limit}"
+            );
         }
     }
 

@@ -22,6 +22,7 @@ use crate::proto::playlist::{
     self, ListedPart, ListedSegment, LowLatency, MediaView, RenditionReport, Variant,
 };
 
+use super::names::{self, Epoch, MediaKind, MediaName};
 use super::segmenter::{Part, Segment};
 
 /// Segments kept after they leave the playlist (RFC 8216 6.2.2 asks servers to keep them a
@@ -58,6 +59,7 @@ struct Stored {
     data: Bytes,
     bits_per_second: u64,
     parts: Vec<StoredPart>,
+    /// The store's number of the init segment it needs (`{epoch}-init-{n}.mp4`).
     init_id: u32,
 }
 
@@ -78,6 +80,8 @@ pub struct RenditionSummary {
 #[derive(Debug)]
 struct RenditionHls {
     order: usize,
+    /// Tags every object name of this rendition's life in the store (`crate::hls::names`).
+    epoch: Epoch,
     segments: VecDeque<Stored>,
     /// Parts of the segment being written.
     pending: Vec<StoredPart>,
@@ -86,8 +90,12 @@ struct RenditionHls {
     dropped_discontinuities: u64,
     target_duration: u64,
     ended: bool,
-    /// Init segments by id: the current one and those older listed segments still need.
+    /// Init segments by the store's number: the current one and those older listed segments
+    /// still need. Numbers are never reused within an epoch, whatever the writers' own ids.
     inits: BTreeMap<u32, Bytes>,
+    next_init: u32,
+    /// The writer's init id → the store's number for it.
+    init_alias: BTreeMap<u32, u32>,
     playlist: Bytes,
     /// The delta-update (`_HLS_skip=YES`) form of the playlist.
     playlist_skip: Bytes,
@@ -96,16 +104,19 @@ struct RenditionHls {
 }
 
 impl RenditionHls {
-    fn new(name: &str, order: usize, target: u64) -> Self {
+    fn new(name: &str, order: usize, target: u64, first_sequence: u64) -> Self {
         Self {
             order,
+            epoch: Epoch::random(),
             segments: VecDeque::new(),
             pending: Vec::new(),
-            next_sequence: 0,
+            next_sequence: first_sequence,
             dropped_discontinuities: 0,
             target_duration: target,
             ended: false,
             inits: BTreeMap::new(),
+            next_init: 1,
+            init_alias: BTreeMap::new(),
             playlist: Bytes::new(),
             playlist_skip: Bytes::new(),
             summary: RenditionSummary {
@@ -165,6 +176,11 @@ pub struct StoreConfig {
 pub struct HlsStore {
     cfg: StoreConfig,
     channels: RwLock<HashMap<String, ChannelHls>>,
+    /// Next sequence number of renditions that were freed, by `channel/rendition`: a new
+    /// broadcast on the channel numbers on from there, so that a blocking-reload answer an
+    /// edge cached for the old one (keyed by `_HLS_msn`) can never answer the new one. One
+    /// entry per rendition name ever live. Taken after `channels` when both are held.
+    freed: RwLock<HashMap<String, u64>>,
 }
 
 /// Why a lookup failed.
@@ -175,62 +191,21 @@ pub enum Lookup {
     NoSegment,
 }
 
-/// A media object a client may ask for, by file name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaName {
-    /// `{msn}.ts` or `{msn}.m4s`.
-    Segment(u64),
-    /// `{msn}.{part}.m4s`.
-    Part(u64, u64),
-    /// `init-{id}.mp4`.
-    Init(u32),
-}
-
-impl MediaName {
-    /// Parses a segment, part or init file name; anything else is `None`.
-    pub fn parse(name: &str) -> Option<MediaName> {
-        let num = |s: &str| -> Option<u64> {
-            (!s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse().ok())
-                .flatten()
-        };
-        if let Some(id) = name
-            .strip_prefix("init-")
-            .and_then(|r| r.strip_suffix(".mp4"))
-        {
-            return num(id)
-                .and_then(|n| u32::try_from(n).ok())
-                .map(MediaName::Init);
-        }
-        if let Some(stem) = name.strip_suffix(".ts") {
-            return num(stem).map(MediaName::Segment);
-        }
-        let stem = name.strip_suffix(".m4s")?;
-        match stem.split_once('.') {
-            None => num(stem).map(MediaName::Segment),
-            Some((m, p)) => Some(MediaName::Part(num(m)?, num(p)?)),
-        }
-    }
-
-    pub fn content_type(&self) -> &'static str {
-        match self {
-            MediaName::Init(_) => "video/mp4",
-            MediaName::Part(..) => "video/iso.segment",
-            MediaName::Segment(_) => "",
-        }
-    }
-}
-
 impl HlsStore {
     pub fn new(cfg: StoreConfig) -> Self {
         Self {
             cfg,
             channels: RwLock::new(HashMap::new()),
+            freed: RwLock::new(HashMap::new()),
         }
     }
 
     pub fn segment_seconds(&self) -> f64 {
         self.cfg.segment_seconds
+    }
+
+    pub fn part_seconds(&self) -> f64 {
+        self.cfg.part_seconds
     }
 
     pub fn container(&self) -> Container {
@@ -260,16 +235,39 @@ impl HlsStore {
         let target = self.cfg.segment_seconds.ceil().max(1.0) as u64;
         ch.renditions
             .entry(rendition.to_string())
-            .or_insert_with(|| RenditionHls::new(rendition, order, target));
+            .or_insert_with(|| {
+                let first = self.freed_sequence(channel, rendition);
+                RenditionHls::new(rendition, order, target, first)
+            });
         ch
     }
 
-    /// Stores the fMP4 init segment with id `id` for a rendition.
+    fn freed_sequence(&self, channel: &str, rendition: &str) -> u64 {
+        let freed = self.freed.read().unwrap_or_else(|e| e.into_inner());
+        freed
+            .get(&format!("{channel}/{rendition}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn remember_freed(&self, channel: &str, rendition: &str, next_sequence: u64) {
+        let mut freed = self.freed.write().unwrap_or_else(|e| e.into_inner());
+        let e = freed.entry(format!("{channel}/{rendition}")).or_default();
+        *e = (*e).max(next_sequence);
+    }
+
+    /// Stores the fMP4 init segment the writer calls `id` for a rendition; the segments it
+    /// pushes next with that id get it. The store names it with a number of its own, so that a
+    /// new writer (new publisher, new transcode pipeline) starting its ids over never reuses a
+    /// name.
     pub fn set_init(&self, channel: &str, rendition: &str, order: usize, id: u32, data: Bytes) {
         let mut map = self.write();
         let ch = self.rendition_mut(&mut map, channel, rendition, order);
         if let Some(r) = ch.renditions.get_mut(rendition) {
-            r.inits.insert(id, data);
+            let n = r.next_init;
+            r.next_init += 1;
+            r.inits.insert(n, data);
+            r.init_alias.insert(id, n);
         }
     }
 
@@ -281,7 +279,7 @@ impl HlsStore {
             return;
         };
         r.ended = false;
-        let uri = format!("{}.{}.m4s", r.next_sequence, r.pending.len());
+        let uri = names::part(r.epoch, r.next_sequence, r.pending.len());
         r.pending.push(StoredPart {
             listed: ListedPart {
                 seconds: part.seconds(),
@@ -351,15 +349,20 @@ impl HlsStore {
         r.target_duration = r.target_duration.max(seconds.round() as u64);
         let bits_per_second = (seg.data.len() as f64 * 8.0 / seconds.max(0.001)) as u64;
         let parts = std::mem::take(&mut r.pending);
-        let map_uri = (!ts).then(|| format!("init-{}.mp4", seg.init_id));
-        let new_map = r.segments.back().map(|s| s.init_id) != Some(seg.init_id);
+        let init_id = r
+            .init_alias
+            .get(&seg.init_id)
+            .copied()
+            .unwrap_or(r.next_init.saturating_sub(1));
+        let map_uri = (!ts).then(|| names::init(r.epoch, init_id));
+        let new_map = r.segments.back().map(|s| s.init_id) != Some(init_id);
         r.segments.push_back(Stored {
             listed: ListedSegment {
                 sequence,
                 seconds,
                 discontinuity,
                 program_date_time,
-                uri: format!("{sequence}.{}", if ts { "ts" } else { "m4s" }),
+                uri: names::segment(r.epoch, sequence, ts),
                 map: map_uri.filter(|_| new_map),
                 parts: Vec::new(),
             },
@@ -367,7 +370,7 @@ impl HlsStore {
             data: seg.data.clone(),
             bits_per_second,
             parts,
-            init_id: seg.init_id,
+            init_id,
         });
         while r.segments.len() > window + KEEP_AFTER_WINDOW {
             if let Some(old) = r.segments.pop_front() {
@@ -386,6 +389,7 @@ impl HlsStore {
         // Init segments no stored segment needs are dropped (the current one stays).
         if let Some(oldest) = r.segments.front().map(|s| s.init_id) {
             r.inits.retain(|id, _| *id >= oldest);
+            r.init_alias.retain(|_, n| *n >= oldest);
         }
         if let Some(v) = &seg.info.video {
             r.summary.width = Some(v.width());
@@ -447,7 +451,8 @@ impl HlsStore {
     pub fn remove(&self, channel: &str) {
         let removed = self.write().remove(channel);
         if let Some(ch) = removed {
-            for r in ch.renditions.values() {
+            for (name, r) in &ch.renditions {
+                self.remember_freed(channel, name, r.next_sequence);
                 r.position.send_modify(|p| {
                     p.ended = true;
                     p.version += 1;
@@ -460,7 +465,9 @@ impl HlsStore {
     pub fn remove_rendition(&self, channel: &str, rendition: &str) {
         let mut map = self.write();
         if let Some(ch) = map.get_mut(channel) {
-            ch.renditions.remove(rendition);
+            if let Some(r) = ch.renditions.remove(rendition) {
+                self.remember_freed(channel, rendition, r.next_sequence);
+            }
             self.render_channel(ch);
             render_master(ch);
         }
@@ -512,14 +519,18 @@ impl HlsStore {
         self.media(channel, rendition, media)
     }
 
+    /// A media object; one of another epoch (an earlier broadcast) is not found.
     pub fn media(&self, channel: &str, rendition: &str, name: MediaName) -> Result<Bytes, Lookup> {
         let map = self.read();
         let ch = map.get(channel).ok_or(Lookup::NoChannel)?;
         let r = ch.renditions.get(rendition).ok_or(Lookup::NoRendition)?;
+        if name.epoch != r.epoch {
+            return Err(Lookup::NoSegment);
+        }
         let ts = self.cfg.container == Container::Ts;
-        match name {
-            MediaName::Init(id) => r.inits.get(&id).cloned().ok_or(Lookup::NoSegment),
-            MediaName::Segment(seq) => {
+        match name.kind {
+            MediaKind::Init(id) => r.inits.get(&id).cloned().ok_or(Lookup::NoSegment),
+            MediaKind::Segment(seq) => {
                 let first = r.segments.front().ok_or(Lookup::NoSegment)?.listed.sequence;
                 let idx = seq.checked_sub(first).ok_or(Lookup::NoSegment)? as usize;
                 let s = r.segments.get(idx).ok_or(Lookup::NoSegment)?;
@@ -529,7 +540,7 @@ impl HlsStore {
                 }
                 Ok(s.data.clone())
             }
-            MediaName::Part(msn, part) => {
+            MediaKind::Part(msn, part) => {
                 let parts = if msn == r.next_sequence {
                     &r.pending
                 } else {
@@ -624,14 +635,14 @@ fn render_rendition(
     // The first listed segment always carries its map.
     if let (Some(first), Some(s)) = (listed.first_mut(), r.segments.get(skip)) {
         if cfg.container == Container::Fmp4 && first.map.is_none() {
-            first.map = Some(format!("init-{}.mp4", s.init_id));
+            first.map = Some(names::init(r.epoch, s.init_id));
         }
     }
     let pending: Vec<ListedPart> = r.pending.iter().map(|p| p.listed.clone()).collect();
     let ll = low_latency.then(|| LowLatency {
         part_target: cfg.part_seconds,
         pending_parts: &pending,
-        preload_hint: Some(format!("{}.{}.m4s", r.next_sequence, r.pending.len())),
+        preload_hint: Some(names::part(r.epoch, r.next_sequence, r.pending.len())),
         reports,
         skipped: 0,
     });
@@ -746,9 +757,13 @@ mod tests {
         .expect("utf8");
         assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:5"), "{p}");
         assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{p}");
-        assert!(!p.contains("3.ts"), "{p}");
+        assert!(!p.contains("-3.ts"), "{p}");
+        let five = segments_of(&p)
+            .into_iter()
+            .find(|u| u.ends_with("-5.ts"))
+            .expect("5");
         assert_eq!(
-            store.segment("c", "360p", "5.ts").ok(),
+            store.segment("c", "360p", &five).ok(),
             Some(Bytes::from_static(b"x"))
         );
         // Without a matching source segment the numbering just continues.
@@ -760,24 +775,115 @@ mod tests {
         );
     }
 
-    #[test]
-    fn media_names() {
-        let cases = [
-            ("12.ts", Some(MediaName::Segment(12))),
-            ("12.m4s", Some(MediaName::Segment(12))),
-            ("12.3.m4s", Some(MediaName::Part(12, 3))),
-            ("init-2.mp4", Some(MediaName::Init(2))),
-            ("init-.mp4", None),
-            ("12..m4s", None),
-            (".3.m4s", None),
-            ("12.3.ts", None),
-            ("1.2.3.m4s", None),
-            ("x.ts", None),
-            ("99999999999999999999.ts", None),
-            ("12.mp4", None),
-        ];
-        for (name, want) in cases {
-            assert_eq!(MediaName::parse(name), want, "{name}");
+    fn store(container: Container) -> HlsStore {
+        HlsStore::new(StoreConfig {
+            window: 6,
+            segment_seconds: 2.0,
+            container,
+            part_seconds: 0.5,
+        })
+    }
+
+    fn text(b: Bytes) -> String {
+        String::from_utf8(b.to_vec()).expect("utf8")
+    }
+
+    fn part() -> Part {
+        Part {
+            duration: TIMESCALE / 2,
+            data: Bytes::from_static(b"p"),
+            independent: true,
         }
+    }
+
+    /// Every name a rendition ever lists carries its epoch and names one content: a new writer
+    /// whose init ids start over gets new init names, parts and segments never repeat.
+    #[test]
+    fn names_are_never_reused_within_an_epoch() {
+        let store = store(Container::Fmp4);
+        let now = Utc::now();
+        let mut names = std::collections::HashSet::new();
+        let mut listed = |p: String| {
+            for l in p.lines() {
+                if let Some(u) = l.split("URI=\"").nth(1).and_then(|u| u.split('"').next()) {
+                    names.insert(u.to_string());
+                } else if !l.starts_with('#') && !l.is_empty() {
+                    names.insert(l.to_string());
+                }
+            }
+        };
+        for writer in 0..2 {
+            // Each writer calls its first init 1, as a new segmenter does.
+            store.set_init("c", "source", 0, 1, Bytes::from(vec![writer; 4]));
+            for t in 0..3 {
+                store.push_part("c", "source", 0, &part());
+                let mut s = seg(writer as i64 * 10 + t * 2, t == 0);
+                s.init_id = 1;
+                store.push_segment("c", "source", 0, &s, now);
+                listed(text(store.media_playlist("c", "source").expect("playlist")));
+            }
+        }
+        let inits: Vec<&String> = names.iter().filter(|n| n.contains("-init-")).collect();
+        assert_eq!(inits.len(), 2, "{names:?}");
+        let a = store.segment("c", "source", inits[0]).expect("init");
+        let b = store.segment("c", "source", inits[1]).expect("init");
+        assert_ne!(a, b, "two init names, two contents");
+        for n in &names {
+            let m = MediaName::parse(n).unwrap_or_else(|| panic!("{n} parses"));
+            assert_eq!(
+                m.epoch,
+                names
+                    .iter()
+                    .next()
+                    .and_then(|x| MediaName::parse(x))
+                    .map(|x| x.epoch)
+                    .expect("epoch")
+            );
+        }
+        // 6 segments + 6 parts + 2 inits + the preload hints (one new name each time).
+        assert!(names.len() >= 14, "{names:?}");
+    }
+
+    /// A freed channel's next broadcast gets a new epoch (old names are not found) and numbers
+    /// on from where the old one stopped (old blocking-reload answers keyed by `_HLS_msn`
+    /// cannot answer it).
+    #[test]
+    fn a_new_broadcast_gets_new_names_and_numbers_on() {
+        let store = store(Container::Ts);
+        let now = Utc::now();
+        for t in [0, 2, 4] {
+            store.push_segment("c", "source", 0, &seg(t, false), now);
+        }
+        let old = text(store.media_playlist("c", "source").expect("playlist"));
+        let old_names: Vec<String> = segments_of(&old);
+        assert_eq!(old_names.len(), 3);
+        store.remove("c");
+        assert_eq!(store.push_segment("c", "source", 0, &seg(0, false), now), 3);
+        let new = text(store.media_playlist("c", "source").expect("playlist"));
+        assert!(new.contains("#EXT-X-MEDIA-SEQUENCE:3"), "{new}");
+        for n in &old_names {
+            assert_eq!(
+                store.segment("c", "source", n),
+                Err(Lookup::NoSegment),
+                "{n}"
+            );
+            assert!(!new.contains(n.as_str()), "{new}");
+        }
+        let fresh = segments_of(&new);
+        assert!(store.segment("c", "source", &fresh[0]).is_ok());
+        // A rendition removed and created again also starts a new epoch.
+        store.push_segment("c", "360p", 1, &seg(0, false), now);
+        let before = segments_of(&text(store.media_playlist("c", "360p").expect("360p")));
+        store.remove_rendition("c", "360p");
+        store.push_segment("c", "360p", 1, &seg(2, false), now);
+        let after = segments_of(&text(store.media_playlist("c", "360p").expect("360p")));
+        assert_ne!(before[0].split('-').next(), after[0].split('-').next());
+    }
+
+    fn segments_of(p: &str) -> Vec<String> {
+        p.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(String::from)
+            .collect()
     }
 }

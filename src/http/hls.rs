@@ -1,6 +1,8 @@
 //! The HLS surface: multivariant and media playlists (with LL-HLS blocking reloads) and
 //! segments or parts, all from the in-memory store (`crate::hls::serve`), segments with byte
-//! ranges. A successful answer counts its client as a viewer of the channel (`crate::chat`).
+//! ranges. Every answer carries the `Cache-Control` that [`super::cache`] decides, and never a
+//! cookie, so that an nginx edge or a CDN in front may keep it. A successful answer counts its
+//! client as a viewer of the channel (`crate::chat`).
 
 use std::net::IpAddr;
 
@@ -8,11 +10,14 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
+use super::cache::{CachePolicy, HlsAnswer};
 use super::request::Req;
 use super::response::{bytes_response, json_error, not_found, ranged};
 use super::router::Route;
 use super::{Body, HttpState};
 use crate::hls::serve::{self, PlaylistQuery, ServeError};
+
+const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
 /// `GET /hls/...`: playlists and segments.
 pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<Body> {
@@ -21,33 +26,55 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
     if let Some(resp) = remote(state, &route, path, req.header(header::RANGE), ip).await {
         return resp;
     }
-    match route {
-        Route::Master(c) => viewed(
-            state,
-            c,
-            ip,
-            playlist(state.store.master(c).map_err(ServeError::from)),
-        ),
-        Route::MediaPlaylist(c, r) => match PlaylistQuery::parse(req.parts.uri.query()) {
-            Ok(q) => viewed(
-                state,
-                c,
-                ip,
-                playlist(serve::media_playlist(&state.store, c, r, q).await),
-            ),
-            Err(e) => playlist(Err(e)),
+    let policy = CachePolicy {
+        container: state.store.container(),
+        segment_seconds: state.store.segment_seconds(),
+        part_seconds: state.store.part_seconds(),
+    };
+    let (resp, answer) = match route {
+        Route::Master(c) => match state.store.master(c) {
+            Ok(b) => (viewed(state, c, ip, playlist(b)), HlsAnswer::Playlist),
+            Err(e) => hls_error(e.into()),
         },
-        Route::Segment(c, r, s) => match serve::media_object(&state.store, c, r, s).await {
-            Ok((data, content_type)) => viewed(
-                state,
-                c,
-                ip,
-                segment_response(data, content_type, req.header(header::RANGE)),
-            ),
+        Route::MediaPlaylist(c, r) => match PlaylistQuery::parse(req.parts.uri.query()) {
+            Ok(q) => match serve::media_playlist(&state.store, c, r, q).await {
+                Ok(a) => (
+                    viewed(state, c, ip, playlist(a.body)),
+                    if a.reached {
+                        HlsAnswer::Blocked
+                    } else {
+                        HlsAnswer::Playlist
+                    },
+                ),
+                Err(e) => hls_error(e),
+            },
             Err(e) => hls_error(e),
         },
-        _ => not_found(),
+        Route::Segment(c, r, s) => match serve::media_object(&state.store, c, r, s).await {
+            Ok((data, content_type)) => {
+                let resp = ranged(data, content_type, req.header(header::RANGE));
+                let answer = if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+                    HlsAnswer::Error
+                } else {
+                    HlsAnswer::Media
+                };
+                (viewed(state, c, ip, resp), answer)
+            }
+            Err(e) => hls_error(e),
+        },
+        _ => (not_found(), HlsAnswer::Error),
+    };
+    cacheable(resp, &policy, answer)
+}
+
+/// Sets the answer's `Cache-Control` and drops any cookie.
+fn cacheable(mut resp: Response<Body>, policy: &CachePolicy, answer: HlsAnswer) -> Response<Body> {
+    let h = resp.headers_mut();
+    h.remove(header::SET_COOKIE);
+    if let Ok(v) = HeaderValue::from_str(&policy.header(answer)) {
+        h.insert(header::CACHE_CONTROL, v);
     }
+    resp
 }
 
 /// A successful HLS response counts its client as a viewer of the channel.
@@ -58,42 +85,17 @@ fn viewed(state: &HttpState, channel: &str, ip: IpAddr, resp: Response<Body>) ->
     resp
 }
 
-/// A segment, whole or the part a `Range` header asks for; cached for good once whole.
-fn segment_response(
-    data: Bytes,
-    content_type: &'static str,
-    range: Option<&str>,
-) -> Response<Body> {
-    let mut resp = ranged(data, content_type, range);
-    if resp.status() != StatusCode::RANGE_NOT_SATISFIABLE {
-        resp.headers_mut().insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=30, immutable"),
-        );
-    }
-    resp
+fn playlist(b: Bytes) -> Response<Body> {
+    bytes_response(StatusCode::OK, PLAYLIST_TYPE, b)
 }
 
-fn playlist(r: Result<Bytes, ServeError>) -> Response<Body> {
-    match r {
-        Ok(b) => {
-            let mut resp = bytes_response(StatusCode::OK, "application/vnd.apple.mpegurl", b);
-            resp.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("no-cache, no-store"),
-            );
-            resp
-        }
-        Err(e) => hls_error(e),
-    }
-}
-
-fn hls_error(e: ServeError) -> Response<Body> {
-    match e {
+fn hls_error(e: ServeError) -> (Response<Body>, HlsAnswer) {
+    let resp = match e {
         ServeError::NotFound => not_found(),
         ServeError::BadRequest(why) => json_error(StatusCode::BAD_REQUEST, why),
         ServeError::Timeout => json_error(StatusCode::SERVICE_UNAVAILABLE, "not available in time"),
-    }
+    };
+    (resp, HlsAnswer::Error)
 }
 
 /// A channel live on another node of the cluster: its HLS fetched from there (`cluster::proxy`:

@@ -3,7 +3,8 @@
 //! and [`HttpState::handle`], which routes each request ([`router::route`], pure) to the
 //! surface that answers it. One module per surface: [`hls`] (playlists, segments), [`api`]
 //! (JSON channels, health, metrics), [`chat`] (posts, event streams), [`pages`] (pages and
-//! embedded assets), [`admin`], [`whip`] (WebRTC ingest); each has
+//! embedded assets; their share-card tags from [`cards`]), [`thumb`] (live thumbnails),
+//! [`admin`], [`whip`] (WebRTC ingest); each has
 //! `handle(state, route, req)`. What every surface
 //! shares: [`request`] (client address, query, JSON bodies) and [`response`] (every response
 //! helper). A new surface is one more module, its routes in `router.rs`, and one line in the
@@ -12,6 +13,8 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod cache;
+pub mod cards;
 pub mod chat;
 pub mod hls;
 pub mod pages;
@@ -19,6 +22,7 @@ pub mod questions;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod thumb;
 pub mod whip;
 
 pub use router::{route, Route};
@@ -77,6 +81,10 @@ pub struct HttpState {
     pub whip: Option<Arc<crate::ingest::whip::WhipIngest>>,
     /// `None` for a single node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Live thumbnails (`/thumb`, the cards' picture).
+    pub thumbnails: Arc<crate::transcode::thumbnails::Thumbnails>,
+    /// Channel titles for share cards.
+    pub cards: Arc<cards::Titles>,
 }
 
 impl HttpState {
@@ -123,6 +131,7 @@ impl HttpState {
             Route::Index | Route::Watch(_) | Route::Studio(_) | Route::Asset(_) => {
                 pages::handle(self, route, req).await
             }
+            Route::Thumb(_) => thumb::handle(self, route, req).await,
             Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => {
                 whip::handle(self, route, req).await
             }

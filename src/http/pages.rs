@@ -4,6 +4,7 @@
 //! from templates in `assets/`, and every file under `/assets/` (scripts, styles, the vendored
 //! hls.js), all built into the binary. Pages never carry a secret: the studio's stream key is
 //! typed into the page and stays there.
+//! The watch page carries its share card (`super::cards`).
 //! Text from channels reaches HTML only through [`html_escape`]; pages carry the CSP of
 //! `super::response::html`.
 
@@ -11,6 +12,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
+use super::cards;
 use super::request::Req;
 use super::response::{bytes_response, html, not_found};
 use super::router::Route;
@@ -114,6 +116,13 @@ pub static ASSETS: &[Asset] = &[
         CSS,
         include_bytes!("../../assets/overlay.css"),
     ),
+    // The share cards' picture for a channel that has no live thumbnail yet.
+    Asset {
+        name: "card.jpg",
+        content_type: "image/jpeg",
+        body: include_bytes!("../../assets/card.jpg"),
+        cache: "public, max-age=86400",
+    },
 ];
 
 const WATCH_TEMPLATE: &str = include_str!("../../assets/watch.html");
@@ -135,7 +144,10 @@ pub async fn handle(state: &HttpState, route: Route<'_>, _req: Req) -> Response<
         },
         Route::Index => index_page(state),
         Route::Watch(c) => match state.bus.get(c) {
-            Some(_) => html(StatusCode::OK, watch_page(c)),
+            Some(ch) => html(
+                StatusCode::OK,
+                watch_page(state, c, ch.publisher().is_some()),
+            ),
             None => not_found(),
         },
         Route::Studio(c) => match state.bus.get(c) {
@@ -162,8 +174,20 @@ fn index_page(state: &HttpState) -> Response<Body> {
     html(StatusCode::OK, INDEX_TEMPLATE.replace("{{items}}", &items))
 }
 
-fn watch_page(channel: &str) -> String {
-    WATCH_TEMPLATE.replace("{{channel}}", &html_escape(channel))
+/// The watch page with its share card: the live thumbnail as the picture (from memory, so a
+/// crawler stampede after a go-live post is served without touching anything else).
+fn watch_page(state: &HttpState, channel: &str, live: bool) -> String {
+    let thumb = state.thumbnails.latest(channel);
+    let card = cards::watch_card(
+        &state.public_url,
+        channel,
+        state.cards.get(channel).as_deref(),
+        live,
+        thumb.as_ref().map(|t| (t.etag.as_str(), t.width, t.height)),
+    );
+    WATCH_TEMPLATE
+        .replace("{{channel}}", &html_escape(channel))
+        .replace("{{card}}", &cards::card_tags(&card))
 }
 
 /// The studio, with the watch link to share under `server.public_url`.

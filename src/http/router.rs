@@ -66,6 +66,8 @@ pub enum Route<'a> {
     MeCrossPosts,
     /// An embedded file, by index in [`ASSETS`].
     Asset(usize),
+    /// `GET /thumb/{c}.jpg`: the live thumbnail.
+    Thumb(&'a str),
     Healthz,
     Metrics,
     /// CORS preflight for any path.
@@ -112,6 +114,7 @@ impl Route<'_> {
             | Route::AuthLogout => "auth",
             Route::Me | Route::MeCrossPosts => "me",
             Route::Asset(_) => "asset",
+            Route::Thumb(_) => "thumb",
             Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => "whip",
             Route::Preflight => "preflight",
             Route::NotFound => "not_found",
@@ -188,6 +191,10 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         ["api", "admin", "channels", c, "kick"] if is_name(c) => Route::AdminKick(c),
         ["whip", c] if is_name(c) => Route::WhipPublish(c),
         ["whip", c, s] if is_name(c) => Route::WhipSession(c, s),
+        ["thumb", file] => match file.strip_suffix(".jpg") {
+            Some(c) if is_name(c) => Route::Thumb(c),
+            _ => return Route::NotFound,
+        },
         ["assets", name] => match ASSETS.iter().position(|a| a.name == *name) {
             Some(i) => Route::Asset(i),
             None => return Route::NotFound,
@@ -321,13 +328,13 @@ mod tests {
             ),
             (
                 get.clone(),
-                "/hls/alice/360p/12.ts",
-                Route::Segment("alice", "360p", "12.ts"),
+                "/hls/alice/360p/0a1b2c3d4e5f-12.ts",
+                Route::Segment("alice", "360p", "0a1b2c3d4e5f-12.ts"),
             ),
             (
                 Method::HEAD,
-                "/hls/alice/360p/12.ts",
-                Route::Segment("alice", "360p", "12.ts"),
+                "/hls/alice/360p/0a1b2c3d4e5f-12.ts",
+                Route::Segment("alice", "360p", "0a1b2c3d4e5f-12.ts"),
             ),
             (get.clone(), "/api/channels", Route::Channels),
             (get.clone(), "/api/channels/alice", Route::Channel("alice")),
@@ -368,10 +375,18 @@ mod tests {
                 "/hls/alice%2fsource/index.m3u8",
                 Route::NotFound,
             ),
-            (get.clone(), "/hls/alice/source/1.ts/", Route::NotFound),
+            (
+                get.clone(),
+                "/hls/alice/source/0a1b2c3d4e5f-1.ts/",
+                Route::NotFound,
+            ),
             (get.clone(), "/hls/alice/source/x.ts", Route::NotFound),
             (get.clone(), "/hls/alice/source/.ts", Route::NotFound),
-            (get.clone(), "/hls//source/1.ts", Route::NotFound),
+            (
+                get.clone(),
+                "/hls//source/0a1b2c3d4e5f-1.ts",
+                Route::NotFound,
+            ),
             (get.clone(), "//", Route::NotFound),
             (get.clone(), "", Route::NotFound),
             (
@@ -461,6 +476,12 @@ mod tests {
                 "/api/admin/channels/alice/slow-mode",
                 Route::MethodNotAllowed,
             ),
+            (get.clone(), "/thumb/alice.jpg", Route::Thumb("alice")),
+            (Method::HEAD, "/thumb/alice.jpg", Route::Thumb("alice")),
+            (Method::POST, "/thumb/alice.jpg", Route::MethodNotAllowed),
+            (get.clone(), "/thumb/alice.png", Route::NotFound),
+            (get.clone(), "/thumb/.jpg", Route::NotFound),
+            (get.clone(), "/thumb/a.b.jpg", Route::NotFound),
             (get.clone(), "/assets/hls.min.js", Route::Asset(0)),
             (get.clone(), "/assets/watch.js", Route::Asset(1)),
             (get.clone(), "/assets/../Cargo.toml", Route::NotFound),

@@ -268,6 +268,7 @@ impl CrossPoster {
                     &grant.access_token,
                     &p.post,
                     p.visibility.as_deref().unwrap_or(&self.visibility),
+                    &[],
                 )
                 .build()
                 .map_err(|e| AttemptError::fatal(e.without_url().to_string()))?;

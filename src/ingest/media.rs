@@ -215,6 +215,20 @@ impl<S: MediaSink> MediaFeed<S> {
         self.send(Track::Audio, dts, 0, true, data);
     }
 
+    /// For audio that is converted before it reaches the bus (Enhanced RTMP Opus): the 90 kHz
+    /// time of a frame stamped `dts` (ticks of the feed's clock), repaired on the timeline of
+    /// the feed's other frames. The converter's output goes to the sink directly (and counts
+    /// itself). `None` (logged once) until [`MediaFeed::set_audio_config`].
+    pub fn audio_time(&mut self, dts: u64) -> Option<i64> {
+        if self.info.audio.is_none() {
+            self.warn_early();
+            return None;
+        }
+        let (dts, _, repair) = self.timestamps.map_ticks(Track::Audio, dts, 0);
+        self.log_repair(repair);
+        Some(dts)
+    }
+
     /// Repairs the timestamps, counts the frame and sends it on.
     fn send(&mut self, track: Track, dts: u64, composition: i64, keyframe: bool, data: Bytes) {
         let (dts, pts, repair) = self.timestamps.map_ticks(track, dts, composition);

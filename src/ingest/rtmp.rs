@@ -3,7 +3,9 @@
 //! [`super::Ingest::publish`] (key check, takeover); the connection then owns the publication's
 //! [`MediaFeed`], and FLV audio and video tags go into it ([`feed_video_tag`],
 //! [`feed_audio_tag`]): legacy H.264/AAC, and Enhanced RTMP HEVC, AV1 and H.264 video with AAC
-//! audio (one track of each kind from a multitrack stream: [`FlvTracks`]).
+//! (`mp4a`, the same path as legacy AAC) or Opus audio (one track of each kind from a
+//! multitrack stream: [`FlvTracks`]). Opus is converted to AAC on the transcode pool
+//! ([`opus`]).
 //!
 //! [`IngestCore`] is the IO-free protocol core (handshake, chunk stream within limits, session);
 //! `RtmpConnection` drives it over a socket; the fuzz targets (`crate::fuzzing`) drive it with
@@ -14,8 +16,10 @@
 //! never the stream key.
 
 mod core;
+pub mod opus;
 
 pub use self::core::{CoreEvent, IngestCore};
+pub use self::opus::{OpusAudio, OpusSettings, RtmpSink};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,8 +38,10 @@ use super::{ConnectionLimit, Ingest, IngestError, Protocol};
 use crate::config::RtmpConfig;
 use crate::proto::aac::AacConfig;
 use crate::proto::flv::{self, AudioCodec, AudioTag, Tagged, VideoTag};
+use crate::proto::opus::{packet_samples, OpusHead, OpusTimeline};
 use crate::proto::timestamps::Clock;
 use crate::tls::CertSlot;
+use crate::transcode::convert::OpusToAac;
 
 /// How a connection ended, when it ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +58,9 @@ pub struct RtmpShared {
     pub ingest: Arc<Ingest>,
     /// `rtmp.max_connections`, shared by the RTMP and RTMPS listeners.
     pub connections: ConnectionLimit,
+    /// Where Enhanced RTMP Opus audio is converted to AAC (`None`: no worker threads, Opus
+    /// tracks are ignored with a log line).
+    pub opus: Option<OpusSettings>,
 }
 
 impl RtmpShared {
@@ -60,7 +69,14 @@ impl RtmpShared {
             connections: ConnectionLimit::new(cfg.max_connections, "rtmp.max_connections"),
             cfg,
             ingest,
+            opus: None,
         }
+    }
+
+    /// Opus audio is converted on `pool` at `kbps`.
+    pub fn with_opus(mut self, opus: Option<OpusSettings>) -> Self {
+        self.opus = opus;
+        self
     }
 }
 
@@ -140,7 +156,9 @@ struct RtmpConnection {
     shared: Arc<RtmpShared>,
     core: IngestCore,
     /// The publication and its media, while publishing.
-    feed: Option<MediaFeed>,
+    feed: Option<MediaFeed<RtmpSink>>,
+    /// The publication's Opus conversion, once Opus audio arrived.
+    opus: Option<opus::OpusPath>,
     /// Which track of a multitrack stream is read.
     tracks: FlvTracks,
     buf: Vec<u8>,
@@ -164,6 +182,7 @@ impl RtmpConnection {
             shared,
             core,
             feed: None,
+            opus: None,
             tracks: FlvTracks::default(),
             buf: vec![0u8; 64 * 1024],
             last_media: None,
@@ -181,7 +200,7 @@ impl RtmpConnection {
             let kicked = self
                 .feed
                 .as_ref()
-                .map(|f| f.sink().cancelled().clone())
+                .map(|f| f.sink().publication().cancelled().clone())
                 .unwrap_or_else(|| replaced.clone());
             // Until the first publish, the time to start publishing; from then on silence.
             let last_media = self
@@ -216,7 +235,7 @@ impl RtmpConnection {
             };
             if n == 0 {
                 if let Some(f) = &self.feed {
-                    info!(channel = %f.sink().channel().name, "publisher closed the connection");
+                    info!(channel = %f.sink().channel_name(), "publisher closed the connection");
                 }
                 return Ok(Closed::ByPeer);
             }
@@ -291,7 +310,8 @@ impl RtmpConnection {
                 match self.shared.ingest.publish(key, self.protocol, self.peer) {
                     Ok(publication) => {
                         // Replacing the feed drops a previous publication of this connection.
-                        self.feed = Some(MediaFeed::new(publication, Clock::RTMP));
+                        self.opus = None;
+                        self.feed = Some(MediaFeed::new(RtmpSink::new(publication), Clock::RTMP));
                         self.tracks = FlvTracks::default();
                         self.core.accept(*request_id)?;
                         self.core.allow_media();
@@ -309,6 +329,7 @@ impl RtmpConnection {
                 }
             }
             CoreEvent::PublishFinished => {
+                self.opus = None;
                 if let Some(f) = self.feed.take() {
                     self.last_media = Some(f.last_media());
                     info!(channel = %f.sink().channel_name(), "publish finished");
@@ -342,7 +363,22 @@ impl RtmpConnection {
             }
             CoreEvent::Audio { data, timestamp } => {
                 if let Some(f) = &mut self.feed {
-                    feed_audio_tag(f, &mut self.tracks, data, *timestamp);
+                    if let Some(audio) = feed_audio_tag(f, &mut self.tracks, data, *timestamp) {
+                        if self.opus.is_none() {
+                            match &self.shared.opus {
+                                Some(settings) => {
+                                    self.opus = Some(opus::OpusPath::start(settings, f.sink()))
+                                }
+                                None => f.unsupported(
+                                    Track::Audio,
+                                    &"Opus audio: no worker threads to convert it to AAC",
+                                ),
+                            }
+                        }
+                        if let Some(o) = &self.opus {
+                            o.send(audio);
+                        }
+                    }
                 }
                 Ok(None)
             }
@@ -357,16 +393,28 @@ pub struct FlvTracks {
     video: Option<u8>,
     audio: Option<u8>,
     logged_others: bool,
+    /// Opus packets placed by sample count.
+    opus: OpusTimeline,
 }
 
 impl FlvTracks {
-    /// Remembers the track a tag came from; says once that others are ignored.
-    fn note<T, S: MediaSink>(&mut self, feed: &MediaFeed<S>, track: Track, t: &Tagged<T>) {
+    /// Remembers the track a tag came from (when it carried something: `used`); says once
+    /// that others are ignored, also when they come in messages of their own (FFmpeg sends
+    /// each track of a multitrack stream in its own message).
+    fn note<T, S: MediaSink>(
+        &mut self,
+        feed: &MediaFeed<S>,
+        track: Track,
+        t: &Tagged<T>,
+        used: bool,
+    ) {
         let chosen = match track {
             Track::Video => &mut self.video,
             Track::Audio => &mut self.audio,
         };
-        chosen.get_or_insert(t.track);
+        if used {
+            chosen.get_or_insert(t.track);
+        }
         if t.other_tracks && !self.logged_others {
             self.logged_others = true;
             info!(
@@ -391,9 +439,7 @@ pub fn feed_video_tag<S: MediaSink>(
         Ok(t) => t,
         Err(e) => return feed.unsupported(Track::Video, &e),
     };
-    if tagged.tag != VideoTag::Ignore {
-        tracks.note(feed, Track::Video, &tagged);
-    }
+    tracks.note(feed, Track::Video, &tagged, tagged.tag != VideoTag::Ignore);
     match tagged.tag {
         VideoTag::SequenceHeader { codec, record } => match VideoConfig::from_record(codec, record)
         {
@@ -418,21 +464,24 @@ pub fn feed_video_tag<S: MediaSink>(
     }
 }
 
-/// An FLV audio tag body (an RTMP audio message) into the feed.
+/// An FLV audio tag body (an RTMP audio message) into the feed. AAC (legacy or `mp4a`) goes
+/// to the feed; Opus comes back as [`OpusAudio`] for the conversion job, with the feed's audio
+/// configuration set to what the converter produces.
 pub fn feed_audio_tag<S: MediaSink>(
     feed: &mut MediaFeed<S>,
     tracks: &mut FlvTracks,
     data: &Bytes,
     ts: u32,
-) {
+) -> Option<OpusAudio> {
     feed.received(data.len());
     let tagged = match flv::parse_audio(data, tracks.audio) {
         Ok(t) => t,
-        Err(e) => return feed.unsupported(Track::Audio, &e),
+        Err(e) => {
+            feed.unsupported(Track::Audio, &e);
+            return None;
+        }
     };
-    if tagged.tag != AudioTag::Ignore {
-        tracks.note(feed, Track::Audio, &tagged);
-    }
+    tracks.note(feed, Track::Audio, &tagged, tagged.tag != AudioTag::Ignore);
     match tagged.tag {
         AudioTag::SequenceHeader {
             codec: AudioCodec::Aac,
@@ -447,12 +496,48 @@ pub fn feed_audio_tag<S: MediaSink>(
             codec: AudioCodec::Aac,
             data,
         } => feed.audio(data, ts as u64),
-        AudioTag::SequenceHeader { codec, .. } | AudioTag::Frame { codec, .. } => feed.unsupported(
-            Track::Audio,
-            &flv::FlvError::UnsupportedAudio {
-                codec: codec.name().into(),
-            },
-        ),
+        AudioTag::SequenceHeader {
+            codec: AudioCodec::Opus,
+            config,
+        } => match OpusHead::parse(&config) {
+            Ok(head) => {
+                info!(
+                    channel = %feed.sink().channel_name(),
+                    channels = head.channels,
+                    pre_skip = head.pre_skip,
+                    input_sample_rate = head.input_sample_rate,
+                    "Opus audio configuration"
+                );
+                opus_output(feed);
+                tracks.opus.reset();
+                return Some(OpusAudio::Head(head));
+            }
+            Err(e) => {
+                warn!(channel = %feed.sink().channel_name(), error = %e, "bad Opus header ignored")
+            }
+        },
+        AudioTag::Frame {
+            codec: AudioCodec::Opus,
+            data,
+        } => {
+            let Some(samples) = packet_samples(&data) else {
+                debug!(channel = %feed.sink().channel_name(), len = data.len(), "malformed Opus packet dropped");
+                return None;
+            };
+            // A stream without a SequenceStart: stereo without pre-skip, as WebRTC sends it.
+            opus_output(feed);
+            let ticks = feed.audio_time(ts as u64)?;
+            let pts = tracks.opus.place(ticks, samples);
+            return Some(OpusAudio::Packet { data, pts });
+        }
         AudioTag::Ignore => {}
+    }
+    None
+}
+
+/// The feed's audio configuration becomes the Opus converter's AAC output.
+fn opus_output<S: MediaSink>(feed: &mut MediaFeed<S>) {
+    if let Ok(cfg) = OpusToAac::output_config() {
+        feed.set_audio_config(cfg);
     }
 }

@@ -10,6 +10,7 @@ pub mod fmp4;
 pub mod hevc;
 pub mod media;
 pub mod nal;
+pub mod opus;
 pub mod playlist;
 pub mod rtmp;
 pub mod rtpclock;

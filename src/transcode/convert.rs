@@ -1,8 +1,11 @@
 //! Browser codecs to what the bus carries (H.264 + AAC), as reusable, synchronous pieces: each
 //! converter takes coded frames with 90 kHz timestamps and returns coded frames, so any
-//! ingest (WHIP today, Enhanced RTMP's Opus audio next) wraps it in a pool job of its own.
+//! ingest wraps it in a pool job: [`super::opus_job`] is the one job around [`OpusToAac`] that
+//! WHIP and Enhanced RTMP share.
 //!
-//! - [`OpusToAac`]: decodes Opus (always 48 kHz) and encodes AAC-LC 48 kHz stereo. Opus frames
+//! - [`OpusToAac`]: decodes Opus (always 48 kHz) and encodes AAC-LC 48 kHz stereo, for WHIP
+//!   (browser Opus, no header on the wire) and Enhanced RTMP (`Opus` FourCC, whose
+//!   SequenceStart carries the `OpusHead`: channels and the pre-skip that is dropped). Opus frames
 //!   hold 960 samples (20 ms), AAC frames 1024, so decoded audio goes through a FIFO; the AAC
 //!   frames are stamped by sample count from the first input, and gaps in the input (Opus DTX
 //!   sends nothing during silence, lost packets) are filled with silence so that audio stays
@@ -30,6 +33,7 @@ use super::TranscodeError;
 use crate::proto::aac::AacConfig;
 use crate::proto::avc::AvcConfig;
 use crate::proto::media::{MediaPacket, Track, TIMESCALE};
+use crate::proto::opus::OpusHead;
 
 /// Opus's (and the AAC output's) sample rate.
 pub const OPUS_RATE: i64 = 48_000;
@@ -62,17 +66,6 @@ fn to_ticks(samples: i64) -> i64 {
     (samples * TIMESCALE).div_euclid(OPUS_RATE)
 }
 
-/// The OpusHead (RFC 7845 5.1) ffmpeg's decoder takes as extradata: stereo output, no
-/// pre-skip (WebRTC streams have none), 48 kHz, mapping family 0.
-fn opus_head() -> [u8; 19] {
-    let mut h = [0u8; 19];
-    h[..8].copy_from_slice(b"OpusHead");
-    h[8] = 1;
-    h[9] = CHANNELS as u8;
-    h[12..16].copy_from_slice(&48_000u32.to_le_bytes());
-    h
-}
-
 /// Opus packets in, AAC-LC 48 kHz stereo frames out.
 pub struct OpusToAac {
     decoder: ffmpeg::decoder::Audio,
@@ -94,12 +87,20 @@ pub struct OpusToAac {
 unsafe impl Send for OpusToAac {}
 
 impl OpusToAac {
-    /// An AAC encoder at `kbps` behind an Opus decoder.
+    /// An AAC encoder at `kbps` behind an Opus decoder, for a stream without a header
+    /// (WebRTC: stereo, no pre-skip).
     pub fn new(kbps: u32) -> Result<Self, TranscodeError> {
+        Self::with_head(kbps, &OpusHead::stereo())
+    }
+
+    /// The same for a stream with its `OpusHead`: the decoder drops its pre-skip (the AAC
+    /// output starts at the first real sample), mono feeds both channels, and of more than two
+    /// channels the first two are kept.
+    pub fn with_head(kbps: u32, head: &OpusHead) -> Result<Self, TranscodeError> {
         let codec =
             ffmpeg::decoder::find(ffmpeg::codec::Id::OPUS).ok_or(missing("opus decoder"))?;
         let mut ctx = ffmpeg::codec::Context::new_with_codec(codec);
-        set_extradata(&mut ctx, &opus_head())?;
+        set_extradata(&mut ctx, &head.raw)?;
         ctx.set_threading(threading::Config::count(1));
         let mut dec = ctx.decoder();
         dec.set_packet_time_base(ffmpeg::Rational::new(1, OPUS_RATE as i32));
@@ -113,12 +114,7 @@ impl OpusToAac {
             ffmpeg::Rational::new(1, OPUS_RATE as i32),
         )?;
         // AAC-LC (2), 48 kHz (index 3), two channels.
-        let config = AacConfig::parse(Bytes::from_static(&[0x11, 0x90])).map_err(|e| {
-            TranscodeError::Codec {
-                what: "aac config",
-                reason: e.to_string(),
-            }
-        })?;
+        let config = Self::output_config()?;
         Ok(Self {
             decoder,
             encoder,
@@ -129,6 +125,15 @@ impl OpusToAac {
             decoded: ffmpeg::frame::Audio::empty(),
             packet: ffmpeg::Packet::empty(),
             silence_samples: 0,
+        })
+    }
+
+    /// The AAC configuration every converter produces (AAC-LC, 48 kHz, two channels), known
+    /// before one is opened.
+    pub fn output_config() -> Result<AacConfig, TranscodeError> {
+        AacConfig::parse(Bytes::from_static(&[0x11, 0x90])).map_err(|e| TranscodeError::Codec {
+            what: "aac config",
+            reason: e.to_string(),
         })
     }
 
@@ -148,7 +153,9 @@ impl OpusToAac {
         }
         let mut out = Vec::new();
         while self.decoder.receive_frame(&mut self.decoded).is_ok() {
-            self.take_decoded(to_samples(pts));
+            // The decoder moves a frame's timestamp past the pre-skip it dropped.
+            let at = self.decoded.pts().unwrap_or_else(|| to_samples(pts));
+            self.take_decoded(at);
             self.encode_ready(&mut out);
         }
         out
@@ -560,6 +567,31 @@ mod tests {
         assert_eq!(first, start - 1920);
         let covered = out.len() as i64 * 1920;
         assert!(covered >= 2 * 90_000 - 2 * 1920, "{covered}");
+    }
+
+    /// An Enhanced RTMP stream's `OpusHead` with libopus's pre-skip (312 samples): the AAC
+    /// output starts at the first real sample, and mono feeds both channels.
+    #[test]
+    fn opus_with_a_head_drops_its_pre_skip() {
+        let packets = opus_packets(50);
+        let mut head = OpusHead::stereo();
+        head.raw[10..12].copy_from_slice(&312u16.to_le_bytes());
+        let head = OpusHead::parse(&head.raw).expect("head");
+        let mut conv = OpusToAac::with_head(96, &head).expect("converter");
+        let start = 9_000;
+        let mut out = Vec::new();
+        for (i, p) in packets.iter().enumerate() {
+            out.extend(conv.push(p, start + i as i64 * 1800));
+        }
+        for w in out.windows(2) {
+            assert_eq!(w[1].pts - w[0].pts, 1920);
+        }
+        // 312 samples are 585 ticks; the encoder's priming (1024 samples) comes before.
+        assert_eq!(out.first().expect("frames").pts, start + 585 - 1920);
+
+        let mono = OpusHead::parse(b"OpusHead\x01\x01\x00\x00\x80\xbb\x00\x00\x00\x00\x00")
+            .expect("mono head");
+        assert!(OpusToAac::with_head(96, &mono).is_ok());
     }
 
     #[test]

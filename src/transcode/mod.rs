@@ -18,8 +18,11 @@ pub mod admission;
 pub mod audio;
 pub mod convert;
 pub mod ladder;
+pub mod opus_job;
 pub mod output;
 pub mod pool;
+pub mod thumbnail;
+pub mod thumbnails;
 pub mod video;
 
 use std::collections::HashMap;

@@ -18,13 +18,32 @@ use crate::proto::media::{MediaPacket, StreamInfo, VideoConfig, TIMESCALE};
 const MAX_HELD_AUDIO: i64 = 5 * TIMESCALE;
 
 /// Orders audio behind video: an audio packet is released once video has reached its DTS.
-#[derive(Debug, Default)]
+/// The roles are only names: the RTMP ingest holds passthrough video behind audio converted
+/// from Opus by calling them the other way round.
+#[derive(Debug)]
 pub struct Interleaver {
     held: VecDeque<MediaPacket>,
     last_video_dts: Option<i64>,
+    /// Held packets spanning more than this (90 kHz) go out anyway.
+    max_held: i64,
+}
+
+impl Default for Interleaver {
+    fn default() -> Self {
+        Self::with_max_held(MAX_HELD_AUDIO)
+    }
 }
 
 impl Interleaver {
+    /// An interleaver that holds at most `ticks` (90 kHz) of packets.
+    pub fn with_max_held(ticks: i64) -> Self {
+        Self {
+            held: VecDeque::new(),
+            last_video_dts: None,
+            max_held: ticks,
+        }
+    }
+
     /// A video packet: returns the held audio that precedes it, then the packet.
     pub fn video(&mut self, pkt: MediaPacket, out: &mut Vec<MediaPacket>) {
         while self.held.front().is_some_and(|a| a.dts <= pkt.dts) {
@@ -42,7 +61,7 @@ impl Interleaver {
         }
         self.held.push_back(pkt);
         while let (Some(first), Some(last)) = (self.held.front(), self.held.back()) {
-            if last.dts - first.dts <= MAX_HELD_AUDIO {
+            if last.dts - first.dts <= self.max_held {
                 break;
             }
             out.extend(self.held.pop_front());

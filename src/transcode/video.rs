@@ -105,7 +105,7 @@ pub(super) fn set_extradata(
     Ok(())
 }
 
-fn codec_err(what: &'static str) -> impl FnOnce(ffmpeg::Error) -> TranscodeError {
+pub(super) fn codec_err(what: &'static str) -> impl FnOnce(ffmpeg::Error) -> TranscodeError {
     move |e| TranscodeError::Codec {
         what,
         reason: e.to_string(),
@@ -183,6 +183,40 @@ pub(super) fn drain_h264(
     }
 }
 
+/// Opens the decoder for a source's video configuration: H.264 and HEVC with libavcodec's
+/// decoders, AV1 with libdav1d (or libaom-av1), one thread, 90 kHz packet timestamps. Shared by
+/// the stream's [`VideoDecoder`] and the thumbnail maker.
+pub(super) fn open_decoder(config: &VideoConfig) -> Result<ffmpeg::decoder::Video, TranscodeError> {
+    let (what, codec) = match config.codec() {
+        VideoCodec::Avc => (
+            "h264 decoder",
+            ffmpeg::decoder::find(ffmpeg::codec::Id::H264),
+        ),
+        VideoCodec::Hevc => (
+            "hevc decoder",
+            ffmpeg::decoder::find(ffmpeg::codec::Id::HEVC),
+        ),
+        VideoCodec::Av1 => (
+            "AV1 decoder (libdav1d)",
+            ffmpeg::decoder::find_by_name("libdav1d")
+                .or_else(|| ffmpeg::decoder::find_by_name("libaom-av1")),
+        ),
+    };
+    let codec = codec.ok_or(TranscodeError::Codec {
+        what,
+        reason: "not in this FFmpeg build".into(),
+    })?;
+    let mut ctx = ffmpeg::codec::Context::new_with_codec(codec);
+    // The configuration record is the extradata each decoder takes: avcC, hvcC, av1C.
+    set_extradata(&mut ctx, config.record())?;
+    // One thread: parallelism comes from the pool (one job per rendition and stream), and
+    // frame threads would add latency and CPU outside the pool's bound.
+    ctx.set_threading(threading::Config::count(1));
+    let mut dec = ctx.decoder();
+    dec.set_packet_time_base(ffmpeg::Rational::new(1, TIMESCALE as i32));
+    dec.video().map_err(codec_err(what))
+}
+
 /// Decodes the source video once per stream: H.264 and HEVC with libavcodec's decoders, AV1
 /// with libdav1d (Debian's FFmpeg 5.1 also has libaom-av1, slower, used when dav1d is absent;
 /// its native `av1` decoder needs a hardware accelerator).
@@ -213,34 +247,7 @@ impl VideoDecoder {
     }
 
     fn open(&mut self) -> Result<(), TranscodeError> {
-        let (what, codec) = match self.config.codec() {
-            VideoCodec::Avc => (
-                "h264 decoder",
-                ffmpeg::decoder::find(ffmpeg::codec::Id::H264),
-            ),
-            VideoCodec::Hevc => (
-                "hevc decoder",
-                ffmpeg::decoder::find(ffmpeg::codec::Id::HEVC),
-            ),
-            VideoCodec::Av1 => (
-                "AV1 decoder (libdav1d)",
-                ffmpeg::decoder::find_by_name("libdav1d")
-                    .or_else(|| ffmpeg::decoder::find_by_name("libaom-av1")),
-            ),
-        };
-        let codec = codec.ok_or(TranscodeError::Codec {
-            what,
-            reason: "not in this FFmpeg build".into(),
-        })?;
-        let mut ctx = ffmpeg::codec::Context::new_with_codec(codec);
-        // The configuration record is the extradata each decoder takes: avcC, hvcC, av1C.
-        set_extradata(&mut ctx, self.config.record())?;
-        // One thread: parallelism comes from the pool (one job per rendition and stream), and
-        // frame threads would add latency and CPU outside the pool's bound.
-        ctx.set_threading(threading::Config::count(1));
-        let mut dec = ctx.decoder();
-        dec.set_packet_time_base(ffmpeg::Rational::new(1, TIMESCALE as i32));
-        self.decoder = Some(dec.video().map_err(codec_err(what))?);
+        self.decoder = Some(open_decoder(&self.config)?);
         Ok(())
     }
 

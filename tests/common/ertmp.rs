@@ -39,6 +39,8 @@ pub enum Video {
     Hevc10,
     /// SVT-AV1, fastest preset.
     Av1,
+    /// libx264 (legacy FLV video tags), for Enhanced RTMP audio with plain H.264.
+    H264,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +103,18 @@ impl EnhancedPush {
                     "yuv420p"
                 },
             ]),
+            Video::H264 => add(&[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "60",
+                "-b:v",
+                "300k",
+                "-pix_fmt",
+                "yuv420p",
+            ]),
             Video::Av1 => add(&[
                 "-c:v",
                 "libsvtav1",
@@ -130,7 +144,7 @@ impl EnhancedPush {
         self.push_as(
             &[
                 "-rtmp_enhanced_codecs",
-                "hvc1,av01",
+                "hvc1,av01,Opus,mp4a",
                 "-flvflags",
                 "no_duration_filesize",
                 "-f",

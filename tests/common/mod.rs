@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod edge;
 pub mod ertmp;
 pub mod rtmp;
 pub mod sse;
@@ -464,6 +465,13 @@ pub fn segments(playlist: &str) -> Vec<(String, f64)> {
         }
     }
     out
+}
+
+/// Media sequence number in a segment or part name (`{epoch}-{msn}.ts`, `{epoch}-{msn}.m4s`,
+/// `{epoch}-{msn}.{part}.m4s`).
+pub fn segment_number(uri: &str) -> Option<u64> {
+    let (_, rest) = uri.rsplit('/').next()?.split_once('-')?;
+    rest.split('.').next()?.parse().ok()
 }
 
 pub fn tag_value(playlist: &str, tag: &str) -> Option<String> {

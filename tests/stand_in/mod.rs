@@ -7,6 +7,7 @@
 
 pub mod bluesky_server;
 pub mod mastodon_server;
+pub mod media;
 pub mod oauth;
 pub mod x_server;
 
@@ -299,7 +300,7 @@ fn pct_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn form_decode(s: &str) -> String {
+pub fn form_decode(s: &str) -> String {
     pct_decode(&s.replace('+', " "))
 }
 
@@ -407,28 +408,11 @@ pub fn x_api(keys: XKeys) -> impl FnMut(&Received) -> Reply + Send {
     }
 }
 
-/// Checks a Mastodon `POST /api/v1/statuses`: bearer token, form fields, Idempotency-Key.
+/// Checks a Mastodon `POST /api/v1/statuses`: bearer token, form fields, Idempotency-Key;
+/// with `media_ids[]`, media uploaded (`POST /api/v2/media`) and processed first (see
+/// [`media::mastodon_api`] for a token without `write:media` or slow processing).
 pub fn mastodon(token: &'static str) -> impl FnMut(&Received) -> Reply + Send {
-    move |r: &Received| {
-        if r.method != "POST" || r.path != "/api/v1/statuses" {
-            return Reply::new(404, r#"{"error":"Record not found"}"#);
-        }
-        if r.header("authorization") != Some(&format!("Bearer {token}")) {
-            return Reply::new(401, r#"{"error":"The access token is invalid"}"#);
-        }
-        let (status, vis) = match status_form(r) {
-            Ok(x) => x,
-            Err(e) => return e,
-        };
-        if r.header("idempotency-key").is_none_or(str::is_empty) {
-            return Reply::new(422, r#"{"error":"test stand-in wants an Idempotency-Key"}"#);
-        }
-        Reply::new(
-            200,
-            serde_json::json!({"id": "103704874086360371", "content": status, "visibility": vis})
-                .to_string(),
-        )
-    }
+    media::mastodon_api(media::MastodonApi::new(token))
 }
 
 /// HMAC-SHA256 hex, as a receiver computes it to verify `X-Onair-Signature`.
@@ -478,12 +462,20 @@ pub fn discord() -> impl FnMut(&Received) -> Reply + Send {
 pub const BSKY_HANDLE: &str = "alice.test";
 pub const BSKY_PASSWORD: &str = "abcd-efgh-ijkl-mnop";
 
-/// A Bluesky PDS: createSession with handle and app password, then createRecord with the
-/// session's token; checks that link facets point at the URL by UTF-8 byte offsets.
+/// A Bluesky PDS: createSession with handle and app password, then uploadBlob and
+/// createRecord with the session's token; checks that link facets point at the URL by UTF-8
+/// byte offsets and that an external embed's thumb is a blob uploaded before.
 pub fn bluesky() -> impl FnMut(&Received) -> Reply + Send {
+    let mut blobs = HashMap::new();
     move |r: &Received| {
         let v = r.json();
         match r.path.as_str() {
+            "/xrpc/com.atproto.repo.uploadBlob" => {
+                if r.header("authorization") != Some("Bearer jwt-access") {
+                    return Reply::new(401, r#"{"error":"InvalidToken"}"#);
+                }
+                media::upload_blob(r, &mut blobs)
+            }
             "/xrpc/com.atproto.server.createSession" => {
                 if v["identifier"] == BSKY_HANDLE && v["password"] == BSKY_PASSWORD {
                     Reply::new(
@@ -503,6 +495,12 @@ pub fn bluesky() -> impl FnMut(&Received) -> Reply + Send {
                 }
                 if !post_record_ok(&v, "did:plc:test123") {
                     return Reply::new(400, r#"{"error":"InvalidRequest"}"#);
+                }
+                if !media::thumb_ok(&v["record"]["embed"]["external"], &blobs) {
+                    return Reply::new(
+                        400,
+                        r#"{"error":"BlobNotFound","message":"Could not find blob"}"#,
+                    );
                 }
                 Reply::new(
                     200,

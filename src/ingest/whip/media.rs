@@ -19,16 +19,16 @@ use str0m::media::MediaData;
 use tracing::{info, warn};
 
 use super::feed::Feed;
+use crate::proto::aac::AacConfig;
 use crate::proto::avc::{annex_b_to_avcc, nal_type, AvcConfig};
 use crate::proto::media::{MediaPacket, Track};
 use crate::proto::rtpclock::{RtpClock, SenderClock};
-use crate::transcode::convert::{H264Settings, OpusToAac, VideoToH264};
+use crate::transcode::convert::{H264Settings, VideoToH264};
+use crate::transcode::opus_job::{self, AacOutput, OpusJob, OpusMsg};
 use crate::transcode::pool::{Handler, Job, Pool};
 
 /// Video frames a conversion job may have waiting (about 2 s at 30 fps).
 pub const MAX_PENDING_VIDEO: usize = 60;
-/// Audio frames a conversion job may have waiting (2 s of 20 ms frames).
-pub const MAX_PENDING_AUDIO: usize = 100;
 /// Keyframe requests at most this often after loss.
 const PLI_AFTER_LOSS: Duration = Duration::from_millis(300);
 
@@ -40,57 +40,20 @@ pub struct MediaSettings {
     pub h264: H264Settings,
 }
 
-enum AudioMsg {
-    Opus(Arc<[u8]>, i64),
-    Finish,
-}
+/// The Opus conversion job's output: AAC into the session's feed.
+struct WhipAac(Arc<Feed>);
 
-/// Opus to AAC for one session, on the pool.
-struct AudioJob {
-    kbps: u32,
-    conv: Option<OpusToAac>,
-    failed: bool,
-    feed: Option<Arc<Feed>>,
-}
-
-impl Handler for AudioJob {
-    type Msg = AudioMsg;
-
-    fn handle(&mut self, msg: AudioMsg) {
-        let Some(feed) = self.feed.clone() else {
-            return;
-        };
-        match msg {
-            AudioMsg::Opus(data, pts) => {
-                if self.conv.is_none() && !self.failed {
-                    match OpusToAac::new(self.kbps) {
-                        Ok(c) => {
-                            feed.audio_config(c.config().clone());
-                            self.conv = Some(c);
-                        }
-                        Err(e) => {
-                            self.failed = true;
-                            warn!(error = %e, "Opus audio cannot be converted to AAC; the stream goes on without audio");
-                        }
-                    }
-                }
-                if let Some(c) = self.conv.as_mut() {
-                    for p in c.push(&data, pts) {
-                        feed.send(p);
-                    }
-                }
-            }
-            AudioMsg::Finish => {
-                if let Some(c) = self.conv.as_mut() {
-                    for p in c.finish() {
-                        feed.send(p);
-                    }
-                }
-                feed.flush();
-                // The publication ends when the last holder of the feed lets go.
-                self.feed = None;
-            }
-        }
+impl AacOutput for WhipAac {
+    fn opened(&self, config: &AacConfig) {
+        self.0.audio_config(config.clone());
+    }
+    fn frame(&self, pkt: MediaPacket) {
+        self.0.send(pkt);
+    }
+    fn failed(&self) {}
+    fn finished(&self) {
+        // The publication ends when the last holder of the feed lets go.
+        self.0.flush();
     }
 }
 
@@ -174,7 +137,7 @@ pub struct MediaRouter {
     clock: RtpClock,
     feed: Option<Arc<Feed>>,
     video: VideoPath,
-    audio: Option<Arc<Job<AudioJob>>>,
+    audio: Option<Arc<Job<OpusJob<WhipAac>>>>,
     /// Arrival of the last passthrough keyframe, and of the last keyframe request.
     last_keyframe: Option<Instant>,
     last_request: Option<Instant>,
@@ -251,18 +214,14 @@ impl MediaRouter {
         };
         let job = self.audio.get_or_insert_with(|| {
             // Light: ahead of the ladder's video batches, so audio keeps up on a busy pool.
-            self.pool.light_job(AudioJob {
-                kbps: self.settings.audio_kbps,
-                conv: None,
-                failed: false,
-                feed: Some(feed.clone()),
-            })
+            self.pool.light_job(OpusJob::new(
+                self.settings.audio_kbps,
+                &self.channel,
+                WhipAac(feed.clone()),
+            ))
         });
-        if job.pending() >= MAX_PENDING_AUDIO {
-            let dropped = job.discard(|m| matches!(m, AudioMsg::Finish));
-            warn!(channel = %self.channel, dropped, "audio conversion fell behind; frames dropped");
-        }
-        job.send(AudioMsg::Opus(d.data.clone(), pts), Instant::now());
+        let data = Bytes::from_owner(d.data.clone());
+        opus_job::send(job, OpusMsg::Packet(data, pts), &self.channel);
     }
 
     fn video_frame(
@@ -385,7 +344,7 @@ impl MediaRouter {
             job.send(VideoMsg::Finish, now);
         }
         if let Some(job) = &self.audio {
-            job.send(AudioMsg::Finish, now);
+            job.send(OpusMsg::Finish, now);
         }
         if let Some(feed) = self.feed.take() {
             feed.flush();

@@ -250,6 +250,17 @@ mod tests {
         };
         assert_eq!(video.get("hvc1"), Some(&Amf0Value::Number(5.0)));
         assert_eq!(caps.get("capsEx"), Some(&Amf0Value::Number(6.0)));
+        // Audio: v1 lists the audio FourCCs with the video ones; v2 says Opus is decoded (to
+        // AAC, never forwarded as Opus) and AAC decoded and forwarded.
+        for f in ["mp4a", "Opus"] {
+            assert!(list.contains(&Amf0Value::Utf8String(f.into())), "{f}");
+        }
+        let Some(Amf0Value::Object(audio)) = caps.get("audioFourCcInfoMap") else {
+            panic!("audioFourCcInfoMap");
+        };
+        assert_eq!(audio.get("Opus"), Some(&Amf0Value::Number(1.0)));
+        assert_eq!(audio.get("mp4a"), Some(&Amf0Value::Number(5.0)));
+        assert_eq!(audio.len(), 2);
     }
     /// A real `rml_rtmp` session accepts a connect; its `_result`, amended, still reads as the
     /// same message (same chunk stream, type, stream id) with the E-RTMP properties added, and
