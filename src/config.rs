@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize, Serializer};
 mod announce;
 mod auth;
 mod chat;
+pub mod cluster;
 mod debate;
 mod ingest;
 mod media;
@@ -100,6 +101,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub announce: AnnounceConfig,
     pub auth: AuthConfig,
+    pub cluster: cluster::ClusterConfig,
     pub debate: DebateConfig,
     pub storage: StorageConfig,
     pub log: LogConfig,
@@ -334,6 +336,7 @@ impl Config {
         auth::validate_identities("server.admin_identities", &self.server.admin_identities)?;
         self.auth.validate()?;
         self.record.validate()?;
+        self.cluster.validate()?;
         self.debate.validate()?;
         self.announce.validate()
     }

@@ -324,6 +324,7 @@ pub fn http_route(data: &[u8]) {
             bus.clone(),
         ));
         Arc::new(HttpState {
+            cluster: None,
             auth,
             public_url: "http://localhost:8080".into(),
             store,

@@ -16,6 +16,7 @@
 pub mod announce;
 pub mod bus;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod db;
 #[doc(hidden)]
@@ -74,6 +75,8 @@ pub enum StartError {
     Db(#[from] db::DbError),
     #[error(transparent)]
     Auth(#[from] identity::service::AuthStartError),
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// A running server.
@@ -149,7 +152,12 @@ impl Server {
             part_seconds: cfg.hls.part_seconds,
         }));
         // Subscribes to lifecycle events before ingest can publish anything.
-        let announce = announce::start(&cfg, &bus, &tracker, cancel.child_token())?;
+        let cluster = cluster::Cluster::new(&cfg, bus.clone())?;
+        let go_lives = match &cluster {
+            Some(c) => c.subscribe_lifecycle(),
+            None => bus.subscribe_lifecycle(),
+        };
+        let announce = announce::start_with(&cfg, go_lives, &tracker, cancel.child_token())?;
         // Without a transcoder (no libx264 in this FFmpeg, no threads) the server still serves
         // every stream as its source rendition: say so loudly and carry on.
         let transcoder = match Transcoder::start(
@@ -259,6 +267,10 @@ impl Server {
             cancel.child_token(),
         )
         .await?;
+        if let Some(c) = &cluster {
+            chat.attach_cluster(c.clone());
+            c.start(chat.clone(), &tracker, cancel.child_token());
+        }
         let auth = identity::Auth::spawn(&cfg, db.clone(), &tracker, cancel.child_token())?;
         let debate = chat::questions::Debate::start(
             cfg.debate.clone(),
@@ -295,6 +307,7 @@ impl Server {
             transcoder: transcoder.clone(),
             recorder: recorder.clone(),
             whip,
+            cluster,
             thumbnails: thumbnails.clone(),
             cards: cards.clone(),
         });

@@ -95,6 +95,8 @@ pub struct Sources {
     pub announce: Arc<AnnounceStats>,
     pub chat: Arc<crate::chat::Chat>,
     pub transcoder: Option<Arc<crate::transcode::Transcoder>>,
+    /// `None` for a single node.
+    pub cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 /// Renders every metric.
@@ -136,6 +138,15 @@ pub fn render(src: &Sources) -> String {
         gauge!("onair_chat_subscribers", "channel" => name.clone()).set(c.subscribers as f64);
         counter!("onair_chat_messages_total", "channel" => name.clone()).absolute(c.messages);
         counter!("onair_chat_slow_disconnects_total", "channel" => name).absolute(c.lagged);
+    }
+    if let Some(c) = &src.cluster {
+        gauge!("onair_cluster_redis_up", "node" => c.node.clone()).set(if c.redis_up {
+            1.0
+        } else {
+            0.0
+        });
+        counter!("onair_cluster_upstream_requests_total").absolute(c.upstream_requests);
+        counter!("onair_cluster_upstream_shared_total").absolute(c.upstream_waiters);
     }
     for t in &src.announce.targets {
         use std::sync::atomic::Ordering::Relaxed;

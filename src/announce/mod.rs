@@ -306,6 +306,16 @@ pub fn start(
     tracker: &TaskTracker,
     cancel: CancellationToken,
 ) -> Result<AnnounceHandle, AnnounceError> {
+    start_with(cfg, bus.subscribe_lifecycle(), tracker, cancel)
+}
+
+/// [`start`] on another source of go-lives: a cluster's, where each happens on one node.
+pub fn start_with(
+    cfg: &Config,
+    rx: broadcast::Receiver<Lifecycle>,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) -> Result<AnnounceHandle, AnnounceError> {
     let targets = build_targets(&cfg.announce);
     let channels: SharedFacts = Arc::new(RwLock::new(Arc::new(ChannelFacts::new(&cfg.channels))));
     let live_hook: Arc<OnceLock<LiveHook>> = Arc::new(OnceLock::new());
@@ -360,7 +370,6 @@ pub fn start(
         live_hook: live_hook.clone(),
         replay_links: replay_links.clone(),
     };
-    let rx = bus.subscribe_lifecycle();
     tracker.spawn(d.run(rx, cancel));
     Ok(AnnounceHandle {
         stats,

@@ -24,6 +24,7 @@
 pub mod bans;
 pub mod moderation;
 pub mod questions;
+mod shared;
 mod sse;
 mod tasks;
 
@@ -151,13 +152,21 @@ impl BanTarget {
 }
 
 /// Who wrote a stored message, for deletion by ban.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Author {
     /// The nick, lowercased.
     nick: String,
     addr: IpAddr,
     /// `provider:id` of a signed-in author.
     identity: Option<String>,
+}
+
+/// A message that passed every check, not yet numbered.
+struct Admitted {
+    msg: ChatMessage,
+    who: Author,
+    /// For a signed-in author: the names anonymous nicks may no longer take, for the other nodes.
+    signed_names: Option<Vec<String>>,
 }
 
 /// The form in which names are compared for impersonation: lowercased, without `@`s.
@@ -233,8 +242,23 @@ impl ChatChannel {
         data: &serde_json::Value,
         keep: Option<Option<Author>>,
     ) -> u64 {
-        st.last_id += 1;
-        let id = st.last_id;
+        let id = st.last_id + 1;
+        self.publish_at(st, history_len, id, event, data, keep);
+        id
+    }
+
+    /// [`ChatChannel::publish`] under a given id (a cluster's, or the last one again for the
+    /// counts, which resume nothing).
+    fn publish_at(
+        &self,
+        st: &mut ChannelState,
+        history_len: usize,
+        id: u64,
+        event: &str,
+        data: &serde_json::Value,
+        keep: Option<Option<Author>>,
+    ) {
+        st.last_id = st.last_id.max(id);
         let frame = sse_frame(id, event, data);
         if let Some(author) = keep {
             st.history.push_back(Stored {
@@ -248,7 +272,28 @@ impl ChatChannel {
         }
         // No receivers is not an error: nobody is watching.
         let _ = self.events.send(Ring::Frame(frame));
-        id
+    }
+
+    /// Numbers an admitted message, keeps and sends it.
+    fn commit(&self, history_len: usize, a: Admitted) -> ChatMessage {
+        let mut st = self.lock();
+        let id = st.last_id + 1;
+        self.commit_at(&mut st, history_len, id, a)
+    }
+
+    /// [`ChatChannel::commit`] under a given id.
+    fn commit_at(
+        &self,
+        st: &mut ChannelState,
+        history_len: usize,
+        id: u64,
+        a: Admitted,
+    ) -> ChatMessage {
+        let msg = ChatMessage { id, ..a.msg };
+        let data = serde_json::json!({"id": id, "nick": msg.nick, "text": msg.text, "ts": msg.ts, "author": msg.author});
+        self.publish_at(st, history_len, id, "chat", &data, Some(Some(a.who)));
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        msg
     }
 
     /// Ends every event stream of the channel, now and to come: one [`Ring::End`] through
@@ -377,6 +422,8 @@ pub struct Chat {
     ban_file: Option<Arc<BanFile>>,
     /// Saved bans of channels not in use yet (or removed by a reload).
     saved_bans: Mutex<BanMap>,
+    /// Set once when the node is part of a cluster (`shared.rs`).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Chat {
@@ -409,6 +456,7 @@ impl Chat {
             db,
             ban_file,
             saved_bans: Mutex::new(saved_bans),
+            cluster: std::sync::OnceLock::new(),
         });
         tracker.spawn(tasks::lifecycle_task(
             chat.clone(),
@@ -431,7 +479,11 @@ impl Chat {
                 state: Mutex::new(ChannelState {
                     // Ids start from the wall clock in microseconds, so they keep growing
                     // across restarts (and a channel removed and added again).
-                    last_id: Utc::now().timestamp_micros().max(0) as u64,
+                    // In a cluster the ids are the cluster's, from the stream (`shared.rs`).
+                    last_id: match self.cluster.get() {
+                        Some(_) => 0,
+                        None => Utc::now().timestamp_micros().max(0) as u64,
+                    },
                     history: VecDeque::new(),
                     subscribers: 0,
                     subscribers_by_address: HashMap::new(),
@@ -487,6 +539,20 @@ impl Chat {
         text: &str,
         author: Option<&Identity>,
     ) -> Result<ChatMessage, ChatError> {
+        let (ch, a) = self.admit(channel, addr, nick, text, author)?;
+        Ok(ch.commit(self.cfg.history, a))
+    }
+
+    /// Every check of [`Chat::post`] (bans, names, slow mode, rate limits, which it charges):
+    /// the message is accepted, and not yet numbered or sent.
+    fn admit(
+        &self,
+        channel: &str,
+        addr: IpAddr,
+        nick: &str,
+        text: &str,
+        author: Option<&Identity>,
+    ) -> Result<(Arc<ChatChannel>, Admitted), ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
         // A signed-in viewer's name is the provider's, not typed: no nick rules apply to it.
         let nick = match author {
@@ -548,39 +614,37 @@ impl Chat {
             b.take();
         }
         st.last_post.insert(addr, now);
+        let mut signed_names = None;
         if let Some(a) = author {
             // The handle, its name part (`bob` of `@bob@host`) and the display name.
             let handle = name_key(&a.handle);
             let user = handle.split('@').next().unwrap_or_default().to_string();
-            for n in [handle, user, name_key(&a.display_name)] {
-                if !n.is_empty() {
-                    st.signed_names.insert(n);
-                }
-            }
+            let names: Vec<String> = [handle, user, name_key(&a.display_name)]
+                .into_iter()
+                .filter(|n| !n.is_empty())
+                .collect();
+            st.signed_names.extend(names.iter().cloned());
+            signed_names = Some(names);
         }
-        let id = st.last_id + 1;
-        let msg = ChatMessage {
-            id,
-            nick,
-            text,
-            ts: now_rfc3339(Utc::now()),
-            author: author.cloned(),
-        };
-        let data = serde_json::json!({"id": id, "nick": msg.nick, "text": msg.text, "ts": msg.ts, "author": msg.author});
-        let got = ch.publish(
-            &mut st,
-            self.cfg.history,
-            "chat",
-            &data,
-            Some(Some(Author {
-                nick: nick_key,
-                addr,
-                identity,
-            })),
-        );
-        debug_assert_eq!(got, id);
-        ch.messages.fetch_add(1, Ordering::Relaxed);
-        Ok(msg)
+        drop(st);
+        Ok((
+            ch,
+            Admitted {
+                msg: ChatMessage {
+                    id: 0,
+                    nick,
+                    text,
+                    ts: now_rfc3339(Utc::now()),
+                    author: author.cloned(),
+                },
+                who: Author {
+                    nick: nick_key,
+                    addr,
+                    identity,
+                },
+                signed_names,
+            },
+        ))
     }
 
     /// `chat.max_message_chars`.
@@ -656,7 +720,8 @@ impl Chat {
                 .bus
                 .get(channel)
                 .and_then(|b| b.publisher())
-                .map(|p| p.live_since);
+                .map(|p| p.live_since)
+                .or_else(|| self.remote_live_since(channel));
             let state = match live {
                 Some(t) => sse_frame(
                     st.last_id,
@@ -678,7 +743,7 @@ impl Chat {
         pending.push_back(sse_frame(
             snapshot_id,
             "viewers",
-            &serde_json::json!({"viewers": ch.viewers(Instant::now())}),
+            &serde_json::json!({"viewers": self.total_viewers(&ch, Instant::now())}),
         ));
         let guard = SubscriberGuard {
             channel: ch.clone(),
@@ -698,7 +763,7 @@ impl Chat {
     /// Current viewers of a channel.
     pub fn viewers(&self, channel: &str) -> u64 {
         self.channel(channel)
-            .map(|c| c.viewers(Instant::now()))
+            .map(|c| self.total_viewers(&c, Instant::now()))
             .unwrap_or(0)
     }
 
@@ -741,6 +806,9 @@ impl Chat {
     pub async fn ban(&self, channel: &str, target: &BanTarget) -> Result<usize, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
         let target = target.normalized();
+        if let Some(deleted) = self.ban_shared(&ch, &target).await? {
+            return Ok(deleted);
+        }
         let (history, file) = (self.cfg.history, self.ban_file.clone());
         // All of it on the database thread: the commit, then memory, in the order of the
         // commits, and whole even if our caller stops waiting.
@@ -768,6 +836,9 @@ impl Chat {
     pub async fn unban(&self, channel: &str, target: &BanTarget) -> Result<bool, ChatError> {
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
         let target = target.normalized();
+        if let Some(lifted) = self.unban_shared(&ch, &target).await? {
+            return Ok(lifted);
+        }
         let file = self.ban_file.clone();
         self.db
             .call(move |conn| {
@@ -803,7 +874,8 @@ impl Chat {
         Ok(())
     }
 
-    fn lifecycle(&self, ev: &Lifecycle) {
+    /// A lifecycle event as this node's viewers hear it (the cluster's, when Redis is lost).
+    pub(crate) fn lifecycle(&self, ev: &Lifecycle) {
         let (name, event, data) = match ev {
             Lifecycle::Live {
                 channel,
@@ -833,20 +905,22 @@ impl Chat {
         for ch in self.all() {
             ch.lock_hls()
                 .retain(|_, t| now.saturating_duration_since(*t) < HLS_VIEWER_WINDOW);
-            let viewers = ch.viewers(now);
+            let viewers = self.total_viewers(&ch, now);
             if keepalive && ch.events.receiver_count() > 0 {
                 let _ = ch.events.send(Ring::Frame(KEEPALIVE));
             }
             let mut st = ch.lock();
             if viewers != st.viewers_pushed {
                 st.viewers_pushed = viewers;
-                ch.publish(
-                    &mut st,
-                    self.cfg.history,
-                    "viewers",
-                    &serde_json::json!({ "viewers": viewers }),
-                    None,
-                );
+                let data = serde_json::json!({ "viewers": viewers });
+                if self.cluster.get().is_some() {
+                    // Counts differ per node for a moment: under the last shared id, so that
+                    // they never make an id the other nodes do not know.
+                    let id = st.last_id;
+                    ch.publish_at(&mut st, self.cfg.history, id, "viewers", &data, None);
+                } else {
+                    ch.publish(&mut st, self.cfg.history, "viewers", &data, None);
+                }
             }
             st.buckets.retain(|_, b| !b.is_full(rate, burst, now));
             let (ar, ab) = (rate * ADDRESS_BUCKET_FACTOR, burst * ADDRESS_BUCKET_FACTOR);

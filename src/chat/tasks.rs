@@ -24,7 +24,11 @@ pub(super) async fn lifecycle_task(
             _ = cancel.cancelled() => return,
         };
         match ev {
+            // In a cluster, live and offline come through Redis (or from the cluster when it
+            // is lost), so that every node numbers them alike.
+            Ok(_) if chat.cluster.get().is_some() => {}
             Ok(ev) => chat.lifecycle(&ev),
+            Err(broadcast::error::RecvError::Lagged(_)) if chat.cluster.get().is_some() => {}
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 // Missed some: tell every channel's viewers the state as it is now.
                 debug!(missed = n, "chat lagged on lifecycle events; resyncing");

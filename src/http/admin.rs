@@ -256,7 +256,7 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
             Err(r) => r,
         },
         Route::AdminDeleteRecording(c, id) => super::vod::delete(state, c, id).await,
-        Route::AdminDeleteMessage(c, id) => match state.chat.delete(c, id) {
+        Route::AdminDeleteMessage(c, id) => match state.chat.delete_shared(c, id).await {
             Ok(()) => {
                 state.recorder.chat_deleted(c, id);
                 json(StatusCode::OK, &serde_json::json!({ "deleted": id }))
@@ -279,7 +279,7 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
             Err(e) => chat_error(&e),
         },
         Route::AdminSlowMode(c) => match read_json::<SlowModeBody>(req.body).await {
-            Ok(b) => match state.chat.set_slow_mode(c, b.seconds) {
+            Ok(b) => match state.chat.set_slow_mode_shared(c, b.seconds).await {
                 Ok(()) => json(StatusCode::OK, &serde_json::json!({ "seconds": b.seconds })),
                 Err(e) => chat_error(&e),
             },

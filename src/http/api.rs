@@ -32,7 +32,15 @@ pub struct ChannelView {
 /// `GET /api/channels[/{c}]`, `/healthz`, `/metrics`.
 pub async fn handle(state: &HttpState, route: Route<'_>, _req: Req) -> Response<Body> {
     match route {
-        Route::Healthz => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        Route::Healthz => match &state.cluster {
+            // Still serving its own viewers: 200, with the detail for whoever reads it.
+            Some(c) if !c.online() => text(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                "degraded: redis unreachable (cluster state not shared; per-node chat)\n",
+            ),
+            _ => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        },
         Route::Metrics => {
             let body = crate::metrics::render(&crate::metrics::Sources {
                 bus: state.bus.clone(),
@@ -40,6 +48,7 @@ pub async fn handle(state: &HttpState, route: Route<'_>, _req: Req) -> Response<
                 announce: state.announce.clone(),
                 chat: state.chat.clone(),
                 transcoder: state.transcoder.clone(),
+                cluster: state.cluster.as_ref().map(|c| c.status()),
             });
             bytes_response(
                 StatusCode::OK,
@@ -69,14 +78,21 @@ pub fn channel_view(state: &HttpState, name: &str) -> Option<ChannelView> {
     let bus = state.bus.get(name)?;
     let publisher = bus.publisher();
     let details = state.store.renditions(name);
-    let live = publisher.is_some();
+    let remote = match publisher {
+        Some(_) => None,
+        None => state.cluster.as_ref().and_then(|c| c.remote_origin(name)),
+    };
+    let live = publisher.is_some() || remote.is_some();
     Some(ChannelView {
         name: name.to_string(),
         live,
         viewers: state.chat.viewers(name),
         renditions: details.iter().map(|r| r.name.clone()).collect(),
-        started_at: publisher.map(|p| p.live_since.to_rfc3339()),
-        playlist: (!details.is_empty()).then(|| format!("/hls/{name}/master.m3u8")),
+        started_at: publisher
+            .map(|p| p.live_since.to_rfc3339())
+            .or_else(|| remote.as_ref().map(|o| o.started_at.clone())),
+        playlist: (!details.is_empty() || remote.is_some())
+            .then(|| format!("/hls/{name}/master.m3u8")),
         details,
         degraded: state
             .transcoder

@@ -63,7 +63,7 @@ async fn post(state: &HttpState, c: &str, req: Req) -> Response<Body> {
         return gate_error(&g);
     }
     let author = session.as_ref().map(|s| &s.identity);
-    let msg = match state.chat.post(c, req.ip, &b.nick, &b.text, author) {
+    let msg = match state.chat.submit(c, req.ip, &b.nick, &b.text, author).await {
         Ok(m) => m,
         Err(e) => return chat_error(&e),
     };

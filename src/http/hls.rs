@@ -22,6 +22,10 @@ const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 /// `GET /hls/...`: playlists and segments.
 pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<Body> {
     let ip = req.ip;
+    let path = req.parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    if let Some(resp) = remote(state, &route, path, req.header(header::RANGE), ip).await {
+        return resp;
+    }
     let policy = CachePolicy {
         container: state.store.container(),
         segment_seconds: state.store.segment_seconds(),
@@ -92,4 +96,42 @@ fn hls_error(e: ServeError) -> (Response<Body>, HlsAnswer) {
         ServeError::Timeout => json_error(StatusCode::SERVICE_UNAVAILABLE, "not available in time"),
     };
     (resp, HlsAnswer::Error)
+}
+
+/// A channel live on another node of the cluster: its HLS fetched from there (`cluster::proxy`:
+/// one upstream request per object for all the viewers asking). `None`: serve it from here.
+async fn remote(
+    state: &HttpState,
+    route: &Route<'_>,
+    path: &str,
+    range: Option<&str>,
+    ip: IpAddr,
+) -> Option<Response<Body>> {
+    let cluster = state.cluster.as_ref()?;
+    let (c, segment) = match route {
+        Route::Master(c) | Route::MediaPlaylist(c, _) => (*c, false),
+        Route::Segment(c, ..) => (*c, true),
+        _ => return None,
+    };
+    if state.bus.get(c).and_then(|b| b.publisher()).is_some() {
+        return None;
+    }
+    let origin = cluster.remote_origin(c)?;
+    let f = cluster.fetch_hls(&origin, path).await;
+    let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut resp = if status == StatusCode::OK && segment {
+        ranged(f.body, "application/octet-stream", range)
+    } else {
+        bytes_response(status, "application/octet-stream", f.body)
+    };
+    let h = resp.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, &f.content_type),
+        (header::CACHE_CONTROL, &f.cache_control),
+    ] {
+        if let Some(v) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            h.insert(name, v);
+        }
+    }
+    Some(viewed(state, c, ip, resp))
 }

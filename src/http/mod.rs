@@ -83,6 +83,8 @@ pub struct HttpState {
     pub recorder: Arc<crate::record::Recorder>,
     /// WHIP ingest; `None` when it is not running.
     pub whip: Option<Arc<crate::ingest::whip::WhipIngest>>,
+    /// `None` for a single node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Live thumbnails (`/thumb`, the cards' picture).
     pub thumbnails: Arc<crate::transcode::thumbnails::Thumbnails>,
     /// Channel titles for share cards.

@@ -121,6 +121,16 @@ impl TestServer {
         Self::launch_text(&head, extra, alice_keys, env, None, None)
     }
 
+    /// Starts with HTTP on `port` (known beforehand: a cluster node's `advertise_url`), with
+    /// `extra` TOML as in [`TestServer::start`] and `env` added to the server's.
+    pub fn start_at(port: u16, extra: &str, env: &[(&str, &str)]) -> TestServer {
+        let head = format!(
+            "[rtmp]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nlisten = \"127.0.0.1:0\"\n\
+[http]\nlisten = \"127.0.0.1:{port}\"\n"
+        );
+        Self::launch_text(&head, extra, "", env, None, None)
+    }
+
     /// Starts with `http_keys` added to the `[http]` table.
     pub fn start_with_http(http_keys: &str) -> TestServer {
         Self::start_full(http_keys, "", &[])
