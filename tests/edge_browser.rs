@@ -6,10 +6,8 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use common::edge::Edge;
+use common::hlsjs::watch_clock_stream;
 use common::*;
 
 #[test]
@@ -18,35 +16,7 @@ fn hls_js_plays_low_latency_through_the_edge() {
     // The built-in defaults: low-latency fMP4, 0.2 s parts.
     let srv = TestServer::start("");
     let edge = Edge::start(&srv.http);
-    let root = env!("CARGO_MANIFEST_DIR");
-    let pipeline = format!(
-        "python3 {root}/scripts/latency/clock_source.py 640 360 30 40 | ffmpeg -hide_banner -loglevel error -nostdin \
-         -f rawvideo -pix_fmt yuv420p -s 640x360 -r 30 -i - -f lavfi -i sine=sample_rate=48000 -map 0:v -map 1:a \
-         -c:v libx264 -preset ultrafast -tune zerolatency -g 60 -keyint_min 60 -sc_threshold 0 -b:v 600k \
-         -c:a aac -b:a 64k -shortest -flvflags no_duration_filesize -f flv {}",
-        srv.rtmp_url(ALICE_KEY)
-    );
-    let mut encoder = Command::new("bash")
-        .args(["-c", &pipeline])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("encoder pipeline");
-    srv.wait_segments("alice", "source", 2, Duration::from_secs(30));
-    let out = Command::new("node")
-        .arg(format!("{root}/tests/browser/low_latency.mjs"))
-        .arg(edge.url("/hls/alice/master.m3u8"))
-        .args(["6000", "10000"])
-        .output()
-        .expect("node (scripts/test installs it)");
-    let _ = encoder.kill();
-    let _ = encoder.wait();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("probe JSON");
+    let r = watch_clock_stream(&srv, &edge.url("/hls/alice/master.m3u8"));
     let frames = r["frames"].as_u64().unwrap_or(0);
     let median = r["median"].as_f64().unwrap_or(f64::MAX);
     assert!(frames >= 200, "only {frames} frames shown in 10 s: {r}");

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod edge;
 pub mod ertmp;
+pub mod hlsjs;
 pub mod rtmp;
 pub mod sse;
 pub mod whip;
