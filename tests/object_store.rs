@@ -250,26 +250,6 @@ fn metric(srv: &TestServer, name: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-/// Decodes the VOD to its end with ffmpeg; the seconds decoded.
-fn decoded_seconds(srv: &TestServer, id: &str) -> f64 {
-    let url = srv.url(&format!("/vod/alice/{id}/master.m3u8"));
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "info", "-i", &url])
-        .args(["-map", "0:v:0", "-f", "null", "-"])
-        .output()
-        .expect("ffmpeg");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffmpeg could not play the VOD: {err}");
-    let t = err
-        .rsplit("time=")
-        .next()
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or("");
-    let parts: Vec<f64> = t.split(':').filter_map(|p| p.parse().ok()).collect();
-    assert_eq!(parts.len(), 3, "no time= in ffmpeg output: {err}");
-    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
-}
-
 fn ranged(srv: &TestServer, path: &str, range: &str) -> (u16, Option<String>, Vec<u8>) {
     let r = match ureq::get(&srv.url(path))
         .set("Range", range)

@@ -743,3 +743,24 @@ pub fn onair(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Decodes alice's recording `id` from /vod with ffmpeg; returns the seconds of video decoded.
+pub fn decoded_seconds(srv: &TestServer, id: &str) -> f64 {
+    let url = srv.url(&format!("/vod/alice/{id}/master.m3u8"));
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "info", "-i", &url])
+        .args(["-map", "0:v:0", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg could not play the VOD: {err}");
+    // The last progress line: "frame=  600 fps=... time=00:00:20.00 ..."
+    let t = err
+        .rsplit("time=")
+        .next()
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or("");
+    let parts: Vec<f64> = t.split(':').filter_map(|p| p.parse().ok()).collect();
+    assert_eq!(parts.len(), 3, "no time= in ffmpeg output: {err}");
+    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+}
