@@ -192,6 +192,8 @@ struct ChannelState {
     studio_by_address: HashMap<IpAddr, usize>,
     buckets: HashMap<(IpAddr, String), TokenBucket>,
     address_buckets: HashMap<IpAddr, TokenBucket>,
+    /// Last post per address while slow mode is on (posts before it was turned on do not
+    /// count: the first message after turning it on always goes through).
     last_post: HashMap<IpAddr, Instant>,
     slow_mode: Duration,
     bans: Bans,
@@ -203,6 +205,16 @@ struct ChannelState {
     /// The channel was removed or the server is stopping: its event streams have been told
     /// to end, and new ones end after their snapshot.
     closed: bool,
+}
+
+impl ChannelState {
+    /// Turning slow mode off forgets who posted when; turning it on starts counting afresh.
+    fn set_slow_mode(&mut self, slow: Duration) {
+        if slow.is_zero() || self.slow_mode.is_zero() {
+            self.last_post.clear();
+        }
+        self.slow_mode = slow;
+    }
 }
 
 /// One channel's chat.
@@ -613,7 +625,9 @@ impl Chat {
         if let Some(b) = st.address_buckets.get_mut(&addr) {
             b.take();
         }
-        st.last_post.insert(addr, now);
+        if !st.slow_mode.is_zero() {
+            st.last_post.insert(addr, now);
+        }
         let mut signed_names = None;
         if let Some(a) = author {
             // The handle, its name part (`bob` of `@bob@host`) and the display name.
@@ -869,7 +883,7 @@ impl Chat {
             return Err(ChatError::SlowModeTooLong { seconds });
         }
         let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
-        ch.lock().slow_mode = Duration::from_secs(seconds);
+        ch.lock().set_slow_mode(Duration::from_secs(seconds));
         info!(channel = %ch.name, seconds, "chat slow mode set");
         Ok(())
     }

@@ -142,7 +142,7 @@ impl Chat {
                 let seconds = ev.data["seconds"].as_u64().unwrap_or(0);
                 let mut st = ch.lock();
                 st.last_id = st.last_id.max(ev.id);
-                st.slow_mode = Duration::from_secs(seconds);
+                st.set_slow_mode(Duration::from_secs(seconds));
             }
             // Registry only (a takeover): the channel stays live for its viewers.
             "origin" => self.seed_shared_id(channel, ev.id),

@@ -209,8 +209,10 @@ async fn moderation() {
     let alice = chat.stats().into_iter().find(|s| s.channel == "alice");
     assert_eq!(alice.map(|s| s.subscribers), Some(1));
 
-    chat.set_slow_mode("alice", 30).unwrap();
+    // A post from just before slow mode was turned on does not hold back the next one.
     let c = ip("10.0.0.3");
+    assert!(chat.post("alice", c, "dee", "before", None).is_ok());
+    chat.set_slow_mode("alice", 30).unwrap();
     assert!(chat.post("alice", c, "dee", "one", None).is_ok());
     assert!(matches!(
         chat.post("alice", c, "dee", "two", None),
