@@ -25,7 +25,7 @@ pub struct ChatStats {
     pub subscribers: u64,
     pub viewers: u64,
     pub messages: u64,
-    /// Subscribers disconnected for falling more than [`EVENT_BUFFER`] events behind.
+    /// Subscribers disconnected for falling more than [`super::EVENT_BUFFER`] events behind.
     pub lagged: u64,
 }
 
