@@ -11,13 +11,14 @@
 //! message per subscriber, contended by every worker thread. Here a connection registers its
 //! task's waker once (again only if the task's waker changes) and otherwise reads an atomic.
 
-use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 
 use hyper_util::server::graceful::GracefulConnection;
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 
 /// The stop signal shared by every connection of one listener.
@@ -40,37 +41,58 @@ impl Shutdown {
     }
 
     /// `conn`, asked to shut down gracefully once [`Shutdown::stop`] is called.
-    pub(super) fn watch<C>(&self, conn: C) -> impl Future<Output = C::Output> + Send
-    where
-        C: GracefulConnection + Send,
-    {
-        let inner = self.0.clone();
-        async move {
-            // Created before the first look at the flag: a `stop` in between still counts
-            // (a `Notified` sees every `notify_waiters` made after it was created).
-            let mut notified = pin!(inner.notify.clone().notified_owned());
-            let mut conn = pin!(conn);
-            let mut registered: Option<Waker> = None;
-            let mut stopping = false;
-            poll_fn(|cx| {
-                if !stopping {
-                    // Poll (and lock) the notification only to register this task's waker:
-                    // the first time, and if the task's waker ever changes.
-                    if registered.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
-                        if notified.as_mut().poll(cx).is_ready() {
-                            stopping = true;
-                        } else {
-                            registered = Some(cx.waker().clone());
-                        }
-                    }
-                    stopping = stopping || inner.stopping.load(Ordering::Acquire);
-                    if stopping {
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
-                conn.as_mut().poll(cx)
-            })
-            .await
+    pub(super) fn watch<C: GracefulConnection>(&self, conn: C) -> Watched<C> {
+        // Created before the first look at the flag: a `stop` in between still counts (a
+        // `Notified` sees every `notify_waiters` made after it was created).
+        let notified = Box::pin(self.0.notify.clone().notified_owned());
+        Watched {
+            conn: Box::pin(conn),
+            notified,
+            inner: self.0.clone(),
+            registered: None,
+            stopping: false,
         }
+    }
+}
+
+/// A connection under [`Shutdown::watch`]. A struct rather than an `async` block, whose state
+/// may keep room for both the captured connection and its pinned copy for as long as the
+/// connection lives (hours, for an event stream).
+pub(super) struct Watched<C> {
+    conn: Pin<Box<C>>,
+    notified: Pin<Box<OwnedNotified>>,
+    inner: Arc<Inner>,
+    /// The task waker the notification holds; `None` until the first poll.
+    registered: Option<Waker>,
+    /// `graceful_shutdown` was called.
+    stopping: bool,
+}
+
+impl<C: GracefulConnection> Future for Watched<C> {
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        let this = self.get_mut();
+        if !this.stopping {
+            // Poll (and lock) the notification only to register this task's waker: the first
+            // time, and if the task's waker ever changes.
+            let mut stop = false;
+            if this
+                .registered
+                .as_ref()
+                .is_none_or(|w| !w.will_wake(cx.waker()))
+            {
+                if this.notified.as_mut().poll(cx).is_ready() {
+                    stop = true;
+                } else {
+                    this.registered = Some(cx.waker().clone());
+                }
+            }
+            if stop || this.inner.stopping.load(Ordering::Acquire) {
+                this.stopping = true;
+                this.conn.as_mut().graceful_shutdown();
+            }
+        }
+        this.conn.as_mut().poll(cx)
     }
 }
