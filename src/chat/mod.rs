@@ -57,8 +57,11 @@ pub const HLS_VIEWER_WINDOW: Duration = Duration::from_secs(10);
 /// How often viewer counts are recomputed and pushed.
 pub const VIEWERS_INTERVAL: Duration = Duration::from_secs(2);
 /// Keep-alive comment interval on event streams (proxies close silent connections). One
-/// comment through each channel's ring, not a timer per subscriber.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// comment through each channel's ring, not a timer per subscriber. The unit tests run on the
+/// real clock (tokio's `test-util` would give the test build other features than a user's
+/// `cargo build`, and `scripts/run` in tests/cli.rs would rebuild half the crates), hence a
+/// shorter interval there.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(if cfg!(test) { 8 } else { 15 });
 const KEEPALIVE: Bytes = Bytes::from_static(b": keep-alive\n\n");
 
 /// What goes through a channel's ring to its subscribers. Control items ride with the events

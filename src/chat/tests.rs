@@ -50,7 +50,7 @@ async fn next_frame(body: &mut SseBody) -> Option<String> {
     }
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn keepalives_come_through_the_ring_and_shutdown_ends_every_stream() {
     let bus = Bus::new();
     bus.ensure(&ChannelName::new("alice"));
@@ -76,7 +76,8 @@ async fn keepalives_come_through_the_ring_and_shutdown_ends_every_stream() {
     }
     let waited = start.elapsed();
     assert!(
-        waited >= KEEPALIVE_INTERVAL && waited <= KEEPALIVE_INTERVAL + VIEWERS_INTERVAL,
+        // On the real clock: one late tick of slack on a loaded machine.
+        waited >= KEEPALIVE_INTERVAL && waited <= KEEPALIVE_INTERVAL + 2 * VIEWERS_INTERVAL,
         "keep-alive after {waited:?}"
     );
     assert!(seen[0].starts_with("retry:"), "{seen:?}");
