@@ -23,11 +23,15 @@
 //! [`VOTE_EVENT_INTERVAL`] per channel at most (the first at once, the rest at the end of the
 //! interval), however fast votes come and on however many questions.
 //!
+//! **Pins for the replay.** Whoever records the shows ([`Debate::on_pinned`]: the recorder)
+//! is told every change of a channel's pinned question, under the channel's lock (so in the
+//! order of the changes): the hook must only hand it on, never wait.
+//!
 //! **Timer.** Only its deadline is sent (`ends_at`, with the server's `now` so pages correct
 //! their clock); pages count down by themselves and show "time's up". It lives in memory.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -62,6 +66,10 @@ const VOTE_QUEUE: usize = 4096;
 pub(super) const VOTE_BATCH: usize = 1024;
 /// The nick of an anonymous question asked without one.
 const ANONYMOUS: &str = "anonymous";
+
+/// Told each change of a channel's pinned question: the channel and the question now pinned
+/// (`None`: none). Called under the debate channel's lock: hand it on, never wait.
+pub type PinHook = Arc<dyn Fn(&str, Option<&QuestionView>) + Send + Sync>;
 
 struct Question {
     row: QuestionRow,
@@ -154,6 +162,8 @@ pub struct Debate {
     /// Std mutex, short sections.
     channels: Mutex<HashMap<String, Arc<DebateChannel>>>,
     votes: mpsc::Sender<VoteJob>,
+    /// Set once (the recorder): told each change of a pinned question.
+    pin_hook: OnceLock<PinHook>,
 }
 
 impl Debate {
@@ -203,6 +213,7 @@ impl Debate {
             tracker: tracker.clone(),
             channels: Mutex::new(channels),
             votes,
+            pin_hook: OnceLock::new(),
         });
         tracker.spawn(session::lifecycle_task(debate.clone(), lifecycle, cancel));
         Ok(debate)
@@ -261,6 +272,40 @@ impl Debate {
     fn emit_pinned(&self, channel: &str, st: &DebateState) {
         let data = self.pinned_data(st);
         self.emit(channel, "pinned", &data);
+        self.tell_pinned(channel, st);
+    }
+
+    /// Hands the channel's pinned question (or none) to the pin hook, if one is set.
+    /// Called with the debate channel's lock held.
+    fn tell_pinned(&self, channel: &str, st: &DebateState) {
+        if let Some(hook) = self.pin_hook.get() {
+            let q = st
+                .pinned
+                .and_then(|id| st.questions.get(&id))
+                .map(Question::view);
+            hook(channel, q.as_ref());
+        }
+    }
+
+    /// Tells `hook` every change of a pinned question from now on, starting with each
+    /// channel's pinned question now (set once; a second hook is ignored).
+    pub fn on_pinned(&self, hook: PinHook) {
+        if self.pin_hook.set(hook).is_err() {
+            return;
+        }
+        let channels: Vec<Arc<DebateChannel>> = self
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for dc in channels {
+            let st = dc.lock();
+            if st.pinned.is_some() {
+                self.tell_pinned(&dc.name, &st);
+            }
+        }
     }
 
     /// Refuses a banned viewer (nick, address or identity, as the chat bans them).
