@@ -249,10 +249,9 @@ impl Task {
         };
         self.rec.set_sink(&self.channel, active.sink());
         self.active = Some(active);
-        // A configuration that came before the start is written with the first segment.
+        // A configuration that came before the start is written with the first segment; a
+        // question pinned before it is logged once the recording is listed.
         self.clock();
-        // A question pinned before the show is on screen from its start.
-        self.rec.sync_pin(&self.channel);
     }
 
     fn info(&mut self, info: StreamInfo) {

@@ -230,6 +230,8 @@ impl Recorder {
             channel.to_string(),
             (id.to_string(), started.with_timezone(&Utc)),
         );
+        // A question pinned before the show is on screen from its start.
+        self.sync_pin(channel);
     }
 
     /// Records the ladder's renditions too, when `record.renditions = "all"`.

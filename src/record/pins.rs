@@ -3,8 +3,9 @@
 //! through `chat::questions::Debate::on_pinned`), and the changes made while a recording is
 //! made go to its log with their media time, like chat messages ([`super::chatlog`],
 //! `db::recording_pins`). A recording that starts (or resumes after a reconnect) with a
-//! question already pinned logs it at its start ([`Recorder::sync_pin`]), so the replay shows
-//! it from there. Never waits: a full log queue drops the change (counted).
+//! question already pinned logs it at its start ([`Recorder::sync_pin`], once the recording's
+//! row is in the index: the log refuses rows of unknown recordings), so the replay shows it
+//! from there. Never waits: a full log queue drops the change (counted).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,11 +45,18 @@ impl Recorder {
 
     /// Logs the channel's pinned question in the recording being made, unless that is what
     /// the recording's log already says (a recording starting with nothing pinned logs
-    /// nothing).
+    /// nothing). Nothing before the recording is in the index ([`Recorder::listed`] calls
+    /// this again then).
     pub(crate) fn sync_pin(&self, channel: &str) {
         let Some(clock) = lock(&self.live).get(channel).cloned() else {
             return;
         };
+        let listed = lock(&self.shows)
+            .get(channel)
+            .is_some_and(|(id, _)| *id == clock.id);
+        if !listed {
+            return;
+        }
         let row = {
             let mut pins = lock(&self.pins);
             let p = pins.0.entry(channel.to_string()).or_default();
