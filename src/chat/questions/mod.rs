@@ -23,9 +23,8 @@
 //! [`VOTE_EVENT_INTERVAL`] per channel at most (the first at once, the rest at the end of the
 //! interval), however fast votes come and on however many questions.
 //!
-//! **Pins for the replay.** Whoever records the shows ([`Debate::on_pinned`]: the recorder)
-//! is told every change of a channel's pinned question, under the channel's lock (so in the
-//! order of the changes): the hook must only hand it on, never wait.
+//! **Pins for the replay.** Whoever records the shows is told every change of a channel's
+//! pinned question (`pin_hook.rs`, [`Debate::on_pinned`]).
 //!
 //! **Timer.** Only its deadline is sent (`ends_at`, with the server's `now` so pages correct
 //! their clock); pages count down by themselves and show "time's up". It lives in memory.
@@ -47,12 +46,14 @@ use crate::db::questions::{self as rows, QuestionRow};
 use crate::db::{Db, DbError};
 
 mod model;
+mod pin_hook;
 mod session;
 mod votes;
 
 pub use model::{
     order, ListedQuestion, Listing, QuestionError, QuestionState, QuestionView, TimerView, Viewer,
 };
+pub use pin_hook::PinHook;
 use votes::{vote_writer, VoteJob};
 
 /// Vote counts go out at most this often per channel...
@@ -66,10 +67,6 @@ const VOTE_QUEUE: usize = 4096;
 pub(super) const VOTE_BATCH: usize = 1024;
 /// The nick of an anonymous question asked without one.
 const ANONYMOUS: &str = "anonymous";
-
-/// Told each change of a channel's pinned question: the channel and the question now pinned
-/// (`None`: none). Called under the debate channel's lock: hand it on, never wait.
-pub type PinHook = Arc<dyn Fn(&str, Option<&QuestionView>) + Send + Sync>;
 
 struct Question {
     row: QuestionRow,
@@ -273,39 +270,6 @@ impl Debate {
         let data = self.pinned_data(st);
         self.emit(channel, "pinned", &data);
         self.tell_pinned(channel, st);
-    }
-
-    /// Hands the channel's pinned question (or none) to the pin hook, if one is set.
-    /// Called with the debate channel's lock held.
-    fn tell_pinned(&self, channel: &str, st: &DebateState) {
-        if let Some(hook) = self.pin_hook.get() {
-            let q = st
-                .pinned
-                .and_then(|id| st.questions.get(&id))
-                .map(Question::view);
-            hook(channel, q.as_ref());
-        }
-    }
-
-    /// Tells `hook` every change of a pinned question from now on, starting with each
-    /// channel's pinned question now (set once; a second hook is ignored).
-    pub fn on_pinned(&self, hook: PinHook) {
-        if self.pin_hook.set(hook).is_err() {
-            return;
-        }
-        let channels: Vec<Arc<DebateChannel>> = self
-            .channels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for dc in channels {
-            let st = dc.lock();
-            if st.pinned.is_some() {
-                self.tell_pinned(&dc.name, &st);
-            }
-        }
     }
 
     /// Refuses a banned viewer (nick, address or identity, as the chat bans them).
