@@ -292,6 +292,16 @@ impl Server {
         let recorder =
             record::Recorder::start(&cfg, db.clone(), &tracker, cancel.child_token()).await;
         recorder.record_renditions(&store);
+        recorder.set_thumbnails(thumbnails.clone());
+        // The replay keeps the pinned questions at their moments...
+        let rec = recorder.clone();
+        debate.on_pinned(Arc::new(move |channel, q| rec.question_pinned(channel, q)));
+        // ...and the end-of-show post (`announce.replay_post`) names the show's replay page.
+        let (rec, public_url) = (recorder.clone(), cfg.server.public_url.clone());
+        announce.set_replay_links(Arc::new(move |channel, live_since| {
+            let id = rec.replay_of(channel, live_since)?;
+            Some(announce::message::replay_url(&public_url, channel, &id))
+        }));
         let cards = http::cards::Titles::new(&cfg.channels);
         let state = Arc::new(HttpState {
             auth: auth.clone(),
@@ -310,6 +320,7 @@ impl Server {
             cluster,
             thumbnails: thumbnails.clone(),
             cards: cards.clone(),
+            replay_pages: Default::default(),
         });
         let tls = http::tls_config(&cfg.http)?;
         certificates.extend(tls.clone());

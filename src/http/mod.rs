@@ -19,6 +19,7 @@ pub mod chat;
 pub mod hls;
 pub mod pages;
 pub mod questions;
+pub mod replay;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -89,6 +90,8 @@ pub struct HttpState {
     pub thumbnails: Arc<crate::transcode::thumbnails::Thumbnails>,
     /// Channel titles for share cards.
     pub cards: Arc<cards::Titles>,
+    /// Replay pages served from memory for a short while (crawlers fetch a posted link at once).
+    pub replay_pages: replay::ReplayPages,
 }
 
 impl HttpState {
@@ -140,9 +143,9 @@ impl HttpState {
             Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => {
                 whip::handle(self, route, req).await
             }
+            Route::Replay(c, id) => replay::handle(self, c, id).await,
             Route::Recordings(_)
             | Route::RecordingChat(..)
-            | Route::Replay(..)
             | Route::VodMaster(..)
             | Route::VodPlaylist(..)
             | Route::VodFile(..) => vod::handle(self, route, req).await,

@@ -23,11 +23,14 @@
 //! [`VOTE_EVENT_INTERVAL`] per channel at most (the first at once, the rest at the end of the
 //! interval), however fast votes come and on however many questions.
 //!
+//! **Pins for the replay.** Whoever records the shows is told every change of a channel's
+//! pinned question (`pin_hook.rs`, [`Debate::on_pinned`]).
+//!
 //! **Timer.** Only its deadline is sent (`ends_at`, with the server's `now` so pages correct
 //! their clock); pages count down by themselves and show "time's up". It lives in memory.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -43,12 +46,14 @@ use crate::db::questions::{self as rows, QuestionRow};
 use crate::db::{Db, DbError};
 
 mod model;
+mod pin_hook;
 mod session;
 mod votes;
 
 pub use model::{
     order, ListedQuestion, Listing, QuestionError, QuestionState, QuestionView, TimerView, Viewer,
 };
+pub use pin_hook::PinHook;
 use votes::{vote_writer, VoteJob};
 
 /// Vote counts go out at most this often per channel...
@@ -154,6 +159,8 @@ pub struct Debate {
     /// Std mutex, short sections.
     channels: Mutex<HashMap<String, Arc<DebateChannel>>>,
     votes: mpsc::Sender<VoteJob>,
+    /// Set once (the recorder): told each change of a pinned question.
+    pin_hook: OnceLock<PinHook>,
 }
 
 impl Debate {
@@ -203,6 +210,7 @@ impl Debate {
             tracker: tracker.clone(),
             channels: Mutex::new(channels),
             votes,
+            pin_hook: OnceLock::new(),
         });
         tracker.spawn(session::lifecycle_task(debate.clone(), lifecycle, cancel));
         Ok(debate)
@@ -261,6 +269,7 @@ impl Debate {
     fn emit_pinned(&self, channel: &str, st: &DebateState) {
         let data = self.pinned_data(st);
         self.emit(channel, "pinned", &data);
+        self.tell_pinned(channel, st);
     }
 
     /// Refuses a banned viewer (nick, address or identity, as the chat bans them).

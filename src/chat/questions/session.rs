@@ -93,6 +93,7 @@ impl Debate {
             let mut data = self.pinned_data(&st);
             data["new_broadcast"] = serde_json::Value::String(session.clone());
             self.emit(&dc.name, "pinned", &data);
+            self.tell_pinned(&dc.name, &st);
             info!(channel = %dc.name, broadcast = %session, archived = before - st.questions.len(),
                 joined = pending.len(), "debate: a new broadcast");
         } else {
