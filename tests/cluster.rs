@@ -384,9 +384,26 @@ fn losing_redis_keeps_media_and_per_node_chat_and_the_nodes_rejoin() {
         });
         assert_eq!(metric(srv, "onair_cluster_redis_up"), 0.0);
     }
-    // Per-node chat.
-    assert_eq!(post_chat(&a, "alice", "ann", "alone on A").status, 202);
+    // Per-node chat, numbered from the moment of the loss (µs, as the cluster's ids).
+    let lost_at = chrono_micros();
+    let r = post_chat(&a, "alice", "ann", "alone on A");
+    assert_eq!(r.status, 202);
+    assert!(
+        r.body["id"].as_u64().unwrap_or(0) + 60_000_000 > lost_at,
+        "{:?}",
+        r.body
+    );
     assert_eq!(chat_texts(&on_a, 1)[0].1, "alone on A");
+    // Per-node questions: asked on A, not on B.
+    let alone = ask(&a, "10.0.1.1", "ann", "Asked while Redis is away?");
+    assert!(
+        alone + 60_000_000 > lost_at,
+        "numbered from A's clock: {alone}"
+    );
+    assert!(
+        debate_on(&b)["questions"] == json!([]),
+        "B has no question of A's"
+    );
     // Media goes on: new segments on A, and B still serves them from A.
     let last = |srv: &TestServer| {
         segments(&srv.get("/hls/alice/source/index.m3u8").1)
@@ -418,6 +435,24 @@ fn losing_redis_keeps_media_and_per_node_chat_and_the_nodes_rejoin() {
     assert_eq!(e.json()["text"], json!("together again"));
     let e = on_b.next_where(WAIT, "B's message on B", |e| e.event == "chat");
     assert_eq!(e.json()["text"], json!("together again"));
+    // The debate is shared again; what A had alone stays on A.
+    let q = ask(&b, "10.0.1.2", "bea", "Shared again?");
+    assert!(q > alone);
+    wait_for(WAIT, "B's question on A", || {
+        let ids: Vec<Value> = debate_on(&a)["questions"]
+            .as_array()
+            .map(|qs| qs.iter().map(|q| q[0].clone()).collect())
+            .unwrap_or_default();
+        (ids == [json!(alone), json!(q)]).then_some(())
+    });
+    assert_eq!(debate_on(&b)["questions"][0][0], json!(q));
+}
+
+/// Now in µs since the epoch, as cluster ids are.
+fn chrono_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 #[test]
