@@ -283,7 +283,7 @@ impl Server {
         .await?;
         if let Some(c) = &cluster {
             // The debate first: the cluster's first read hands it the streams' tails too.
-            c.attach_debate(debate.clone());
+            c.attach_debate(&debate);
             c.start(chat.clone(), &tracker, cancel.child_token());
         }
         // Announced go-lives are also posted on owners' own accounts, when they asked.

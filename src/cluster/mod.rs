@@ -143,8 +143,10 @@ pub struct Cluster {
     bus: Arc<Bus>,
     chat: OnceLock<Arc<Chat>>,
     /// The debate, which applies its own kinds of events (`q.*`) and follows `live` /
-    /// `offline` for its broadcasts (`chat::questions::shared`).
-    debate: OnceLock<Arc<Debate>>,
+    /// `offline` for its broadcasts (`chat::questions::shared`). Weak: the debate holds the
+    /// chat, which holds this; a strong reference would keep the debate (and its database
+    /// writers) alive past shutdown.
+    debate: OnceLock<std::sync::Weak<Debate>>,
     /// The registry as last read: channel -> origin (this node's entries included).
     origins: Mutex<HashMap<String, Origin>>,
     /// Viewers of the other live nodes, summed, as last read.
@@ -222,12 +224,12 @@ impl Cluster {
 
     /// Hands the debate its events: call before [`Cluster::start`], so that the first read
     /// (the streams' tails) reaches it too.
-    pub fn attach_debate(&self, debate: Arc<Debate>) {
-        let _ = self.debate.set(debate);
+    pub fn attach_debate(&self, debate: &Arc<Debate>) {
+        let _ = self.debate.set(Arc::downgrade(debate));
     }
 
-    fn debate(&self) -> Option<&Arc<Debate>> {
-        self.debate.get()
+    fn debate(&self) -> Option<Arc<Debate>> {
+        self.debate.get()?.upgrade()
     }
 
     pub fn node(&self) -> &str {

@@ -53,7 +53,7 @@ pub const APPLY_WAIT: Duration = Duration::from_secs(5);
 
 /// One change to this node's copy of the debate in its database.
 pub(super) enum Replica {
-    Insert(QuestionRow),
+    Insert(Box<QuestionRow>),
     State(u64, QuestionState),
     Broadcast(u64, String),
     Vote(u64, String, bool),
@@ -276,7 +276,7 @@ impl Debate {
             asked_at: d["asked_at"].as_str().unwrap_or_default().to_string(),
             voters: Vec::new(),
         };
-        self.persist(Replica::Insert(row.clone()));
+        self.persist(Replica::Insert(Box::new(row.clone())));
         let q = Question {
             row,
             state: QuestionState::Open,
