@@ -1,5 +1,7 @@
 //! Unit tests of the chat: posting rules, history and resume, moderation, bans through the
 //! database, viewer counts and the event ring.
+use std::net::IpAddr;
+
 use super::*;
 use http_body_util::BodyExt;
 
@@ -50,7 +52,7 @@ async fn next_frame(body: &mut SseBody) -> Option<String> {
     }
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn keepalives_come_through_the_ring_and_shutdown_ends_every_stream() {
     let bus = Bus::new();
     bus.ensure(&ChannelName::new("alice"));
@@ -76,7 +78,8 @@ async fn keepalives_come_through_the_ring_and_shutdown_ends_every_stream() {
     }
     let waited = start.elapsed();
     assert!(
-        waited >= KEEPALIVE_INTERVAL && waited <= KEEPALIVE_INTERVAL + VIEWERS_INTERVAL,
+        // On the real clock: one late tick of slack on a loaded machine.
+        waited >= KEEPALIVE_INTERVAL && waited <= KEEPALIVE_INTERVAL + 2 * VIEWERS_INTERVAL,
         "keep-alive after {waited:?}"
     );
     assert!(seen[0].starts_with("retry:"), "{seen:?}");
