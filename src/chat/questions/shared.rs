@@ -36,9 +36,10 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use super::queue::{apply_changes, changes_for, set_timer_in};
 use super::{
-    apply_changes, changes_for, rows, set_timer_in, Debate, DebateChannel, Question, QuestionError,
-    QuestionRow, QuestionState, QuestionView, Timer, TimerView, VOTE_BATCH,
+    rows, Debate, DebateChannel, Question, QuestionError, QuestionRow, QuestionState, QuestionView,
+    Timer, TimerView, VOTE_BATCH,
 };
 use crate::bus::Lifecycle;
 use crate::chat::now_rfc3339;
