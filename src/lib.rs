@@ -269,7 +269,6 @@ impl Server {
         .await?;
         if let Some(c) = &cluster {
             chat.attach_cluster(c.clone());
-            c.start(chat.clone(), &tracker, cancel.child_token());
         }
         let auth = identity::Auth::spawn(&cfg, db.clone(), &tracker, cancel.child_token())?;
         let debate = chat::questions::Debate::start(
@@ -282,6 +281,11 @@ impl Server {
             cancel.child_token(),
         )
         .await?;
+        if let Some(c) = &cluster {
+            // The debate first: the cluster's first read hands it the streams' tails too.
+            c.attach_debate(&debate);
+            c.start(chat.clone(), &tracker, cancel.child_token());
+        }
         // Announced go-lives are also posted on owners' own accounts, when they asked.
         let owners = auth.clone();
         announce.on_live(Arc::new(move |a| {

@@ -138,6 +138,10 @@ pub(super) async fn lifecycle_task(
             _ = cancel.cancelled() => return,
         };
         match ev {
+            // In a cluster, go-lives and ends come from Redis in stream order (`shared`), or
+            // from the cluster itself while Redis is lost, so that every node decides alike.
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_))
+                if debate.chat.cluster.get().is_some() => {}
             Ok(Lifecycle::Live {
                 channel,
                 started_at,
