@@ -15,8 +15,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
+use super::channel::{ChatChannel, Ring};
+use super::{unsaved, Chat, ChatError};
 use crate::db::{self, Db, DbError};
 
 /// The `imports` row that records the import of `chat.bans_file`.
@@ -175,6 +177,134 @@ fn aside_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".unreadable-{stamp}"));
     path.with_file_name(name)
+}
+
+/// What a ban targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BanTarget {
+    /// Compared case-insensitively.
+    Nick(String),
+    Address(IpAddr),
+    /// A signed-in identity, `provider:id` (as in `channels[].owners`): banned under any nick.
+    Identity(String),
+}
+
+impl BanTarget {
+    /// The form kept in memory and in the database: nicks trimmed and lowercased.
+    pub fn normalized(&self) -> BanTarget {
+        match self {
+            BanTarget::Nick(n) => BanTarget::Nick(n.trim().to_lowercase()),
+            BanTarget::Address(a) => BanTarget::Address(*a),
+            BanTarget::Identity(i) => BanTarget::Identity(i.trim().to_string()),
+        }
+    }
+}
+
+impl ChatChannel {
+    /// Adds a (normalized) ban in memory and deletes the target's messages still in the
+    /// history; returns how many. Its open event streams end if it is an address.
+    pub(super) fn apply_ban(&self, target: &BanTarget, history_len: usize) -> usize {
+        let mut st = self.lock();
+        let doomed: Vec<u64> = st
+            .history
+            .iter()
+            .filter(|h| match (&h.author, target) {
+                (Some(a), BanTarget::Nick(t)) => a.nick == *t,
+                (Some(a), BanTarget::Address(t)) => a.addr == *t,
+                (Some(a), BanTarget::Identity(t)) => a.identity.as_ref() == Some(t),
+                _ => false,
+            })
+            .map(|h| h.id)
+            .collect();
+        match target {
+            BanTarget::Nick(n) => {
+                st.bans.nicks.insert(n.clone());
+            }
+            BanTarget::Address(a) => {
+                st.bans.addresses.insert(*a);
+                // Its open event streams end; new ones are refused while the ban lasts.
+                let _ = self.events.send(Ring::Kick(*a));
+            }
+            BanTarget::Identity(i) => {
+                st.bans.identities.insert(i.clone());
+            }
+        }
+        st.history.retain(|h| !doomed.contains(&h.id));
+        for id in &doomed {
+            self.publish_delete(&mut st, history_len, *id);
+        }
+        // Addresses are personal data: debug level only.
+        debug!(channel = %self.name, ?target, deleted = doomed.len(), "chat ban");
+        info!(channel = %self.name, deleted = doomed.len(), "chat ban added");
+        doomed.len()
+    }
+
+    /// Lifts a (normalized) ban in memory; false if there was none.
+    pub(super) fn apply_unban(&self, target: &BanTarget) -> bool {
+        let mut st = self.lock();
+        match target {
+            BanTarget::Nick(n) => st.bans.nicks.remove(n),
+            BanTarget::Address(a) => st.bans.addresses.remove(a),
+            BanTarget::Identity(i) => st.bans.identities.remove(i),
+        }
+    }
+}
+
+impl Chat {
+    /// Bans a nick or an address and deletes its messages still in the history. Returns the
+    /// number of messages deleted, once the ban is committed to the database.
+    pub async fn ban(&self, channel: &str, target: &BanTarget) -> Result<usize, ChatError> {
+        let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
+        let target = target.normalized();
+        if let Some(deleted) = self.ban_shared(&ch, &target).await? {
+            return Ok(deleted);
+        }
+        let (history, file) = (self.cfg.history, self.ban_file.clone());
+        // All of it on the database thread: the commit, then memory, in the order of the
+        // commits, and whole even if our caller stops waiting.
+        self.db
+            .call(move |conn| {
+                db::bans::add(conn, ch.name.as_str(), &target)?;
+                let deleted = ch.apply_ban(&target, history);
+                if let Some(f) = file {
+                    rewrite(conn, &f);
+                }
+                Ok(deleted)
+            })
+            .await
+            .map_err(|e| unsaved(channel, "chat ban", e))
+    }
+
+    /// A channel's bans.
+    pub fn bans(&self, channel: &str) -> Result<Bans, ChatError> {
+        let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
+        let bans = ch.lock().bans.clone();
+        Ok(bans)
+    }
+
+    /// Lifts a ban; false if there was none. Answers once the change is committed.
+    pub async fn unban(&self, channel: &str, target: &BanTarget) -> Result<bool, ChatError> {
+        let ch = self.channel(channel).ok_or(ChatError::NoChannel)?;
+        let target = target.normalized();
+        if let Some(lifted) = self.unban_shared(&ch, &target).await? {
+            return Ok(lifted);
+        }
+        let file = self.ban_file.clone();
+        self.db
+            .call(move |conn| {
+                let stored = db::bans::remove(conn, ch.name.as_str(), &target)?;
+                let lifted = ch.apply_unban(&target) || stored;
+                if lifted {
+                    info!(channel = %ch.name, "chat ban lifted");
+                    if let Some(f) = file {
+                        rewrite(conn, &f);
+                    }
+                }
+                Ok(lifted)
+            })
+            .await
+            .map_err(|e| unsaved(channel, "chat unban", e))
+    }
 }
 
 #[cfg(test)]

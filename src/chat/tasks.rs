@@ -1,15 +1,19 @@
 //! The chat's two background tasks, started by [`super::Chat::start`]: one turns the bus's
 //! lifecycle broadcast into `live` / `offline` events (resyncing every channel if it falls
 //! behind), the other pushes `viewers` counts, forgets idle rate-limit state, sends the
-//! keep-alive comments and, at shutdown, ends every event stream.
+//! keep-alive comments and, at shutdown, ends every event stream. What they do each time is
+//! here too: [`Chat::lifecycle`] (also the cluster's way in while Redis is lost) and
+//! [`Chat::housekeeping`].
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, instrument};
 
-use super::{Chat, KEEPALIVE_INTERVAL, VIEWERS_INTERVAL};
+use super::channel::{Ring, KEEPALIVE};
+use super::{now_rfc3339, Chat, HLS_VIEWER_WINDOW, KEEPALIVE_INTERVAL, VIEWERS_INTERVAL};
 use crate::bus::Lifecycle;
 
 #[instrument(skip_all)]
@@ -77,5 +81,59 @@ pub(super) async fn housekeeping_task(chat: Arc<Chat>, cancel: CancellationToken
         .collect();
     for ch in channels {
         ch.close();
+    }
+}
+
+impl Chat {
+    /// A lifecycle event as this node's viewers hear it (the cluster's, when Redis is lost).
+    pub(crate) fn lifecycle(&self, ev: &Lifecycle) {
+        let (name, event, data) = match ev {
+            Lifecycle::Live {
+                channel,
+                started_at,
+            } => (
+                channel,
+                "live",
+                serde_json::json!({"channel": channel.as_str(), "started_at": now_rfc3339(*started_at)}),
+            ),
+            Lifecycle::Offline { channel } => (
+                channel,
+                "offline",
+                serde_json::json!({"channel": channel.as_str()}),
+            ),
+        };
+        if let Some(ch) = self.channel(name.as_str()) {
+            let mut st = ch.lock();
+            ch.publish(&mut st, self.cfg.history, event, &data, Some(None));
+        }
+    }
+
+    /// Pushes changed viewer counts and forgets idle rate-limit state.
+    fn housekeeping(&self, keepalive: bool) {
+        let now = Instant::now();
+        let rate = self.cfg.rate_per_second;
+        let burst = self.cfg.burst as f64;
+        for ch in self.all() {
+            ch.lock_hls()
+                .retain(|_, t| now.saturating_duration_since(*t) < HLS_VIEWER_WINDOW);
+            let viewers = self.total_viewers(&ch, now);
+            if keepalive && ch.events.receiver_count() > 0 {
+                let _ = ch.events.send(Ring::Frame(KEEPALIVE));
+            }
+            let mut st = ch.lock();
+            if viewers != st.viewers_pushed {
+                st.viewers_pushed = viewers;
+                let data = serde_json::json!({ "viewers": viewers });
+                if self.cluster.get().is_some() {
+                    // Counts differ per node for a moment: under the last shared id, so that
+                    // they never make an id the other nodes do not know.
+                    let id = st.last_id;
+                    ch.publish_at(&mut st, self.cfg.history, id, "viewers", &data, None);
+                } else {
+                    ch.publish(&mut st, self.cfg.history, "viewers", &data, None);
+                }
+            }
+            st.forget_idle(rate, burst, now);
+        }
     }
 }

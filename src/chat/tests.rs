@@ -1,5 +1,7 @@
 //! Unit tests of the chat: posting rules, history and resume, moderation, bans through the
 //! database, viewer counts and the event ring.
+use std::net::IpAddr;
+
 use super::*;
 use http_body_util::BodyExt;
 
