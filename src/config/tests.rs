@@ -40,6 +40,35 @@ fn shipped_config_is_valid() {
     assert!(!cfg.channels.is_empty());
 }
 
+/// The shipped limits fit the scale they advertise (issue 19): one channel's chat can fill
+/// `chat.max_subscribers` with event streams, which have a budget of their own
+/// (`http.max_event_streams`, so they never take `http.max_connections` from playlists, posts
+/// and the API), and config/default.toml says the same numbers as the built-in defaults.
+#[test]
+fn default_limits_fit_the_advertised_scale() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+    let shipped = Config::load_with_env(Some(&p), vec![]).expect("shipped config loads");
+    let built_in = Config::default();
+    for (which, cfg) in [("built-in", &built_in), ("shipped", &shipped)] {
+        assert!(
+            cfg.http.max_event_streams >= cfg.chat.max_subscribers,
+            "{which}: http.max_event_streams ({}) below chat.max_subscribers ({})",
+            cfg.http.max_event_streams,
+            cfg.chat.max_subscribers
+        );
+    }
+    let keys = |c: &Config| {
+        (
+            c.http.max_connections,
+            c.http.max_event_streams,
+            c.chat.max_subscribers,
+            c.chat.max_subscribers_per_address,
+            c.rtmp.max_connections,
+        )
+    };
+    assert_eq!(keys(&shipped), keys(&built_in));
+}
+
 #[test]
 fn env_overrides_file() {
     let f = file("[http]\nlisten = \"127.0.0.1:1000\"\n");

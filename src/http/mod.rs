@@ -1,5 +1,6 @@
 //! HTTP: the listeners and connections (HTTP/1.1 and HTTP/2, chosen by ALPN on TLS or by
-//! sniffing the h2c preface on cleartext; header timeout, connection limit, graceful shutdown),
+//! sniffing the h2c preface on cleartext; header timeout, connection limit, graceful shutdown
+//! in [`graceful`]),
 //! and [`HttpState::handle`], which routes each request ([`router::route`], pure) to the
 //! surface that answers it. One module per surface: [`hls`] (playlists, segments), [`api`]
 //! (JSON channels, health, metrics), [`chat`] (posts, event streams), [`pages`] (pages and
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod cache;
 pub mod cards;
 pub mod chat;
+mod graceful;
 pub mod hls;
 pub mod pages;
 pub mod questions;
@@ -183,7 +185,9 @@ pub async fn serve(
 ) {
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let event_streams = Arc::new(Semaphore::new(cfg.max_event_streams));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let shutdown = graceful::Shutdown::default();
+    // The connection tasks, waited for (3 s at most) once the listener stops.
+    let connections = tokio_util::task::TaskTracker::new();
     let protocols = Arc::new(Protocols::new(cfg.header_timeout_seconds));
     let mut last_full_log: Option<std::time::Instant> = None;
     loop {
@@ -231,9 +235,9 @@ pub async fn serve(
             fut
         });
         let protocols = protocols.clone();
-        let watcher = graceful.watcher();
+        let watcher = shutdown.clone();
         let tls = tls.as_ref().map(CertSlot::acceptor);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // The opening (sniff or TLS handshake) is boxed as well: a task is sized for the
             // largest state it can hold, and this one lives as long as its connection.
             let opening = Box::pin(open_connection(sock, peer, tls, &protocols, svc, watcher));
@@ -245,8 +249,10 @@ pub async fn serve(
         });
     }
     drop(listener);
+    shutdown.stop();
+    connections.close();
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = connections.wait() => {}
         _ = tokio::time::sleep(Duration::from_secs(3)) => debug!("http connections still open at shutdown; closing them"),
     }
 }
@@ -327,7 +333,7 @@ async fn open_connection<S>(
     tls: Option<tokio_rustls::TlsAcceptor>,
     protocols: &Protocols,
     svc: S,
-    watcher: hyper_util::server::graceful::Watcher,
+    watcher: graceful::Shutdown,
 ) -> Option<ConnectionFuture>
 where
     S: hyper::service::HttpService<Incoming, ResBody = Body> + Send + 'static,
@@ -413,7 +419,7 @@ impl Protocols {
         io: I,
         h2: bool,
         svc: S,
-        watcher: hyper_util::server::graceful::Watcher,
+        watcher: graceful::Shutdown,
     ) -> Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
