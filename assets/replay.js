@@ -1,8 +1,12 @@
-// The replay page: a recording's video (hls.js, or the browser's own HLS) with its chat coming
-// back as it happened. Each message has its media time (`offset_seconds`); the list shows the
-// messages up to the video's current time, and is rebuilt when the viewer seeks back.
-// Chat text is only ever inserted with textContent (chat-list.js).
+// The replay page: a recording's video (hls.js, or the browser's own HLS) with its chat and
+// pinned questions coming back as they happened. Each message has its media time
+// (`offset_seconds`); the list shows the messages up to the video's current time, and is
+// rebuilt when the viewer seeks back. Each pinned question has its time on screen
+// (`offset_seconds` to `until_seconds`, null: to the end) and is the banner over the video
+// while the video is within it, seeks included.
+// Text from viewers is only ever inserted with textContent (chat-list.js, questions.js).
 import { createChatList } from './chat-list.js';
+import { showPinned } from './questions.js';
 
 (function () {
   const channel = document.body.dataset.channel;
@@ -16,6 +20,8 @@ import { createChatList } from './chat-list.js';
   const master = '/vod/' + base + '/master.m3u8';
 
   let log = []; // messages sorted by offset_seconds
+  let pins = []; // pinned questions sorted by offset_seconds
+  let onScreen; // the pin shown now (undefined: not drawn yet)
   let chatFailed = false;
   let shown = 0; // how many of `log` are in the list
   let chat = createChatList(list);
@@ -32,6 +38,12 @@ import { createChatList } from './chat-list.js';
     }
     for (; shown < want; shown++) chat.add(log[shown]);
     if (!chatFailed) count.textContent = log.length ? shown + ' of ' + log.length : '';
+    const pin = pins.find((p) => p.offset_seconds <= t &&
+      (p.until_seconds == null || t < p.until_seconds)) || null;
+    if (pin !== onScreen) {
+      onScreen = pin;
+      showPinned($('pinned'), $('pinned-text'), $('pinned-by'), pin);
+    }
   }
 
   async function loadChat() {
@@ -41,6 +53,7 @@ import { createChatList } from './chat-list.js';
       if (!r.ok) throw new Error(String(r.status));
       const j = await r.json();
       log = (j.messages || []).slice().sort((a, b) => a.offset_seconds - b.offset_seconds);
+      pins = (j.questions || []).slice().sort((a, b) => a.offset_seconds - b.offset_seconds);
       render();
     } catch (e) {
       chatFailed = true;

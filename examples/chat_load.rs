@@ -8,7 +8,10 @@
 //! server must trust 127.0.0.1) each ask a question before the message phase and then vote
 //! and take votes back on random questions every `DEBATE_VOTE_MS` (default 500) during it.
 //!
-//! Loopback only: ADDR must be a 127.0.0.0/8 or ::1 address. Bounded: every phase has a
+//! With `POST_ADDR=HOST:PORT` the messages are posted there instead of ADDR: another node of a
+//! cluster (`scripts/bench-cluster-chat`), so that each delivery crosses Redis.
+//!
+//! Loopback only: ADDR (and POST_ADDR) must be a 127.0.0.0/8 or ::1 address. Bounded: every phase has a
 //! deadline. Hand-written HTTP/1.1 (a GET per stream, scanning the raw bytes for markers)
 //! because an HTTP client per subscriber would cost more memory than what is being measured.
 
@@ -278,6 +281,11 @@ fn main() {
     let m: usize = args[4].parse().expect("MESSAGES");
     let interval = Duration::from_millis(args[5].parse().expect("INTERVAL_MS"));
     let pid: u32 = args[6].parse().expect("SERVER_PID");
+    let post_addr: SocketAddr = match std::env::var("POST_ADDR") {
+        Ok(a) => a.parse().expect("POST_ADDR"),
+        Err(_) => addr,
+    };
+    assert!(post_addr.ip().is_loopback(), "loopback addresses only");
     let threads: usize = std::env::var("CHAT_LOAD_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -287,10 +295,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(addr, channel, n, m, interval, pid));
+    rt.block_on(run(addr, post_addr, channel, n, m, interval, pid));
 }
 
-async fn run(addr: SocketAddr, channel: String, n: usize, m: usize, interval: Duration, pid: u32) {
+async fn run(
+    addr: SocketAddr,
+    post_addr: SocketAddr,
+    channel: String,
+    n: usize,
+    m: usize,
+    interval: Duration,
+    pid: u32,
+) {
     let shared = Arc::new(Shared {
         start: Instant::now(),
         messages: m,
@@ -367,7 +383,7 @@ async fn run(addr: SocketAddr, channel: String, n: usize, m: usize, interval: Du
     let mut post_errors = 0;
     for (k, slot) in sent.iter_mut().enumerate() {
         *slot = shared.start.elapsed().as_nanos() as u64;
-        if let Err(e) = post(addr, &channel, k).await {
+        if let Err(e) = post(post_addr, &channel, k).await {
             post_errors += 1;
             eprintln!("post {k} failed: {e}");
         }

@@ -36,6 +36,15 @@ impl ChannelName {
     }
 }
 
+/// Looks a channel up by `&str` without building a name (an allocation per HLS request, which
+/// counts its viewer through the bus). Consistent with the derived `Ord`, `Eq` and `Hash`,
+/// which compare and hash the `str`.
+impl std::borrow::Borrow<str> for ChannelName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ChannelName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -328,7 +337,7 @@ impl Bus {
 
     pub fn get(&self, name: &str) -> Option<Arc<ChannelBus>> {
         let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&ChannelName::new(name)).cloned()
+        map.get(name).cloned()
     }
 
     /// Every channel, in name order.

@@ -340,6 +340,7 @@ pub fn http_route(data: &[u8]) {
             whip: None,
             thumbnails: crate::transcode::thumbnails::Thumbnails::new(Default::default(), None),
             cards: Arc::default(),
+            replay_pages: Default::default(),
         })
     });
     let Some((&m, rest)) = data.split_first() else {

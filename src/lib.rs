@@ -269,7 +269,6 @@ impl Server {
         .await?;
         if let Some(c) = &cluster {
             chat.attach_cluster(c.clone());
-            c.start(chat.clone(), &tracker, cancel.child_token());
         }
         let auth = identity::Auth::spawn(&cfg, db.clone(), &tracker, cancel.child_token())?;
         let debate = chat::questions::Debate::start(
@@ -282,6 +281,11 @@ impl Server {
             cancel.child_token(),
         )
         .await?;
+        if let Some(c) = &cluster {
+            // The debate first: the cluster's first read hands it the streams' tails too.
+            c.attach_debate(&debate);
+            c.start(chat.clone(), &tracker, cancel.child_token());
+        }
         // Announced go-lives are also posted on owners' own accounts, when they asked.
         let owners = auth.clone();
         announce.on_live(Arc::new(move |a| {
@@ -292,6 +296,16 @@ impl Server {
         let recorder =
             record::Recorder::start(&cfg, db.clone(), &tracker, cancel.child_token()).await;
         recorder.record_renditions(&store);
+        recorder.set_thumbnails(thumbnails.clone());
+        // The replay keeps the pinned questions at their moments...
+        let rec = recorder.clone();
+        debate.on_pinned(Arc::new(move |channel, q| rec.question_pinned(channel, q)));
+        // ...and the end-of-show post (`announce.replay_post`) names the show's replay page.
+        let (rec, public_url) = (recorder.clone(), cfg.server.public_url.clone());
+        announce.set_replay_links(Arc::new(move |channel, live_since| {
+            let id = rec.replay_of(channel, live_since)?;
+            Some(announce::message::replay_url(&public_url, channel, &id))
+        }));
         let cards = http::cards::Titles::new(&cfg.channels);
         let state = Arc::new(HttpState {
             auth: auth.clone(),
@@ -310,6 +324,7 @@ impl Server {
             cluster,
             thumbnails: thumbnails.clone(),
             cards: cards.clone(),
+            replay_pages: Default::default(),
         });
         let tls = http::tls_config(&cfg.http)?;
         certificates.extend(tls.clone());

@@ -6,6 +6,8 @@
 //! counters) is read at scrape time and published as absolute values, so no hot path pays for
 //! metrics twice.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -81,11 +83,28 @@ pub fn init(tracker: &TaskTracker, cancel: CancellationToken) {
 
 /// Records one HTTP request.
 pub fn http_request(route: &'static str, status: u16, took: Duration) {
-    let status = status.to_string();
-    counter!("onair_http_requests_total", "route" => route, "status" => status.clone())
-        .increment(1);
-    histogram!("onair_http_request_duration_seconds", "route" => route, "status" => status)
-        .record(took.as_secs_f64());
+    /// The handles of the (route, status) pairs this thread has recorded. Looking a labelled
+    /// metric up in the registry builds its key (label strings) and takes a shard lock: per
+    /// request that was a visible share of serving a playlist. Routes and statuses are few,
+    /// and a handle is a shared reference to the one registered metric.
+    type Handles = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
+    thread_local! {
+        static HANDLES: RefCell<Handles> = RefCell::new(HashMap::new());
+    }
+    HANDLES.with(|h| {
+        let mut h = h.borrow_mut();
+        let (count, latency) = h.entry((route, status)).or_insert_with(|| {
+            // Installed first, so that no thread keeps the handles of "no recorder yet".
+            recorder();
+            let status = status.to_string();
+            (
+                counter!("onair_http_requests_total", "route" => route, "status" => status.clone()),
+                histogram!("onair_http_request_duration_seconds", "route" => route, "status" => status),
+            )
+        });
+        count.increment(1);
+        latency.record(took.as_secs_f64());
+    });
 }
 
 /// What a scrape reads.

@@ -642,6 +642,50 @@ fn end_to_end_ffmpeg_push_is_announced_once_per_go_live() {
 }
 
 #[test]
+fn replay_post_names_the_shows_replay_page() {
+    let _media = common::media_lock();
+    let hook = StandIn::start(stand_in::webhook(HOOK_SECRET));
+    let extra = format!(
+        "[server]\npublic_url = \"{PUBLIC}/\"\n\
+         [announce]\ngrace_seconds = 0\nreplay_post = true\nbackoff_base_ms = 50\n{}",
+        hook_toml(&hook.url()),
+    );
+    let srv = TestServer::start_with(&extra, &[("TEST_HOOK_SECRET", HOOK_SECRET)]);
+    let p = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            seconds: 3.0,
+            ..Default::default()
+        },
+    );
+    let (ok, err) = p.wait(Duration::from_secs(20));
+    assert!(ok, "ffmpeg: {err}");
+    // The go-live post, then (the grace being 0) the end-of-show post at once.
+    let posts = hook.wait_accepted_blocking(2, Duration::from_secs(15));
+    let id = srv.json("/api/channels/alice/recordings")["recordings"][0]["id"]
+        .as_str()
+        .expect("the show's recording")
+        .to_string();
+    let live = posts[0].json();
+    assert_eq!(
+        (live["event"].as_str(), live["url"].as_str()),
+        (Some("live"), Some(ALICE_URL))
+    );
+    let ended = posts[1].json();
+    let replay = format!("{PUBLIC}/replay/alice/{id}");
+    assert_eq!(ended["event"], "ended", "{ended}");
+    assert_eq!(ended["url"], replay.as_str(), "{ended}");
+    let text = ended["text"].as_str().expect("text");
+    assert!(
+        text.contains(&replay) && text.contains("replay"),
+        "{text:?}"
+    );
+    assert!(!text.contains(ALICE_KEY), "{text:?}");
+    // The page it names is there.
+    assert_eq!(srv.get(&format!("/replay/alice/{id}")).0, 200);
+}
+
+#[test]
 fn announce_test_command_posts_and_reports_per_target() {
     let m = StandIn::start(stand_in::mastodon(MASTODON_TOKEN));
     let hook = StandIn::start(stand_in::webhook(HOOK_SECRET));

@@ -2,7 +2,8 @@
 //! here on a free port): chat in order on every node, resuming on another node, moderation
 //! everywhere, summed viewer counts, HLS served by a node from the origin node (one upstream
 //! request per object), takeover of a key published on a second node, one announcement per
-//! go-live, and Redis lost and back mid-show.
+//! go-live, Redis lost and back mid-show, and the debate (questions, votes, pins, timers) the
+//! same on every node.
 
 mod common;
 mod stand_in;
@@ -14,10 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::api::{admin, post_chat, ADMIN_TOKEN};
+use common::api::{admin, post_chat, request, Answer, ADMIN_TOKEN};
 use common::sse::Sse;
 use common::{free_port, push, segments, temp_dir, wait_for, PushOpts, TestServer, ALICE_KEY};
-use serde_json::json;
+use serde_json::{json, Value};
 use stand_in::StandIn;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -94,7 +95,7 @@ fn node(name: &str, redis: &Redis, extra: &str, env: &[(&str, &str)]) -> TestSer
         "[server]\nadmin_token = \"{ADMIN_TOKEN}\"\n\
          [cluster]\nredis_url = \"{}\"\nnode_name = \"{name}\"\n\
          advertise_url = \"http://127.0.0.1:{port}\"\nheartbeat_ttl_seconds = 3\n\
-         [chat]\nrate_per_second = 50.0\nburst = 50\n\
+         [chat]\nrate_per_second = 50.0\nburst = 50\ntrusted_proxies = [\"127.0.0.1\"]\n\
          [transcode]\nladder = []\n{extra}",
         redis.url()
     );
@@ -383,9 +384,26 @@ fn losing_redis_keeps_media_and_per_node_chat_and_the_nodes_rejoin() {
         });
         assert_eq!(metric(srv, "onair_cluster_redis_up"), 0.0);
     }
-    // Per-node chat.
-    assert_eq!(post_chat(&a, "alice", "ann", "alone on A").status, 202);
+    // Per-node chat, numbered from the moment of the loss (µs, as the cluster's ids).
+    let lost_at = chrono_micros();
+    let r = post_chat(&a, "alice", "ann", "alone on A");
+    assert_eq!(r.status, 202);
+    assert!(
+        r.body["id"].as_u64().unwrap_or(0) + 60_000_000 > lost_at,
+        "{:?}",
+        r.body
+    );
     assert_eq!(chat_texts(&on_a, 1)[0].1, "alone on A");
+    // Per-node questions: asked on A, not on B.
+    let alone = ask(&a, "10.0.1.1", "ann", "Asked while Redis is away?");
+    assert!(
+        alone + 60_000_000 > lost_at,
+        "numbered from A's clock: {alone}"
+    );
+    assert!(
+        debate_on(&b)["questions"] == json!([]),
+        "B has no question of A's"
+    );
     // Media goes on: new segments on A, and B still serves them from A.
     let last = |srv: &TestServer| {
         segments(&srv.get("/hls/alice/source/index.m3u8").1)
@@ -417,6 +435,24 @@ fn losing_redis_keeps_media_and_per_node_chat_and_the_nodes_rejoin() {
     assert_eq!(e.json()["text"], json!("together again"));
     let e = on_b.next_where(WAIT, "B's message on B", |e| e.event == "chat");
     assert_eq!(e.json()["text"], json!("together again"));
+    // The debate is shared again; what A had alone stays on A.
+    let q = ask(&b, "10.0.1.2", "bea", "Shared again?");
+    assert!(q > alone);
+    wait_for(WAIT, "B's question on A", || {
+        let ids: Vec<Value> = debate_on(&a)["questions"]
+            .as_array()
+            .map(|qs| qs.iter().map(|q| q[0].clone()).collect())
+            .unwrap_or_default();
+        (ids == [json!(alone), json!(q)]).then_some(())
+    });
+    assert_eq!(debate_on(&b)["questions"][0][0], json!(q));
+}
+
+/// Now in µs since the epoch, as cluster ids are.
+fn chrono_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 #[test]
@@ -440,4 +476,170 @@ fn a_dead_origin_node_shows_its_channel_offline_within_the_heartbeat_ttl() {
     // TTL 3 s, plus up to one heartbeat of B.
     assert!(took < Duration::from_secs(5), "offline after {took:?}");
     eprintln!("origin killed: offline on B after {took:?} (ttl 3 s)");
+}
+
+fn ask(srv: &TestServer, ip: &str, nick: &str, text: &str) -> u64 {
+    let a = request(
+        srv,
+        "POST",
+        "/api/channels/alice/questions",
+        Some(&json!({"nick": nick, "text": text}).to_string()),
+        &[("X-Forwarded-For", ip)],
+    );
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    a.body["id"].as_u64().expect("question id")
+}
+
+fn vote(srv: &TestServer, ip: &str, id: u64) -> Answer {
+    request(
+        srv,
+        "POST",
+        &format!("/api/channels/alice/questions/{id}/vote"),
+        None,
+        &[("X-Forwarded-For", ip)],
+    )
+}
+
+fn pin(srv: &TestServer, id: u64, state: &str) -> Answer {
+    admin(
+        srv,
+        "PUT",
+        &format!("/api/admin/channels/alice/questions/{id}"),
+        Some(json!({ "state": state })),
+    )
+}
+
+/// A node's question list as every node must show it: ids in order, texts, votes, states,
+/// the pin and the timer's deadline.
+fn debate_on(srv: &TestServer) -> Value {
+    let l = srv.json("/api/channels/alice/questions");
+    let questions: Vec<Value> = l["questions"]
+        .as_array()
+        .map(|qs| {
+            qs.iter()
+                .map(|q| {
+                    json!([
+                        q["id"],
+                        q["text"],
+                        q["nick"],
+                        q["votes"],
+                        q["state"],
+                        q["asked_at"]
+                    ])
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({"questions": questions, "pinned": l["pinned"], "timer": l["timer"]["ends_at"]})
+}
+
+fn question_event(sse: &Sse, what: &str, f: impl Fn(&Value) -> bool) -> (u64, Value) {
+    let e = sse.next_where(WAIT, what, |e| e.event == "question" && f(&e.json()));
+    let id =
+        e.id.as_deref()
+            .and_then(|i| i.parse().ok())
+            .expect("event id");
+    (id, e.json())
+}
+
+#[test]
+fn questions_votes_pins_and_timers_are_the_same_on_every_node() {
+    let redis = Redis::start();
+    let a = node("a", &redis, "", &[]);
+    let b = node("b", &redis, "", &[]);
+    let on_a = Sse::open(&a, "alice", None);
+    let on_b = Sse::open(&b, "alice", None);
+
+    // Asked on B, then on A: both nodes' streams carry both, under the questions' ids.
+    let q1 = ask(&b, "10.0.0.1", "ann", "Why B?");
+    let q2 = ask(&a, "10.0.0.2", "bob", "And A?");
+    assert!(q1 < q2, "ordered across nodes: {q1} {q2}");
+    for (sse, node) in [(&on_a, "A"), (&on_b, "B")] {
+        for (q, text) in [(q1, "Why B?"), (q2, "And A?")] {
+            let (eid, data) = question_event(sse, node, |d| d["text"] == json!(text));
+            assert_eq!((eid, data["id"].as_u64()), (q, Some(q)), "on {node}");
+        }
+    }
+
+    // Votes on A; B counts them, and a viewer voting again on B is counted once.
+    for ip in ["10.0.0.3", "10.0.0.4", "10.0.0.5"] {
+        let r = vote(&a, ip, q2);
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    assert_eq!(vote(&a, "10.0.0.3", q1).body["votes"], json!(1));
+    question_event(&on_b, "q2's three votes on B", |d| {
+        d["id"] == json!(q2) && d["votes"] == json!(3)
+    });
+    let again = vote(&b, "10.0.0.3", q2);
+    assert_eq!((again.status, again.body["votes"].clone()), (200, json!(3)));
+    let fourth = vote(&b, "10.0.0.6", q2);
+    assert_eq!(fourth.body["votes"], json!(4), "{:?}", fourth.body);
+
+    // Pinned on A: B's stream says so; pinning another on B returns the first to the queue.
+    let r = pin(&a, q1, "pin");
+    assert_eq!((r.status, r.body["state"].clone()), (200, json!("pinned")));
+    let e = on_b.next_where(WAIT, "the pin on B", |e| e.event == "pinned");
+    assert_eq!(e.json()["id"], json!(q1));
+    let r = pin(&b, q2, "pin");
+    assert_eq!((r.status, r.body["state"].clone()), (200, json!("pinned")));
+    on_a.next_where(WAIT, "B's pin on A", |e| {
+        e.event == "pinned" && e.json()["id"] == json!(q2)
+    });
+    let l = a.json("/api/channels/alice/questions");
+    let first = l["questions"]
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["id"] == json!(q1)).cloned());
+    assert_eq!(
+        first.map(|q| q["state"].clone()),
+        Some(json!("open")),
+        "q1 back in the queue on A"
+    );
+    assert_eq!(pin(&a, q1, "answer").status, 200);
+
+    // A timer started on A: B shows the same deadline.
+    let r = admin(
+        &a,
+        "PUT",
+        "/api/admin/channels/alice/timer",
+        Some(json!({"seconds": 90})),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let ends_at = r.body["timer"]["ends_at"].clone();
+    assert!(ends_at.is_string(), "{:?}", r.body);
+    let e = on_b.next_where(WAIT, "the timer on B", |e| e.event == "timer");
+    assert_eq!(e.json()["ends_at"], ends_at);
+
+    // The lists agree: ids, order (votes), states, the pin, the timer.
+    let want = debate_on(&a);
+    assert_eq!(want["pinned"], json!(q2));
+    assert_eq!(want["timer"], ends_at);
+    let order: Vec<Value> = want["questions"]
+        .as_array()
+        .map(|qs| qs.iter().map(|q| q[0].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(order, [json!(q2), json!(q1)], "{want}");
+    assert_eq!(want["questions"][0][3], json!(4));
+    assert_eq!(want["questions"][1][4], json!("answered"));
+    wait_for(WAIT, "B's list to be A's", || {
+        (debate_on(&b) == want).then_some(())
+    });
+
+    // A viewer of A resumes on B after the first question: the rest comes, in order.
+    let resumed = Sse::open(&b, "alice", Some(&q1.to_string()));
+    let (eid, data) = question_event(&resumed, "the resumed stream", |_| true);
+    assert_eq!((eid, data["id"].as_u64()), (q2, Some(q2)));
+    resumed.next_where(WAIT, "the resumed pin", |e| {
+        e.event == "pinned" && e.json()["id"] == json!(q2)
+    });
+
+    // A node that joins now shows the same from the stream, and takes part.
+    let c = node("c", &redis, "", &[]);
+    wait_for(WAIT, "C's list to be A's", || {
+        (debate_on(&c) == want).then_some(())
+    });
+    assert_eq!(vote(&c, "10.0.0.7", q2).body["votes"], json!(5));
+    wait_for(WAIT, "C's vote on A and B", || {
+        let (l, m) = (debate_on(&a), debate_on(&b));
+        (l == m && l["questions"][0][3] == json!(5)).then_some(())
+    });
 }

@@ -354,8 +354,20 @@ fn a_show_goes_to_the_bucket_survives_an_outage_and_plays_from_it_without_the_lo
         "the secret key is never logged"
     );
 
-    // The local copy gone: the VOD plays from the bucket, Range included.
+    // The poster went too (the show's first thumbnail).
+    let poster = std::fs::read(local.join("poster.jpg")).expect("local poster");
+    assert_eq!(
+        objects.get("poster.jpg"),
+        Some(&(poster.len() as u64)),
+        "{objects:?}"
+    );
+
+    // The local copy gone: the VOD plays from the bucket, Range included, and the poster.
     std::fs::remove_dir_all(&local).expect("remove the local recording");
+    assert_eq!(
+        srv.get_bytes(&format!("/vod/alice/{id}/poster.jpg")),
+        (200, poster.clone())
+    );
     assert_test_pattern(&ffprobe_url(
         &srv.url(&format!("/vod/alice/{id}/master.m3u8")),
     ));
@@ -395,6 +407,10 @@ fn a_show_goes_to_the_bucket_survives_an_outage_and_plays_from_it_without_the_lo
     assert_test_pattern(&ffprobe_url(
         &other.url(&format!("/vod/alice/{id}/master.m3u8")),
     ));
+    assert_eq!(
+        other.get_bytes(&format!("/vod/alice/{id}/poster.jpg")),
+        (200, poster)
+    );
     drop(other);
 
     // The admin DELETE removes the objects too.

@@ -1,7 +1,7 @@
 //! Recordings end to end: ffmpeg pushes RTMP as OBS does, the real server records, ffprobe and
 //! ffmpeg play the VOD as players do. Covers EVENT while live and VOD + ENDLIST after, the
 //! duration, a reconnect continuing the same recording with a discontinuity, the chat log's
-//! offsets, Range and caching, retention, the admin delete, SIGKILL mid-show (the recording
+//! and the pinned questions' offsets, the poster, Range and caching, retention, the admin delete, SIGKILL mid-show (the recording
 //! survives up to its last complete segment, the index rebuilt from the files), and disks
 //! that cannot be written (the live stream goes on).
 
@@ -17,8 +17,23 @@ use serde_json::Value;
 
 fn config(grace: u64, record: &str) -> String {
     format!(
-        "[server]\nadmin_token = \"{ADMIN_TOKEN}\"\n[announce]\ngrace_seconds = {grace}\n[record]\n{record}\n"
+        "[server]\nadmin_token = \"{ADMIN_TOKEN}\"\n[announce]\ngrace_seconds = {grace}\n\
+         [debate]\nseconds_between_questions = 0\n[record]\n{record}\n"
     )
+}
+
+/// Asks a question on alice and moves it to `state`; its id.
+fn question(srv: &TestServer, text: &str, state: &str) -> u64 {
+    let a = api::ask(srv, "alice", "carol", text);
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let id = a.body["id"].as_u64().expect("question id");
+    move_question(srv, id, state);
+    id
+}
+
+fn move_question(srv: &TestServer, id: u64, state: &str) {
+    let a = api::question_state(srv, "alice", id, state);
+    assert_eq!(a.status, 200, "{:?}", a.body);
 }
 
 fn recordings(srv: &TestServer) -> Vec<Value> {
@@ -66,6 +81,8 @@ fn segment_files(playlist: &str) -> Vec<String> {
 fn a_show_is_recorded_as_it_happens_and_plays_back_whole_with_its_chat() {
     let _g = media_lock();
     let srv = TestServer::start(&config(0, ""));
+    // Pinned before the show: on screen from the recording's start.
+    question(&srv, "Opening question?", "pinned");
     let push = push(
         &srv.rtmp_url(ALICE_KEY),
         PushOpts {
@@ -78,7 +95,6 @@ fn a_show_is_recorded_as_it_happens_and_plays_back_whole_with_its_chat() {
     let id = rec["id"].as_str().expect("id").to_string();
     assert_eq!(rec["playlist"], format!("/vod/alice/{id}/master.m3u8"));
     assert_eq!(rec["replay"], format!("/replay/alice/{id}"));
-    assert_eq!(rec["thumbnail"], Value::Null, "no poster yet");
     assert_eq!(rec["title"], "Alice's debate");
     let live = wait_for(Duration::from_secs(20), "2 recorded segments", || {
         let p = media_playlist(&srv, &id);
@@ -97,6 +113,8 @@ fn a_show_is_recorded_as_it_happens_and_plays_back_whole_with_its_chat() {
     );
     let first = Instant::now();
     assert_eq!(api::post_chat(&srv, "alice", "ann", "first!").status, 202);
+    // A question pinned during the show replaces the opening one, then is answered.
+    let budget = question(&srv, "What about the budget?", "pinned");
     // A late viewer can start from the beginning while the show is on.
     let streams = ffprobe_url(&srv.url(&format!("/vod/alice/{id}/master.m3u8")));
     assert_test_pattern(&streams);
@@ -105,6 +123,7 @@ fn a_show_is_recorded_as_it_happens_and_plays_back_whole_with_its_chat() {
     });
     let gap = first.elapsed().as_secs_f64();
     assert_eq!(api::post_chat(&srv, "alice", "bob", "later").status, 202);
+    move_question(&srv, budget, "answered");
 
     let (ok, err) = push.wait(Duration::from_secs(40));
     assert!(ok, "push failed: {err}");
@@ -115,6 +134,10 @@ fn a_show_is_recorded_as_it_happens_and_plays_back_whole_with_its_chat() {
     let d = done["duration_seconds"].as_f64().expect("duration");
     assert!((18.0..=22.0).contains(&d), "duration {d}");
     assert!(done["bytes"].as_u64().unwrap_or(0) > 100_000, "{done}");
+    // The show's first live thumbnail is its poster.
+    assert_eq!(done["thumbnail"], format!("/vod/alice/{id}/poster.jpg"));
+    let (s, r) = header(&srv, &format!("/vod/alice/{id}/poster.jpg"), None);
+    assert_eq!((s, r.header("content-type")), (200, Some("image/jpeg")));
     let vod = media_playlist(&srv, &id);
     assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{vod}");
     assert!(vod.trim_end().ends_with("#EXT-X-ENDLIST"), "{vod}");
@@ -158,7 +181,6 @@ fn a_show_is_recorded_as_it_happens_and_plays_back_whole_with_its_chat() {
     let log = srv.json(&format!("/api/channels/alice/recordings/{id}/chat"));
     let msgs = log["messages"].as_array().expect("messages");
     assert_eq!(msgs.len(), 2, "{log}");
-    assert_eq!(log["questions"], serde_json::json!([]));
     assert_eq!(msgs[0]["text"], "first!");
     assert_eq!(msgs[1]["nick"], "bob");
     let (a, b) = (
@@ -170,6 +192,24 @@ fn a_show_is_recorded_as_it_happens_and_plays_back_whole_with_its_chat() {
         ((b - a) - gap).abs() < 2.5,
         "{a} → {b}, posted {gap:.1} s apart"
     );
+    // The pinned questions came back with their time on screen: the opening one from the
+    // start until the budget one replaced it (as "first!" was posted), that one until it was
+    // answered (as "later" was).
+    let qs = log["questions"].as_array().expect("questions");
+    assert_eq!(qs.len(), 2, "{log}");
+    let at = |q: &Value, k: &str| q[k].as_f64().unwrap_or_else(|| panic!("{k}: {q}"));
+    assert_eq!(qs[0]["text"], "Opening question?");
+    assert_eq!(qs[0]["state"], "pinned");
+    assert!(at(&qs[0], "offset_seconds") < 1.5, "{log}");
+    assert!((at(&qs[0], "until_seconds") - a).abs() < 1.0, "{log}");
+    assert_eq!(qs[1]["text"], "What about the budget?");
+    assert_eq!(qs[1]["id"], budget);
+    assert_eq!(
+        at(&qs[1], "offset_seconds"),
+        at(&qs[0], "until_seconds"),
+        "replaced at once"
+    );
+    assert!((at(&qs[1], "until_seconds") - b).abs() < 1.0, "{log}");
     // The replay page is there.
     let (s, page) = srv.get(&format!("/replay/alice/{id}"));
     assert_eq!(s, 200);

@@ -4,7 +4,9 @@
 //! its ETag (304) and answers HEAD; a channel never seen live is 404. The watch page carries
 //! the card tags with an absolute `og:image` that fetches; a crawler stampede on the page and
 //! the picture is measured. Go-live posts carry the real thumbnail (Mastodon media, a webhook's
-//! `image_url` that fetches), and a Mastodon token without `write:media` is said once.
+//! `image_url` that fetches), and a Mastodon token without `write:media` is said once. A
+//! recording keeps the show's first thumbnail as its poster, which the replay page's card
+//! names (HEAD, a stampede, from memory).
 
 mod common;
 mod stand_in;
@@ -249,7 +251,12 @@ fn thumbnail_appears_refreshes_revalidates_and_cards_point_at_it() {
 
     // A crawler stampede (every Mastodon server fetches the card within a minute): 40 clients
     // at once, page and picture, all from memory.
-    let (n, took, p50, p99) = stampede(&srv, 40, 50);
+    let urls = [
+        ("GET", srv.url("/watch/alice")),
+        ("HEAD", srv.url("/watch/alice")),
+        ("GET", srv.url("/thumb/alice.jpg")),
+    ];
+    let (n, took, p50, p99) = stampede(&urls, 40, 50);
     eprintln!(
         "stampede: {n} requests (watch page GET/HEAD, thumbnail) from 40 clients in {took:?}: \
          {:.0}/s, p50 {p50:?}, p99 {p99:?}",
@@ -264,22 +271,17 @@ fn thumbnail_appears_refreshes_revalidates_and_cards_point_at_it() {
 }
 
 /// `clients` threads with their own keep-alive connection, `each` requests apiece, cycling
-/// through GET and HEAD of the watch page and GET of the thumbnail; every answer must be 200.
+/// through `urls` (a page's GET and HEAD, its picture); every answer must be 200.
 /// (requests, wall time, p50, p99).
 fn stampede(
-    srv: &TestServer,
+    urls: &[(&'static str, String)],
     clients: usize,
     each: usize,
 ) -> (usize, Duration, Duration, Duration) {
-    let urls = [
-        ("GET", srv.url("/watch/alice")),
-        ("HEAD", srv.url("/watch/alice")),
-        ("GET", srv.url("/thumb/alice.jpg")),
-    ];
     let t0 = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|i| {
-            let urls = urls.clone();
+            let urls = urls.to_vec();
             std::thread::spawn(move || {
                 let agent = ureq::AgentBuilder::new()
                     .timeout(Duration::from_secs(10))
@@ -306,6 +308,107 @@ fn stampede(
     all.sort();
     let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
     (all.len(), took, at(0.5), at(0.99))
+}
+
+#[test]
+fn a_recording_keeps_the_first_thumbnail_as_its_poster_and_the_replay_card_names_it() {
+    let _media = common::media_lock();
+    let srv = TestServer::start_public(
+        "",
+        "",
+        "[announce]\ngrace_seconds = 0\n[thumbnail]\ninterval_seconds = 1\nwidth = 640\n",
+        None,
+        &[],
+    );
+    let public = srv.url("");
+    let public = public.trim_end_matches('/');
+    let t0 = Instant::now();
+    let show = push(
+        &srv.rtmp_url(ALICE_KEY),
+        PushOpts {
+            seconds: 8.0,
+            ..Default::default()
+        },
+    );
+    let (id, thumbnail) = wait_for(WAIT, "the recording's poster", || {
+        let r = srv.json("/api/channels/alice/recordings")["recordings"][0].clone();
+        let t = r["thumbnail"].as_str()?.to_string();
+        Some((r["id"].as_str()?.to_string(), t))
+    });
+    eprintln!("poster listed {:?} after ffmpeg started", t0.elapsed());
+    assert_eq!(thumbnail, format!("/vod/alice/{id}/poster.jpg"));
+    let (s, h, poster) = fetch("GET", &srv.url(&thumbnail), &[]);
+    assert_eq!((s, h["content-type"].as_str()), (200, "image/jpeg"));
+    assert_eq!(probe(&poster), ("mjpeg".into(), 640, 360));
+
+    // The replay page's card: the poster, absolute under public_url; HEAD answers too.
+    let replay = format!("/replay/alice/{id}");
+    let card = |page: &str| {
+        assert_eq!(
+            meta(page, "og:image"),
+            Some(format!("{public}{thumbnail}")),
+            "{page}"
+        );
+        assert_eq!(meta(page, "og:url"), Some(format!("{public}{replay}")));
+        assert_eq!(
+            meta(page, "twitter:card").as_deref(),
+            Some("summary_large_image")
+        );
+        assert_eq!(
+            meta(page, "twitter:image"),
+            Some(format!("{public}{thumbnail}"))
+        );
+        assert!(meta(page, "og:title").is_some_and(|t| t.contains("Alice's debate")));
+        assert!(meta(page, "og:description").is_some());
+        assert!(!page.contains(ALICE_KEY));
+    };
+    let (s, _, page) = fetch("GET", &srv.url(&replay), &[]);
+    assert_eq!(s, 200);
+    card(&String::from_utf8_lossy(&page));
+
+    let (ok, err) = show.wait(Duration::from_secs(30));
+    assert!(ok, "{err}");
+    wait_for(WAIT, "the recording to end", || {
+        let r = srv.json("/api/channels/alice/recordings");
+        (r["recordings"][0]["live"] == false).then_some(())
+    });
+    // The show's first picture stays its poster (the live thumbnail moved on since).
+    let (_, h, later) = fetch("GET", &srv.url(&thumbnail), &[]);
+    assert_eq!(later, poster, "the poster is the show's first picture");
+    assert!(h["cache-control"].contains("max-age"), "{h:?}");
+    let (_, _, live) = fetch("GET", &srv.url("/thumb/alice.jpg"), &[]);
+    assert_ne!(live, poster, "the live thumbnail moved on");
+    let (s, h, page) = fetch("GET", &srv.url(&replay), &[]);
+    assert_eq!(
+        (s, h["content-type"].as_str()),
+        (200, "text/html; charset=utf-8")
+    );
+    card(&String::from_utf8_lossy(&page));
+    let (s, h, b) = fetch("HEAD", &srv.url(&replay), &[]);
+    assert_eq!(s, 200);
+    assert!(b.is_empty() && h["content-length"].parse::<usize>().expect("len") > 500);
+    assert_eq!(
+        fetch("GET", &srv.url("/replay/alice/20001231T000000Z"), &[]).0,
+        404
+    );
+    assert_eq!(
+        fetch("HEAD", &srv.url("/replay/alice/20001231T000000Z"), &[]).0,
+        404
+    );
+
+    // A crawler stampede on the posted replay link: page and poster from memory.
+    let urls = [
+        ("GET", srv.url(&replay)),
+        ("HEAD", srv.url(&replay)),
+        ("GET", srv.url(&thumbnail)),
+    ];
+    let (n, took, p50, p99) = stampede(&urls, 40, 50);
+    eprintln!(
+        "replay stampede: {n} requests (replay page GET/HEAD, poster) from 40 clients in \
+         {took:?}: {:.0}/s, p50 {p50:?}, p99 {p99:?}",
+        n as f64 / took.as_secs_f64()
+    );
+    assert!(p99 < Duration::from_millis(750), "p99 {p99:?}");
 }
 
 #[test]

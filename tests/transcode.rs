@@ -657,11 +657,15 @@ fn a_new_publisher_with_another_resolution_restarts_the_ladder_in_line() {
         media_sequence(&source) + count_segments(&source) as u64,
         "360p and source end at different sequence numbers:\n{p360}\nsource:\n{source}"
     );
-    // Whatever both list is the same moment: same number, same duration.
-    let src: BTreeMap<String, f64> = segments(&source).into_iter().collect();
+    // Whatever both list is the same moment: same number, same duration (names differ by
+    // each rendition's epoch, the number after it is the media sequence number).
+    let src: BTreeMap<u64, f64> = segments(&source)
+        .into_iter()
+        .filter_map(|(uri, d)| Some((segment_number(&uri)?, d)))
+        .collect();
     let common: Vec<_> = segments(&p360)
         .into_iter()
-        .filter_map(|(uri, d)| src.get(&uri).map(|s| (uri, d, *s)))
+        .filter_map(|(uri, d)| src.get(&segment_number(&uri)?).map(|s| (uri, d, *s)))
         .collect();
     assert!(common.len() >= 3, "{p360}\nsource:\n{source}");
     for (uri, d, s) in common {

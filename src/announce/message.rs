@@ -52,6 +52,14 @@ pub fn watch_url(public_url: &str, channel: &str) -> String {
     format!("{}/watch/{channel}", public_url.trim_end_matches('/'))
 }
 
+/// The replay page of a channel's recording.
+pub fn replay_url(public_url: &str, channel: &str, recording: &str) -> String {
+    format!(
+        "{}/replay/{channel}/{recording}",
+        public_url.trim_end_matches('/')
+    )
+}
+
 /// Length in characters with every occurrence of `url` counted as `url_weight` (X and
 /// Mastodon count any link as 23 characters).
 pub fn length_with_links(text: &str, url: &str, url_weight: usize) -> usize {

@@ -57,7 +57,7 @@ impl Chat {
     }
 
     /// The cluster while Redis answers.
-    fn shared(&self) -> Option<&Arc<Cluster>> {
+    pub(super) fn shared(&self) -> Option<&Arc<Cluster>> {
         self.cluster.get().filter(|c| c.online())
     }
 
@@ -86,6 +86,18 @@ impl Chat {
         DateTime::parse_from_rfc3339(&o.started_at)
             .ok()
             .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// Redis was just lost: this node numbers its own events from now on, each channel from
+    /// the moment of the loss in µs (the cluster's ids are Redis's clock in µs). So ids keep
+    /// growing when the cluster's come back, the nodes' own ids differ, and a viewer who
+    /// resumes on another node gets that node's events since about the moment it left.
+    pub fn cluster_lost(&self) {
+        let now = Utc::now().timestamp_micros().max(0) as u64;
+        for ch in self.all() {
+            let mut st = ch.lock();
+            st.last_id = st.last_id.max(now);
+        }
     }
 
     /// The channel's last cluster id as Redis has it (a node joining, or Redis back).

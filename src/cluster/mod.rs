@@ -3,10 +3,11 @@
 //! node is the single node it always was.
 //!
 //! - Events (`stream.rs`): every chat event of a channel (message, deletion, ban, unban, slow
-//!   mode, live, offline; the debate's kinds next) is appended to the channel's Redis stream by
+//!   mode, live, offline; the debate's questions, votes, pins and timers as `q.*`) is appended to the channel's Redis stream by
 //!   a script that gives it the channel's next id ([`scripts`]); each node reads every stream
-//!   and hands the entries, in stream order, to `Chat::apply_shared`, its own included. So ids
-//!   are the same on every node and `Last-Event-ID` resumes anywhere. A new kind of event is an
+//!   and hands the entries, in stream order, to `Chat::apply_shared` (the `q.*` kinds, `live`
+//!   and `offline` also to `Debate::apply_shared`), its own included. So ids are the same on
+//!   every node and `Last-Event-ID` resumes anywhere. A new kind of event is an
 //!   [`Event`] with its kind and data: `Chat::apply_shared` frames unknown kinds as they are.
 //! - Registry (`registry.rs`): `{ch}:origin` names the node a channel is live on (its
 //!   `advertise_url`), with a TTL its heartbeat renews every second; a publish on another node
@@ -39,6 +40,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::bus::{Bus, Lifecycle};
+use crate::chat::questions::Debate;
 use crate::chat::Chat;
 use crate::config::cluster::ClusterConfig;
 use crate::config::Config;
@@ -140,6 +142,11 @@ pub struct Cluster {
     up: AtomicBool,
     bus: Arc<Bus>,
     chat: OnceLock<Arc<Chat>>,
+    /// The debate, which applies its own kinds of events (`q.*`) and follows `live` /
+    /// `offline` for its broadcasts (`chat::questions::shared`). Weak: the debate holds the
+    /// chat, which holds this; a strong reference would keep the debate (and its database
+    /// writers) alive past shutdown.
+    debate: OnceLock<std::sync::Weak<Debate>>,
     /// The registry as last read: channel -> origin (this node's entries included).
     origins: Mutex<HashMap<String, Origin>>,
     /// Viewers of the other live nodes, summed, as last read.
@@ -181,6 +188,7 @@ impl Cluster {
             up: AtomicBool::new(false),
             bus,
             chat: OnceLock::new(),
+            debate: OnceLock::new(),
             origins: Mutex::new(HashMap::new()),
             viewers: Mutex::new(HashMap::new()),
             announce,
@@ -214,6 +222,16 @@ impl Cluster {
         ));
     }
 
+    /// Hands the debate its events: call before [`Cluster::start`], so that the first read
+    /// (the streams' tails) reaches it too.
+    pub fn attach_debate(&self, debate: &Arc<Debate>) {
+        let _ = self.debate.set(Arc::downgrade(debate));
+    }
+
+    fn debate(&self) -> Option<Arc<Debate>> {
+        self.debate.get()?.upgrade()
+    }
+
     pub fn node(&self) -> &str {
         &self.node
     }
@@ -233,7 +251,10 @@ impl Cluster {
         let was = self.up.swap(ok, Ordering::AcqRel);
         match result {
             Err(e) if was => {
-                warn!(error = %e, "lost Redis: this node goes on with its own viewers (per-node chat, local counts) until it comes back")
+                warn!(error = %e, "lost Redis: this node goes on with its own viewers (per-node chat, local counts) until it comes back");
+                if let Some(chat) = self.chat() {
+                    chat.cluster_lost();
+                }
             }
             Ok(()) if !was => {
                 info!(node = %self.node, "Redis reachable: chat, counts and live state shared with the cluster")

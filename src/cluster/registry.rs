@@ -105,6 +105,9 @@ impl Cluster {
                 if let Some(chat) = self.chat() {
                     chat.lifecycle(&ev);
                 }
+                if let Some(d) = self.debate() {
+                    d.local_lifecycle(&ev).await;
+                }
                 self.announce(ev);
             }
         }

@@ -189,7 +189,19 @@ fn apply(cluster: &Cluster, ch: &str, ev: &Event) {
         }
         _ => {}
     }
+    if ev.kind.starts_with("q.") {
+        // The debate's own: nothing for the chat to frame.
+        if let Some(d) = cluster.debate() {
+            d.apply_shared(ch, ev);
+        }
+        return;
+    }
     if let Some(chat) = cluster.chat() {
         chat.apply_shared(ch, ev);
+    }
+    if matches!(ev.kind.as_str(), "live" | "offline") {
+        if let Some(d) = cluster.debate() {
+            d.apply_shared(ch, ev);
+        }
     }
 }

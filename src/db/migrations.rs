@@ -100,6 +100,13 @@ pub const MIGRATIONS: &[Migration] = &[
         // The chat log of each recording with each message's media time: db::recordings.
         sql: super::recordings::CHAT_MIGRATION_SQL,
     },
+    Migration {
+        version: 8,
+        name: "recording_pins",
+        // When the pinned question changed in each recording, at its media time:
+        // db::recording_pins.
+        sql: super::recording_pins::MIGRATION_SQL,
+    },
 ];
 
 /// The schema version this binary brings the database to.

@@ -37,6 +37,7 @@ pub mod identity;
 pub mod imports;
 pub mod migrations;
 pub mod questions;
+pub mod recording_pins;
 pub mod recordings;
 
 use std::panic::AssertUnwindSafe;

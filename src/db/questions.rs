@@ -58,6 +58,31 @@ pub struct QuestionRow {
 
 /// A new question (no voters yet); returns its id.
 pub fn insert(conn: &Connection, q: &QuestionRow) -> Result<u64, DbError> {
+    insert_with(conn, q, None)?;
+    Ok(conn.last_insert_rowid() as u64)
+}
+
+/// A question under the id it already has (a cluster's: the id of its event, the same on
+/// every node); false if this node has it already.
+pub fn insert_as(conn: &Connection, q: &QuestionRow) -> Result<bool, DbError> {
+    Ok(insert_with(conn, q, Some(q.id))? == 1)
+}
+
+/// A new question under the first free id from `from` on (a node of a cluster while Redis is
+/// lost numbers from its clock, in µs like the cluster's ids, so that its questions do not take
+/// the ids another node gives its own meanwhile); returns the id.
+pub fn insert_from(conn: &Connection, q: &QuestionRow, from: u64) -> Result<u64, DbError> {
+    let mut row = q.clone();
+    for id in from..from.saturating_add(1000) {
+        row.id = id;
+        if insert_as(conn, &row)? {
+            return Ok(id);
+        }
+    }
+    insert(conn, q)
+}
+
+fn insert_with(conn: &Connection, q: &QuestionRow, id: Option<u64>) -> Result<usize, DbError> {
     let author = match &q.author {
         Some(a) => Some(serde_json::to_string(a).map_err(|e| DbError::BadRow {
             table: "questions",
@@ -65,9 +90,17 @@ pub fn insert(conn: &Connection, q: &QuestionRow) -> Result<u64, DbError> {
         })?),
         None => None,
     };
-    conn.execute(
-        "INSERT INTO questions (channel, broadcast, text, nick, author, asker, state, asked_at, \
-         updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+    // A plain insert fails on a constraint; a copy of the cluster's skips what it has.
+    let verb = if id.is_some() {
+        "INSERT OR IGNORE"
+    } else {
+        "INSERT"
+    };
+    Ok(conn.execute(
+        &format!(
+            "{verb} INTO questions (id, channel, broadcast, text, nick, author, asker, \
+         state, asked_at, updated_at) VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)"
+        ),
         (
             &q.channel,
             &q.broadcast,
@@ -77,9 +110,9 @@ pub fn insert(conn: &Connection, q: &QuestionRow) -> Result<u64, DbError> {
             &q.asker,
             &q.state,
             &q.asked_at,
+            id.map(|i| i as i64),
         ),
-    )?;
-    Ok(conn.last_insert_rowid() as u64)
+    )?)
 }
 
 /// Sets a question's state; false if there is no such question.

@@ -15,6 +15,8 @@
 //!
 //! Pure: `hls` asks [`CachePolicy::header`] for each answer; table-tested in place.
 
+use std::borrow::Cow;
+
 use crate::config::Container;
 
 /// A year: the usual "forever" of immutable objects.
@@ -45,21 +47,26 @@ pub struct CachePolicy {
 }
 
 impl CachePolicy {
-    /// The `Cache-Control` value for an answer.
-    pub fn header(&self, answer: HlsAnswer) -> String {
+    /// The `Cache-Control` value for an answer (borrowed when it is a constant, as it is for
+    /// every answer but the `max-age` ones, so that serving it allocates nothing).
+    pub fn header(&self, answer: HlsAnswer) -> Cow<'static, str> {
         match answer {
-            HlsAnswer::Media => IMMUTABLE.to_string(),
-            HlsAnswer::Error => "no-store".to_string(),
+            HlsAnswer::Media => Cow::Borrowed(IMMUTABLE),
+            HlsAnswer::Error => Cow::Borrowed("no-store"),
             HlsAnswer::Playlist => match self.container {
                 // Whole seconds only: never longer than one part.
-                Container::Fmp4 if self.part_seconds >= 1.0 => {
-                    format!("public, max-age={}", self.part_seconds.floor() as u64)
-                }
-                _ => "no-cache".to_string(),
+                Container::Fmp4 if self.part_seconds >= 1.0 => Cow::Owned(format!(
+                    "public, max-age={}",
+                    self.part_seconds.floor() as u64
+                )),
+                _ => Cow::Borrowed("no-cache"),
             },
             HlsAnswer::Blocked => {
                 let target = self.segment_seconds.ceil().max(1.0);
-                format!("public, max-age={}", (target * BLOCKED_TARGETS) as u64)
+                Cow::Owned(format!(
+                    "public, max-age={}",
+                    (target * BLOCKED_TARGETS) as u64
+                ))
             }
         }
     }

@@ -1,10 +1,10 @@
 //! Share cards: the Open Graph and Twitter card tags that make a posted link preview the
 //! stream on X, Mastodon, Bluesky and Discord (`og:title`, `og:description`, `og:url`,
 //! `og:image` absolute under `server.public_url`, `twitter:card` = `summary_large_image`).
-//! [`card_tags`] renders them for any page (the watch page now, the replay page with its
-//! recording's poster); [`watch_card`] is the watch page's card; [`Titles`] holds the channel
-//! titles it names, swapped on reload. Everything here is built from memory per request (a
-//! few microseconds), so the minute-long crawler stampede after a go-live post costs nothing.
+//! [`card_tags`] renders them for any page; [`watch_card`] is the watch page's card (the live
+//! thumbnail), [`replay_card`] the replay page's (the recording's poster); [`Titles`] holds the
+//! channel titles they name, swapped on reload. Everything here is built from memory (a few
+//! microseconds), so the minute-long crawler stampede after a post costs nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -110,6 +110,74 @@ pub fn watch_card(
     }
 }
 
+/// What the replay page's card says of its recording.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayFacts<'a> {
+    pub channel: &'a str,
+    pub id: &'a str,
+    pub title: Option<&'a str>,
+    /// RFC 3339.
+    pub started_at: &'a str,
+    pub duration_seconds: f64,
+    /// Still being recorded.
+    pub live: bool,
+    /// The recording has its `poster.jpg`.
+    pub poster: bool,
+}
+
+/// The replay page's card: the recording's poster as the picture (the placeholder
+/// `/assets/card.jpg` until it has one), its date and length in the text.
+pub fn replay_card(public_url: &str, r: &ReplayFacts<'_>) -> Card {
+    let base = public_url.trim_end_matches('/');
+    let (channel, id) = (r.channel, r.id);
+    let title = r.title.filter(|t| !t.trim().is_empty());
+    let when = chrono::DateTime::parse_from_rfc3339(r.started_at)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%-d %B %Y, %H:%M UTC")
+                .to_string()
+        })
+        .ok();
+    let show = match &when {
+        Some(w) => format!("{channel}'s show of {w}"),
+        None => format!("{channel}'s show"),
+    };
+    let description = if r.live {
+        format!("{channel} is live now and this show is recorded: watch it from the start, with its chat.")
+    } else {
+        format!(
+            "Replay of {show} ({}), with its chat and questions as they happened.",
+            length(r.duration_seconds)
+        )
+    };
+    let (image, image_size) = if r.poster {
+        (format!("{base}/vod/{channel}/{id}/poster.jpg"), None)
+    } else {
+        (format!("{base}/assets/card.jpg"), Some((1280, 720)))
+    };
+    Card {
+        title: match title {
+            Some(t) => format!("{t} · {channel} · replay"),
+            None => format!("{channel} · replay"),
+        },
+        description,
+        url: format!("{base}/replay/{channel}/{id}"),
+        image,
+        image_alt: format!("Picture of {show}"),
+        image_size,
+    }
+}
+
+/// A show's length for people: `45 s`, `12 min`, `1 h 05 min`.
+fn length(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        _ => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
+    }
+}
+
 /// Channel titles (`channels[].title`), for cards. Std lock: held only to read or swap.
 #[derive(Default)]
 pub struct Titles(RwLock<HashMap<String, String>>);
@@ -189,5 +257,59 @@ mod tests {
         assert_eq!(card.title, "bob");
         assert!(card.description.contains("offline"));
         assert!(meta(&card_tags(&card), "og:image:secure_url").is_none());
+    }
+
+    #[test]
+    fn replay_card_names_the_poster_the_date_and_the_length() {
+        let facts = ReplayFacts {
+            channel: "alice",
+            id: "20261202T170000Z",
+            title: Some("Alice's <debate>"),
+            started_at: "2026-12-02T17:00:00.000Z",
+            duration_seconds: 3900.4,
+            live: false,
+            poster: true,
+        };
+        let tags = card_tags(&replay_card("https://live.example.org/", &facts));
+        assert_eq!(
+            meta(&tags, "og:image").as_deref(),
+            Some("https://live.example.org/vod/alice/20261202T170000Z/poster.jpg")
+        );
+        assert_eq!(
+            meta(&tags, "og:url").as_deref(),
+            Some("https://live.example.org/replay/alice/20261202T170000Z")
+        );
+        assert_eq!(
+            meta(&tags, "twitter:card").as_deref(),
+            Some("summary_large_image")
+        );
+        assert_eq!(
+            meta(&tags, "og:title").as_deref(),
+            Some("Alice&#39;s &lt;debate&gt; · alice · replay")
+        );
+        let d = meta(&tags, "og:description").expect("description");
+        assert!(
+            d.contains("2 December 2026, 17:00 UTC") && d.contains("1 h 05 min"),
+            "{d}"
+        );
+        assert!(
+            meta(&tags, "og:image:width").is_none(),
+            "poster size unknown"
+        );
+        // Still recording, no poster yet: the placeholder, still absolute.
+        let live = ReplayFacts {
+            live: true,
+            poster: false,
+            title: None,
+            ..facts
+        };
+        let card = replay_card("http://localhost:8080", &live);
+        assert_eq!(card.image, "http://localhost:8080/assets/card.jpg");
+        assert_eq!(card.title, "alice · replay");
+        assert!(card.description.contains("live now"));
+        assert_eq!(
+            (length(45.2), length(720.0)),
+            ("45 s".into(), "12 min".into())
+        );
     }
 }

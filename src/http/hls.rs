@@ -4,6 +4,7 @@
 //! cookie, so that an nginx edge or a CDN in front may keep it. A successful answer counts its
 //! client as a viewer of the channel (`crate::chat`).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -14,16 +15,14 @@ use super::cache::{CachePolicy, HlsAnswer};
 use super::request::Req;
 use super::response::{bytes_response, json_error, not_found, ranged};
 use super::router::Route;
-use super::{Body, HttpState};
+use super::{Body, ConnectionSlot, HttpState};
 use crate::hls::serve::{self, PlaylistQuery, ServeError};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
 /// `GET /hls/...`: playlists and segments.
 pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<Body> {
-    let ip = req.ip;
-    let path = req.parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    if let Some(resp) = remote(state, &route, path, req.header(header::RANGE), ip).await {
+    if let Some(resp) = remote(state, &route, &req.parts, req.ip).await {
         return resp;
     }
     let policy = CachePolicy {
@@ -33,13 +32,16 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
     };
     let (resp, answer) = match route {
         Route::Master(c) => match state.store.master(c) {
-            Ok(b) => (viewed(state, c, ip, playlist(b)), HlsAnswer::Playlist),
+            Ok(b) => (
+                viewed(state, &req.parts, req.ip, c, playlist(b)),
+                HlsAnswer::Playlist,
+            ),
             Err(e) => hls_error(e.into()),
         },
         Route::MediaPlaylist(c, r) => match PlaylistQuery::parse(req.parts.uri.query()) {
             Ok(q) => match serve::media_playlist(&state.store, c, r, q).await {
                 Ok(a) => (
-                    viewed(state, c, ip, playlist(a.body)),
+                    viewed(state, &req.parts, req.ip, c, playlist(a.body)),
                     if a.reached {
                         HlsAnswer::Blocked
                     } else {
@@ -58,7 +60,7 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
                 } else {
                     HlsAnswer::Media
                 };
-                (viewed(state, c, ip, resp), answer)
+                (viewed(state, &req.parts, req.ip, c, resp), answer)
             }
             Err(e) => hls_error(e),
         },
@@ -71,15 +73,31 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
 fn cacheable(mut resp: Response<Body>, policy: &CachePolicy, answer: HlsAnswer) -> Response<Body> {
     let h = resp.headers_mut();
     h.remove(header::SET_COOKIE);
-    if let Ok(v) = HeaderValue::from_str(&policy.header(answer)) {
+    let value = match policy.header(answer) {
+        Cow::Borrowed(v) => Some(HeaderValue::from_static(v)),
+        Cow::Owned(v) => HeaderValue::from_str(&v).ok(),
+    };
+    if let Some(v) = value {
         h.insert(header::CACHE_CONTROL, v);
     }
     resp
 }
 
-/// A successful HLS response counts its client as a viewer of the channel.
-fn viewed(state: &HttpState, channel: &str, ip: IpAddr, resp: Response<Body>) -> Response<Body> {
-    if resp.status() == StatusCode::OK {
+/// A successful HLS response counts its client as a viewer of the channel (once a second per
+/// connection: see [`ConnectionSlot::viewed_recently`]).
+fn viewed(
+    state: &HttpState,
+    parts: &http::request::Parts,
+    ip: IpAddr,
+    channel: &str,
+    resp: Response<Body>,
+) -> Response<Body> {
+    if resp.status() == StatusCode::OK
+        && !parts
+            .extensions
+            .get::<ConnectionSlot>()
+            .is_some_and(|s| s.viewed_recently(channel, ip))
+    {
         state.chat.touch_hls(channel, ip);
     }
     resp
@@ -103,11 +121,15 @@ fn hls_error(e: ServeError) -> (Response<Body>, HlsAnswer) {
 async fn remote(
     state: &HttpState,
     route: &Route<'_>,
-    path: &str,
-    range: Option<&str>,
+    parts: &http::request::Parts,
     ip: IpAddr,
 ) -> Option<Response<Body>> {
     let cluster = state.cluster.as_ref()?;
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let range = parts
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
     let (c, segment) = match route {
         Route::Master(c) | Route::MediaPlaylist(c, _) => (*c, false),
         Route::Segment(c, ..) => (*c, true),
@@ -133,5 +155,5 @@ async fn remote(
             h.insert(name, v);
         }
     }
-    Some(viewed(state, c, ip, resp))
+    Some(viewed(state, parts, ip, c, resp))
 }

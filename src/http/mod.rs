@@ -21,6 +21,7 @@ mod graceful;
 pub mod hls;
 pub mod pages;
 pub mod questions;
+pub mod replay;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -91,6 +92,8 @@ pub struct HttpState {
     pub thumbnails: Arc<crate::transcode::thumbnails::Thumbnails>,
     /// Channel titles for share cards.
     pub cards: Arc<cards::Titles>,
+    /// Replay pages served from memory for a short while (crawlers fetch a posted link at once).
+    pub replay_pages: replay::ReplayPages,
 }
 
 impl HttpState {
@@ -142,9 +145,9 @@ impl HttpState {
             Route::WhipPublish(_) | Route::WhipSession(..) | Route::WhipOptions(_) => {
                 whip::handle(self, route, req).await
             }
+            Route::Replay(c, id) => replay::handle(self, c, id).await,
             Route::Recordings(_)
             | Route::RecordingChat(..)
-            | Route::Replay(..)
             | Route::VodMaster(..)
             | Route::VodPlaylist(..)
             | Route::VodFile(..) => vod::handle(self, route, req).await,
@@ -268,7 +271,14 @@ struct SlotState {
     permit: Option<OwnedSemaphorePermit>,
     event_stream: bool,
     event_streams: Arc<Semaphore>,
+    /// The channel and client this connection last counted as a viewer, and when.
+    viewed: Option<(String, IpAddr, std::time::Instant)>,
 }
+
+/// How often one connection counts the same client as a viewer of the same channel: a player
+/// asks for a playlist, part or segment several times a second, and counting one takes three
+/// shared locks; a viewer is counted for `chat::HLS_VIEWER_WINDOW` (10 s) after the last.
+const VIEW_REFRESH: Duration = Duration::from_secs(1);
 
 impl ConnectionSlot {
     fn new(permit: OwnedSemaphorePermit, event_streams: Arc<Semaphore>) -> Self {
@@ -276,7 +286,25 @@ impl ConnectionSlot {
             permit: Some(permit),
             event_stream: false,
             event_streams,
+            viewed: None,
         })))
+    }
+
+    /// Whether this connection counted `ip` as a viewer of `channel` less than [`VIEW_REFRESH`]
+    /// ago; if not, notes that it does now. Std mutex: per connection, never across an await.
+    pub fn viewed_recently(&self, channel: &str, ip: IpAddr) -> bool {
+        let now = std::time::Instant::now();
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut s.viewed {
+            Some((c, i, at)) if c == channel && *i == ip => {
+                if now.saturating_duration_since(*at) < VIEW_REFRESH {
+                    return true;
+                }
+                *at = now;
+            }
+            v => *v = Some((channel.to_string(), ip, now)),
+        }
+        false
     }
 
     /// Moves the connection to the event-stream budget; false when that budget is full (the
@@ -527,6 +555,28 @@ mod tests {
         let mut rest = Vec::new();
         sock.read_to_end(&mut rest).await.expect("read");
         (h2, rest)
+    }
+
+    /// A connection counts a viewer once per `VIEW_REFRESH` per channel and client; another
+    /// channel or client (a proxy's connection carries many) is counted at once.
+    #[test]
+    fn a_connection_counts_a_viewer_once_a_second() {
+        let permit = Arc::new(Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("permit");
+        let slot = ConnectionSlot::new(permit, Arc::new(Semaphore::new(1)));
+        let a: IpAddr = "192.0.2.1".parse().expect("ip");
+        let b: IpAddr = "192.0.2.2".parse().expect("ip");
+        assert!(!slot.viewed_recently("c", a));
+        assert!(slot.viewed_recently("c", a));
+        assert!(!slot.viewed_recently("d", a));
+        assert!(!slot.viewed_recently("d", b));
+        assert!(slot.viewed_recently("d", b));
+        // A second later the same viewer is counted again.
+        if let Some((_, _, at)) = &mut slot.0.lock().expect("slot").viewed {
+            *at -= VIEW_REFRESH;
+        }
+        assert!(!slot.viewed_recently("d", b));
     }
 
     #[tokio::test]

@@ -105,7 +105,7 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            match state.debate.set_timer(c, b.seconds) {
+            match state.debate.set_timer(c, b.seconds).await {
                 Ok(t) => json(StatusCode::OK, &serde_json::json!({ "timer": t })),
                 Err(e) => question_error(&e),
             }

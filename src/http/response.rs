@@ -35,8 +35,8 @@ pub fn text(status: StatusCode, content_type: &'static str, body: &'static str) 
     bytes_response(status, content_type, Bytes::from_static(body.as_bytes()))
 }
 
-pub fn html(status: StatusCode, body: String) -> Response<Body> {
-    let mut r = bytes_response(status, "text/html; charset=utf-8", Bytes::from(body));
+pub fn html(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = bytes_response(status, "text/html; charset=utf-8", body.into());
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(

@@ -141,22 +141,46 @@ impl Route<'_> {
     }
 }
 
+/// The most segments any route's path has (`/api/channels/{c}/questions/{id}/vote`).
+const MAX_SEGMENTS: usize = 6;
+
 /// Maps a method and path to a route. Names must be `[A-Za-z0-9_-]{1,64}`; anything else
 /// (encoded characters, dots, empty segments) is not found.
 pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
-    let parts: Vec<&str> = match path.strip_prefix('/') {
-        Some("") => Vec::new(),
-        Some(rest) => rest.split('/').collect(),
+    // The path's segments on the stack (no allocation per request); no route has more than
+    // `MAX_SEGMENTS`, so a longer path is not found (a preflight still answers for any path).
+    let mut buf = [""; MAX_SEGMENTS];
+    let mut n = 0;
+    let mut too_long = false;
+    match path.strip_prefix('/') {
+        Some("") => {}
+        Some(rest) => {
+            for seg in rest.split('/') {
+                if n == MAX_SEGMENTS {
+                    too_long = true;
+                    break;
+                }
+                buf[n] = seg;
+                n += 1;
+            }
+        }
         None => return Route::NotFound,
-    };
+    }
+    let parts: &[&'a str] = if too_long { &[] } else { &buf[..n] };
     if method == Method::OPTIONS {
-        return match parts.as_slice() {
+        if too_long {
+            return Route::Preflight;
+        }
+        return match parts {
             ["whip", c] if is_name(c) => Route::WhipOptions(false),
             ["whip", c, _] if is_name(c) => Route::WhipOptions(true),
             _ => Route::Preflight,
         };
     }
-    let r = match parts.as_slice() {
+    if too_long {
+        return Route::NotFound;
+    }
+    let r = match parts {
         [] => Route::Index,
         ["healthz"] => Route::Healthz,
         ["metrics"] => Route::Metrics,
@@ -294,6 +318,19 @@ mod tests {
         let get = Method::GET;
         let cases: Vec<(Method, &str, Route)> = vec![
             (get.clone(), "/api/me", Route::Me),
+            // Longer than any route: not found, but a preflight answers for any path.
+            (
+                get.clone(),
+                "/api/channels/c/questions/1/vote/x",
+                Route::NotFound,
+            ),
+            (get.clone(), "/hls/c/source/a/b/c/d/e/f", Route::NotFound),
+            (Method::OPTIONS, "/a/b/c/d/e/f/g/h", Route::Preflight),
+            (
+                Method::POST,
+                "/api/channels/c/questions/1/vote",
+                Route::QuestionVote("c", 1),
+            ),
             (get.clone(), "/api/me/cross-posts", Route::MeCrossPosts),
             (Method::POST, "/api/me", Route::MethodNotAllowed),
             (

@@ -1,7 +1,7 @@
 //! Recordings over HTTP: the list (`GET /api/channels/{c}/recordings`), each recording's chat
 //! log (`…/recordings/{id}/chat`), its HLS (`/vod/{c}/{id}/master.m3u8`, media playlists,
-//! segments and init segments from disk with `Range`), its poster, the replay page
-//! (`/replay/{c}/{id}`) and the admin delete (called from `admin`). The index comes from
+//! segments and init segments from disk with `Range`), its poster and the admin delete (called
+//! from `admin`); the replay page is `super::replay`. The index comes from
 //! `db::recordings`, files from [`crate::record::Recorder::file_path`]; names are checked by
 //! the router, so no path is built from anything else. What is not on this node (pruned after
 //! upload, or recorded by another node) comes from the object store through [`super::vod_store`].
@@ -10,11 +10,11 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
-use super::pages::html_escape;
 use super::request::Req;
-use super::response::{bytes_response, html, json, json_error, not_found, ranged};
+use super::response::{bytes_response, json, json_error, not_found, ranged};
 use super::router::Route;
 use super::{Body, HttpState};
+use crate::db::recording_pins;
 use crate::db::recordings::{self, Recording};
 use crate::db::DbError;
 use crate::record::{playlist, RecordError};
@@ -24,7 +24,6 @@ const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// A finished recording's playlists do not change either (until it is deleted).
 const FINAL: &str = "public, max-age=86400";
-const REPLAY_TEMPLATE: &str = include_str!("../../assets/replay.html");
 
 /// One recording as the API lists it.
 #[derive(Debug, Serialize)]
@@ -52,7 +51,11 @@ fn db_error(e: &DbError) -> Response<Body> {
     )
 }
 
-async fn find(state: &HttpState, c: &str, id: &str) -> Result<Recording, Response<Body>> {
+pub(super) async fn find(
+    state: &HttpState,
+    c: &str,
+    id: &str,
+) -> Result<Recording, Response<Body>> {
     if state.bus.get(c).is_none() {
         return Err(not_found());
     }
@@ -79,10 +82,6 @@ pub async fn handle(state: &HttpState, route: Route<'_>, req: Req) -> Response<B
     match route {
         Route::Recordings(c) => list(state, c).await,
         Route::RecordingChat(c, id) => chat(state, c, id).await,
-        Route::Replay(c, id) => match find(state, c, id).await {
-            Ok(_) => html(StatusCode::OK, replay_page(c, id)),
-            Err(r) => r,
-        },
         Route::VodMaster(c, id) => {
             let rec = match find(state, c, id).await {
                 Ok(r) => r,
@@ -224,10 +223,15 @@ async fn chat(state: &HttpState, c: &str, id: &str) -> Response<Body> {
         return r;
     }
     let (cc, i) = (c.to_string(), id.to_string());
-    let rows = match state
+    let (rows, pins) = match state
         .recorder
         .db
-        .call(move |conn| recordings::chat(conn, &cc, &i))
+        .call(move |conn| {
+            Ok((
+                recordings::chat(conn, &cc, &i)?,
+                recording_pins::list(conn, &cc, &i)?,
+            ))
+        })
         .await
     {
         Ok(r) => r,
@@ -241,10 +245,20 @@ async fn chat(state: &HttpState, c: &str, id: &str) -> Response<Body> {
             Some(v)
         })
         .collect();
-    // Questions join when the debate surface lands.
+    // Each time a question was on screen: the question as it was when pinned, from
+    // `offset_seconds` until `until_seconds` (null: to the end).
+    let questions: Vec<serde_json::Value> = recording_pins::periods(&pins)
+        .into_iter()
+        .filter_map(|p| {
+            let mut v: serde_json::Value = serde_json::from_str(&p.question).ok()?;
+            v["offset_seconds"] = serde_json::json!(p.from_ms as f64 / 1000.0);
+            v["until_seconds"] = serde_json::json!(p.until_ms.map(|u| u as f64 / 1000.0));
+            Some(v)
+        })
+        .collect();
     json(
         StatusCode::OK,
-        &serde_json::json!({ "messages": messages, "questions": [] }),
+        &serde_json::json!({ "messages": messages, "questions": questions }),
     )
 }
 
@@ -253,7 +267,9 @@ pub async fn delete(state: &HttpState, c: &str, id: &str) -> Response<Body> {
     if state.bus.get(c).is_none() {
         return not_found();
     }
-    match state.recorder.delete(c, id).await {
+    let deleted = state.recorder.delete(c, id).await;
+    state.replay_pages.forget(c, id);
+    match deleted {
         Ok(()) => json(StatusCode::OK, &serde_json::json!({ "deleted": id })),
         Err(RecordError::NotFound) => not_found(),
         Err(e @ RecordError::Live) => json_error(StatusCode::CONFLICT, &e.to_string()),
@@ -265,10 +281,4 @@ pub async fn delete(state: &HttpState, c: &str, id: &str) -> Response<Body> {
             )
         }
     }
-}
-
-fn replay_page(channel: &str, id: &str) -> String {
-    REPLAY_TEMPLATE
-        .replace("{{channel}}", &html_escape(channel))
-        .replace("{{id}}", &html_escape(id))
 }

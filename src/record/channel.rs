@@ -50,6 +50,10 @@ struct Active {
     ended: Option<Instant>,
     /// The transcoded renditions' numbering (`record.renditions = "all"`).
     taps: Arc<Mutex<HashMap<String, TapState>>>,
+    /// When it began.
+    started: DateTime<Utc>,
+    /// Its poster was handed to the disk task ([`super::poster`]).
+    poster: Arc<AtomicBool>,
 }
 
 impl Active {
@@ -73,6 +77,8 @@ struct Task {
     /// Set while a broadcast is on but its recording was given up: nothing is sent until the
     /// broadcast ends.
     gave_up: bool,
+    /// The task's own (shutdown, channel removed): ends its poster waiters too.
+    cancel: CancellationToken,
 }
 
 /// Runs until `cancel` (shutdown, channel removed) or the bus closes.
@@ -92,6 +98,7 @@ pub async fn run(
         inits: Vec::new(),
         active: None,
         gave_up: false,
+        cancel: cancel.clone(),
     };
     loop {
         let ev = tokio::select! {
@@ -163,6 +170,7 @@ impl Task {
                 prev,
                 failed.clone(),
             ));
+            let weak = tx.downgrade();
             a.jobs = Some(tx);
             a.disk = Some(disk);
             a.failed = failed;
@@ -171,7 +179,18 @@ impl Task {
             self.rec.set_sink(&self.channel, a.sink());
             // The init segment is written again if it changed; the same one is reused.
             info!(recording = %a.id, "broadcaster back within announce.grace_seconds: the recording goes on");
+            if !a.poster.load(Ordering::Acquire) {
+                super::poster::spawn(
+                    &self.rec,
+                    &self.channel,
+                    a.started,
+                    weak,
+                    a.poster.clone(),
+                    self.cancel.clone(),
+                );
+            }
             self.clock();
+            self.rec.sync_pin(&self.channel);
             return;
         }
         self.begin();
@@ -205,6 +224,15 @@ impl Task {
             failed.clone(),
         ));
         info!(recording = %id, "recording started");
+        let poster = Arc::new(AtomicBool::new(false));
+        super::poster::spawn(
+            &self.rec,
+            &self.channel,
+            now,
+            tx.downgrade(),
+            poster.clone(),
+            self.cancel.clone(),
+        );
         let active = Active {
             id,
             jobs: Some(tx),
@@ -216,10 +244,13 @@ impl Task {
             anchor: None,
             ended: None,
             taps: Arc::default(),
+            started: now,
+            poster,
         };
         self.rec.set_sink(&self.channel, active.sink());
         self.active = Some(active);
-        // A configuration that came before the start is written with the first segment.
+        // A configuration that came before the start is written with the first segment; a
+        // question pinned before it is logged once the recording is listed.
         self.clock();
     }
 

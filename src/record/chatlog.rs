@@ -1,11 +1,13 @@
 //! The chat log task: messages accepted on a channel while a recording is made are kept with
-//! their media time (`recording_chat`). Batched: everything queued is written in one
+//! their media time (`recording_chat`), and so are the changes of its pinned question
+//! (`recording_pins`, see [`super::pins`]). Batched: everything queued is written in one
 //! transaction (one fsync), so a busy chat costs the database thread little.
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+use crate::db::recording_pins::{self, PinRow};
 use crate::db::recordings::{self, ChatRow};
 use crate::db::Db;
 
@@ -22,6 +24,12 @@ pub enum Item {
     },
     /// A moderator deleted a message: gone from the logs too.
     Delete { channel: String, message_id: i64 },
+    /// The pinned question changed while the recording was made.
+    Pin {
+        channel: String,
+        recording: String,
+        row: PinRow,
+    },
 }
 
 pub async fn run(db: Db, mut rx: mpsc::Receiver<Item>, cancel: CancellationToken) {
@@ -56,6 +64,11 @@ pub async fn run(db: Db, mut rx: mpsc::Receiver<Item>, cancel: CancellationToken
                             channel,
                             message_id,
                         } => recordings::delete_chat(tx, channel, *message_id)?,
+                        Item::Pin {
+                            channel,
+                            recording,
+                            row,
+                        } => recording_pins::add(tx, channel, recording, row)?,
                     }
                 }
                 Ok(())

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::{Recorder, SOURCE};
 use crate::db::recordings::{self, Recording, SegmentRow};
@@ -50,7 +50,12 @@ pub enum DiskJob {
         row: SegmentRow,
         data: Bytes,
     },
+    /// The recording's poster (a live thumbnail, see [`super::poster`]).
+    Poster(Bytes),
 }
+
+/// The poster's file name in a recording's directory.
+pub const POSTER: &str = "poster.jpg";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
@@ -130,8 +135,10 @@ async fn handle(
                 duration: 0,
                 bytes: 0,
             };
+            let started = row.started_at.clone();
             rec.db.write(move |tx| recordings::insert(tx, &row)).await?;
             rec.uploaded(channel, id, vec![META.to_string()]);
+            rec.listed(channel, id, &started);
         }
         DiskJob::Resume => {
             // No longer wholly uploaded: the next finish marks it again.
@@ -177,8 +184,31 @@ async fn handle(
                 .await?;
             rec.uploaded(channel, id, rels);
         }
+        DiskJob::Poster(jpeg) => {
+            // A picture that cannot be written costs the recording nothing (it has none).
+            let d = dir.to_path_buf();
+            match blocking(move || write_replacing(&d, POSTER, &jpeg)).await {
+                Ok(()) => {
+                    info!(%channel, recording = %id, "recording poster saved");
+                    rec.uploaded(channel, id, vec![POSTER.to_string()]);
+                }
+                Err(e) => {
+                    warn!(%channel, recording = %id, error = %e, "recording poster not saved")
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Writes `name` in `dir` whole or not at all: a temporary file, fsynced, renamed over it,
+/// then the directory fsynced.
+fn write_replacing(dir: &Path, name: &str, data: &[u8]) -> Result<(), DiskError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    write_synced(&tmp, data)?;
+    let path = dir.join(name);
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    sync_dir(dir)
 }
 
 async fn blocking<F>(f: F) -> Result<(), DiskError>
@@ -196,12 +226,8 @@ where
 /// Creates the directory and writes `meta.json` (write, fsync, rename, fsync the directory).
 pub fn write_meta(dir: &Path, meta: &Meta) -> Result<(), DiskError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join("meta.json.tmp");
     let text = serde_json::to_vec_pretty(meta).unwrap_or_default();
-    write_synced(&tmp, &text)?;
-    let path = dir.join(META);
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    sync_dir(dir)?;
+    write_replacing(dir, META, &text)?;
     if let Some(parent) = dir.parent() {
         sync_dir(parent)?;
     }

@@ -17,17 +17,22 @@
 //! fsyncs it, appends its line to the rendition's `segments.log` (fsynced too) and only then
 //! lists it in the database, so everything listed survives a crash. At start [`index`]
 //! rebuilds the index from those files. [`retention`] deletes by age and by total size,
-//! oldest first. [`chatlog`] keeps the chat with each message's media time.
+//! oldest first. [`chatlog`] keeps the chat with each message's media time, and the pinned
+//! question's changes (`pins.rs`, told by the debate). `poster.rs` keeps the show's first live
+//! thumbnail as the recording's poster. [`Recorder::replay_of`] tells the announcer which
+//! recording a show made (`announce.replay_post`).
 //!
 //! **On disk.** `{storage.data_dir}/recordings/{channel}/{id}/`: `meta.json`, and per
 //! rendition a directory with `init-N.mp4`, `000001.m4s`, ... and `segments.log`. A poster
-//! image `poster.jpg` there (made by the thumbnail code) is served with the recording.
+//! image `poster.jpg` there (the show's first live thumbnail) is served with the recording.
 
 pub mod channel;
 pub mod chatlog;
 pub mod disk;
 pub mod index;
+mod pins;
 pub mod playlist;
+mod poster;
 pub mod renditions;
 pub mod retention;
 pub mod store;
@@ -35,9 +40,10 @@ pub mod upload;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -47,6 +53,7 @@ use crate::bus::ChannelBus;
 use crate::chat::ChatMessage;
 use crate::config::{Config, RecordConfig};
 use crate::db::{self, Db, DbError};
+use crate::transcode::thumbnails::Thumbnails;
 
 /// The rendition every recording has.
 pub const SOURCE: &str = crate::hls::SOURCE;
@@ -54,6 +61,9 @@ pub const SOURCE: &str = crate::hls::SOURCE;
 const CHAT_QUEUE: usize = 1024;
 /// How often retention runs besides at start and after each recording.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
+/// A recording that began this long before its show went live (clocks read a moment apart)
+/// is still that show's ([`Recorder::replay_of`]).
+const SHOW_SLACK: chrono::Duration = chrono::Duration::seconds(2);
 
 /// Why a recording operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +118,14 @@ pub struct Recorder {
     /// Std mutex: looked up per segment on transcode workers, never held across an await.
     sinks: Mutex<HashMap<String, renditions::Sink>>,
     chat: mpsc::Sender<chatlog::Item>,
+    /// Each channel's pinned question and what its recording's log says. Std mutex: map
+    /// updates only, never held across an await.
+    pins: Mutex<pins::Pins>,
+    /// Each channel's latest recording (id, start) once it is in the index, for
+    /// [`Recorder::replay_of`]. Std mutex: short sections.
+    shows: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
+    /// Where posters come from (set once at start; no thumbnails, no posters).
+    thumbnails: OnceLock<Arc<Thumbnails>>,
     /// Wakes retention (a recording ended).
     sweep: Notify,
     tracker: TaskTracker,
@@ -170,6 +188,9 @@ impl Recorder {
             live: Mutex::new(HashMap::new()),
             sinks: Mutex::new(HashMap::new()),
             chat: chat_tx,
+            pins: Mutex::default(),
+            shows: Mutex::default(),
+            thumbnails: OnceLock::new(),
             sweep: Notify::new(),
             tracker: tracker.clone(),
             uploader,
@@ -183,6 +204,34 @@ impl Recorder {
             info!("record.enabled = false: broadcasts are not recorded");
         }
         rec
+    }
+
+    /// Takes the live thumbnails, for the recordings' posters (before channels start).
+    pub fn set_thumbnails(&self, t: Arc<Thumbnails>) {
+        let _ = self.thumbnails.set(t);
+    }
+
+    /// The recording the show of `channel` that went live at `live_since` made, once it is in
+    /// the index (a reconnect within the grace continues it; nothing when the show was not
+    /// recorded). For the end-of-show post; never waits.
+    pub fn replay_of(&self, channel: &str, live_since: DateTime<Utc>) -> Option<String> {
+        lock(&self.shows)
+            .get(channel)
+            .filter(|(_, started)| *started >= live_since - SHOW_SLACK)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// A recording is in the index (its disk task wrote its row).
+    pub(crate) fn listed(&self, channel: &str, id: &str, started_at: &str) {
+        let Ok(started) = DateTime::parse_from_rfc3339(started_at) else {
+            return;
+        };
+        lock(&self.shows).insert(
+            channel.to_string(),
+            (id.to_string(), started.with_timezone(&Utc)),
+        );
+        // A question pinned before the show is on screen from its start.
+        self.sync_pin(channel);
     }
 
     /// Records the ladder's renditions too, when `record.renditions = "all"`.

@@ -84,3 +84,24 @@ pub fn bearer(
         &[("Authorization", &auth)],
     )
 }
+
+/// Asks a question on `channel` (as the watch page does); 202 with the question.
+pub fn ask(srv: &TestServer, channel: &str, nick: &str, text: &str) -> Answer {
+    request(
+        srv,
+        "POST",
+        &format!("/api/channels/{channel}/questions"),
+        Some(&json!({"nick": nick, "text": text}).to_string()),
+        &[],
+    )
+}
+
+/// Moves a question (`pinned`, `answered`, ...) as the studio does, with [`ADMIN_TOKEN`].
+pub fn question_state(srv: &TestServer, channel: &str, id: u64, state: &str) -> Answer {
+    admin(
+        srv,
+        "PUT",
+        &format!("/api/admin/channels/{channel}/questions/{id}"),
+        Some(json!({ "state": state })),
+    )
+}

@@ -23,11 +23,14 @@
 //! [`VOTE_EVENT_INTERVAL`] per channel at most (the first at once, the rest at the end of the
 //! interval), however fast votes come and on however many questions.
 //!
+//! **Pins for the replay.** Whoever records the shows is told every change of a channel's
+//! pinned question (`pin_hook.rs`, [`Debate::on_pinned`]).
+//!
 //! **Timer.** Only its deadline is sent (`ends_at`, with the server's `now` so pages correct
 //! their clock); pages count down by themselves and show "time's up". It lives in memory.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -43,12 +46,18 @@ use crate::db::questions::{self as rows, QuestionRow};
 use crate::db::{Db, DbError};
 
 mod model;
+mod pin_hook;
+mod queue;
 mod session;
+mod shared;
 mod votes;
 
 pub use model::{
     order, ListedQuestion, Listing, QuestionError, QuestionState, QuestionView, TimerView, Viewer,
 };
+pub use pin_hook::PinHook;
+use queue::{apply_changes, changes_for, set_timer_in};
+use shared::{replica_writer, Replica};
 use votes::{vote_writer, VoteJob};
 
 /// Vote counts go out at most this often per channel...
@@ -121,6 +130,9 @@ struct DebateState {
     /// When it went offline (or the server started): a go-live within the grace continues
     /// the broadcast.
     offline_since: Option<Instant>,
+    /// In a cluster: the id (µs, the cluster's clock) of the `offline` event applied last,
+    /// so that every node decides a go-live's continuation alike (`shared`).
+    offline_id: Option<u64>,
 }
 
 /// One channel's debate.
@@ -133,6 +145,9 @@ struct DebateChannel {
     /// Serializes the broadcaster's changes (held across their database write), so two
     /// admins pinning at once cannot leave two questions pinned.
     admin: tokio::sync::Mutex<()>,
+    /// In a cluster: the id of the last debate event applied here, for a request waiting
+    /// until its own change has come back through Redis (`shared`).
+    applied: tokio::sync::watch::Sender<u64>,
 }
 
 impl DebateChannel {
@@ -154,6 +169,10 @@ pub struct Debate {
     /// Std mutex, short sections.
     channels: Mutex<HashMap<String, Arc<DebateChannel>>>,
     votes: mpsc::Sender<VoteJob>,
+    /// Set once (the recorder): told each change of a pinned question.
+    pin_hook: OnceLock<PinHook>,
+    /// In a cluster: this node's database copy of the changes applied from Redis.
+    replica: mpsc::Sender<Replica>,
 }
 
 impl Debate {
@@ -193,6 +212,8 @@ impl Debate {
         );
         let (votes, rx) = mpsc::channel(VOTE_QUEUE);
         tracker.spawn(vote_writer(db.clone(), rx));
+        let (replica, rx) = mpsc::channel(VOTE_QUEUE);
+        tracker.spawn(replica_writer(db.clone(), rx));
         let lifecycle = chat.bus.subscribe_lifecycle();
         let debate = Arc::new(Debate {
             cfg,
@@ -203,6 +224,8 @@ impl Debate {
             tracker: tracker.clone(),
             channels: Mutex::new(channels),
             votes,
+            pin_hook: OnceLock::new(),
+            replica,
         });
         tracker.spawn(session::lifecycle_task(debate.clone(), lifecycle, cancel));
         Ok(debate)
@@ -245,7 +268,14 @@ impl Debate {
         let data = serde_json::to_value(q.view()).unwrap_or_default();
         if let Some(ch) = self.chat.channel(channel) {
             let mut st = ch.lock();
-            ch.publish(&mut st, self.chat.cfg.history, "question", &data, None);
+            if self.chat.cluster.get().is_some() {
+                // Coalesced on each node: under the last shared id, like the viewer counts,
+                // so that no node makes an id the others do not know.
+                let id = st.last_id;
+                ch.publish_at(&mut st, self.chat.cfg.history, id, "question", &data, None);
+            } else {
+                ch.publish(&mut st, self.chat.cfg.history, "question", &data, None);
+            }
         }
     }
 
@@ -261,6 +291,7 @@ impl Debate {
     fn emit_pinned(&self, channel: &str, st: &DebateState) {
         let data = self.pinned_data(st);
         self.emit(channel, "pinned", &data);
+        self.tell_pinned(channel, st);
     }
 
     /// Refuses a banned viewer (nick, address or identity, as the chat bans them).
@@ -332,6 +363,15 @@ impl Debate {
             // Asked while offline: it waits for the next broadcast (see `session`).
             st.live.then(|| st.session.clone()).flatten()
         };
+        if let Some(c) = self.chat.shared().cloned() {
+            // In a cluster every node (this one too) adds it as it comes back from Redis.
+            if let Some(r) = self.ask_shared(&c, &dc, &key, &nick, &text, viewer).await {
+                if r.is_err() {
+                    dc.lock().last_asked.remove(&key);
+                }
+                return r;
+            }
+        }
         let mut row = QuestionRow {
             id: 0,
             channel: dc.name.clone(),
@@ -345,7 +385,17 @@ impl Debate {
             voters: Vec::new(),
         };
         let stored = row.clone();
-        let id = match self.db.write(move |tx| rows::insert(tx, &stored)).await {
+        // A node of a cluster alone (Redis lost) numbers from its clock, as the cluster does.
+        let from = self
+            .chat
+            .cluster
+            .get()
+            .map(|_| Utc::now().timestamp_micros().max(0) as u64);
+        let insert = move |tx: &rusqlite::Transaction<'_>| match from {
+            Some(from) => rows::insert_from(tx, &stored, from),
+            None => rows::insert(tx, &stored),
+        };
+        let id = match self.db.write(insert).await {
             Ok(id) => id,
             Err(e) => {
                 dc.lock().last_asked.remove(&key);
@@ -377,27 +427,12 @@ impl Debate {
     ) -> Result<QuestionView, QuestionError> {
         let dc = self.channel(channel)?;
         let _one = dc.admin.lock().await;
-        let changes: Vec<(u64, QuestionState)> = {
-            let st = dc.lock();
-            let q = st
-                .questions
-                .get(&id)
-                .ok_or(QuestionError::NoSuchQuestion { id })?;
-            let mut changes = vec![(id, to)];
-            if to == QuestionState::Pinned {
-                if let Some(p) = st.pinned.filter(|p| *p != id) {
-                    let back = st
-                        .questions
-                        .get(&p)
-                        .map_or(QuestionState::Open, |q| q.before_pin);
-                    changes.push((p, back));
-                }
+        if let Some(c) = self.chat.shared().cloned() {
+            if let Some(r) = self.set_state_shared(&c, &dc, id, to).await {
+                return r;
             }
-            if q.state == to {
-                changes.retain(|(i, _)| *i != id);
-            }
-            changes
-        };
+        }
+        let changes = changes_for(&dc.lock(), id, to)?;
         let stored = changes.clone();
         self.db
             .write(move |tx| {
@@ -409,27 +444,13 @@ impl Debate {
             .await
             .map_err(|e| super::unsaved(channel, "question state", e))?;
         let mut st = dc.lock();
-        let before = st.pinned;
-        for (qid, s) in &changes {
-            if let Some(q) = st.questions.get_mut(qid) {
-                if *s == QuestionState::Pinned && q.state != QuestionState::Pinned {
-                    q.before_pin = q.state;
-                }
-                q.state = *s;
-            }
-            if *s == QuestionState::Pinned {
-                st.pinned = Some(*qid);
-            } else if st.pinned == Some(*qid) {
-                st.pinned = None;
-            }
-        }
+        let pin_moved = apply_changes(&mut st, &changes);
         for (qid, _) in &changes {
-            st.dirty.retain(|d| d != qid);
             if let Some(q) = st.questions.get(qid) {
                 self.emit_question(&dc.name, q);
             }
         }
-        if st.pinned != before {
+        if pin_moved {
             self.emit_pinned(&dc.name, &st);
         }
         info!(channel = %dc.name, id, state = to.as_str(), "question moved");
@@ -441,7 +462,7 @@ impl Debate {
 
     /// Starts the speaking timer for `seconds` from now (0 stops it); every page gets a
     /// `timer` event with the deadline.
-    pub fn set_timer(
+    pub async fn set_timer(
         &self,
         channel: &str,
         seconds: u64,
@@ -450,18 +471,14 @@ impl Debate {
             return Err(QuestionError::TimerTooLong { seconds });
         }
         let dc = self.channel(channel)?;
+        let ends_at = Utc::now() + chrono::Duration::seconds(seconds as i64);
+        if let Some(c) = self.chat.shared().cloned() {
+            if let Some(r) = self.set_timer_shared(&c, &dc, seconds, ends_at).await {
+                return r;
+            }
+        }
         let mut st = dc.lock();
-        st.timer = (seconds > 0).then(|| Timer {
-            ends_at: Utc::now() + chrono::Duration::seconds(seconds as i64),
-            seconds,
-        });
-        let view = st.timer.as_ref().map(Timer::view);
-        let data = match &view {
-            Some(v) => serde_json::to_value(v).unwrap_or_default(),
-            None => serde_json::json!({
-                "ends_at": null, "running": false, "seconds": 0, "now": now_rfc3339(Utc::now())
-            }),
-        };
+        let (view, data) = set_timer_in(&mut st, seconds, ends_at);
         self.emit(&dc.name, "timer", &data);
         info!(channel = %dc.name, seconds, "speaking timer set");
         Ok(view)
@@ -528,5 +545,6 @@ fn new_channel(name: &str) -> Arc<DebateChannel> {
         name: name.to_string(),
         state: Mutex::new(DebateState::default()),
         admin: tokio::sync::Mutex::new(()),
+        applied: tokio::sync::watch::Sender::new(0),
     })
 }

@@ -93,6 +93,7 @@ impl Debate {
             let mut data = self.pinned_data(&st);
             data["new_broadcast"] = serde_json::Value::String(session.clone());
             self.emit(&dc.name, "pinned", &data);
+            self.tell_pinned(&dc.name, &st);
             info!(channel = %dc.name, broadcast = %session, archived = before - st.questions.len(),
                 joined = pending.len(), "debate: a new broadcast");
         } else {
@@ -137,6 +138,10 @@ pub(super) async fn lifecycle_task(
             _ = cancel.cancelled() => return,
         };
         match ev {
+            // In a cluster, go-lives and ends come from Redis in stream order (`shared`), or
+            // from the cluster itself while Redis is lost, so that every node decides alike.
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_))
+                if debate.chat.cluster.get().is_some() => {}
             Ok(Lifecycle::Live {
                 channel,
                 started_at,

@@ -37,6 +37,12 @@ impl Debate {
         let dc = self.channel(channel)?;
         self.check_bans(channel, viewer, None)?;
         let key = viewer.key();
+        if let Some(c) = self.chat.shared().cloned() {
+            // In a cluster the vote counts where it comes back from Redis, on every node.
+            if let Some(r) = self.vote_shared(&c, &dc, &key, id, add).await {
+                return r;
+            }
+        }
         let done = {
             let mut st = dc.lock();
             let q = st
