@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info};
 
-use super::channel::{ChatChannel, Ring};
+use super::channel::{ChannelState, ChatChannel, Ring};
 use super::{unsaved, Chat, ChatError};
 use crate::db::{self, Db, DbError};
 
@@ -205,17 +205,7 @@ impl ChatChannel {
     /// history; returns how many. Its open event streams end if it is an address.
     pub(super) fn apply_ban(&self, target: &BanTarget, history_len: usize) -> usize {
         let mut st = self.lock();
-        let doomed: Vec<u64> = st
-            .history
-            .iter()
-            .filter(|h| match (&h.author, target) {
-                (Some(a), BanTarget::Nick(t)) => a.nick == *t,
-                (Some(a), BanTarget::Address(t)) => a.addr == *t,
-                (Some(a), BanTarget::Identity(t)) => a.identity.as_ref() == Some(t),
-                _ => false,
-            })
-            .map(|h| h.id)
-            .collect();
+        let doomed = st.messages_of(target);
         match target {
             BanTarget::Nick(n) => {
                 st.bans.nicks.insert(n.clone());
@@ -304,6 +294,22 @@ impl Chat {
             })
             .await
             .map_err(|e| unsaved(channel, "chat unban", e))
+    }
+}
+
+impl ChannelState {
+    /// Ids of the target's messages still in the history.
+    pub(super) fn messages_of(&self, target: &BanTarget) -> Vec<u64> {
+        self.history
+            .iter()
+            .filter(|h| match (&h.author, target) {
+                (Some(a), BanTarget::Nick(t)) => a.nick == *t,
+                (Some(a), BanTarget::Address(t)) => a.addr == *t,
+                (Some(a), BanTarget::Identity(t)) => a.identity.as_ref() == Some(t),
+                _ => false,
+            })
+            .map(|h| h.id)
+            .collect()
     }
 }
 

@@ -360,17 +360,7 @@ impl Chat {
 impl ChatChannel {
     /// Ids of the target's messages still in the history.
     fn messages_of(&self, target: &BanTarget) -> Vec<u64> {
-        self.lock()
-            .history
-            .iter()
-            .filter(|h| match (&h.author, target) {
-                (Some(a), BanTarget::Nick(t)) => a.nick == *t,
-                (Some(a), BanTarget::Address(t)) => a.addr == *t,
-                (Some(a), BanTarget::Identity(t)) => a.identity.as_ref() == Some(t),
-                _ => false,
-            })
-            .map(|h| h.id)
-            .collect()
+        self.lock().messages_of(target)
     }
 
     /// The ban in memory, and the end of the address's event streams (the deletions come as

@@ -83,19 +83,10 @@ impl Debate {
             }
         }
         if fresh {
-            let before = st.questions.len();
-            st.questions
-                .retain(|_, q| q.row.broadcast.as_deref() == Some(session.as_str()));
-            if st.pinned.is_some_and(|p| !st.questions.contains_key(&p)) {
-                st.pinned = None;
-            }
-            st.dirty.clear();
-            let mut data = self.pinned_data(&st);
-            data["new_broadcast"] = serde_json::Value::String(session.clone());
+            let (archived, data) = self.new_broadcast(&dc.name, &mut st, &session);
             self.emit(&dc.name, "pinned", &data);
-            self.tell_pinned(&dc.name, &st);
-            info!(channel = %dc.name, broadcast = %session, archived = before - st.questions.len(),
-                joined = pending.len(), "debate: a new broadcast");
+            info!(channel = %dc.name, broadcast = %session, archived, joined = pending.len(),
+                "debate: a new broadcast");
         } else {
             for id in &pending {
                 if let Some(q) = st.questions.get(id) {
@@ -104,6 +95,29 @@ impl Debate {
             }
             debug!(channel = %dc.name, broadcast = %session, "debate: the broadcast goes on");
         }
+    }
+
+    /// A new broadcast `session` begins: only its questions stay in memory (the earlier ones
+    /// stay in the database), a pin of an earlier one goes, the recorder is told. Returns how
+    /// many left memory and the `pinned` event (with `new_broadcast`) for the caller to send
+    /// under its id: the node's own, or the cluster stream's.
+    pub(super) fn new_broadcast(
+        &self,
+        channel: &str,
+        st: &mut super::DebateState,
+        session: &str,
+    ) -> (usize, serde_json::Value) {
+        let before = st.questions.len();
+        st.questions
+            .retain(|_, q| q.row.broadcast.as_deref() == Some(session));
+        if st.pinned.is_some_and(|p| !st.questions.contains_key(&p)) {
+            st.pinned = None;
+        }
+        st.dirty.clear();
+        let mut data = self.pinned_data(st);
+        data["new_broadcast"] = serde_json::Value::String(session.to_string());
+        self.tell_pinned(channel, st);
+        (before - st.questions.len(), data)
     }
 
     /// `channel` went offline: its broadcast may still continue within the grace.

@@ -389,16 +389,8 @@ impl Debate {
         st.offline_since = None;
         st.session = Some(session.clone());
         if fresh {
-            st.questions
-                .retain(|_, q| q.row.broadcast.as_deref() == Some(session.as_str()));
-            if st.pinned.is_some_and(|p| !st.questions.contains_key(&p)) {
-                st.pinned = None;
-            }
-            st.dirty.clear();
-            let mut data = self.pinned_data(&st);
-            data["new_broadcast"] = Value::String(session.clone());
+            let (_, data) = self.new_broadcast(&dc.name, &mut st, &session);
             self.emit_at(&dc.name, ev.id, "pinned", &data);
-            self.tell_pinned(&dc.name, &st);
             info!(channel = %dc.name, broadcast = %session, joined = pending.len(), "debate: a new broadcast (cluster)");
         } else {
             for id in &pending {
